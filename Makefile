@@ -1,0 +1,40 @@
+# memvault: `make run` and `make test` are the two commands of the README.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[local,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: set up .venv and run the guided demo on the embedded store with the local model
+run: install
+	$(PY) -m memvault demo
+
+## test: lint, type-check and the whole test suite
+test: install lint typecheck unit
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: install
+	$(VENV)/bin/mypy src
+
+unit: install
+	$(PY) -m pytest -q
+
+## bench: retrieval quality and speed figures, saved in bench/results/
+bench: install
+	$(PY) bench/locomo.py
+	$(PY) bench/speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

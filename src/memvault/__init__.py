@@ -1,0 +1,60 @@
+"""memvault: encrypted long-term memory for AI agents, with mem0's API.
+
+    from memvault import Memory
+    m = Memory()                                   # ~/.local/share/memvault, local model
+    m.add("Alice is allergic to peanuts", user_id="alice")
+    m.search("what can't alice eat?", user_id="alice")
+"""
+
+from memvault.async_memory import AsyncMemory
+from memvault.config import Settings
+from memvault.embedding import Embedder, HashEmbedder, register_embedder
+from memvault.errors import (
+    CryptoError,
+    EmbedderError,
+    EmbeddingModelMismatch,
+    EmptyText,
+    IntegrityError,
+    InvalidConfig,
+    InvalidFilter,
+    InvalidId,
+    InvalidInput,
+    InvalidMetadata,
+    MemvaultError,
+    MissingDependency,
+    MissingScope,
+    NotFound,
+    StorageError,
+    TextTooLong,
+    WrongMasterKey,
+)
+from memvault.memory import Memory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncMemory",
+    "CryptoError",
+    "Embedder",
+    "EmbedderError",
+    "EmbeddingModelMismatch",
+    "EmptyText",
+    "HashEmbedder",
+    "IntegrityError",
+    "InvalidConfig",
+    "InvalidFilter",
+    "InvalidId",
+    "InvalidInput",
+    "InvalidMetadata",
+    "Memory",
+    "MemvaultError",
+    "MissingDependency",
+    "MissingScope",
+    "NotFound",
+    "Settings",
+    "StorageError",
+    "TextTooLong",
+    "WrongMasterKey",
+    "__version__",
+    "register_embedder",
+]

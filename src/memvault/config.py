@@ -1,0 +1,106 @@
+"""Settings: one typed object, from ``MEMVAULT_*`` variables, an optional TOML file and arguments.
+
+Precedence, highest first: explicit arguments (``Memory(...)``, ``from_config``, CLI flags), the
+environment, the TOML file named by ``MEMVAULT_CONFIG`` (or ``memvault.toml`` in the home), then the
+defaults below. Nothing is read at import time: ``Settings.load()`` is called by ``Memory`` and the
+CLI when they start.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memvault.errors import InvalidConfig
+
+__all__ = ["Settings", "default_home"]
+
+CONFIG_FILE_NAME = "memvault.toml"
+
+
+def default_home() -> Path:
+    """The platform's user data dir (never /tmp): ``~/.local/share/memvault`` on Linux."""
+    return Path(platformdirs.user_data_dir("memvault", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything a ``Memory`` or the CLI can be told; each field is also ``MEMVAULT_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMVAULT_", extra="forbid")
+
+    home: Path = Field(default_factory=default_home, description="Data directory (created 0700).")
+    namespace: str = Field("default", description="Tenant: the hard isolation boundary.")
+    embedder: str = Field("local", description="local | hash | openai")
+    master_key: SecretStr | None = Field(
+        None, description="Base64 of 32 bytes. Without it a 0600 key file in the home is used."
+    )
+    synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="SQLite durability: FULL survives power loss, NORMAL only a crash."
+    )
+    max_text_bytes: int = Field(32 * 1024, gt=0, description="Longest memory text, UTF-8 bytes.")
+    max_metadata_bytes: int = Field(16 * 1024, gt=0, description="Largest metadata, JSON bytes.")
+    context_window: int = Field(
+        2, ge=0, le=8, description="Earlier memories of the scope indexed as a memory's context."
+    )
+    vector_cache_bytes: int = Field(
+        256 * 1024 * 1024, gt=0, description="Budget of decrypted vector indexes kept in memory."
+    )
+    model_path: Path | None = Field(None, description="Another ONNX sentence model (local).")
+    tokenizer_path: Path | None = Field(None, description="Its tokenizer.json (local).")
+    openai_base_url: str = Field("http://127.0.0.1:11434/v1", description="OpenAI-compatible API.")
+    openai_api_key: SecretStr | None = None
+    openai_model: str = "text-embedding-3-small"
+    openai_dimensions: int | None = Field(None, gt=0)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_an_id(cls, value: str) -> str:
+        from memvault.validation import check_namespace
+
+        return check_namespace(value)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Build settings from arguments, environment and TOML, or raise ``InvalidConfig``."""
+        explicit = {k: v for k, v in overrides.items() if v is not None}
+        file_values = _read_toml(config_file, explicit.get("home"))
+        env_names = {f"MEMVAULT_{name.upper()}" for name in cls.model_fields}
+        from_env = {n for n in env_names if n in os.environ}
+        # The environment beats the file: drop file keys that the environment also sets.
+        merged = {k: v for k, v in file_values.items() if f"MEMVAULT_{k.upper()}" not in from_env}
+        merged.update(explicit)
+        try:
+            return cls(**merged)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise InvalidConfig(f"invalid settings: {problems}") from None
+
+
+def _read_toml(config_file: Path | None, home: Any) -> dict[str, Any]:
+    path = config_file or (Path(os.environ["MEMVAULT_CONFIG"]) if "MEMVAULT_CONFIG" in os.environ else None)
+    if path is None:
+        base = Path(home) if home else Path(os.environ.get("MEMVAULT_HOME") or default_home())
+        candidate = base / CONFIG_FILE_NAME
+        if not candidate.is_file():
+            return {}
+        path = candidate
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise InvalidConfig(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidConfig(f"config file {path} is not valid TOML: {exc}") from None
+    section = data.get("memvault", data)
+    if not isinstance(section, dict):
+        raise InvalidConfig(f"config file {path}: [memvault] must be a table")
+    return dict(section)

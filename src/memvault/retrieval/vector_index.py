@@ -1,0 +1,207 @@
+"""Decrypted vectors of a key scope, held in memory for exact search, in an LRU bounded in bytes.
+
+Vectors are stored encrypted, so the database cannot search them; a scope's vectors are decrypted
+once into a numpy matrix and searched exactly (a 10,000 x 384 dot product is about a millisecond).
+Each entry remembers the scope version it was built at; the store bumps that version on every
+write, so an entry built by this process is patched in place after its own writes and rebuilt when
+another process wrote.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from memvault.embedding.base import Vectors
+
+__all__ = ["ScopeIndex", "VectorCache", "VectorEntry"]
+
+
+@dataclass(slots=True)
+class VectorEntry:
+    id: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    expires: float  # epoch seconds; inf when it never expires
+    vector: npt.NDArray[np.float32]
+
+
+@dataclass(slots=True)
+class ScopeIndex:
+    """One key scope's vectors plus the scope ids needed to mask them, grown by doubling."""
+
+    version: int
+    dimensions: int
+    ids: list[str] = field(default_factory=list)
+    positions: dict[str, int] = field(default_factory=dict)
+    matrix: Vectors = field(init=False)
+    owners: npt.NDArray[np.object_] = field(init=False)  # (n, 3): user_id, agent_id, run_id
+    expires: npt.NDArray[np.float64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.matrix = np.zeros((16, self.dimensions), dtype=np.float32)
+        self.owners = np.empty((16, 3), dtype=object)
+        self.expires = np.full(16, math.inf)
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.matrix.nbytes + self.owners.nbytes + self.expires.nbytes) + 100 * self.size
+
+    def _reserve(self, count: int) -> None:
+        need = self.size + count
+        if need <= len(self.matrix):
+            return
+        capacity = max(need, 2 * len(self.matrix))
+        matrix = np.zeros((capacity, self.dimensions), dtype=np.float32)
+        matrix[: self.size] = self.matrix[: self.size]
+        owners = np.empty((capacity, 3), dtype=object)
+        owners[: self.size] = self.owners[: self.size]
+        expires = np.full(capacity, math.inf)
+        expires[: self.size] = self.expires[: self.size]
+        self.matrix, self.owners, self.expires = matrix, owners, expires
+
+    def add(self, entries: Sequence[VectorEntry]) -> None:
+        self._reserve(len(entries))
+        for entry in entries:
+            if entry.id in self.positions:
+                position = self.positions[entry.id]
+            else:
+                position = self.size
+                self.positions[entry.id] = position
+                self.ids.append(entry.id)
+            self.matrix[position] = entry.vector
+            self.owners[position] = (entry.user_id, entry.agent_id, entry.run_id)
+            self.expires[position] = entry.expires
+
+    def remove(self, ids: Sequence[str]) -> None:
+        """Swap each removed row with the last one: O(1) per removal."""
+        for memory_id in ids:
+            position = self.positions.pop(memory_id, None)
+            if position is None:
+                continue
+            last = self.size - 1
+            if position != last:
+                moved = self.ids[last]
+                self.ids[position] = moved
+                self.positions[moved] = position
+                self.matrix[position] = self.matrix[last]
+                self.owners[position] = self.owners[last]
+                self.expires[position] = self.expires[last]
+            self.ids.pop()
+            self.owners[last] = (None, None, None)
+
+    def search(
+        self,
+        query: npt.NDArray[np.float32],
+        limit: int,
+        *,
+        now: float,
+        owners: tuple[str | None, str | None, str | None],
+        allowed: set[str] | None,
+    ) -> list[tuple[str, float]]:
+        """Top ``limit`` (id, cosine) among live rows owned as asked (and in ``allowed``)."""
+        n = self.size
+        if n == 0:
+            return []
+        scores = self.matrix[:n] @ query
+        mask = self.expires[:n] > now
+        for column, wanted in enumerate(owners):
+            if wanted is not None:
+                mask &= self.owners[:n, column] == wanted
+        if allowed is not None:
+            mask &= np.fromiter((i in allowed for i in self.ids), dtype=bool, count=n)
+        scores = np.where(mask, scores, -np.inf)
+        live = int(mask.sum())
+        k = min(limit, live)
+        if k == 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(self.ids[i], float(scores[i])) for i in top if scores[i] > -np.inf]
+
+
+class VectorCache:
+    """Scope indexes, least recently used dropped first once over ``budget_bytes``."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self._budget = budget_bytes
+        self._entries: OrderedDict[str, ScopeIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self, scope_id: str, version: int, load: Callable[[], ScopeIndex]
+    ) -> ScopeIndex:
+        with self._lock:
+            index = self._entries.get(scope_id)
+            if index is not None and index.version == version:
+                self._entries.move_to_end(scope_id)
+                return index
+        index = load()
+        with self._lock:
+            self._entries[scope_id] = index
+            self._entries.move_to_end(scope_id)
+            self._evict()
+        return index
+
+    def search(
+        self,
+        scope_id: str,
+        version: int,
+        load: Callable[[], ScopeIndex],
+        query: npt.NDArray[np.float32],
+        limit: int,
+        *,
+        now: float,
+        owners: tuple[str | None, str | None, str | None],
+        allowed: set[str] | None,
+    ) -> list[tuple[str, float]]:
+        """Search the scope's index, loading it first when missing or stale."""
+        index = self.get(scope_id, version, load)
+        with self._lock:  # apply() patches indexes in place
+            return index.search(query, limit, now=now, owners=owners, allowed=allowed)
+
+    def apply(
+        self,
+        scope_id: str,
+        before: int,
+        after: int,
+        *,
+        added: Sequence[VectorEntry] = (),
+        removed: Sequence[str] = (),
+    ) -> None:
+        """Patch a cached index after this process's own committed write, or drop it if stale."""
+        with self._lock:
+            index = self._entries.get(scope_id)
+            if index is None:
+                return
+            if index.version != before:
+                del self._entries[scope_id]
+                return
+            index.remove(removed)
+            index.add(added)
+            index.version = after
+            self._evict()
+
+    def drop(self, scope_id: str | None = None) -> None:
+        with self._lock:
+            if scope_id is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(scope_id, None)
+
+    def _evict(self) -> None:
+        total = sum(index.nbytes for index in self._entries.values())
+        while total > self._budget and len(self._entries) > 1:
+            _, dropped = self._entries.popitem(last=False)
+            total -= dropped.nbytes

@@ -1,0 +1,114 @@
+"""Named migrations for ``memvault.db``, applied in order, each in its own transaction.
+
+A migration is never edited once released: a change to the schema is a new function appended to
+``MIGRATIONS``. Applied names are recorded in ``migrations`` so ``memvault db status`` can list
+them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+__all__ = ["MIGRATIONS", "applied", "migrate"]
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Statement by statement: ``executescript`` would commit the open transaction first."""
+    for statement in script.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def m001_create_tables(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE memories (
+            rowid INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            namespace TEXT NOT NULL,
+            scope_id TEXT NOT NULL,
+            user_id TEXT, agent_id TEXT, run_id TEXT, actor_id TEXT, role TEXT,
+            memory_type TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            text_box BLOB NOT NULL,
+            metadata_box BLOB NOT NULL,
+            vector_box BLOB NOT NULL,
+            context_box BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            expires_at TEXT,
+            importance REAL,
+            access_count INTEGER NOT NULL DEFAULT 0,
+            last_accessed_at TEXT
+        );
+        CREATE UNIQUE INDEX memories_dedup ON memories (
+            namespace, coalesce(user_id, ''), coalesce(agent_id, ''), coalesce(run_id, ''), hash);
+        CREATE INDEX memories_user ON memories (namespace, user_id, rowid);
+        CREATE INDEX memories_agent ON memories (namespace, agent_id, rowid);
+        CREATE INDEX memories_run ON memories (namespace, run_id, rowid);
+        CREATE INDEX memories_scope ON memories (scope_id);
+        CREATE INDEX memories_expiry ON memories (expires_at) WHERE expires_at IS NOT NULL;
+        -- Holds keyed token hashes only, never words; rowid is memories.rowid.
+        CREATE VIRTUAL TABLE memories_fts USING fts5 (body, context, tokenize = 'ascii');
+        CREATE TABLE history (
+            id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            memory_id TEXT NOT NULL,
+            namespace TEXT NOT NULL,
+            scope_id TEXT NOT NULL,
+            user_id TEXT, agent_id TEXT, run_id TEXT,
+            event TEXT NOT NULL,
+            old_box BLOB,
+            new_box BLOB,
+            actor_id TEXT,
+            role TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX history_memory ON history (namespace, memory_id, seq);
+        CREATE INDEX history_scope ON history (scope_id);
+        -- Bumped by every write to a scope, so a node knows when its vector index is stale.
+        CREATE TABLE scope_versions (scope_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_create_tables]
+
+
+def applied(db: sqlite3.Connection) -> list[str]:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    return [row[0] for row in db.execute("SELECT name FROM migrations ORDER BY rowid")]
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply what is missing; returns the names applied now."""
+    done = set(applied(db))
+    ran = []
+    for migration in MIGRATIONS:
+        if migration.__name__ in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have applied it while we waited for the lock.
+            if db.execute(
+                "SELECT 1 FROM migrations WHERE name = ?", (migration.__name__,)
+            ).fetchone():
+                db.execute("ROLLBACK")
+                continue
+            migration(db)
+            db.execute(
+                "INSERT INTO migrations VALUES (?, ?)",
+                (migration.__name__, datetime.now(UTC).isoformat()),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        ran.append(migration.__name__)
+    return ran

@@ -1,0 +1,413 @@
+"""The embedded store: one SQLite file, rows already encrypted by the caller.
+
+The store sees ciphertext and keyed token hashes only. Metadata filters still run in SQL: the
+function ``mv_meta(scope_id, id, box)`` is registered on each connection and decrypts a row's
+metadata inside the query, so the filter is compiled, not applied after the fact. Every read is
+restricted to one namespace and one scope in its WHERE clause.
+
+Connections are per thread (SQLite in WAL mode lets readers run beside the writer); writes take
+``BEGIN IMMEDIATE`` so two writers queue instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from memvault.errors import MemvaultError, StorageError
+from memvault.filters import FilterNode, fold, to_sql
+from memvault.storage.files import open_sqlite
+from memvault.storage.migrations import migrate
+from memvault.validation import Scope
+
+__all__ = ["HistoryRow", "MemoryRow", "SQLiteStore"]
+
+DB_NAME = "memvault.db"
+
+MetaDecryptor = Callable[[str, str, bytes], str]
+
+_MEMORY_COLUMNS = (
+    "rowid, id, namespace, scope_id, user_id, agent_id, run_id, actor_id, role, memory_type, hash,"
+    " text_box, metadata_box, vector_box, context_box, created_at, updated_at, expires_at,"
+    " importance, access_count, last_accessed_at"
+)
+
+
+@dataclass(slots=True)
+class MemoryRow:
+    """One stored memory, its secret fields still sealed."""
+
+    rowid: int | None
+    id: str
+    namespace: str
+    scope_id: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    actor_id: str | None
+    role: str | None
+    memory_type: str
+    hash: str
+    text_box: bytes
+    metadata_box: bytes
+    vector_box: bytes
+    context_box: bytes
+    created_at: str
+    updated_at: str
+    expires_at: str | None
+    importance: float | None
+    access_count: int = 0
+    last_accessed_at: str | None = None
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    id: str
+    memory_id: str
+    namespace: str
+    scope_id: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    event: str
+    old_box: bytes | None
+    new_box: bytes | None
+    actor_id: str | None
+    role: str | None
+    created_at: str
+
+
+def _scope_sql(namespace: str, scope: Scope, *, exact: bool = False) -> tuple[str, list[Any]]:
+    """``exact``: the other scope ids must be absent too (``IS NULL``), not merely unconstrained."""
+    clauses = ["m.namespace = ?"]
+    params: list[Any] = [namespace]
+    for name in ("user_id", "agent_id", "run_id"):
+        value = getattr(scope, name)
+        if value is not None or exact:
+            clauses.append(f"m.{name} IS ?")
+            params.append(value)
+    return " AND ".join(clauses), params
+
+
+class SQLiteStore:
+    """Rows, history, the full-text index and scope versions in ``memvault.db``."""
+
+    def __init__(self, home: Path, *, synchronous: str, decrypt_metadata: MetaDecryptor) -> None:
+        self.path = home / DB_NAME
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        self._udf_errors = threading.local()
+        self._decrypt_metadata = lru_cache(maxsize=65536)(decrypt_metadata)
+        migrate(self._db())
+
+    # --- connections and transactions ---------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None:
+            return db
+        if self._closed:
+            raise StorageError("the store is closed")
+        db = open_sqlite(self.path, synchronous=self._synchronous)
+        db.row_factory = sqlite3.Row
+        db.create_function("mv_meta", 3, self._mv_meta, deterministic=True)
+        db.create_function("mv_fold", 1, _fold_or_none, deterministic=True)
+        with self._connections_lock:
+            self._connections.append(db)
+        self._local.db = db
+        return db
+
+    def _mv_meta(self, scope_id: str, memory_id: str, box: bytes) -> str | None:
+        try:
+            return self._decrypt_metadata(scope_id, memory_id, bytes(box))
+        except MemvaultError as exc:
+            # SQLite would replace the exception with a generic one: keep it for the caller.
+            self._udf_errors.error = exc
+            return None
+
+    def _raise_udf_error(self) -> None:
+        error = getattr(self._udf_errors, "error", None)
+        if error is not None:
+            self._udf_errors.error = None
+            raise error
+
+    def close(self) -> None:
+        with self._connections_lock:
+            self._closed = True
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; any error rolls everything back."""
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot start a write: {exc}") from exc
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"write failed: {exc}") from exc
+            raise
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            rows = self._db().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            self._raise_udf_error()
+            raise StorageError(f"read failed: {exc}") from exc
+        self._raise_udf_error()
+        return rows
+
+    # --- store metadata -----------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM store_meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Set ``key`` unless set; return the value that holds now."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO store_meta VALUES (?, ?)", (key, value))
+            return str(db.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()[0])
+
+    # --- writes (inside ``transaction()``) ----------------------------------------------------
+
+    @staticmethod
+    def find_duplicate(db: sqlite3.Connection, row: MemoryRow) -> str | None:
+        found = db.execute(
+            "SELECT id FROM memories WHERE namespace = ? AND coalesce(user_id, '') = ?"
+            " AND coalesce(agent_id, '') = ? AND coalesce(run_id, '') = ? AND hash = ?",
+            (row.namespace, row.user_id or "", row.agent_id or "", row.run_id or "", row.hash),
+        ).fetchone()
+        return None if found is None else str(found[0])
+
+    @staticmethod
+    def insert(db: sqlite3.Connection, row: MemoryRow, body: str, context: str) -> None:
+        cursor = db.execute(
+            f"INSERT INTO memories ({_MEMORY_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+            (
+                None, row.id, row.namespace, row.scope_id, row.user_id, row.agent_id, row.run_id,
+                row.actor_id, row.role, row.memory_type, row.hash, row.text_box, row.metadata_box,
+                row.vector_box, row.context_box, row.created_at, row.updated_at, row.expires_at,
+                row.importance, 0, None,
+            ),
+        )
+        row.rowid = cursor.lastrowid
+        db.execute(
+            "INSERT INTO memories_fts (rowid, body, context) VALUES (?, ?, ?)",
+            (row.rowid, body, context),
+        )
+
+    @staticmethod
+    def update(db: sqlite3.Connection, row: MemoryRow, body: str | None, context: str | None) -> None:
+        db.execute(
+            "UPDATE memories SET hash = ?, text_box = ?, metadata_box = ?, vector_box = ?,"
+            " updated_at = ? WHERE rowid = ?",
+            (row.hash, row.text_box, row.metadata_box, row.vector_box, row.updated_at, row.rowid),
+        )
+        if body is not None:
+            db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row.rowid,))
+            db.execute(
+                "INSERT INTO memories_fts (rowid, body, context) VALUES (?, ?, ?)",
+                (row.rowid, body, context or ""),
+            )
+
+    @staticmethod
+    def delete(db: sqlite3.Connection, rowid: int) -> None:
+        db.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
+        db.execute("DELETE FROM memories WHERE rowid = ?", (rowid,))
+
+    @staticmethod
+    def add_history(db: sqlite3.Connection, event: HistoryRow) -> None:
+        db.execute(
+            "INSERT INTO history VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM history"
+            " WHERE namespace = ? AND memory_id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.id, event.namespace, event.memory_id, event.memory_id, event.namespace,
+                event.scope_id, event.user_id, event.agent_id, event.run_id, event.event,
+                event.old_box, event.new_box, event.actor_id, event.role, event.created_at,
+            ),
+        )
+
+    @staticmethod
+    def bump_version(db: sqlite3.Connection, scope_id: str) -> tuple[int, int]:
+        """Raise the scope's version by one; return (before, after)."""
+        after = db.execute(
+            "INSERT INTO scope_versions VALUES (?, 1) ON CONFLICT (scope_id)"
+            " DO UPDATE SET version = version + 1 RETURNING version",
+            (scope_id,),
+        ).fetchone()[0]
+        return int(after) - 1, int(after)
+
+    def delete_namespace(self, db: sqlite3.Connection, namespace: str) -> None:
+        db.execute(
+            "DELETE FROM memories_fts WHERE rowid IN (SELECT rowid FROM memories WHERE namespace = ?)",
+            (namespace,),
+        )
+        for table in ("memories", "history"):
+            db.execute(f"DELETE FROM {table} WHERE namespace = ?", (namespace,))  # noqa: S608
+        db.execute(
+            "DELETE FROM scope_versions WHERE substr(scope_id, 1, ?) = ?",
+            (len(namespace) + 1, f"{namespace}/"),
+        )
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def get(self, namespace: str, memory_id: str, now: str | None = None) -> MemoryRow | None:
+        sql = f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?"
+        params: list[Any] = [namespace, memory_id]
+        if now is not None:
+            sql += " AND (m.expires_at IS NULL OR m.expires_at > ?)"
+            params.append(now)
+        rows = self._query(sql, params)
+        return MemoryRow(**dict(rows[0])) if rows else None
+
+    def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, MemoryRow]:
+        found: dict[str, MemoryRow] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = self._query(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ?"
+                f" AND m.id IN ({', '.join('?' * len(chunk))})",
+                [namespace, *chunk],
+            )
+            found.update((row["id"], MemoryRow(**dict(row))) for row in rows)
+        return found
+
+    def _where(
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        now: str | None,
+        *,
+        exact: bool = False,
+    ) -> tuple[str, list[Any]]:
+        where, params = _scope_sql(namespace, scope, exact=exact)
+        if now is not None:
+            where += " AND (m.expires_at IS NULL OR m.expires_at > ?)"
+            params.append(now)
+        if node is not None:
+            sql, filter_params = to_sql(
+                node, lambda name: f"m.{name}", "mv_meta(m.scope_id, m.id, m.metadata_box)"
+            )
+            where += f" AND {sql}"
+            params.extend(filter_params)
+        return where, params
+
+    def list(
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        *,
+        now: str | None,
+        limit: int,
+        newest_first: bool = True,
+        exact: bool = False,
+    ) -> list[MemoryRow]:
+        where, params = self._where(namespace, scope, node, now, exact=exact)
+        order = "DESC" if newest_first else "ASC"
+        rows = self._query(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {where}"  # noqa: S608
+            f" ORDER BY m.rowid {order} LIMIT ?",
+            [*params, limit],
+        )
+        return [MemoryRow(**dict(row)) for row in rows]
+
+    def ids_matching(
+        self, namespace: str, scope: Scope, node: FilterNode | None, now: str | None
+    ) -> set[str]:
+        where, params = self._where(namespace, scope, node, now)
+        rows = self._query(f"SELECT m.id FROM memories m WHERE {where}", params)  # noqa: S608
+        return {row[0] for row in rows}
+
+    def scope_ids(self, namespace: str, scope: Scope) -> list[str]:
+        """The key scopes that hold rows of a query scope."""
+        where, params = _scope_sql(namespace, scope)
+        rows = self._query(f"SELECT DISTINCT m.scope_id FROM memories m WHERE {where}", params)  # noqa: S608
+        return [row[0] for row in rows]
+
+    def scope_version(self, scope_id: str) -> int:
+        rows = self._query("SELECT version FROM scope_versions WHERE scope_id = ?", (scope_id,))
+        return int(rows[0][0]) if rows else 0
+
+    def scope_vectors(self, scope_id: str) -> tuple[int, list[sqlite3.Row]]:
+        """All vectors of one key scope and the version they were read at, in one snapshot."""
+        db = self._db()
+        try:
+            db.execute("BEGIN")
+            try:
+                version_row = db.execute(
+                    "SELECT version FROM scope_versions WHERE scope_id = ?", (scope_id,)
+                ).fetchone()
+                rows = db.execute(
+                    "SELECT id, user_id, agent_id, run_id, expires_at, vector_box FROM memories"
+                    " WHERE scope_id = ? ORDER BY rowid",
+                    (scope_id,),
+                ).fetchall()
+            finally:
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+        return (int(version_row[0]) if version_row else 0), rows
+
+    def bm25(
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        match: str,
+        *,
+        now: str,
+        limit: int,
+        weights: tuple[float, float],
+    ) -> list[tuple[str, float]]:
+        """Best BM25 matches inside the scope: (id, score), higher is better."""
+        where, params = self._where(namespace, scope, node, now)
+        rows = self._query(
+            f"SELECT m.id, -bm25(memories_fts, ?, ?) AS score FROM memories_fts"  # noqa: S608
+            f" JOIN memories m ON m.rowid = memories_fts.rowid"
+            f" WHERE memories_fts MATCH ? AND {where} ORDER BY score DESC LIMIT ?",
+            [weights[0], weights[1], match, *params, limit],
+        )
+        return [(row[0], float(row[1])) for row in rows]
+
+    def history(self, namespace: str, memory_id: str) -> list[HistoryRow]:
+        rows = self._query(
+            "SELECT id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box,"
+            " new_box, actor_id, role, created_at FROM history WHERE namespace = ? AND memory_id = ?"
+            " ORDER BY seq",
+            (namespace, memory_id),
+        )
+        return [HistoryRow(**dict(row)) for row in rows]
+
+    def touch(self, namespace: str, ids: Sequence[str], when: str) -> None:
+        """Count reads (``access_count``, ``last_accessed_at``); one transaction for all."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?"
+                " WHERE namespace = ? AND id = ?",
+                [(when, namespace, memory_id) for memory_id in ids],
+            )
+
+
+def _fold_or_none(value: object) -> str | None:
+    return fold(value) if isinstance(value, str) else None
