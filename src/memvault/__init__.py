@@ -1,9 +1,9 @@
 """memvault: encrypted long-term memory for AI agents, with mem0's API.
 
-    from memvault import Memory
-    m = Memory()                                   # ~/.local/share/memvault, local model
-    m.add("Alice is allergic to peanuts", user_id="alice")
-    m.search("what can't alice eat?", user_id="alice")
+from memvault import Memory
+m = Memory()                                   # ~/.local/share/memvault, local model
+m.add("Alice is allergic to peanuts", user_id="alice")
+m.search("what can't alice eat?", user_id="alice")
 """
 
 from memvault.async_memory import AsyncMemory

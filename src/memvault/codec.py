@@ -120,7 +120,9 @@ class Codec:
 
     # --- history ------------------------------------------------------------------------------
 
-    def seal_history_text(self, cipher: ScopeCipher, event_id: str, field: str, text: str | None) -> bytes | None:
+    def seal_history_text(
+        self, cipher: ScopeCipher, event_id: str, field: str, text: str | None
+    ) -> bytes | None:
         return None if text is None else cipher.seal(event_id, field, text.encode())
 
     def public_history(self, event: HistoryRow) -> dict[str, Any]:

@@ -86,7 +86,9 @@ class Settings(BaseSettings):
 
 
 def _read_toml(config_file: Path | None, home: Any) -> dict[str, Any]:
-    path = config_file or (Path(os.environ["MEMVAULT_CONFIG"]) if "MEMVAULT_CONFIG" in os.environ else None)
+    path = config_file or (
+        Path(os.environ["MEMVAULT_CONFIG"]) if "MEMVAULT_CONFIG" in os.environ else None
+    )
     if path is None:
         base = Path(home) if home else Path(os.environ.get("MEMVAULT_HOME") or default_home())
         candidate = base / CONFIG_FILE_NAME

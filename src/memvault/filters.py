@@ -232,7 +232,12 @@ def _bind(value: Any) -> Any:
 
 
 def _positive(
-    op: str, value: Any, value_sql: str, type_sql: str, array: tuple[str, str] | None, params: list[Any]
+    op: str,
+    value: Any,
+    value_sql: str,
+    type_sql: str,
+    array: tuple[str, str] | None,
+    params: list[Any],
 ) -> str:
     """The SQL test for one operator and value that is false (never NULL) for a missing field."""
     kind = _kind(value)
@@ -252,7 +257,8 @@ def _positive(
     if kind == "text":
         params.append(value)
         parts.append(
-            f"coalesce(({type_sql} = 'text' AND instr({fold_sql}({value_sql}), {fold_sql}(?)) > 0), 0)"
+            f"coalesce(({type_sql} = 'text'"
+            f" AND instr({fold_sql}({value_sql}), {fold_sql}(?)) > 0), 0)"
         )
     if array is not None:
         meta, path = array
@@ -301,8 +307,9 @@ def matches(node: FilterNode | None, record: Mapping[str, Any]) -> bool:
     if isinstance(node, Not):
         return not matches(node.part, record)
     if node.field in COLUMNS:
-        present, actual = node.field in record and record[node.field] is not None, record.get(
-            node.field
+        present, actual = (
+            node.field in record and record[node.field] is not None,
+            record.get(node.field),
         )
     else:
         metadata = record.get("metadata") or {}

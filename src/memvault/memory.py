@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -209,7 +209,7 @@ class Memory:
             if cached is not None:
                 self._query_vectors.move_to_end(text)
                 return cached
-        vector = self._embed([text])[0]
+        vector = np.asarray(self._embed([text])[0], dtype=np.float32)
         with self._query_lock:
             self._query_vectors[text] = vector
             if len(self._query_vectors) > 1024:
@@ -258,15 +258,26 @@ class Memory:
         return self.add_many([item])
 
     def add_many(
-        self, items: Iterable[Mapping[str, Any]], *, batch_size: int = BATCH_SIZE
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        batch_size: int = BATCH_SIZE,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
         """Bulk load: each item has ``add``'s arguments; one embedding call and one transaction
         per batch. Every item is validated before anything is written; results keep the order.
+
+        Each batch is committed before the next starts, so an interrupted load keeps every
+        batch it reported through ``on_progress(done, total)``.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInput("batch_size must be a positive integer")
         pending = [p for item in items for p in self._validate(item)]
         results: list[dict[str, Any]] = []
         for start in range(0, len(pending), batch_size):
             results.extend(self._write_batch(pending[start : start + batch_size]))
+            if on_progress is not None:
+                on_progress(min(start + batch_size, len(pending)), len(pending))
         return {"results": results}
 
     def _validate(self, item: Mapping[str, Any]) -> list[_Pending]:
@@ -315,9 +326,13 @@ class Memory:
                 cipher = self._codec.cipher(scope_id)
                 text = pending.message.content
                 row = self._new_row(pending, scope_id, cipher, text, vector)
-                duplicate = seen.get((pending.scope, row.hash)) or self._store.find_duplicate(db, row)
+                duplicate = seen.get((pending.scope, row.hash)) or self._store.find_duplicate(
+                    db, row
+                )
                 if duplicate is not None:
-                    self._store.add_history(db, self._event(row, duplicate, "NONE", None, None, cipher))
+                    self._store.add_history(
+                        db, self._event(row, duplicate, "NONE", None, None, cipher)
+                    )
                     results.append({"id": duplicate, "memory": text, "event": "NONE"})
                     continue
                 window = recent.get(pending.scope)
@@ -332,7 +347,12 @@ class Memory:
                 seen[(pending.scope, row.hash)] = row.id
                 added.setdefault(scope_id, []).append(
                     VectorEntry(
-                        row.id, row.user_id, row.agent_id, row.run_id, to_epoch(row.expires_at), vector
+                        row.id,
+                        row.user_id,
+                        row.agent_id,
+                        row.run_id,
+                        to_epoch(row.expires_at),
+                        vector,
                     )
                 )
                 results.append({"id": row.id, "memory": text, "event": "ADD"})
@@ -380,7 +400,9 @@ class Memory:
         size = self.settings.context_window
         window: deque[str] = deque(maxlen=size)
         if size:
-            rows = self._store.list(self.namespace, scope, None, now=None, limit=size, exact=True)
+            rows = self._store.list_rows(
+                self.namespace, scope, None, now=None, limit=size, exact=True
+            )
             window.extend(self._codec.open_text(row) for row in reversed(rows))
         return window
 
@@ -491,7 +513,7 @@ class Memory:
     ) -> dict[str, list[dict[str, Any]]]:
         """The scope's memories that match ``filters``, newest first, at most ``top_k``."""
         scope, node = self._query_scope(user_id, agent_id, run_id, filters)
-        rows = self._store.list(
+        rows = self._store.list_rows(
             self.namespace, scope, node, now=now_iso(), limit=check_top_k(top_k, 100_000)
         )
         return {"results": [self._codec.public(row) for row in rows]}
@@ -526,7 +548,9 @@ class Memory:
             raise InvalidInput("update needs text or metadata")
         if text is not None:
             check_text(text, self.settings.max_text_bytes)
-        new_metadata = None if metadata is None else check_metadata(metadata, self.settings.max_metadata_bytes)
+        new_metadata = (
+            None if metadata is None else check_metadata(metadata, self.settings.max_metadata_bytes)
+        )
         vector = self._embed([text])[0] if text is not None else None
         with self._store.transaction() as db:
             row = self._require(memory_id)
@@ -547,11 +571,16 @@ class Memory:
             row.updated_at = now_iso()
             self._store.update(db, row, body, context)
             self._store.add_history(
-                db, self._event(row, row.id, "UPDATE", old_text, text if text is not None else old_text, cipher)
+                db,
+                self._event(
+                    row, row.id, "UPDATE", old_text, text if text is not None else old_text, cipher
+                ),
             )
             before, after = self._store.bump_version(db, row.scope_id)
         if vector is not None:
-            entry = VectorEntry(row.id, row.user_id, row.agent_id, row.run_id, to_epoch(row.expires_at), vector)
+            entry = VectorEntry(
+                row.id, row.user_id, row.agent_id, row.run_id, to_epoch(row.expires_at), vector
+            )
             self._cache.apply(row.scope_id, before, after, added=[entry])
         else:
             self._cache.apply(row.scope_id, before, after)
@@ -585,7 +614,7 @@ class Memory:
         removed: dict[str, list[str]] = {}
         versions: dict[str, tuple[int, int]] = {}
         with self._store.transaction() as db:
-            rows = self._store.list(self.namespace, scope, None, now=None, limit=-1)
+            rows = self._store.list_rows(self.namespace, scope, None, now=None, limit=-1)
             for row in rows:
                 self._delete_row(db, row)
                 removed.setdefault(row.scope_id, []).append(row.id)
@@ -593,7 +622,10 @@ class Memory:
                 versions[scope_id] = self._store.bump_version(db, scope_id)
         for scope_id, ids in removed.items():
             self._cache.apply(scope_id, *versions[scope_id], removed=ids)
-        return {"message": "Memories deleted successfully!", "deleted": sum(map(len, removed.values()))}
+        return {
+            "message": "Memories deleted successfully!",
+            "deleted": sum(map(len, removed.values())),
+        }
 
     def reset(self) -> None:
         """Erase this namespace: its data keys first (so copies become unreadable), then rows."""

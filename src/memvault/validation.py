@@ -94,7 +94,9 @@ def check_metadata(metadata: object, max_bytes: int) -> dict[str, Any]:
     try:
         encoded = json.dumps(metadata, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError):
-        raise InvalidMetadata("metadata must be JSON: strings, finite numbers, lists, objects") from None
+        raise InvalidMetadata(
+            "metadata must be JSON: strings, finite numbers, lists, objects"
+        ) from None
     if len(encoded.encode("utf-8")) > max_bytes:
         raise InvalidMetadata(f"metadata is over the {max_bytes}-byte limit")
     return dict(json.loads(encoded))

@@ -9,7 +9,14 @@ from memvault.embedding.base import Embedder, Vectors, normalize_rows
 from memvault.embedding.hashing import HashEmbedder
 from memvault.errors import InvalidConfig
 
-__all__ = ["Embedder", "HashEmbedder", "Vectors", "create_embedder", "normalize_rows", "register_embedder"]
+__all__ = [
+    "Embedder",
+    "HashEmbedder",
+    "Vectors",
+    "create_embedder",
+    "normalize_rows",
+    "register_embedder",
+]
 
 EmbedderFactory = Callable[[Settings], Embedder]
 _REGISTRY: dict[str, EmbedderFactory] = {}

@@ -21,8 +21,11 @@ class Embedder(Protocol):
     vectors of two models do not compare. ``dimensions`` is the vector length.
     """
 
-    model_id: str
-    dimensions: int
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dimensions(self) -> int: ...
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         """An array of shape ``(len(texts), dimensions)``, rows L2-normalized."""

@@ -7,6 +7,7 @@ positive dot product. It captures no meaning beyond shared words: use ``local`` 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,7 +28,7 @@ class HashEmbedder:
     def _vector(self, text: str) -> np.ndarray:
         vector = np.zeros(self.dimensions, dtype=np.float32)
         terms = words(text) or text.lower().split()
-        features = terms + [f"{a} {b}" for a, b in zip(terms, terms[1:], strict=False)]
+        features = terms + [f"{a} {b}" for a, b in itertools.pairwise(terms)]
         for feature in features:
             digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
             bucket = int.from_bytes(digest[:4], "little") % self.dimensions

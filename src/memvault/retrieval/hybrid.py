@@ -143,7 +143,9 @@ class HybridSearcher:
                 if node is not None
                 else None
             )
-            rankings["vector"] = self.vector_candidates(query_vector, scope, scope_ids, allowed, limit)
+            rankings["vector"] = self.vector_candidates(
+                query_vector, scope, scope_ids, allowed, limit
+            )
         if mode in ("hybrid", "bm25"):
             rankings["bm25"] = self.bm25_candidates(query_text, scope, scope_ids, node, limit)
         fused = fuse(rankings, method=self._fusion, weights=self._weights)

@@ -139,9 +139,7 @@ class VectorCache:
         self._entries: OrderedDict[str, ScopeIndex] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(
-        self, scope_id: str, version: int, load: Callable[[], ScopeIndex]
-    ) -> ScopeIndex:
+    def get(self, scope_id: str, version: int, load: Callable[[], ScopeIndex]) -> ScopeIndex:
         with self._lock:
             index = self._entries.get(scope_id)
             if index is not None and index.version == version:

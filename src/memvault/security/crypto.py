@@ -41,7 +41,7 @@ def seal_box(aead: AESGCM, plaintext: bytes, associated: bytes) -> bytes:
 
 
 def open_box(aead: AESGCM, box: bytes, associated: bytes, what: str) -> bytes:
-    """Decrypt a ``seal_box`` result or raise ``IntegrityError`` naming ``what`` (never the data)."""
+    """Decrypt a ``seal_box`` result, or raise ``IntegrityError`` naming ``what`` (not the data)."""
     if len(box) < NONCE_BYTES + 16:
         raise IntegrityError(f"{what}: ciphertext is truncated")
     try:
@@ -62,7 +62,9 @@ class ScopeCipher:
 
     def __post_init__(self) -> None:
         self._aead = AESGCM(derive_key(self.data_key, "memvault/v1/fields"))
-        self._token_mac = hmac.new(derive_key(self.data_key, "memvault/v1/tokens"), None, hashlib.sha256)
+        self._token_mac = hmac.new(
+            derive_key(self.data_key, "memvault/v1/tokens"), None, hashlib.sha256
+        )
         self._dedup_key = derive_key(self.data_key, "memvault/v1/dedup")
 
     def _associated(self, row_id: str, field_name: str) -> bytes:

@@ -142,13 +142,9 @@ class KeyRing:
             if row is None:
                 known = db.execute("SELECT count(*) FROM master_checks").fetchone()[0]
                 if known:
-                    raise WrongMasterKey(
-                        f"master key version {version} is not known to this store"
-                    )
+                    raise WrongMasterKey(f"master key version {version} is not known to this store")
                 box = self._master.wrap(_CHECK_PLAINTEXT, "check")
-                db.execute(
-                    "INSERT INTO master_checks VALUES (?, ?, ?)", (version, box, _now())
-                )
+                db.execute("INSERT INTO master_checks VALUES (?, ?, ?)", (version, box, _now()))
                 return
         try:
             self._master.unwrap(row[0], "check")

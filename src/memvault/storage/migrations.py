@@ -72,7 +72,7 @@ def m001_create_tables(db: sqlite3.Connection) -> None:
         CREATE INDEX history_scope ON history (scope_id);
         -- Bumped by every write to a scope, so a node knows when its vector index is stale.
         CREATE TABLE scope_versions (scope_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
-        """
+        """,
     )
 
 

@@ -185,7 +185,9 @@ class SQLiteStore:
         """Set ``key`` unless set; return the value that holds now."""
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO store_meta VALUES (?, ?)", (key, value))
-            return str(db.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()[0])
+            return str(
+                db.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()[0]
+            )
 
     # --- writes (inside ``transaction()``) ----------------------------------------------------
 
@@ -203,10 +205,27 @@ class SQLiteStore:
         cursor = db.execute(
             f"INSERT INTO memories ({_MEMORY_COLUMNS}) VALUES ({', '.join('?' * 21)})",
             (
-                None, row.id, row.namespace, row.scope_id, row.user_id, row.agent_id, row.run_id,
-                row.actor_id, row.role, row.memory_type, row.hash, row.text_box, row.metadata_box,
-                row.vector_box, row.context_box, row.created_at, row.updated_at, row.expires_at,
-                row.importance, 0, None,
+                None,
+                row.id,
+                row.namespace,
+                row.scope_id,
+                row.user_id,
+                row.agent_id,
+                row.run_id,
+                row.actor_id,
+                row.role,
+                row.memory_type,
+                row.hash,
+                row.text_box,
+                row.metadata_box,
+                row.vector_box,
+                row.context_box,
+                row.created_at,
+                row.updated_at,
+                row.expires_at,
+                row.importance,
+                0,
+                None,
             ),
         )
         row.rowid = cursor.lastrowid
@@ -216,7 +235,9 @@ class SQLiteStore:
         )
 
     @staticmethod
-    def update(db: sqlite3.Connection, row: MemoryRow, body: str | None, context: str | None) -> None:
+    def update(
+        db: sqlite3.Connection, row: MemoryRow, body: str | None, context: str | None
+    ) -> None:
         db.execute(
             "UPDATE memories SET hash = ?, text_box = ?, metadata_box = ?, vector_box = ?,"
             " updated_at = ? WHERE rowid = ?",
@@ -240,9 +261,21 @@ class SQLiteStore:
             "INSERT INTO history VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM history"
             " WHERE namespace = ? AND memory_id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                event.id, event.namespace, event.memory_id, event.memory_id, event.namespace,
-                event.scope_id, event.user_id, event.agent_id, event.run_id, event.event,
-                event.old_box, event.new_box, event.actor_id, event.role, event.created_at,
+                event.id,
+                event.namespace,
+                event.memory_id,
+                event.memory_id,
+                event.namespace,
+                event.scope_id,
+                event.user_id,
+                event.agent_id,
+                event.run_id,
+                event.event,
+                event.old_box,
+                event.new_box,
+                event.actor_id,
+                event.role,
+                event.created_at,
             ),
         )
 
@@ -258,11 +291,12 @@ class SQLiteStore:
 
     def delete_namespace(self, db: sqlite3.Connection, namespace: str) -> None:
         db.execute(
-            "DELETE FROM memories_fts WHERE rowid IN (SELECT rowid FROM memories WHERE namespace = ?)",
+            "DELETE FROM memories_fts WHERE rowid IN"
+            " (SELECT rowid FROM memories WHERE namespace = ?)",
             (namespace,),
         )
         for table in ("memories", "history"):
-            db.execute(f"DELETE FROM {table} WHERE namespace = ?", (namespace,))  # noqa: S608
+            db.execute(f"DELETE FROM {table} WHERE namespace = ?", (namespace,))
         db.execute(
             "DELETE FROM scope_versions WHERE substr(scope_id, 1, ?) = ?",
             (len(namespace) + 1, f"{namespace}/"),
@@ -312,7 +346,7 @@ class SQLiteStore:
             params.extend(filter_params)
         return where, params
 
-    def list(
+    def list_rows(
         self,
         namespace: str,
         scope: Scope,
@@ -326,7 +360,7 @@ class SQLiteStore:
         where, params = self._where(namespace, scope, node, now, exact=exact)
         order = "DESC" if newest_first else "ASC"
         rows = self._query(
-            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {where}"  # noqa: S608
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {where}"
             f" ORDER BY m.rowid {order} LIMIT ?",
             [*params, limit],
         )
@@ -336,13 +370,13 @@ class SQLiteStore:
         self, namespace: str, scope: Scope, node: FilterNode | None, now: str | None
     ) -> set[str]:
         where, params = self._where(namespace, scope, node, now)
-        rows = self._query(f"SELECT m.id FROM memories m WHERE {where}", params)  # noqa: S608
+        rows = self._query(f"SELECT m.id FROM memories m WHERE {where}", params)
         return {row[0] for row in rows}
 
     def scope_ids(self, namespace: str, scope: Scope) -> list[str]:
         """The key scopes that hold rows of a query scope."""
         where, params = _scope_sql(namespace, scope)
-        rows = self._query(f"SELECT DISTINCT m.scope_id FROM memories m WHERE {where}", params)  # noqa: S608
+        rows = self._query(f"SELECT DISTINCT m.scope_id FROM memories m WHERE {where}", params)
         return [row[0] for row in rows]
 
     def scope_version(self, scope_id: str) -> int:
@@ -383,7 +417,7 @@ class SQLiteStore:
         """Best BM25 matches inside the scope: (id, score), higher is better."""
         where, params = self._where(namespace, scope, node, now)
         rows = self._query(
-            f"SELECT m.id, -bm25(memories_fts, ?, ?) AS score FROM memories_fts"  # noqa: S608
+            f"SELECT m.id, -bm25(memories_fts, ?, ?) AS score FROM memories_fts"
             f" JOIN memories m ON m.rowid = memories_fts.rowid"
             f" WHERE memories_fts MATCH ? AND {where} ORDER BY score DESC LIMIT ?",
             [weights[0], weights[1], match, *params, limit],
@@ -392,9 +426,9 @@ class SQLiteStore:
 
     def history(self, namespace: str, memory_id: str) -> list[HistoryRow]:
         rows = self._query(
-            "SELECT id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box,"
-            " new_box, actor_id, role, created_at FROM history WHERE namespace = ? AND memory_id = ?"
-            " ORDER BY seq",
+            "SELECT id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event,"
+            " old_box, new_box, actor_id, role, created_at FROM history"
+            " WHERE namespace = ? AND memory_id = ? ORDER BY seq",
             (namespace, memory_id),
         )
         return [HistoryRow(**dict(row)) for row in rows]

@@ -1,0 +1,327 @@
+"""The ``memvault`` command: the library's calls from a shell, ``--json`` for scripts.
+
+It calls the same ``Memory`` API Python users call; errors leave through one exit path
+(:func:`main`) with the error's stable code and exit status 2 for bad input, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from memvault.errors import InvalidInput, MemvaultError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="memvault",
+    help="Encrypted long-term memory for AI agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", envvar="MEMVAULT_HOME", help="Data directory.")
+]
+EmbedderOption = Annotated[
+    str | None,
+    typer.Option("--embedder", envvar="MEMVAULT_EMBEDDER", help="local | hash | openai"),
+]
+NamespaceOption = Annotated[
+    str | None, typer.Option("--namespace", envvar="MEMVAULT_NAMESPACE", help="Tenant.")
+]
+UserOption = Annotated[str | None, typer.Option("--user", "-u", help="user_id scope.")]
+AgentOption = Annotated[str | None, typer.Option("--agent", help="agent_id scope.")]
+RunOption = Annotated[str | None, typer.Option("--run", help="run_id scope.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@contextmanager
+def _memory(home: Path | None, embedder: str | None, namespace: str | None) -> Iterator[Any]:
+    from memvault.memory import Memory
+
+    with Memory(home, embedder=embedder, namespace=namespace) as memory:
+        yield memory
+
+
+def _json_arg(name: str, raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise InvalidInput(f"--{name} must be JSON") from None
+
+
+def _emit(data: Any, as_json: bool, render: Any = None) -> None:
+    if as_json or render is None:
+        console.print_json(json.dumps(data, ensure_ascii=False))
+    else:
+        render(data)
+
+
+def _table(rows: list[dict[str, Any]], score: bool = False) -> None:
+    if not rows:
+        console.print("[dim]no memories[/dim]")
+        return
+    table = Table(show_lines=False)
+    table.add_column("id", style="dim", no_wrap=True)
+    if score:
+        table.add_column("score", justify="right")
+    table.add_column("memory")
+    table.add_column("scope", style="cyan")
+    table.add_column("created", style="dim")
+    for row in rows:
+        scope = " ".join(
+            f"{k[:-3]}={row[k]}" for k in ("user_id", "agent_id", "run_id") if row.get(k)
+        )
+        cells = [row["id"]]
+        if score:
+            cells.append(f"{row['score']:.3f}")
+        cells += [row["memory"], scope, row["created_at"][:19]]
+        table.add_row(*cells)
+    console.print(table)
+
+
+@app.command()
+def add(
+    text: Annotated[str, typer.Argument(help="The memory's text.")],
+    user: UserOption = None,
+    agent: AgentOption = None,
+    run: RunOption = None,
+    metadata: Annotated[str | None, typer.Option(help="JSON object.")] = None,
+    memory_type: Annotated[str | None, typer.Option(help="semantic|episodic|procedural")] = None,
+    expires: Annotated[str | None, typer.Option(help="ISO 8601 expiry.")] = None,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Store a memory."""
+    with _memory(home, embedder, namespace) as memory:
+        result = memory.add(
+            text,
+            user_id=user,
+            agent_id=agent,
+            run_id=run,
+            metadata=_json_arg("metadata", metadata),
+            memory_type=memory_type,
+            expiration_date=expires,
+        )
+
+    def render(data: dict[str, list[dict[str, Any]]]) -> None:
+        for item in data["results"]:
+            console.print(f"{item['event']} {item['id']}")
+
+    _emit(result, as_json, render)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    user: UserOption = None,
+    agent: AgentOption = None,
+    run: RunOption = None,
+    filters: Annotated[str | None, typer.Option(help="mem0 filter, JSON.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k")] = 10,
+    threshold: Annotated[float | None, typer.Option(help="Minimum cosine similarity.")] = None,
+    explain: Annotated[bool, typer.Option(help="Show the vector and BM25 parts.")] = False,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Find memories by meaning and by words."""
+    with _memory(home, embedder, namespace) as memory:
+        result = memory.search(
+            query,
+            user_id=user,
+            agent_id=agent,
+            run_id=run,
+            filters=_json_arg("filters", filters),
+            top_k=top_k,
+            threshold=threshold,
+            explain=explain,
+        )
+    _emit(result, as_json, lambda r: _table(r["results"], score=True))
+
+
+@app.command("list")
+def list_memories(
+    user: UserOption = None,
+    agent: AgentOption = None,
+    run: RunOption = None,
+    filters: Annotated[str | None, typer.Option(help="mem0 filter, JSON.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 100,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """List a scope's memories, newest first."""
+    with _memory(home, embedder, namespace) as memory:
+        result = memory.get_all(
+            user_id=user,
+            agent_id=agent,
+            run_id=run,
+            filters=_json_arg("filters", filters),
+            top_k=limit,
+        )
+    _emit(result, as_json, lambda r: _table(r["results"]))
+
+
+@app.command()
+def get(
+    memory_id: str,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Show one memory."""
+    from memvault.errors import NotFound
+
+    with _memory(home, embedder, namespace) as memory:
+        found = memory.get(memory_id)
+    if found is None:
+        raise NotFound(f"no memory {memory_id}")
+    _emit(found, as_json)
+
+
+@app.command()
+def update(
+    memory_id: str,
+    text: Annotated[str | None, typer.Argument(help="New text.")] = None,
+    metadata: Annotated[str | None, typer.Option(help="New metadata, JSON object.")] = None,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Change a memory's text or metadata (the old text stays in its history)."""
+    with _memory(home, embedder, namespace) as memory:
+        result = memory.update(memory_id, text, _json_arg("metadata", metadata))
+    _emit(result, as_json, lambda r: console.print(f"UPDATE {r['result']['id']}"))
+
+
+@app.command()
+def delete(
+    memory_id: Annotated[str | None, typer.Argument(help="The memory to delete.")] = None,
+    all_of_scope: Annotated[
+        bool, typer.Option("--all", help="Delete every memory of --user/--agent/--run.")
+    ] = False,
+    user: UserOption = None,
+    agent: AgentOption = None,
+    run: RunOption = None,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Delete one memory, or with --all every memory of a scope."""
+    with _memory(home, embedder, namespace) as memory:
+        if all_of_scope:
+            if memory_id is not None:
+                raise InvalidInput("give a memory id or --all with a scope, not both")
+            result: dict[str, Any] = memory.delete_all(user_id=user, agent_id=agent, run_id=run)
+        elif memory_id is None:
+            raise InvalidInput("give a memory id, or --all with --user/--agent/--run")
+        else:
+            result = memory.delete(memory_id)
+    _emit(result, as_json, lambda r: console.print(r["message"]))
+
+
+@app.command()
+def history(
+    memory_id: str,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Every change to a memory, oldest first."""
+    with _memory(home, embedder, namespace) as memory:
+        events = memory.history(memory_id)
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        table = Table()
+        for column in ("event", "old_memory", "new_memory", "created_at"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(
+                row["event"],
+                row["old_memory"] or "",
+                row["new_memory"] or "",
+                row["created_at"][:19],
+            )
+        console.print(table)
+
+    _emit(events, as_json, render)
+
+
+@app.command("import")
+def import_file(
+    path: Annotated[
+        Path, typer.Argument(help="JSONL: one add() item per line.", exists=True, dir_okay=False)
+    ],
+    batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 256,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Bulk load memories from JSONL, with a progress bar. Each line is an object with add()'s
+    arguments ({"messages": "...", "user_id": "..."}); "memory" or "text" may stand for messages.
+    All lines are checked before the first is stored."""
+    from memvault.cli.importer import import_jsonl
+
+    with _memory(home, embedder, namespace) as memory:
+        summary = import_jsonl(
+            memory, path, batch_size=batch_size, console=None if as_json else errors
+        )
+    _emit(
+        summary,
+        as_json,
+        lambda s: console.print(
+            f"imported {s['added']} memories, {s['duplicates']} duplicates skipped"
+        ),
+    )
+
+
+@app.command()
+def demo(
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+) -> None:
+    """A short guided tour: store a few memories, search them, show where the data lives."""
+    from memvault.cli.demo import run_demo
+
+    run_demo(console, home, embedder)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app and turn memvault errors into a message and an exit status."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except MemvaultError as exc:
+        errors.print(f"[red]error[/red] [{exc.code}] {exc.message}", highlight=False)
+        sys.exit(2 if isinstance(exc, InvalidInput) else 1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

@@ -1,0 +1,63 @@
+"""``memvault import``: JSONL bulk load, every line checked before anything is stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from memvault.errors import InvalidInput
+from memvault.memory import Memory
+
+__all__ = ["import_jsonl", "read_items"]
+
+_TEXT_ALIASES = ("memory", "text")
+
+
+def read_items(path: Path) -> list[dict[str, Any]]:
+    """Parse the file; an error names the line, never its content."""
+    items = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                raise InvalidInput(f"line {number} is not JSON") from None
+            if not isinstance(item, dict):
+                raise InvalidInput(f"line {number} is not a JSON object")
+            for alias in _TEXT_ALIASES:
+                if alias in item:
+                    if "messages" in item:
+                        raise InvalidInput(f"line {number} has both messages and {alias}")
+                    item["messages"] = item.pop(alias)
+            items.append(item)
+    return items
+
+
+def import_jsonl(
+    memory: Memory, path: Path, *, batch_size: int = 256, console: Console | None = None
+) -> dict[str, int]:
+    items = read_items(path)
+    if console is None:
+        result = memory.add_many(items, batch_size=batch_size)
+    else:
+        columns = (
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("importing", total=len(items))
+            result = memory.add_many(
+                items,
+                batch_size=batch_size,
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    events = [r["event"] for r in result["results"]]
+    return {"lines": len(items), "added": events.count("ADD"), "duplicates": events.count("NONE")}
