@@ -82,10 +82,8 @@ def run_demo(console: Console, home: Path | None, embedder: str | None) -> None:
         console.print("[bold]Next[/bold]")
         console.print('  .venv/bin/memvault add "I love hiking" --user me')
         console.print('  .venv/bin/memvault search "outdoor hobbies" --user me')
-        console.print(
-            console.print("  python: from memvault import Memory")
-            console.print('          Memory().search("hobbies", user_id="me")')
-        )
+        console.print("  python: from memvault import Memory")
+        console.print('          Memory().search("hobbies", user_id="me")')
         console.print(
             f"  (the demo used namespace '{DEMO_NAMESPACE}'; your memories go to 'default')"
         )
