@@ -116,6 +116,8 @@ class Codec:
             "updated_at": row.updated_at,
             "expires_at": row.expires_at,
             "importance": row.importance,
+            "access_count": row.access_count,
+            "last_accessed_at": row.last_accessed_at,
         }
 
     # --- history ------------------------------------------------------------------------------

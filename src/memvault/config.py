@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     context_window: int = Field(
         2, ge=0, le=8, description="Earlier memories of the scope indexed as a memory's context."
     )
+    fusion: Literal["zscore", "rrf"] = Field(
+        "zscore", description="How vector and BM25 rankings are fused (bench/locomo.py measures)."
+    )
+    vector_weight: float = Field(1.0, ge=0, description="Weight of the vector ranking in fusion.")
+    context_weight: float = Field(
+        0.5, ge=0, description="BM25 weight of the context field against the memory's own text."
+    )
     vector_cache_bytes: int = Field(
         256 * 1024 * 1024, gt=0, description="Budget of decrypted vector indexes kept in memory."
     )

@@ -219,7 +219,15 @@ class Memory:
     def _get_searcher(self, dimensions: int) -> HybridSearcher:
         with self._searcher_lock:
             if self._searcher is None:
-                self._searcher = HybridSearcher(self._store, self._codec, self._cache, dimensions)
+                self._searcher = HybridSearcher(
+                    self._store,
+                    self._codec,
+                    self._cache,
+                    dimensions,
+                    fusion=self.settings.fusion,
+                    bm25_weights=(1.0, self.settings.context_weight),
+                    vector_weight=self.settings.vector_weight,
+                )
             return self._searcher
 
     # --- add ----------------------------------------------------------------------------------

@@ -1,0 +1,180 @@
+"""Retrieval quality on LoCoMo: recall@k of the evidence turns, per mode and per category.
+
+Each turn of each conversation is stored as one memory ("{speaker}: {text}", plus the image
+caption when there is one), scoped to its conversation; each question of categories 1-4 is searched
+with top_k=20 and recall@k is the share of its evidence turns among the first k hits, averaged over
+questions. Encryption is on, as in production.
+
+    .venv/bin/python bench/locomo.py [--embedder local|hash] [--context-window 2] [--fusion zscore]
+
+The data (CC BY-NC) is read from ../shared/datasets/locomo and never copied into the repo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from memvault import Memory
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "datasets" / "locomo"
+KS = (1, 5, 10, 20)
+MODES = ("vector", "bm25", "hybrid")
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+
+
+def turns(conversation: dict) -> list[tuple[str, str]]:
+    """(dia_id, text) for every turn, in session order."""
+    sessions = sorted(
+        (k for k in conversation if k.startswith("session_") and k.split("_")[1].isdigit()
+         and isinstance(conversation[k], list)),
+        key=lambda k: int(k.split("_")[1]),
+    )
+    out = []
+    for key in sessions:
+        for turn in conversation[key]:
+            text = f"{turn['speaker']}: {turn['text']}"
+            if turn.get("blip_caption"):
+                text += f" [image: {turn['blip_caption']}]"
+            out.append((turn["dia_id"].strip(), text))
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(args: argparse.Namespace) -> dict:
+    files = sorted(DATA.glob("conv-*.json"))
+    if not files:
+        sys.exit(f"no LoCoMo conversations in {DATA}")
+    recall: dict[str, dict[int, list[float]]] = {m: defaultdict(list) for m in MODES}
+    by_category: dict[str, dict[int, list[float]]] = {m: defaultdict(list) for m in MODES}
+    add_seconds = 0.0
+    embed_seconds = 0.0
+    stored = 0
+    search_ms: dict[str, list[float]] = defaultdict(list)
+    with tempfile.TemporaryDirectory() as home:
+        memory = Memory(
+            home,
+            embedder=args.embedder,
+            context_window=args.context_window,
+            fusion=args.fusion,
+            context_weight=args.context_weight,
+            vector_weight=args.vector_weight,
+        )
+        with memory:
+            for path in files:
+                data = json.loads(path.read_text())
+                conversation = data.get("conversation", data)
+                scope = path.stem
+                items = turns(conversation)
+                texts = [text for _, text in items]
+                begin = time.perf_counter()
+                memory.embedder.embed_batch(texts)
+                embed_seconds += time.perf_counter() - begin
+                begin = time.perf_counter()
+                memory.add_many(
+                    [{"messages": t, "user_id": scope, "metadata": {"dia_id": d}} for d, t in items]
+                )
+                add_seconds += time.perf_counter() - begin
+                stored += len(items)
+                for qa in data["qa"]:
+                    category = qa.get("category")
+                    if category not in CATEGORIES or not qa.get("evidence"):
+                        continue
+                    evidence = {e.strip() for e in qa["evidence"]}
+                    for mode in MODES:
+                        begin = time.perf_counter()
+                        hits = memory.search(qa["question"], user_id=scope, top_k=max(KS), mode=mode)
+                        search_ms[mode].append((time.perf_counter() - begin) * 1000)
+                        found = [h["metadata"]["dia_id"] for h in hits["results"]]
+                        for k in KS:
+                            share = len(evidence.intersection(found[:k])) / len(evidence)
+                            recall[mode][k].append(share)
+                            if k == 10:
+                                by_category[mode][category].append(share)
+    questions = len(recall["hybrid"][1])
+    return {
+        "benchmark": "locomo-retrieval",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": platform.machine(), "python": platform.python_version(), "node": platform.node()},
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "conversations": [p.stem for p in files],
+        "memories": stored,
+        "questions": questions,
+        "recall": {m: {f"@{k}": round(statistics.mean(v), 4) for k, v in recall[m].items()} for m in MODES},
+        "recall_at_10_by_category": {
+            m: {CATEGORIES[c]: round(statistics.mean(v), 4) for c, v in sorted(by_category[m].items())}
+            for m in MODES
+        },
+        "add": {
+            "memories_per_second": round(stored / add_seconds, 1),
+            "raw_embed_per_second": round(stored / embed_seconds, 1),
+            "ratio_to_raw_embedding": round(embed_seconds / add_seconds, 3),
+        },
+        "search_ms": {
+            m: {"p50": round(statistics.median(v), 2), "p95": round(percentile(v, 0.95), 2)}
+            for m, v in search_ms.items()
+        },
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"# LoCoMo retrieval, {result['date']}",
+        "",
+        f"{result['memories']} memories, {result['questions']} questions (categories 1-4), "
+        f"embedder `{result['settings']['embedder']}`, encryption on.",
+        "",
+        "| mode | " + " | ".join(f"recall@{k}" for k in KS) + " |",
+        "|---|" + "---|" * len(KS),
+    ]
+    for mode in MODES:
+        lines.append(f"| {mode} | " + " | ".join(f"{result['recall'][mode][f'@{k}']:.3f}" for k in KS) + " |")
+    lines += ["", "recall@10 by category:", "", "| mode | " + " | ".join(CATEGORIES.values()) + " |",
+              "|---|" + "---|" * len(CATEGORIES)]
+    for mode in MODES:
+        row = result["recall_at_10_by_category"][mode]
+        lines.append(f"| {mode} | " + " | ".join(f"{row.get(c, 0):.3f}" for c in CATEGORIES.values()) + " |")
+    add = result["add"]
+    lines += [
+        "",
+        f"bulk load: {add['memories_per_second']} memories/s; raw embedding "
+        f"{add['raw_embed_per_second']}/s on the same texts (ratio {add['ratio_to_raw_embedding']})",
+        "search p50/p95 ms: " + ", ".join(f"{m} {v['p50']}/{v['p95']}" for m, v in result["search_ms"].items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--embedder", default="local")
+    parser.add_argument("--context-window", type=int, default=2)
+    parser.add_argument("--context-weight", type=float, default=0.5)
+    parser.add_argument("--vector-weight", type=float, default=1.0)
+    parser.add_argument("--fusion", default="zscore", choices=["zscore", "rrf"])
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+    result = run(args)
+    text = markdown(result)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"locomo-{args.embedder}{'-' + args.tag if args.tag else ''}"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

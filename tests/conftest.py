@@ -1,0 +1,58 @@
+"""Hermetic tests: a private home per test, no MEMVAULT_* from the outside, no network but loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memvault import HashEmbedder, Memory
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address: Any) -> Any:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConnectionRefusedError(f"tests may only reach loopback, not {host}")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in list(os.environ):
+        if name.startswith("MEMVAULT_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    monkeypatch.setenv("MEMVAULT_HOME", str(home))
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+    yield home
+
+
+@pytest.fixture
+def home(hermetic: Path) -> Path:
+    return hermetic
+
+
+@pytest.fixture
+def memory(home: Path) -> Iterator[Memory]:
+    with Memory(home, embedder=HashEmbedder()) as m:
+        yield m
+
+
+@pytest.fixture(scope="session")
+def local_embedder() -> Any:
+    """The real all-MiniLM-L6-v2 ONNX model, loaded once for the session."""
+    from memvault.embedding.onnx import OnnxEmbedder
+
+    return OnnxEmbedder()
