@@ -68,9 +68,13 @@ class Settings(BaseSettings):
     @field_validator("namespace")
     @classmethod
     def _namespace_is_an_id(cls, value: str) -> str:
+        from memvault.errors import InvalidId
         from memvault.validation import check_namespace
 
-        return check_namespace(value)
+        try:
+            return check_namespace(value)
+        except InvalidId as exc:  # pydantic reports ValueErrors with the field's name
+            raise ValueError(exc.message) from None
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
