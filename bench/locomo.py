@@ -35,8 +35,13 @@ CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 def turns(conversation: dict) -> list[tuple[str, str]]:
     """(dia_id, text) for every turn, in session order."""
     sessions = sorted(
-        (k for k in conversation if k.startswith("session_") and k.split("_")[1].isdigit()
-         and isinstance(conversation[k], list)),
+        (
+            k
+            for k in conversation
+            if k.startswith("session_")
+            and k.split("_")[1].isdigit()
+            and isinstance(conversation[k], list)
+        ),
         key=lambda k: int(k.split("_")[1]),
     )
     out = []
@@ -96,7 +101,9 @@ def run(args: argparse.Namespace) -> dict:
                     evidence = {e.strip() for e in qa["evidence"]}
                     for mode in MODES:
                         begin = time.perf_counter()
-                        hits = memory.search(qa["question"], user_id=scope, top_k=max(KS), mode=mode)
+                        hits = memory.search(
+                            qa["question"], user_id=scope, top_k=max(KS), mode=mode
+                        )
                         search_ms[mode].append((time.perf_counter() - begin) * 1000)
                         found = [h["metadata"]["dia_id"] for h in hits["results"]]
                         for k in KS:
@@ -108,14 +115,23 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "benchmark": "locomo-retrieval",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": platform.machine(), "python": platform.python_version(), "node": platform.node()},
+        "machine": {
+            "cpus": platform.machine(),
+            "python": platform.python_version(),
+            "node": platform.node(),
+        },
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "conversations": [p.stem for p in files],
         "memories": stored,
         "questions": questions,
-        "recall": {m: {f"@{k}": round(statistics.mean(v), 4) for k, v in recall[m].items()} for m in MODES},
+        "recall": {
+            m: {f"@{k}": round(statistics.mean(v), 4) for k, v in recall[m].items()} for m in MODES
+        },
         "recall_at_10_by_category": {
-            m: {CATEGORIES[c]: round(statistics.mean(v), 4) for c, v in sorted(by_category[m].items())}
+            m: {
+                CATEGORIES[c]: round(statistics.mean(v), 4)
+                for c, v in sorted(by_category[m].items())
+            }
             for m in MODES
         },
         "add": {
@@ -141,24 +157,36 @@ def markdown(result: dict) -> str:
         "|---|" + "---|" * len(KS),
     ]
     for mode in MODES:
-        lines.append(f"| {mode} | " + " | ".join(f"{result['recall'][mode][f'@{k}']:.3f}" for k in KS) + " |")
-    lines += ["", "recall@10 by category:", "", "| mode | " + " | ".join(CATEGORIES.values()) + " |",
-              "|---|" + "---|" * len(CATEGORIES)]
+        lines.append(
+            f"| {mode} | " + " | ".join(f"{result['recall'][mode][f'@{k}']:.3f}" for k in KS) + " |"
+        )
+    lines += [
+        "",
+        "recall@10 by category:",
+        "",
+        "| mode | " + " | ".join(CATEGORIES.values()) + " |",
+        "|---|" + "---|" * len(CATEGORIES),
+    ]
     for mode in MODES:
         row = result["recall_at_10_by_category"][mode]
-        lines.append(f"| {mode} | " + " | ".join(f"{row.get(c, 0):.3f}" for c in CATEGORIES.values()) + " |")
+        lines.append(
+            f"| {mode} | " + " | ".join(f"{row.get(c, 0):.3f}" for c in CATEGORIES.values()) + " |"
+        )
     add = result["add"]
     lines += [
         "",
         f"bulk load: {add['memories_per_second']} memories/s; raw embedding "
         f"{add['raw_embed_per_second']}/s on the same texts (ratio {add['ratio_to_raw_embedding']})",
-        "search p50/p95 ms: " + ", ".join(f"{m} {v['p50']}/{v['p95']}" for m, v in result["search_ms"].items()),
+        "search p50/p95 ms: "
+        + ", ".join(f"{m} {v['p50']}/{v['p95']}" for m, v in result["search_ms"].items()),
     ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--embedder", default="local")
     parser.add_argument("--context-window", type=int, default=2)
     parser.add_argument("--context-weight", type=float, default=0.5)

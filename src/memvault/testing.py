@@ -43,7 +43,7 @@ class FakeOpenAIServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet tests
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
             def _send(self, status: int, body: Any) -> None:
@@ -57,7 +57,9 @@ class FakeOpenAIServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                fake.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                fake.requests.append(
+                    {"path": self.path, "body": body, "headers": dict(self.headers)}
+                )
                 if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                     self._send(401, {"error": {"message": "bad key"}})
                 elif self.path != "/v1/embeddings":

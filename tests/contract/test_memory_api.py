@@ -93,8 +93,18 @@ def test_search_shape_and_scope_in_filters(mem: Memory) -> None:
     mem.add("Alice runs marathons", user_id="alice", metadata={"topic": "sport"})
     hits = mem.search("green tea", user_id="alice")["results"]
     assert hits[0]["memory"] == "Alice prefers green tea"
-    keys = {"id", "memory", "score", "metadata", "user_id", "agent_id", "run_id", "memory_type",
-            "created_at", "updated_at"}
+    keys = {
+        "id",
+        "memory",
+        "score",
+        "metadata",
+        "user_id",
+        "agent_id",
+        "run_id",
+        "memory_type",
+        "created_at",
+        "updated_at",
+    }
     assert keys <= set(hits[0])
     # mem0 2.x passes the scope inside filters.
     via_filters = mem.search("green tea", filters={"user_id": "alice", "topic": "sport"})["results"]
@@ -116,11 +126,16 @@ def test_search_explain_threshold_and_top_k(mem: Memory) -> None:
 def test_search_modes(mem: Memory) -> None:
     mem.add("The cat sat on the mat", user_id="u")
     for mode in ("vector", "bm25", "hybrid"):
-        assert mem.search("cat mat", user_id="u", mode=mode)["results"][0]["memory"] == "The cat sat on the mat"
+        assert (
+            mem.search("cat mat", user_id="u", mode=mode)["results"][0]["memory"]
+            == "The cat sat on the mat"
+        )
 
 
 def test_get_update_history_delete(mem: Memory) -> None:
-    memory_id = mem.add("Alice lives in Paris", user_id="alice", metadata={"city": "paris"})["results"][0]["id"]
+    memory_id = mem.add("Alice lives in Paris", user_id="alice", metadata={"city": "paris"})[
+        "results"
+    ][0]["id"]
     assert mem.get(memory_id)["memory"] == "Alice lives in Paris"
     updated = mem.update(memory_id, "Alice lives in Berlin")
     assert updated["result"]["memory"] == "Alice lives in Berlin"
@@ -171,7 +186,9 @@ def test_agent_and_run_scopes(mem: Memory) -> None:
     assert planner == {"planner prefers short answers", "alice asked the planner about trains"}
     hits = mem.search("alice asked", user_id="alice", agent_id="planner")["results"]
     assert [h["memory"] for h in hits] == ["alice asked the planner about trains"]
-    assert [h["memory"] for h in mem.search("asked", agent_id="planner", mode="vector")["results"]] != []
+    assert [
+        h["memory"] for h in mem.search("asked", agent_id="planner", mode="vector")["results"]
+    ] != []
     assert {h["memory"] for h in mem.search("note", run_id="r1")["results"]} == {"run scratch note"}
 
 
@@ -190,7 +207,12 @@ def test_expired_memories_never_appear(mem: Memory) -> None:
 def test_memories_survive_reopen(open_memory: Callable[..., Memory]) -> None:
     """r3 lost every memory on restart and SelfMemory's store wiped itself when reopened."""
     first = open_memory()
-    ids = [r["id"] for r in first.add_many([{"messages": f"durable {i}", "user_id": "u"} for i in range(50)])["results"]]
+    ids = [
+        r["id"]
+        for r in first.add_many([{"messages": f"durable {i}", "user_id": "u"} for i in range(50)])[
+            "results"
+        ]
+    ]
     first.close()
     second = open_memory()
     assert {m["id"] for m in second.get_all(user_id="u")["results"]} == set(ids)
@@ -203,7 +225,10 @@ def test_two_instances_see_each_others_writes(open_memory: Callable[..., Memory]
     a.add("apples are red", user_id="u")
     assert b.search("apples", user_id="u")["results"][0]["memory"] == "apples are red"
     b.add("bananas are yellow", user_id="u")
-    assert a.search("bananas", user_id="u", mode="vector")["results"][0]["memory"] == "bananas are yellow"
+    assert (
+        a.search("bananas", user_id="u", mode="vector")["results"][0]["memory"]
+        == "bananas are yellow"
+    )
     gone = a.search("apples", user_id="u")["results"][0]["id"]
     b.delete(gone)
     assert gone not in [h["id"] for h in a.search("apples", user_id="u", mode="vector")["results"]]

@@ -29,7 +29,9 @@ def raw_bytes(home: Path) -> bytes:
 def test_canary_text_words_metadata_and_vector_never_hit_the_disk(home: Path) -> None:
     embedder = HashEmbedder()
     with Memory(home, embedder=embedder) as m:
-        memory_id = m.add(CANARY, user_id="alice", metadata={"note": META_CANARY})["results"][0]["id"]
+        memory_id = m.add(CANARY, user_id="alice", metadata={"note": META_CANARY})["results"][0][
+            "id"
+        ]
         m.update(memory_id, CANARY + " and the garage")
         m.add("a follow-up so the canary is in someone's context window", user_id="alice")
         assert m.search("marigolds", user_id="alice")["results"]
@@ -94,7 +96,9 @@ def test_a_flipped_bit_in_metadata_is_an_integrity_error_even_inside_a_filter(ho
     with Memory(home, embedder=HashEmbedder()) as m:
         memory_id = m.add("tagged", user_id="u", metadata={"tag": "a"})["results"][0]["id"]
     db = sqlite3.connect(home / "memvault.db")
-    box = bytearray(db.execute("SELECT metadata_box FROM memories WHERE id = ?", (memory_id,)).fetchone()[0])
+    box = bytearray(
+        db.execute("SELECT metadata_box FROM memories WHERE id = ?", (memory_id,)).fetchone()[0]
+    )
     box[-1] ^= 1
     db.execute("UPDATE memories SET metadata_box = ? WHERE id = ?", (bytes(box), memory_id))
     db.commit()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,8 +31,11 @@ def test_every_read_stays_inside_namespace_and_user(tenants: dict[str, Memory]) 
         # Every user gets the same words, so only the scope can keep them apart.
         m.add_many(
             [
-                {"messages": f"{namespace}|{user}|{SHARED_WORDS} {i}", "user_id": user,
-                 "metadata": {"kind": "note", "n": i}}
+                {
+                    "messages": f"{namespace}|{user}|{SHARED_WORDS} {i}",
+                    "user_id": user,
+                    "metadata": {"kind": "note", "n": i},
+                }
                 for user in USERS
                 for i in range(8)
             ]
@@ -45,8 +47,12 @@ def test_every_read_stays_inside_namespace_and_user(tenants: dict[str, Memory]) 
                 m.search(SHARED_WORDS, user_id=user, top_k=100)["results"],
                 m.search(SHARED_WORDS, user_id=user, top_k=100, mode="vector")["results"],
                 m.search(SHARED_WORDS, user_id=user, top_k=100, mode="bm25")["results"],
-                m.search(SHARED_WORDS, filters={"user_id": user, "kind": "note"}, top_k=100)["results"],
-                m.search(SHARED_WORDS, user_id=user, filters={"OR": [{"n": 1}, {"user_id": "user0"}]})["results"],
+                m.search(SHARED_WORDS, filters={"user_id": user, "kind": "note"}, top_k=100)[
+                    "results"
+                ],
+                m.search(
+                    SHARED_WORDS, user_id=user, filters={"OR": [{"n": 1}, {"user_id": "user0"}]}
+                )["results"],
                 m.get_all(user_id=user, top_k=1000)["results"],
                 m.get_all(filters={"user_id": user, "n": {"gte": 0}})["results"],
             ]

@@ -9,11 +9,16 @@ from pathlib import Path
 from memvault import AsyncMemory, Embedder
 
 
-def test_event_loop_stays_responsive_during_50_concurrent_searches(home: Path, local_embedder: Embedder) -> None:
+def test_event_loop_stays_responsive_during_50_concurrent_searches(
+    home: Path, local_embedder: Embedder
+) -> None:
     async def scenario() -> tuple[list[float], int]:
         async with AsyncMemory(home, embedder=local_embedder) as m:
             await m.add_many(
-                [{"messages": f"memory number {i} about topic {i % 17}", "user_id": "u"} for i in range(800)]
+                [
+                    {"messages": f"memory number {i} about topic {i % 17}", "user_id": "u"}
+                    for i in range(800)
+                ]
             )
             gaps: list[float] = []
             done = asyncio.Event()
@@ -28,7 +33,10 @@ def test_event_loop_stays_responsive_during_50_concurrent_searches(home: Path, l
 
             tick = asyncio.create_task(ticker())
             results = await asyncio.gather(
-                *(m.search(f"what about topic {i} and memory {i * 3}?", user_id="u") for i in range(50))
+                *(
+                    m.search(f"what about topic {i} and memory {i * 3}?", user_id="u")
+                    for i in range(50)
+                )
             )
             done.set()
             await tick

@@ -21,24 +21,74 @@ ADD_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("empty user id", {"messages": "hello", "user_id": ""}, "invalid_id"),
     ("control char in agent id", {"messages": "hello", "agent_id": "a\x07"}, "invalid_id"),
     ("id too long", {"messages": "hello", "run_id": "r" * 129}, "invalid_id"),
-    ("metadata not an object", {"messages": "hello", "user_id": "u", "metadata": ["a"]}, "invalid_metadata"),
-    ("metadata a string", {"messages": "hello", "user_id": "u", "metadata": "{}"}, "invalid_metadata"),
-    ("metadata too big", {"messages": "hello", "user_id": "u", "metadata": {"k": "v" * 17000}}, "invalid_metadata"),
-    ("identity key in metadata", {"messages": "hello", "user_id": "u", "metadata": {"user_id": "bob"}}, "invalid_metadata"),
-    ("metadata with NaN", {"messages": "hello", "user_id": "u", "metadata": {"k": float("nan")}}, "invalid_metadata"),
-    ("metadata not JSON", {"messages": "hello", "user_id": "u", "metadata": {"k": object()}}, "invalid_metadata"),
-    ("unknown memory type", {"messages": "hello", "user_id": "u", "memory_type": "dream"}, "invalid_input"),
-    ("bad expiry", {"messages": "hello", "user_id": "u", "expiration_date": "next tuesday"}, "invalid_input"),
-    ("bad role", {"messages": [{"role": "wizard", "content": "hi"}], "user_id": "u"}, "invalid_input"),
-    ("unknown message key", {"messages": [{"role": "user", "content": "hi", "x": 1}], "user_id": "u"}, "invalid_input"),
-    ("only system messages", {"messages": [{"role": "system", "content": "be nice"}], "user_id": "u"}, "empty_text"),
+    (
+        "metadata not an object",
+        {"messages": "hello", "user_id": "u", "metadata": ["a"]},
+        "invalid_metadata",
+    ),
+    (
+        "metadata a string",
+        {"messages": "hello", "user_id": "u", "metadata": "{}"},
+        "invalid_metadata",
+    ),
+    (
+        "metadata too big",
+        {"messages": "hello", "user_id": "u", "metadata": {"k": "v" * 17000}},
+        "invalid_metadata",
+    ),
+    (
+        "identity key in metadata",
+        {"messages": "hello", "user_id": "u", "metadata": {"user_id": "bob"}},
+        "invalid_metadata",
+    ),
+    (
+        "metadata with NaN",
+        {"messages": "hello", "user_id": "u", "metadata": {"k": float("nan")}},
+        "invalid_metadata",
+    ),
+    (
+        "metadata not JSON",
+        {"messages": "hello", "user_id": "u", "metadata": {"k": object()}},
+        "invalid_metadata",
+    ),
+    (
+        "unknown memory type",
+        {"messages": "hello", "user_id": "u", "memory_type": "dream"},
+        "invalid_input",
+    ),
+    (
+        "bad expiry",
+        {"messages": "hello", "user_id": "u", "expiration_date": "next tuesday"},
+        "invalid_input",
+    ),
+    (
+        "bad role",
+        {"messages": [{"role": "wizard", "content": "hi"}], "user_id": "u"},
+        "invalid_input",
+    ),
+    (
+        "unknown message key",
+        {"messages": [{"role": "user", "content": "hi", "x": 1}], "user_id": "u"},
+        "invalid_input",
+    ),
+    (
+        "only system messages",
+        {"messages": [{"role": "system", "content": "be nice"}], "user_id": "u"},
+        "empty_text",
+    ),
     ("empty message list", {"messages": [], "user_id": "u"}, "invalid_input"),
-    ("infer without an LLM", {"messages": "hello", "user_id": "u", "infer": True}, "invalid_config"),
+    (
+        "infer without an LLM",
+        {"messages": "hello", "user_id": "u", "infer": True},
+        "invalid_config",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "item", "code"), ADD_CASES, ids=[c[0] for c in ADD_CASES])
-def test_bad_add_raises_its_code_and_writes_nothing(memory: Memory, case: str, item: dict[str, Any], code: str) -> None:
+def test_bad_add_raises_its_code_and_writes_nothing(
+    memory: Memory, case: str, item: dict[str, Any], code: str
+) -> None:
     good = {"messages": "a valid memory", "user_id": "u"}
     with pytest.raises(MemvaultError) as caught:
         memory.add_many([good, item])  # the good item comes first and must not be stored either
@@ -83,7 +133,9 @@ SEARCH_CASES: list[tuple[str, dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("case", "kwargs", "code"), SEARCH_CASES, ids=[c[0] for c in SEARCH_CASES])
-def test_bad_search_raises_its_code(memory: Memory, case: str, kwargs: dict[str, Any], code: str) -> None:
+def test_bad_search_raises_its_code(
+    memory: Memory, case: str, kwargs: dict[str, Any], code: str
+) -> None:
     memory.add("something to find", user_id="u")
     with pytest.raises(MemvaultError) as caught:
         memory.search("find", user_id="u", **kwargs)

@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memvault import EmbedderError, Embedder, EmbeddingModelMismatch, HashEmbedder, InvalidConfig, Memory
+from memvault import (
+    Embedder,
+    EmbedderError,
+    EmbeddingModelMismatch,
+    HashEmbedder,
+    InvalidConfig,
+    Memory,
+)
 from memvault.embedding import register_embedder
 from memvault.testing import FakeOpenAIServer
 
@@ -23,7 +30,11 @@ def test_hash_embedder_is_deterministic_and_normalized() -> None:
 
 def test_local_model_gives_meaningful_vectors(local_embedder: Embedder) -> None:
     vectors = local_embedder.embed_batch(
-        ["I love hiking in the mountains", "Hiking is my favourite hobby", "The stock market fell today"]
+        [
+            "I love hiking in the mountains",
+            "Hiking is my favourite hobby",
+            "The stock market fell today",
+        ]
     )
     assert vectors.shape == (3, 384)
     assert vectors[0] @ vectors[1] > 0.6 > 0.2 > vectors[0] @ vectors[2]
@@ -34,16 +45,29 @@ def test_local_model_gives_meaningful_vectors(local_embedder: Embedder) -> None:
 
 def test_local_model_in_memory(home: Path, local_embedder: Embedder) -> None:
     with Memory(home, embedder=local_embedder) as m:
-        m.add_many([{"messages": t, "user_id": "u"} for t in (
-            "Alice is allergic to peanuts", "Alice prefers green tea", "Alice runs marathons")])
+        m.add_many(
+            [
+                {"messages": t, "user_id": "u"}
+                for t in (
+                    "Alice is allergic to peanuts",
+                    "Alice prefers green tea",
+                    "Alice runs marathons",
+                )
+            ]
+        )
         hits = m.search("what can't she eat?", user_id="u", mode="vector")["results"]
         assert hits[0]["memory"] == "Alice is allergic to peanuts"
 
 
 def test_openai_compatible_endpoint(home: Path) -> None:
     with FakeOpenAIServer(dimensions=32, api_key="sk-test") as server:
-        with Memory(home, embedder="openai", openai_base_url=server.base_url,
-                    openai_model="text-embedding-fake", openai_api_key="sk-test") as m:
+        with Memory(
+            home,
+            embedder="openai",
+            openai_base_url=server.base_url,
+            openai_model="text-embedding-fake",
+            openai_api_key="sk-test",
+        ) as m:
             assert m.embedder.model_id == "openai:text-embedding-fake"
             m.add_many([{"messages": f"fact {i} about rivers", "user_id": "u"} for i in range(300)])
             assert m.search("rivers", user_id="u", mode="vector")["results"]

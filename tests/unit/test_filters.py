@@ -76,28 +76,43 @@ def shared_memory(tmp_path_factory: pytest.TempPathFactory) -> Memory:
 _users = itertools.count()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=records, raw_filter=filters)
-def test_sql_and_python_agree(shared_memory: Memory, rows: list[dict[str, Any]], raw_filter: dict[str, Any]) -> None:
+def test_sql_and_python_agree(
+    shared_memory: Memory, rows: list[dict[str, Any]], raw_filter: dict[str, Any]
+) -> None:
     user = f"user{next(_users)}"
     shared_memory.add_many(
         [
-            {"messages": f"record {i}", "user_id": user, "metadata": r["metadata"],
-             "memory_type": r["memory_type"], "importance": r["importance"], "actor_id": r["actor_id"]}
+            {
+                "messages": f"record {i}",
+                "user_id": user,
+                "metadata": r["metadata"],
+                "memory_type": r["memory_type"],
+                "importance": r["importance"],
+                "actor_id": r["actor_id"],
+            }
             for i, r in enumerate(rows)
         ]
     )
     stored = shared_memory.get_all(user_id=user, top_k=100)["results"]
     node = parse_filter(raw_filter)
     expected = sorted(m["memory"] for m in stored if matches(node, m))
-    got = sorted(m["memory"] for m in shared_memory.get_all(user_id=user, filters=raw_filter, top_k=100)["results"])
+    got = sorted(
+        m["memory"]
+        for m in shared_memory.get_all(user_id=user, filters=raw_filter, top_k=100)["results"]
+    )
     assert got == expected, raw_filter
     hits = shared_memory.search("record", user_id=user, filters=raw_filter, top_k=100)["results"]
     assert sorted(h["memory"] for h in hits) == expected
 
 
 def test_examples_from_mem0_docs(memory: Memory) -> None:
-    memory.add("pizza night", user_id="u", metadata={"categories": ["food", "friends"], "rating": 4})
+    memory.add(
+        "pizza night", user_id="u", metadata={"categories": ["food", "friends"], "rating": 4}
+    )
     memory.add("tax return", user_id="u", metadata={"categories": ["finance"], "rating": 2})
     memory.add("Sushi with Bob", user_id="u", metadata={"place": "Tokyo Sushi Bar", "rating": 5})
 
@@ -106,19 +121,31 @@ def test_examples_from_mem0_docs(memory: Memory) -> None:
 
     assert get({"categories": {"contains": "food"}}) == ["pizza night"]
     assert get({"rating": {"gte": 4}}) == ["Sushi with Bob", "pizza night"]
-    assert get({"OR": [{"rating": 2}, {"place": {"icontains": "sushi"}}]}) == ["Sushi with Bob", "tax return"]
+    assert get({"OR": [{"rating": 2}, {"place": {"icontains": "sushi"}}]}) == [
+        "Sushi with Bob",
+        "tax return",
+    ]
     assert get({"NOT": [{"rating": {"in": [4, 5]}}]}) == ["tax return"]
     assert get({"place": "*"}) == ["Sushi with Bob"]
-    assert get({"AND": [{"rating": {"gt": 1}}, {"rating": {"lt": 5}}]}) == ["pizza night", "tax return"]
+    assert get({"AND": [{"rating": {"gt": 1}}, {"rating": {"lt": 5}}]}) == [
+        "pizza night",
+        "tax return",
+    ]
     assert get({"rating": {"ne": 4}}) == ["Sushi with Bob", "tax return"]
-    assert get({"created_at": {"gte": "2000-01-01"}}) == ["Sushi with Bob", "pizza night", "tax return"]
+    assert get({"created_at": {"gte": "2000-01-01"}}) == [
+        "Sushi with Bob",
+        "pizza night",
+        "tax return",
+    ]
     assert get({"memory_type": "semantic", "rating": {"nin": [2, 5]}}) == ["pizza night"]
 
 
 def test_parse_shapes() -> None:
     assert parse_filter(None) is None and parse_filter({}) is None
     assert parse_filter({"a": 1}) == Condition("a", "eq", 1)
-    assert parse_filter({"a": 1, "b": {"gt": 2}}) == And((Condition("a", "eq", 1), Condition("b", "gt", 2)))
+    assert parse_filter({"a": 1, "b": {"gt": 2}}) == And(
+        (Condition("a", "eq", 1), Condition("b", "gt", 2))
+    )
     assert parse_filter({"NOT": [{"a": 1}]}) == Not(Condition("a", "eq", 1))
     assert parse_filter({"a": "*"}) == Condition("a", "*", None)
     with pytest.raises(InvalidFilter):

@@ -19,13 +19,21 @@ def test_defaults_and_environment(home: Path, monkeypatch: pytest.MonkeyPatch) -
     assert Settings.load(embedder="openai").embedder == "openai"
 
 
-def test_toml_file_below_environment(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_toml_file_below_environment(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "memvault.toml"
-    config.write_text('[memvault]\nembedder = "hash"\nnamespace = "from-file"\nmax_text_bytes = 64\n')
+    config.write_text(
+        '[memvault]\nembedder = "hash"\nnamespace = "from-file"\nmax_text_bytes = 64\n'
+    )
     monkeypatch.setenv("MEMVAULT_CONFIG", str(config))
     monkeypatch.setenv("MEMVAULT_MAX_TEXT_BYTES", "128")
     settings = Settings.load()
-    assert (settings.embedder, settings.namespace, settings.max_text_bytes) == ("hash", "from-file", 128)
+    assert (settings.embedder, settings.namespace, settings.max_text_bytes) == (
+        "hash",
+        "from-file",
+        128,
+    )
     with Memory() as m:
         assert m.namespace == "from-file" and m.embedder.model_id.startswith("hash")
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from memvault.errors import InvalidInput, MemvaultError
@@ -316,7 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except MemvaultError as exc:
-        errors.print(f"[red]error[/red] [{exc.code}] {exc.message}", highlight=False)
+        errors.print(
+            f"[red]error[/red] {escape(f'[{exc.code}]')} {escape(exc.message)}", highlight=False
+        )
         sys.exit(2 if isinstance(exc, InvalidInput) else 1)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

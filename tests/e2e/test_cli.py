@@ -1,0 +1,117 @@
+"""The CLI through typer's runner, and once as a real process (``python -m memvault``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from memvault.cli import app, main
+
+runner = CliRunner()
+BASE = ["--embedder", "hash"]
+
+
+def cli(*args: str) -> dict:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_add_search_list_get_update_history_delete(home: Path) -> None:
+    added = cli(
+        "add",
+        "Alice prefers green tea",
+        "--user",
+        "alice",
+        "--metadata",
+        '{"topic": "drinks"}',
+        "--json",
+        *BASE,
+    )
+    memory_id = added["results"][0]["id"]
+    cli("add", "Bob drinks espresso", "--user", "bob", "--json", *BASE)
+    hits = cli("search", "tea", "--user", "alice", "--json", "--explain", *BASE)["results"]
+    assert [h["memory"] for h in hits] == ["Alice prefers green tea"] and "explain" in hits[0]
+    listed = cli("list", "--user", "alice", "--filters", '{"topic": "drinks"}', "--json", *BASE)
+    assert [m["id"] for m in listed["results"]] == [memory_id]
+    assert cli("get", memory_id, "--json", *BASE)["metadata"] == {"topic": "drinks"}
+    cli("update", memory_id, "Alice prefers oolong", "--json", *BASE)
+    events = cli("history", memory_id, "--json", *BASE)
+    assert [e["event"] for e in events] == ["ADD", "UPDATE"]
+    assert cli("delete", memory_id, "--json", *BASE)["id"] == memory_id
+    assert cli("delete", "--all", "--user", "bob", "--json", *BASE)["deleted"] == 1
+
+
+def test_human_output_is_a_table(home: Path) -> None:
+    runner.invoke(app, ["add", "Carol collects stamps", "--user", "carol", *BASE])
+    result = runner.invoke(app, ["search", "stamps", "--user", "carol", *BASE])
+    assert result.exit_code == 0 and "score" in result.stdout
+    assert "Carol" in result.stdout and "collects" in result.stdout
+
+
+def test_import_jsonl_with_progress(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "memories.jsonl"
+    lines = [
+        {"messages": f"imported fact {i}", "user_id": "u", "metadata": {"i": i}} for i in range(300)
+    ]
+    lines.append({"memory": "mem0 export style line", "user_id": "u"})
+    lines.append({"messages": "imported fact 3", "user_id": "u"})
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    summary = cli("import", str(path), "--json", *BASE)
+    assert summary == {"lines": 302, "added": 301, "duplicates": 1}
+    assert len(cli("list", "--user", "u", "--limit", "1000", "--json", *BASE)["results"]) == 301
+
+
+def test_import_checks_every_line_before_storing(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"messages": "fine", "user_id": "u"}\n{"messages": "no scope"}\n')
+    result = runner.invoke(app, ["import", str(path), *BASE])
+    assert result.exit_code != 0
+    path.write_text('{"messages": "fine", "user_id": "u"}\nnot json\n')
+    with pytest.raises(SystemExit) as exited:
+        main(["import", str(path), *BASE])
+    assert exited.value.code == 2
+    assert cli("list", "--user", "u", "--json", *BASE)["results"] == []
+
+
+def test_errors_exit_with_code_and_message(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["add", "no scope given", *BASE])
+    assert exited.value.code == 2
+    assert "[missing_scope]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["get", "0191a2b3-0000-7000-8000-000000000000", *BASE])
+    assert exited.value.code == 1
+    assert "[not_found]" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_as_a_real_process(home: Path) -> None:
+    env = {**os.environ, "MEMVAULT_HOME": str(home), "MEMVAULT_EMBEDDER": "hash"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "memvault", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert run("add", "process fact", "--user", "p").returncode == 0
+    found = run("search", "process", "--user", "p", "--json")
+    assert (
+        found.returncode == 0 and json.loads(found.stdout)["results"][0]["memory"] == "process fact"
+    )
+    assert run("--help").returncode == 0
+
+
+def test_demo_runs(home: Path) -> None:
+    result = runner.invoke(app, ["demo", *BASE])
+    assert result.exit_code == 0, result.output
+    assert "Data lives in" in result.stdout and "peanuts" in result.stdout
