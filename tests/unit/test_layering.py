@@ -1,0 +1,36 @@
+"""The core imports no front end and no heavy optional dependency at import time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from memvault.cli import app
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_core_imports_no_front_end() -> None:
+    code = (
+        "import sys, json, memvault, memvault.memory, memvault.async_memory, memvault.testing;"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    loaded = set(json.loads(subprocess.check_output([sys.executable, "-c", code], text=True)))
+    for forbidden in ("typer", "click", "rich", "fastapi", "mcp", "uvicorn", "onnxruntime", "tokenizers"):
+        assert forbidden not in loaded, forbidden
+
+
+def test_every_cli_command_is_documented() -> None:
+    text = (DOCS / "cli.md").read_text()
+    commands = [c.name or c.callback.__name__ for c in app.registered_commands if c.callback]
+    assert commands
+    for name in commands:
+        assert f"## memvault {name}" in text, name
+
+
+def test_cli_app_is_typer() -> None:
+    assert isinstance(app, typer.Typer)
