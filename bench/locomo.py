@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--embedder", default="local")
     parser.add_argument("--context-window", type=int, default=2)
     parser.add_argument("--context-weight", type=float, default=0.5)
-    parser.add_argument("--vector-weight", type=float, default=1.0)
+    parser.add_argument("--vector-weight", type=float, default=0.5)
     parser.add_argument("--fusion", default="zscore", choices=["zscore", "rrf"])
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--tag", default="")

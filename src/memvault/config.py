@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     fusion: Literal["zscore", "rrf"] = Field(
         "zscore", description="How vector and BM25 rankings are fused (bench/locomo.py measures)."
     )
-    vector_weight: float = Field(1.0, ge=0, description="Weight of the vector ranking in fusion.")
+    vector_weight: float = Field(
+        0.5, ge=0, description="Weight of the vector ranking in fusion (BM25 weighs 1)."
+    )
     context_weight: float = Field(
         0.5, ge=0, description="BM25 weight of the context field against the memory's own text."
     )

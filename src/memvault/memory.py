@@ -156,6 +156,8 @@ class Memory:
             return
         self._closed = True
         self._access.close()
+        if self._searcher is not None:
+            self._searcher.close()
         self._store.close()
         self._keyring.close()
         closer = getattr(self.embedder, "close", None)
@@ -216,9 +218,10 @@ class Memory:
                 self._query_vectors.popitem(last=False)
         return vector
 
-    def _get_searcher(self, dimensions: int) -> HybridSearcher:
+    def _get_searcher(self) -> HybridSearcher:
         with self._searcher_lock:
             if self._searcher is None:
+                dimensions = self.embedder.dimensions
                 self._searcher = HybridSearcher(
                     self._store,
                     self._codec,
@@ -490,10 +493,15 @@ class Memory:
             isinstance(threshold, bool) or not isinstance(threshold, int | float)
         ):
             raise InvalidInput("threshold must be a number")
-        vector = self._embed_query(query) if mode != "bm25" or threshold is not None else None
-        dimensions = self.embedder.dimensions if vector is None else int(vector.shape[0])
-        hits = self._get_searcher(dimensions).search(
-            vector, query, scope, node, top_k=top_k, threshold=threshold, mode=mode
+        needs_vector = mode != "bm25" or threshold is not None
+        hits = self._get_searcher().search(
+            (lambda: self._embed_query(query)) if needs_vector else None,
+            query,
+            scope,
+            node,
+            top_k=top_k,
+            threshold=threshold,
+            mode=mode,
         )
         results = []
         for hit in hits:

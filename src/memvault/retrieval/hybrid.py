@@ -9,7 +9,8 @@ id set computed in SQL.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,6 +39,24 @@ class SearchHit:
     explain: dict[str, float | int | None]
 
 
+def _is_key_scope(scope: Scope) -> bool:
+    """True when the query scope is exactly one key scope (today: a user and nothing else)."""
+    return scope.user_id is not None and scope.agent_id is None and scope.run_id is None
+
+
+def _implied_owners(scope: Scope, scope_id: str) -> tuple[str | None, str | None, str | None]:
+    """Owner columns still to check inside a key scope's index (its own id holds for every row)."""
+    user, agent, run = scope.user_id, scope.agent_id, scope.run_id
+    kind, _, owner = scope_id.rpartition("/")[2].partition(":")
+    if kind == "user" and owner == user:
+        user = None
+    elif kind == "agent" and owner == agent and user is None:
+        agent = None
+    elif kind == "run" and owner == run and user is None and agent is None:
+        run = None
+    return user, agent, run
+
+
 class HybridSearcher:
     def __init__(
         self,
@@ -57,6 +76,7 @@ class HybridSearcher:
         self._fusion = fusion
         self._bm25_weights = bm25_weights
         self._weights = {"vector": vector_weight, "bm25": 1.0}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memvault-bm25")
 
     def _scope_ids(self, scope: Scope) -> list[str]:
         if scope.user_id is not None:
@@ -80,8 +100,8 @@ class HybridSearcher:
     ) -> list[tuple[str, float]]:
         now = time.time()
         found: list[tuple[str, float]] = []
-        owners = (scope.user_id, scope.agent_id, scope.run_id)
         for scope_id in scope_ids:
+            owners = _implied_owners(scope, scope_id)
             version = self._store.scope_version(scope_id)
             found.extend(
                 self._cache.search(
@@ -118,11 +138,12 @@ class HybridSearcher:
             now=now_iso(),
             limit=limit,
             weights=self._bm25_weights,
+            whole_key_scope=node is None and _is_key_scope(scope),
         )
 
     def search(
         self,
-        query_vector: npt.NDArray[np.float32] | None,
+        embed_query: Callable[[], npt.NDArray[np.float32]] | None,
         query_text: str,
         scope: Scope,
         node: FilterNode | None,
@@ -131,23 +152,38 @@ class HybridSearcher:
         threshold: float | None,
         mode: Mode,
     ) -> list[SearchHit]:
+        """Fused hits, best first. In hybrid mode BM25 runs in a worker thread while this
+        thread embeds the query: SQLite and ONNX Runtime both release the GIL, so on two cores
+        the BM25 side costs almost nothing on top of the embedding."""
         scope_ids = self._scope_ids(scope)
         if not scope_ids:
             return []
         limit = max(CANDIDATES, top_k)
         rankings: dict[str, list[tuple[str, float]]] = {}
-        if mode in ("hybrid", "vector"):
-            assert query_vector is not None
-            allowed = (
-                self._store.ids_matching(self._codec.namespace, scope, node, now_iso())
-                if node is not None
-                else None
+        pending: Future[list[tuple[str, float]]] | None = None
+        if mode == "hybrid":
+            pending = self._pool.submit(
+                self.bm25_candidates, query_text, scope, scope_ids, node, limit
             )
-            rankings["vector"] = self.vector_candidates(
-                query_vector, scope, scope_ids, allowed, limit
-            )
-        if mode in ("hybrid", "bm25"):
+        elif mode == "bm25":
             rankings["bm25"] = self.bm25_candidates(query_text, scope, scope_ids, node, limit)
+        try:
+            query_vector = embed_query() if embed_query is not None else None
+            if mode in ("hybrid", "vector"):
+                assert query_vector is not None
+                allowed = (
+                    self._store.ids_matching(self._codec.namespace, scope, node, now_iso())
+                    if node is not None
+                    else None
+                )
+                rankings["vector"] = self.vector_candidates(
+                    query_vector, scope, scope_ids, allowed, limit
+                )
+        finally:
+            if pending is not None:
+                bm25 = pending.result()  # also re-raises a BM25 failure
+        if pending is not None:
+            rankings["bm25"] = bm25
         fused = fuse(rankings, method=self._fusion, weights=self._weights)
         if threshold is None:
             fused = fused[:top_k]
@@ -164,6 +200,9 @@ class HybridSearcher:
             if len(hits) == top_k:
                 break
         return hits
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     def _cosine(
         self, hit: FusedHit, row: MemoryRow, query: npt.NDArray[np.float32] | None
