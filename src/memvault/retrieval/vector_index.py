@@ -35,7 +35,8 @@ def _dot_rows(
 ) -> npt.NDArray[np.float32]:
     if len(matrix) >= _BLAS_MIN_ROWS:
         return matrix @ query
-    return np.einsum("ij,j->i", matrix, query)
+    scores: npt.NDArray[np.float32] = np.einsum("ij,j->i", matrix, query)
+    return scores
 
 
 @dataclass(slots=True)
