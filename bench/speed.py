@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from corpus import facts, questions
-
 from memvault import Memory
 
 HERE = Path(__file__).resolve().parent
