@@ -4,17 +4,87 @@ from __future__ import annotations
 
 import random
 
-NAMES = ["Alice", "Bob", "Carol", "Dmitri", "Eve", "Farah", "Gustav", "Hana", "Ivan", "Jun", "Kemal", "Lena"]
-VERBS = ["loves", "hates", "is learning", "teaches", "collects", "dreams about", "writes about", "photographs",
-         "cooks", "repairs", "paints", "studies", "sells", "reviews", "plans a trip for"]
-OBJECTS = ["Italian food", "the cello", "vintage cameras", "mountain hiking", "Japanese pottery", "jazz records",
-           "sourdough bread", "electric bikes", "marathon training", "chess openings", "tropical fish", "rose gardens",
-           "board games", "sci-fi novels", "salsa dancing", "rock climbing", "woodworking", "birdwatching",
-           "espresso machines", "sailing boats", "vegan recipes", "old maps", "street art", "yoga retreats"]
-WHEN = ["since childhood", "every weekend", "last summer", "in the evenings", "with friends", "after work",
-        "on holidays", "this year", "for a decade", "on Sundays"]
-PLACES = ["in Lisbon", "in Berlin", "near the lake", "at the community center", "in Kyoto", "downtown",
-          "at home", "in the mountains", "by the sea", "in a small studio"]
+NAMES = [
+    "Alice",
+    "Bob",
+    "Carol",
+    "Dmitri",
+    "Eve",
+    "Farah",
+    "Gustav",
+    "Hana",
+    "Ivan",
+    "Jun",
+    "Kemal",
+    "Lena",
+]
+VERBS = [
+    "loves",
+    "hates",
+    "is learning",
+    "teaches",
+    "collects",
+    "dreams about",
+    "writes about",
+    "photographs",
+    "cooks",
+    "repairs",
+    "paints",
+    "studies",
+    "sells",
+    "reviews",
+    "plans a trip for",
+]
+OBJECTS = [
+    "Italian food",
+    "the cello",
+    "vintage cameras",
+    "mountain hiking",
+    "Japanese pottery",
+    "jazz records",
+    "sourdough bread",
+    "electric bikes",
+    "marathon training",
+    "chess openings",
+    "tropical fish",
+    "rose gardens",
+    "board games",
+    "sci-fi novels",
+    "salsa dancing",
+    "rock climbing",
+    "woodworking",
+    "birdwatching",
+    "espresso machines",
+    "sailing boats",
+    "vegan recipes",
+    "old maps",
+    "street art",
+    "yoga retreats",
+]
+WHEN = [
+    "since childhood",
+    "every weekend",
+    "last summer",
+    "in the evenings",
+    "with friends",
+    "after work",
+    "on holidays",
+    "this year",
+    "for a decade",
+    "on Sundays",
+]
+PLACES = [
+    "in Lisbon",
+    "in Berlin",
+    "near the lake",
+    "at the community center",
+    "in Kyoto",
+    "downtown",
+    "at home",
+    "in the mountains",
+    "by the sea",
+    "in a small studio",
+]
 
 
 def facts(count: int, seed: int = 7) -> list[str]:
@@ -39,7 +109,11 @@ def questions(count: int, seed: int = 11) -> list[str]:
     ]
     return [
         rng.choice(templates).format(
-            n=rng.choice(NAMES), v=rng.choice(VERBS), o=rng.choice(OBJECTS), w=rng.choice(WHEN), p=rng.choice(PLACES)
+            n=rng.choice(NAMES),
+            v=rng.choice(VERBS),
+            o=rng.choice(OBJECTS),
+            w=rng.choice(WHEN),
+            p=rng.choice(PLACES),
         )
         + f" #{i}"
         for i in range(count)

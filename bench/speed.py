@@ -30,7 +30,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--memories", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--embedder", default="local")
@@ -86,12 +88,20 @@ def main() -> None:
             "ratio": round(load_rate / raw_rate, 3),
             "target_ratio": 0.75,
         },
-        "raw_query_embedding_ms": {"p50": round(embed_p50, 2), "p95": round(pct(embed_ms, 0.95), 2)},
+        "raw_query_embedding_ms": {
+            "p50": round(embed_p50, 2),
+            "p95": round(pct(embed_ms, 0.95), 2),
+        },
         "search_ms": {
             mode: {"p50": round(statistics.median(v), 2), "p95": round(pct(v, 0.95), 2)}
             for mode, v in search_ms.items()
         }
-        | {"hybrid+filter": {"p50": round(statistics.median(filtered_ms), 2), "p95": round(pct(filtered_ms, 0.95), 2)}},
+        | {
+            "hybrid+filter": {
+                "p50": round(statistics.median(filtered_ms), 2),
+                "p95": round(pct(filtered_ms, 0.95), 2),
+            }
+        },
         "search_to_embedding": {
             "p50_ratio": round(statistics.median(hybrid) / embed_p50, 2),
             "p95_ratio": round(pct(hybrid, 0.95) / embed_p50, 2),
@@ -101,7 +111,9 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"speed-{args.embedder}-{args.memories}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"speed-{args.embedder}-{args.memories}.json").write_text(
+        json.dumps(result, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

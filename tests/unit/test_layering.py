@@ -20,7 +20,16 @@ def test_core_imports_no_front_end() -> None:
         "print(json.dumps(sorted(sys.modules)))"
     )
     loaded = set(json.loads(subprocess.check_output([sys.executable, "-c", code], text=True)))
-    for forbidden in ("typer", "click", "rich", "fastapi", "mcp", "uvicorn", "onnxruntime", "tokenizers"):
+    for forbidden in (
+        "typer",
+        "click",
+        "rich",
+        "fastapi",
+        "mcp",
+        "uvicorn",
+        "onnxruntime",
+        "tokenizers",
+    ):
         assert forbidden not in loaded, forbidden
 
 
