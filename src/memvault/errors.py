@@ -12,7 +12,11 @@ responses. Never match on message text: match on the class or on ``code``.
     │   ├── InvalidMetadata            invalid_metadata
     │   ├── InvalidFilter              invalid_filter
     │   └── InvalidConfig              invalid_config
+    ├── Unauthorized                   unauthorized     401
+    ├── Forbidden                      forbidden        403
     ├── NotFound                       not_found        404
+    ├── PayloadTooLarge                payload_too_large 413
+    ├── RateLimited                    rate_limited     429
     ├── EmbeddingModelMismatch         embedding_model_mismatch 409
     ├── EmbedderError                  embedder_error   502
     ├── MissingDependency              missing_dependency 500
@@ -33,6 +37,7 @@ __all__ = [
     "EmbedderError",
     "EmbeddingModelMismatch",
     "EmptyText",
+    "Forbidden",
     "IntegrityError",
     "InvalidConfig",
     "InvalidFilter",
@@ -43,8 +48,11 @@ __all__ = [
     "MissingDependency",
     "MissingScope",
     "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
     "StorageError",
     "TextTooLong",
+    "Unauthorized",
     "WrongMasterKey",
 ]
 
@@ -100,6 +108,36 @@ class InvalidFilter(InvalidInput):
 
 class InvalidConfig(InvalidInput):
     code = "invalid_config"
+
+
+class Unauthorized(MemvaultError):
+    """No API key, or one that is malformed, unknown, revoked or expired (one message for all)."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(MemvaultError):
+    """The key is valid but its role or user binding does not allow this."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class PayloadTooLarge(MemvaultError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class RateLimited(MemvaultError):
+    """Too many requests for this key (or client address); retry after ``retry_after`` seconds."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotFound(MemvaultError):

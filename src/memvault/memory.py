@@ -40,7 +40,8 @@ from memvault.filters import parse_filter, scope_ids
 from memvault.retrieval.hybrid import HybridSearcher, Mode
 from memvault.retrieval.text import normalize_for_dedup
 from memvault.retrieval.vector_index import VectorCache, VectorEntry
-from memvault.security.crypto import ScopeCipher
+from memvault.security.apikeys import ApiKeyStore
+from memvault.security.crypto import ScopeCipher, derive_key
 from memvault.security.keyring import KEYS_DB_NAME, KeyRing, load_master_key
 from memvault.storage.files import ensure_private_dir
 from memvault.storage.sqlite import HistoryRow, MemoryRow, SQLiteStore
@@ -51,6 +52,7 @@ from memvault.validation import (
     check_importance,
     check_memory_type,
     check_metadata,
+    check_namespace,
     check_text,
     check_top_k,
     parse_datetime,
@@ -60,6 +62,8 @@ from memvault.validation import (
 __all__ = ["Memory"]
 
 BATCH_SIZE = 256
+# Not a namespace (namespaces start with a letter or digit): the key that peppers API key hashes.
+API_KEY_SCOPE = "_system/api-keys"
 _ADD_KEYS = frozenset(
     {
         "messages",
@@ -140,6 +144,36 @@ class Memory:
         self._query_vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
         self._query_lock = threading.Lock()
         self._closed = False
+        self._owns_resources = True
+
+    def namespaced(self, namespace: str) -> Memory:
+        """This store seen from another namespace, sharing files, keys, model and caches.
+
+        Cheap (no file is opened): the server makes one per request's namespace. Closing a view
+        closes only the view; the resources stay with the ``Memory`` they came from.
+        """
+        check_namespace(namespace)
+        if namespace == self.namespace:
+            return self
+        view = object.__new__(Memory)
+        view.__dict__.update(self.__dict__)
+        view.namespace = namespace
+        view._codec = Codec(self._keyring, namespace)
+        view._searcher = None
+        view._searcher_lock = threading.Lock()
+        view._owns_resources = False
+        return view
+
+    @property
+    def api_keys(self) -> ApiKeyStore:
+        """The store's API keys (used by the server and ``memvault keys``)."""
+        cipher = self._keyring.cipher(API_KEY_SCOPE)
+        assert cipher is not None
+        return ApiKeyStore(self._store, derive_key(cipher.data_key, "memvault/v1/api-keys"))
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        """Every namespace that holds memories or keys, with counts."""
+        return self._store.namespace_stats()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Memory:
@@ -155,9 +189,11 @@ class Memory:
         if self._closed:
             return
         self._closed = True
-        self._access.close()
         if self._searcher is not None:
             self._searcher.close()
+        if not self._owns_resources:
+            return
+        self._access.close()
         self._store.close()
         self._keyring.close()
         closer = getattr(self.embedder, "close", None)

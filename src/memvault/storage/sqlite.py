@@ -175,6 +175,10 @@ class SQLiteStore:
         self._raise_udf_error()
         return rows
 
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """A read-only statement for the store's other tables (API keys)."""
+        return self._query(sql, params)
+
     # --- store metadata -----------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -440,6 +444,15 @@ class SQLiteStore:
             )
             bound = [weights[0], weights[1], match, *params, limit]
         return [(row[0], float(row[1])) for row in self._query(sql, bound)]
+
+    def namespace_stats(self) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT namespace, sum(memories) AS memories, sum(keys) AS keys FROM ("
+            " SELECT namespace, count(*) AS memories, 0 AS keys FROM memories GROUP BY namespace"
+            " UNION ALL SELECT namespace, 0, count(*) FROM api_keys GROUP BY namespace)"
+            " GROUP BY namespace ORDER BY namespace"
+        )
+        return [{"name": r[0], "memories": int(r[1]), "keys": int(r[2])} for r in rows]
 
     def history(self, namespace: str, memory_id: str) -> list[HistoryRow]:
         rows = self._query(
