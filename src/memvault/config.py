@@ -62,6 +62,19 @@ class Settings(BaseSettings):
     )
     model_path: Path | None = Field(None, description="Another ONNX sentence model (local).")
     tokenizer_path: Path | None = Field(None, description="Its tokenizer.json (local).")
+    host: str = Field("127.0.0.1", description="Server address (memvault serve).")
+    port: int = Field(8765, ge=0, le=65535, description="Server port.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; none by default."
+    )
+    cors_allow_credentials: bool = False
+    rate_limit: str = Field("600/minute", description="Requests per API key (limits syntax).")
+    auth_failure_limit: str = Field(
+        "30/minute", description="Failed authentications per client address."
+    )
+    redis_url: str | None = Field(None, description="Shared rate-limit counters across nodes.")
+    max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest request body.")
+    auth: bool = Field(True, description="Require API keys (off only on a loopback address).")
     openai_base_url: str = Field("http://127.0.0.1:11434/v1", description="OpenAI-compatible API.")
     openai_api_key: SecretStr | None = None
     openai_model: str = "text-embedding-3-small"

@@ -27,7 +27,7 @@ from memvault.access import AccessRecorder
 from memvault.clock import iso, now_iso, to_epoch, uuid7
 from memvault.codec import Codec
 from memvault.config import Settings
-from memvault.embedding import Embedder, create_embedder
+from memvault.embedding import Embedder, check_embedder_name, create_embedder
 from memvault.errors import (
     EmbedderError,
     EmbeddingModelMismatch,
@@ -126,12 +126,13 @@ class Memory:
                 synchronous=self.settings.synchronous,
                 decrypt_metadata=self._codec.metadata_json,
             )
-            self.embedder: Embedder = (
-                embedder
-                if embedder is not None and not isinstance(embedder, str)
-                else create_embedder(self.settings.embedder, self.settings)
-            )
-            self._check_model()
+            self._embedder: Embedder | None = None
+            self._embedder_lock = threading.Lock()
+            if embedder is not None and not isinstance(embedder, str):
+                self._check_model(embedder)
+                self._embedder = embedder
+            else:
+                check_embedder_name(self.settings.embedder)
         except BaseException:
             self._keyring.close()
             if hasattr(self, "_store"):
@@ -196,7 +197,7 @@ class Memory:
         self._access.close()
         self._store.close()
         self._keyring.close()
-        closer = getattr(self.embedder, "close", None)
+        closer = getattr(self._embedder, "close", None)
         if callable(closer):
             closer()
 
@@ -214,14 +215,25 @@ class Memory:
     def __repr__(self) -> str:
         return f"Memory(home={str(self.home)!r}, namespace={self.namespace!r})"
 
+    @property
+    def embedder(self) -> Embedder:
+        """The embedding model, loaded on first use (listing keys or memories never loads it)."""
+        if self._embedder is None:
+            with self._embedder_lock:
+                if self._embedder is None:
+                    made = create_embedder(self.settings.embedder, self.settings)
+                    self._check_model(made)
+                    self._embedder = made
+        return self._embedder
+
     # --- model bookkeeping --------------------------------------------------------------------
 
-    def _check_model(self) -> None:
+    def _check_model(self, embedder: Embedder) -> None:
         stored = self._store.get_meta("embedding_model")
-        if stored is not None and stored != self.embedder.model_id:
+        if stored is not None and stored != embedder.model_id:
             raise EmbeddingModelMismatch(
                 f"this store holds vectors of {stored!r}; the embedder is "
-                f"{self.embedder.model_id!r}. Use the same model or a new home."
+                f"{embedder.model_id!r}. Use the same model or a new home."
             )
 
     def _embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -562,13 +574,34 @@ class Memory:
         run_id: str | None = None,
         filters: Mapping[str, Any] | None = None,
         top_k: int = 100,
+        offset: int = 0,
     ) -> dict[str, list[dict[str, Any]]]:
-        """The scope's memories that match ``filters``, newest first, at most ``top_k``."""
+        """The scope's memories that match ``filters``, newest first, at most ``top_k``
+        (after skipping ``offset``, for pages)."""
         scope, node = self._query_scope(user_id, agent_id, run_id, filters)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidInput("offset must be a non-negative integer")
         rows = self._store.list_rows(
-            self.namespace, scope, node, now=now_iso(), limit=check_top_k(top_k, 100_000)
+            self.namespace,
+            scope,
+            node,
+            now=now_iso(),
+            limit=check_top_k(top_k, 100_000),
+            offset=offset,
         )
         return {"results": [self._codec.public(row) for row in rows]}
+
+    def count(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> int:
+        """How many memories of the scope match ``filters`` (expired ones are not counted)."""
+        scope, node = self._query_scope(user_id, agent_id, run_id, filters)
+        return len(self._store.ids_matching(self.namespace, scope, node, now_iso()))
 
     def history(self, memory_id: str) -> list[dict[str, Any]]:
         """Every change to a memory, oldest first, kept after the memory is deleted."""

@@ -301,6 +301,129 @@ def import_file(
     )
 
 
+keys_app = typer.Typer(
+    help="API keys of the REST server (work while it runs).", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _keys(home: Path | None, namespace: str | None) -> Any:
+    from memvault.memory import Memory
+
+    # Keys need no embedding model, and Memory loads it only on first use.
+    return Memory(home, namespace=namespace)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin | write | read")],
+    user: Annotated[str | None, typer.Option("--user", help="Bind the key to one user_id.")] = None,
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    expires_in: Annotated[
+        float | None, typer.Option("--expires-in", help="Days until it expires.")
+    ] = None,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Create a key; it is printed once and only its keyed hash is stored."""
+    with _keys(home, namespace) as memory:
+        made = memory.api_keys.create(
+            memory.namespace, role, name=name, user_id=user, expires_in_days=expires_in
+        )
+    if as_json:
+        console.print_json(json.dumps({"id": made.info.id, "key": made.key, **made.info.public()}))
+    else:
+        console.print(f"[green]{made.key}[/green]")
+        errors.print(
+            f"key {made.info.id} ({made.info.role}) in namespace {made.info.namespace}:"
+            " store it now, it is not shown again"
+        )
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: JsonOption = False,
+    all_namespaces: Annotated[bool, typer.Option("--all", help="Every namespace.")] = False,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """List keys (never their secrets)."""
+    with _keys(home, namespace) as memory:
+        keys = [
+            k.public() for k in memory.api_keys.list(None if all_namespaces else memory.namespace)
+        ]
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        table = Table()
+        for column in (
+            "id",
+            "namespace",
+            "role",
+            "user_id",
+            "name",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+        ):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(
+                *[
+                    str(row[c] or "")
+                    for c in (
+                        "id",
+                        "namespace",
+                        "role",
+                        "user_id",
+                        "name",
+                        "expires_at",
+                        "revoked_at",
+                        "last_used_at",
+                    )
+                ]
+            )
+        console.print(table)
+
+    _emit(keys, as_json, render)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: str,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Revoke a key at once (also for a running server)."""
+    with _keys(home, namespace) as memory:
+        info = memory.api_keys.revoke(key_id, memory.namespace).public()
+    _emit(info, as_json, lambda i: console.print(f"revoked {i['id']}"))
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(envvar="MEMVAULT_HOST", help="Address (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(envvar="MEMVAULT_PORT", help="Port (default 8765).")
+    ] = None,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+) -> None:
+    """Run the REST server; on the very first start it prints an admin key once."""
+    from memvault.config import Settings
+
+    try:
+        from memvault.server import serve as run_server
+    except ImportError as exc:
+        from memvault.errors import MissingDependency
+
+        raise MissingDependency("the server needs: pip install 'memvault[server]'") from exc
+    run_server(Settings.load(home=home, embedder=embedder, host=host, port=port), console)
+
+
 @app.command()
 def demo(
     home: HomeOption = None,

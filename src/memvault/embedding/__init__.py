@@ -29,13 +29,17 @@ def register_embedder(name: str, factory: EmbedderFactory) -> None:
     _REGISTRY[name] = factory
 
 
-def create_embedder(name: str, settings: Settings) -> Embedder:
+def check_embedder_name(name: str) -> EmbedderFactory:
+    """The factory registered as ``name``, or an error that lists the known names."""
     try:
-        factory = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise InvalidConfig(f"unknown embedder {name!r}; known: {known}") from None
-    return factory(settings)
+
+
+def create_embedder(name: str, settings: Settings) -> Embedder:
+    return check_embedder_name(name)(settings)
 
 
 def _local(settings: Settings) -> Embedder:

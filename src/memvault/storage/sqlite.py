@@ -361,13 +361,14 @@ class SQLiteStore:
         limit: int,
         newest_first: bool = True,
         exact: bool = False,
+        offset: int = 0,
     ) -> list[MemoryRow]:
         where, params = self._where(namespace, scope, node, now, exact=exact)
         order = "DESC" if newest_first else "ASC"
         rows = self._query(
             f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {where}"
-            f" ORDER BY m.rowid {order} LIMIT ?",
-            [*params, limit],
+            f" ORDER BY m.rowid {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
         )
         return [MemoryRow(**dict(row)) for row in rows]
 

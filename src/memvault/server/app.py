@@ -1,0 +1,144 @@
+"""``create_app(settings)``: the REST API on one ``Memory``, refusing insecure settings."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from memvault import __version__
+from memvault.config import Settings
+from memvault.errors import InvalidConfig
+from memvault.memory import Memory
+from memvault.server.auth import KeyUsage
+from memvault.server.errors import install_error_handlers
+from memvault.server.middleware import Observability, metrics_registry
+from memvault.server.ratelimit import RateLimiter
+from memvault.server.routes import admin, health, mem0, memories
+
+__all__ = ["check_settings", "create_app", "is_loopback"]
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse combinations that would expose memories, each with how to fix it."""
+    if not settings.auth and not is_loopback(settings.host):
+        raise InvalidConfig(
+            f"refusing to serve {settings.host} without API keys: anyone on the network could read"
+            " every memory. Keep MEMVAULT_AUTH=true (the default), or bind 127.0.0.1."
+        )
+    if "*" in settings.cors_origins and settings.cors_allow_credentials:
+        raise InvalidConfig(
+            "refusing CORS '*' with credentials: any web page could act as your users. List the"
+            " allowed origins in MEMVAULT_CORS_ORIGINS instead."
+        )
+
+
+def _configure_logging() -> None:
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+    logging.getLogger("memvault").setLevel(logging.INFO)
+
+
+def create_app(settings: Settings | None = None, memory: Memory | None = None) -> FastAPI:
+    """The FastAPI app. It opens (and at shutdown closes) a ``Memory`` unless given one."""
+    settings = settings or (memory.settings if memory is not None else Settings.load())
+    check_settings(settings)
+    _configure_logging()
+    owned = memory is None
+    store = memory or Memory(settings=settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            store.close()
+
+    app = FastAPI(
+        title="memvault",
+        version=__version__,
+        summary="Encrypted long-term memory for AI agents, with mem0's API.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    registry, requests, latency = metrics_registry()
+    app.state.settings = settings
+    app.state.memory = store
+    app.state.limiter = RateLimiter(
+        settings.rate_limit, settings.auth_failure_limit, settings.redis_url
+    )
+    app.state.metrics = registry
+    app.state.key_usage = KeyUsage(store)
+    install_error_handlers(app)
+    for module in (memories, mem0, admin, health):
+        app.include_router(module.router)
+    _mount_docs(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        )
+    app.add_middleware(
+        Observability,
+        max_body_bytes=settings.max_body_bytes,
+        requests=requests,
+        latency=latency,
+        csp_exempt=("/docs",),
+    )
+    return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI served from the installed package: the page loads nothing from the internet."""
+    try:
+        import swagger_ui_bundle
+    except ImportError:  # the docs page is optional; /openapi.json always works
+        return
+    app.mount(
+        DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets"
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="memvault API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
+def openapi_errors(app: FastAPI) -> dict[str, Any]:
+    """Convenience for tests: the OpenAPI document."""
+    return app.openapi()

@@ -1,0 +1,123 @@
+"""Who is calling and what they may do: one dependency for every protected route.
+
+``Authorization: Bearer mvk_...`` (and mem0's ``Token mvk_...``) names an API key; the key names a
+namespace, a role (``admin`` > ``write`` > ``read``) and optionally one user. Every memory route
+receives a ``Principal`` holding a ``Memory`` view of that namespace only, so no route can reach
+another namespace's rows; a user-bound key is further pinned to its user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from memvault.errors import Forbidden, MemvaultError, NotFound, Unauthorized
+from memvault.memory import Memory
+from memvault.security.apikeys import ApiKey, Role
+from memvault.server.ratelimit import RateLimiter
+
+__all__ = ["Principal", "require"]
+
+_SCHEMES = ("bearer", "token")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key: ApiKey | None  # None only when auth is off (loopback development)
+    memory: Memory
+
+    @property
+    def namespace(self) -> str:
+        return self.memory.namespace
+
+    @property
+    def bound_user(self) -> str | None:
+        return self.key.user_id if self.key is not None else None
+
+    def user_scope(self, user_id: str | None) -> str | None:
+        """The user_id a call may use: a bound key fills in, or refuses, any other user."""
+        bound = self.bound_user
+        if bound is None:
+            return user_id
+        if user_id is not None and user_id != bound:
+            raise Forbidden("this key is bound to another user")
+        return bound
+
+    def pin_filters(self, filters: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A bound key's user_id joins the filters, so mem0-style scope-in-filters stays pinned."""
+        bound = self.bound_user
+        if bound is None:
+            return filters
+        given = (filters or {}).get("user_id")
+        if given is not None and given != bound:
+            raise Forbidden("this key is bound to another user")
+        return {**(filters or {}), "user_id": bound}
+
+    def owned(self, memory: dict[str, Any] | None, memory_id: str) -> dict[str, Any]:
+        """The memory if this principal may see it; another user's memory looks absent."""
+        if memory is None or (
+            self.bound_user is not None and memory.get("user_id") != self.bound_user
+        ):
+            raise NotFound(f"no memory {memory_id} in this namespace")
+        return memory
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() in _SCHEMES and value.strip() else None
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def require(role: Role) -> Callable[[Request], Principal]:
+    """A FastAPI dependency: authenticate, rate-limit, check the role."""
+
+    def dependency(request: Request) -> Principal:
+        state = request.app.state
+        memory: Memory = state.memory
+        limiter: RateLimiter = state.limiter
+        if not state.settings.auth:
+            return Principal(None, memory)
+        address = _client_address(request)
+        limiter.check_address(address)
+        try:
+            key = memory.api_keys.authenticate(_token(request))
+        except Unauthorized:
+            limiter.fail(address)
+            raise
+        request.state.key_id = key.id
+        limiter.spend(key.id)
+        if not key.can(role):
+            raise Forbidden(f"this key's role is {key.role}; this needs {role}")
+        state.key_usage.record(key.id)
+        return Principal(key, memory.namespaced(key.namespace))
+
+    return dependency
+
+
+class KeyUsage:
+    """Writes ``last_used_at`` at most once a minute per key, off the request's path."""
+
+    def __init__(self, memory: Memory) -> None:
+        self._memory = memory
+        self._seen: dict[str, float] = {}
+
+    def record(self, key_id: str) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - self._seen.get(key_id, -1e9) < 60:
+            return
+        self._seen[key_id] = now
+        try:
+            self._memory.api_keys.touch(key_id)
+        except MemvaultError:
+            self._seen.pop(key_id, None)

@@ -1,0 +1,94 @@
+"""The one place exceptions become HTTP responses: ``{"error": {"code", "message"}}``.
+
+Validation messages name fields and rules, never the values sent (they may be secrets or personal
+data); unexpected exceptions answer 500 with the request id and are logged by type only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from memvault.errors import MemvaultError, RateLimited
+from memvault.server.schemas import ErrorBody
+
+__all__ = ["ERRORS", "error_responses", "install_error_handlers"]
+
+log = logging.getLogger("memvault.server")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "rate_limited",
+}
+ERRORS = {
+    401: "Missing, malformed, unknown, revoked or expired API key.",
+    403: "The key's role or user binding does not allow this.",
+    404: "No such memory in this namespace (or not visible to this key).",
+    413: "The body or a text is over its size limit.",
+    422: "Invalid input: the error's code names the rule (invalid_filter, missing_scope, ...).",
+    429: "Rate limited; Retry-After says when to retry.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers a route can give."""
+    chosen = statuses or tuple(ERRORS)
+    return {status: {"model": ErrorBody, "description": ERRORS[status]} for status in chosen}
+
+
+def _body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MemvaultError)
+    async def memvault_error(request: Request, exc: MemvaultError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        if exc.http_status >= 500:
+            log.error(
+                "request failed", extra={"error_code": exc.code, "request_id": _request_id(request)}
+            )
+        return JSONResponse(
+            _body(exc.code, exc.message), status_code=exc.http_status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors()[:10]:
+            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+            problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        return JSONResponse(_body("invalid_input", "; ".join(problems)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return JSONResponse(_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "unexpected error",
+            extra={"error_type": type(exc).__name__, "request_id": _request_id(request)},
+        )
+        return JSONResponse(
+            _body("internal", f"internal error (request id {_request_id(request)})"),
+            status_code=500,
+        )

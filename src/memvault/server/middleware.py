@@ -1,0 +1,157 @@
+"""ASGI middleware: request ids, security headers, body size limit, access log and metrics.
+
+Pure ASGI (no ``BaseHTTPMiddleware``) so streaming bodies are counted as they arrive and a body
+over the limit is refused before it is buffered. The access log records the route template, the
+status, the duration, the request id and the key id: never a query string, a body or a key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["Observability", "metrics_registry"]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"interest-cohort=()"),
+]
+API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+
+
+def metrics_registry() -> tuple[CollectorRegistry, Counter, Histogram]:
+    registry = CollectorRegistry()
+    requests = Counter(
+        "memvault_requests", "HTTP requests", ["method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "memvault_request_duration_seconds",
+        "HTTP request latency",
+        ["method", "route"],
+        registry=registry,
+        buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    )
+    return registry, requests, latency
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Observability:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        requests: Counter,
+        latency: Histogram,
+        csp_exempt: tuple[str, ...] = (),
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.requests = requests
+        self.latency = latency
+        self.csp_exempt = csp_exempt
+        self.log = structlog.get_logger("memvault.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            status = 413
+            await self._refuse(
+                send, request_id, status, "payload_too_large", "the body is too large"
+            )
+            self._observe(scope, status, started, request_id)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _TooLarge
+            return message
+
+        started_response = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, started_response
+            if message["type"] == "http.response.start":
+                started_response = True
+                status = message["status"]
+                extra = [*SECURITY_HEADERS, (b"x-request-id", request_id.encode())]
+                if not scope["path"].startswith(self.csp_exempt):
+                    extra.append(API_CSP)
+                    extra.append((b"cache-control", b"no-store"))
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except _TooLarge:
+            status = 413
+            if not started_response:
+                await self._refuse(
+                    send, request_id, status, "payload_too_large", "the body is too large"
+                )
+        finally:
+            self._observe(scope, status, started, request_id)
+
+    async def _refuse(
+        self, send: Send, request_id: str, status: int, code: str, message: str
+    ) -> None:
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    *SECURITY_HEADERS,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _observe(self, scope: Scope, status: int, started: float, request_id: str) -> None:
+        elapsed = time.perf_counter() - started
+        route: Any = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "-")
+        self.requests.labels(method, template, str(status)).inc()
+        self.latency.labels(method, template).observe(elapsed)
+        state = scope.get("state") or {}
+        self.log.info(
+            "request",
+            method=method,
+            route=template,
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+            request_id=request_id,
+            key_id=state.get("key_id"),
+        )

@@ -1,0 +1,54 @@
+"""Rate limits with the ``limits`` library: in memory by default, in Redis when configured.
+
+Two budgets: requests per API key, and failed authentications per client address (so guessing
+keys is slow, and a client without a valid key can never spend another client's budget: the
+address comes from the connection, never from a header the client chooses).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from memvault.errors import InvalidConfig, RateLimited
+
+__all__ = ["RateLimiter"]
+
+
+class RateLimiter:
+    def __init__(self, per_key: str, auth_failures: str, redis_url: str | None = None) -> None:
+        try:
+            self._per_key: RateLimitItem = parse(per_key)
+            self._failures: RateLimitItem = parse(auth_failures)
+        except ValueError:
+            raise InvalidConfig("rate limits look like '600/minute' or '10/second'") from None
+        uri = redis_url or "memory://"
+        if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise InvalidConfig("MEMVAULT_REDIS_URL must be a redis:// or rediss:// URL")
+        self._limiter = MovingWindowRateLimiter(storage_from_string(uri))
+
+    def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
+        reset, _ = self._limiter.get_window_stats(item, *identifiers)
+        return max(1, math.ceil(reset - time.time()))
+
+    def spend(self, key_id: str) -> None:
+        """One request of a valid key; ``RateLimited`` once its budget is spent."""
+        if not self._limiter.hit(self._per_key, "key", key_id):
+            raise RateLimited(
+                "too many requests for this key", self._retry_after(self._per_key, "key", key_id)
+            )
+
+    def check_address(self, address: str) -> None:
+        """Refuse an address that has failed authentication too often, before checking its key."""
+        if not self._limiter.test(self._failures, "auth-failure", address):
+            raise RateLimited(
+                "too many failed authentications from this address",
+                self._retry_after(self._failures, "auth-failure", address),
+            )
+
+    def fail(self, address: str) -> None:
+        self._limiter.hit(self._failures, "auth-failure", address)

@@ -1,0 +1,97 @@
+"""Keys and namespaces, for admin keys. Operators (admins of ``default``) manage namespaces."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from memvault.errors import Forbidden
+from memvault.server.auth import Principal, require
+from memvault.server.errors import error_responses
+from memvault.server.schemas import KeyCreate, KeyCreated, KeyInfo, NamespaceCreate, NamespaceInfo
+from memvault.validation import check_namespace
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+Admin = Annotated[Principal, Depends(require("admin"))]
+OPERATOR_NAMESPACE = "default"
+
+
+def _operator(principal: Principal) -> None:
+    if principal.namespace != OPERATOR_NAMESPACE or principal.bound_user is not None:
+        raise Forbidden("managing namespaces needs an admin key of the default namespace")
+
+
+@router.get(
+    "/keys/",
+    summary="List API keys",
+    response_model=list[KeyInfo],
+    responses=error_responses(401, 403, 429),
+)
+def list_keys(principal: Admin) -> list[dict[str, Any]]:
+    """The namespace's keys (never their secrets)."""
+    return [key.public() for key in principal.memory.api_keys.list(principal.namespace)]
+
+
+@router.post(
+    "/keys/",
+    summary="Create an API key",
+    response_model=KeyCreated,
+    status_code=201,
+    responses=error_responses(401, 403, 422, 429),
+)
+def create_key(body: KeyCreate, principal: Admin) -> dict[str, Any]:
+    """A new key in the caller's namespace; its secret is in this answer and nowhere else."""
+    if principal.bound_user is not None:
+        raise Forbidden("a user-bound key cannot create keys")
+    made = principal.memory.api_keys.create(
+        principal.namespace,
+        body.role,
+        name=body.name,
+        user_id=body.user_id,
+        expires_in_days=body.expires_in_days,
+    )
+    return {"key": made.key, "info": made.info.public()}
+
+
+@router.delete(
+    "/keys/{key_id}/",
+    summary="Revoke an API key",
+    response_model=KeyInfo,
+    responses=error_responses(401, 403, 404, 429),
+)
+def revoke_key(key_id: str, principal: Admin) -> dict[str, Any]:
+    return principal.memory.api_keys.revoke(key_id, principal.namespace).public()
+
+
+@router.get(
+    "/namespaces/",
+    summary="List namespaces",
+    response_model=list[NamespaceInfo],
+    responses=error_responses(401, 403, 429),
+)
+def list_namespaces(principal: Admin) -> list[dict[str, Any]]:
+    """Operators see every namespace; other admins see their own."""
+    stats = principal.memory.namespaces()
+    if principal.namespace == OPERATOR_NAMESPACE and principal.bound_user is None:
+        return stats
+    return [n for n in stats if n["name"] == principal.namespace] or [
+        {"name": principal.namespace, "memories": 0, "keys": 0}
+    ]
+
+
+@router.post(
+    "/namespaces/",
+    summary="Create a namespace",
+    response_model=KeyCreated,
+    status_code=201,
+    responses=error_responses(401, 403, 422, 429),
+)
+def create_namespace(body: NamespaceCreate, principal: Admin) -> dict[str, Any]:
+    """A new tenant and its first admin key (shown once)."""
+    _operator(principal)
+    name = check_namespace(body.name)
+    made = principal.memory.api_keys.create(name, "admin", name=f"first admin of {name}")
+    return {"key": made.key, "info": made.info.public()}

@@ -1,0 +1,46 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from memvault.errors import MemvaultError
+from memvault.server.auth import Principal, require
+from memvault.server.errors import error_responses
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness")
+def healthz() -> dict[str, str]:
+    """The process answers. Says nothing else, so it is safe without a key."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness", responses={503: {"description": "Not ready"}})
+def readyz(request: Request, response: Response) -> dict[str, Any]:
+    """The store answers a query."""
+    try:
+        request.app.state.memory.namespaces()
+    except MemvaultError:
+        response.status_code = 503
+        return {"status": "unavailable"}
+    return {"status": "ready"}
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (admin)",
+    response_class=Response,
+    responses=error_responses(401, 403, 429),
+)
+def metrics(
+    request: Request, principal: Annotated[Principal, Depends(require("admin"))]
+) -> Response:
+    """Request counts and latency histograms by route template: no user data, no ids."""
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,199 @@
+"""``/v1/memories``: add, batch add, search, list, get, update, delete, delete by scope, history."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from memvault.server.auth import Principal, require
+from memvault.server.errors import error_responses
+from memvault.server.schemas import (
+    AddRequest,
+    AddResults,
+    BatchAddRequest,
+    DeleteAllResult,
+    DeleteResult,
+    HistoryEvent,
+    ListRequest,
+    MemoryItem,
+    MemoryPage,
+    SearchRequest,
+    SearchResults,
+    UpdateRequest,
+    UpdateResult,
+)
+
+__all__ = ["add_memories", "list_page", "router", "search_memories"]
+
+router = APIRouter(prefix="/v1/memories", tags=["memories"])
+Reader = Annotated[Principal, Depends(require("read"))]
+Writer = Annotated[Principal, Depends(require("write"))]
+ScopeQuery = Annotated[str | None, Query(max_length=128)]
+
+
+def add_memories(principal: Principal, items: list[AddRequest]) -> dict[str, Any]:
+    prepared = []
+    for request in items:
+        item = request.as_item()
+        user = principal.user_scope(request.user_id)
+        if user is not None:
+            item["user_id"] = user
+        prepared.append(item)
+    return principal.memory.add_many(prepared)
+
+
+def search_memories(principal: Principal, body: SearchRequest) -> dict[str, Any]:
+    return principal.memory.search(
+        body.query,
+        user_id=principal.user_scope(body.user_id),
+        agent_id=body.agent_id,
+        run_id=body.run_id,
+        filters=principal.pin_filters(body.filters),
+        top_k=body.top_k,
+        threshold=body.threshold,
+        explain=body.explain,
+        mode=body.mode,
+    )
+
+
+def list_page(principal: Principal, body: ListRequest, base_path: str) -> dict[str, Any]:
+    scope: dict[str, Any] = {
+        "user_id": principal.user_scope(body.user_id),
+        "agent_id": body.agent_id,
+        "run_id": body.run_id,
+        "filters": principal.pin_filters(body.filters),
+    }
+    offset = (body.page - 1) * body.page_size
+    page = principal.memory.get_all(**scope, top_k=body.page_size, offset=offset)
+    count = principal.memory.count(**scope)
+    next_page = (
+        f"{base_path}?page={body.page + 1}&page_size={body.page_size}"
+        if offset + body.page_size < count
+        else None
+    )
+    previous = (
+        f"{base_path}?page={body.page - 1}&page_size={body.page_size}" if body.page > 1 else None
+    )
+    return {"count": count, "next": next_page, "previous": previous, "results": page["results"]}
+
+
+@router.post("/", summary="Add memories", response_model=AddResults, responses=error_responses())
+def add(body: AddRequest, principal: Writer) -> dict[str, Any]:
+    """Store a text or a list of messages in a scope; an exact duplicate answers event NONE."""
+    return add_memories(principal, [body])
+
+
+@router.post(
+    "/batch/", summary="Add many memories", response_model=AddResults, responses=error_responses()
+)
+def add_batch(body: BatchAddRequest, principal: Writer) -> dict[str, Any]:
+    """Bulk load up to 1,000 items; all are checked before any is stored; order is kept."""
+    return add_memories(principal, body.items)
+
+
+@router.post(
+    "/search/", summary="Search memories", response_model=SearchResults, responses=error_responses()
+)
+def search(body: SearchRequest, principal: Reader) -> dict[str, Any]:
+    """Hybrid (vector + BM25) search inside one scope, with mem0's filters."""
+    return search_memories(principal, body)
+
+
+@router.post(
+    "/list/", summary="List memories", response_model=MemoryPage, responses=error_responses()
+)
+def list_memories(body: ListRequest, principal: Reader) -> dict[str, Any]:
+    """A scope's memories matching the filters, newest first, a page at a time."""
+    return list_page(principal, body, "/v1/memories/list/")
+
+
+@router.get(
+    "/",
+    summary="List memories (query string)",
+    response_model=MemoryPage,
+    responses=error_responses(),
+)
+def list_by_query(
+    principal: Reader,
+    user_id: ScopeQuery = None,
+    agent_id: ScopeQuery = None,
+    run_id: ScopeQuery = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The same as POST /v1/memories/list/ without filters."""
+    body = ListRequest(
+        user_id=user_id, agent_id=agent_id, run_id=run_id, page=page, page_size=page_size
+    )
+    return list_page(principal, body, "/v1/memories/")
+
+
+@router.delete(
+    "/",
+    summary="Delete a scope's memories",
+    response_model=DeleteAllResult,
+    responses=error_responses(),
+)
+def delete_all(
+    principal: Writer,
+    user_id: ScopeQuery = None,
+    agent_id: ScopeQuery = None,
+    run_id: ScopeQuery = None,
+) -> dict[str, Any]:
+    """Delete every memory of a scope (user_id, agent_id and/or run_id; one is required)."""
+    return principal.memory.delete_all(
+        user_id=principal.user_scope(user_id), agent_id=agent_id, run_id=run_id
+    )
+
+
+@router.get(
+    "/{memory_id}/", summary="Get a memory", response_model=MemoryItem, responses=error_responses()
+)
+def get(memory_id: str, principal: Reader) -> dict[str, Any]:
+    return principal.owned(principal.memory.get(memory_id), memory_id)
+
+
+@router.put(
+    "/{memory_id}/",
+    summary="Update a memory",
+    response_model=UpdateResult,
+    responses=error_responses(),
+)
+def update(memory_id: str, body: UpdateRequest, principal: Writer) -> dict[str, Any]:
+    """Replace the text and/or metadata; the old text goes to the memory's history."""
+    principal.owned(principal.memory.get(memory_id), memory_id)
+    return principal.memory.update(memory_id, body.text, body.metadata)
+
+
+@router.delete(
+    "/{memory_id}/",
+    summary="Delete a memory",
+    response_model=DeleteResult,
+    responses=error_responses(),
+)
+def delete(memory_id: str, principal: Writer) -> dict[str, Any]:
+    principal.owned(principal.memory.get(memory_id), memory_id)
+    return principal.memory.delete(memory_id)
+
+
+@router.get(
+    "/{memory_id}/history/",
+    summary="A memory's history",
+    response_model=list[HistoryEvent],
+    responses=error_responses(),
+)
+def history(memory_id: str, principal: Reader) -> list[dict[str, Any]]:
+    """Every change, oldest first; kept after the memory is deleted."""
+    events = principal.memory.history(memory_id)
+    if not events or (
+        principal.bound_user is not None and events[0]["user_id"] != principal.bound_user
+    ):
+        raise_not_found(memory_id)
+    return events
+
+
+def raise_not_found(memory_id: str) -> None:
+    from memvault.errors import NotFound
+
+    raise NotFound(f"no memory {memory_id} in this namespace")

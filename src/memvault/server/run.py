@@ -1,0 +1,56 @@
+"""``memvault serve``: uvicorn on the app, and the first admin key on first start."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.panel import Panel
+
+from memvault.config import Settings
+from memvault.memory import Memory
+from memvault.server.app import check_settings, create_app
+
+__all__ = ["first_start_key", "serve"]
+
+
+def first_start_key(memory: Memory) -> str | None:
+    """An admin key for ``default`` when the store has no key at all; None afterwards."""
+    keys = memory.api_keys
+    if keys.count() > 0:
+        return None
+    return keys.create("default", "admin", name="first admin (memvault serve)").key
+
+
+def _first_key_text(key: str, base: str) -> str:
+    auth = f"-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json'"
+    add = '{"messages": "I like green tea", "user_id": "alice"}'
+    search = '{"query": "drinks", "user_id": "alice"}'
+    return (
+        f"[bold]Admin API key[/bold] (shown once, store it now):\n\n[green]{key}[/green]\n\n"
+        f"Try it:\n  curl -s {auth} \\\n    -d '{add}' {base}/v1/memories/\n"
+        f"  curl -s {auth} \\\n    -d '{search}' {base}/v1/memories/search/"
+    )
+
+
+def serve(settings: Settings, console: Console | None = None) -> None:
+    import uvicorn
+
+    console = console or Console()
+    check_settings(settings)
+    memory = Memory(settings=settings)
+    try:
+        base = f"http://{settings.host}:{settings.port}"
+        key = first_start_key(memory) if settings.auth else None
+        if key is not None:
+            console.print(
+                Panel.fit(_first_key_text(key, base), title="first start", border_style="yellow")
+            )
+        console.print(
+            f"memvault serving {base}  (API docs {base}/docs, OpenAPI {base}/openapi.json)\n"
+            f"data: {memory.home}   keys: memvault keys create --role write [--user ID]"
+        )
+        app = create_app(settings, memory)
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+        )
+    finally:
+        memory.close()

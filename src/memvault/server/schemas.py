@@ -1,0 +1,204 @@
+"""Request and response bodies of the REST API (mem0's shapes), with unknown fields refused."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+__all__ = [
+    "AddRequest",
+    "AddResult",
+    "BatchAddRequest",
+    "ErrorBody",
+    "HistoryEvent",
+    "KeyCreate",
+    "KeyCreated",
+    "KeyInfo",
+    "ListRequest",
+    "MemoryItem",
+    "MemoryPage",
+    "Message",
+    "NamespaceCreate",
+    "NamespaceInfo",
+    "SearchRequest",
+    "SearchResults",
+    "UpdateRequest",
+]
+
+Id = StrictStr
+Number = StrictInt | StrictFloat
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(Strict):
+    role: Literal["user", "assistant", "system", "tool"] = "user"
+    content: StrictStr
+    name: StrictStr | None = None
+
+
+class ScopeFields(Strict):
+    user_id: Id | None = None
+    agent_id: Id | None = None
+    run_id: Id | None = None
+
+
+class AddRequest(ScopeFields):
+    messages: StrictStr | list[Message] = Field(description="A text, or mem0's list of messages.")
+    metadata: dict[str, Any] | None = None
+    memory_type: Literal["semantic", "episodic", "procedural"] | None = None
+    expiration_date: StrictStr | None = Field(None, description="ISO 8601 date or datetime.")
+    infer: StrictBool = False
+    actor_id: Id | None = None
+    importance: Number | None = None
+
+    def as_item(self) -> dict[str, Any]:
+        item = self.model_dump(exclude_none=True)
+        if isinstance(self.messages, list):
+            item["messages"] = [m.model_dump(exclude_none=True) for m in self.messages]
+        return item
+
+
+class BatchAddRequest(Strict):
+    items: list[AddRequest] = Field(min_length=1, max_length=1000)
+
+
+class SearchRequest(ScopeFields):
+    query: StrictStr
+    filters: dict[str, Any] | None = None
+    top_k: StrictInt = Field(10, ge=1, le=1000)
+    threshold: Number | None = None
+    explain: StrictBool = False
+    mode: Literal["hybrid", "vector", "bm25"] = "hybrid"
+
+
+class ListRequest(ScopeFields):
+    filters: dict[str, Any] | None = None
+    page: StrictInt = Field(1, ge=1, le=100_000)
+    page_size: StrictInt = Field(100, ge=1, le=1000)
+
+
+class UpdateRequest(Strict):
+    text: StrictStr | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class MemoryItem(BaseModel):
+    id: str
+    memory: str
+    metadata: dict[str, Any]
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    actor_id: str | None
+    role: str | None
+    memory_type: str
+    created_at: str
+    updated_at: str
+    expires_at: str | None
+    importance: float | None
+    access_count: int
+    last_accessed_at: str | None
+    score: float | None = None
+    explain: dict[str, float | int | None] | None = None
+
+
+class AddResult(BaseModel):
+    id: str
+    memory: str
+    event: Literal["ADD", "NONE"]
+
+
+class AddResults(BaseModel):
+    results: list[AddResult]
+
+
+class SearchResults(BaseModel):
+    results: list[MemoryItem]
+
+
+class MemoryPage(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[MemoryItem]
+
+
+class HistoryEvent(BaseModel):
+    id: str
+    memory_id: str
+    event: Literal["ADD", "UPDATE", "DELETE", "NONE"]
+    old_memory: str | None
+    new_memory: str | None
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    actor_id: str | None
+    role: str | None
+    created_at: str
+    is_deleted: bool
+
+
+class Message_(BaseModel):
+    message: str
+
+
+class UpdateResult(BaseModel):
+    message: str
+    result: MemoryItem
+
+
+class DeleteResult(BaseModel):
+    message: str
+    id: str
+
+
+class DeleteAllResult(BaseModel):
+    message: str
+    deleted: int
+
+
+class KeyCreate(Strict):
+    role: Literal["admin", "write", "read"]
+    user_id: Id | None = None
+    name: StrictStr | None = Field(None, max_length=200)
+    expires_in_days: Number | None = Field(None, gt=0, le=3650)
+
+
+class KeyInfo(BaseModel):
+    id: str
+    namespace: str
+    role: str
+    name: str | None
+    user_id: str | None
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    last_used_at: str | None
+
+
+class KeyCreated(BaseModel):
+    key: str = Field(description="Shown once: only its keyed hash is stored.")
+    info: KeyInfo
+
+
+class NamespaceCreate(Strict):
+    name: StrictStr
+
+
+class NamespaceInfo(BaseModel):
+    name: str
+    memories: int
+    keys: int
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
