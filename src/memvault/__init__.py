@@ -7,6 +7,7 @@ m.search("what can't alice eat?", user_id="alice")
 """
 
 from memvault.async_memory import AsyncMemory
+from memvault.client import AsyncClient, Client
 from memvault.config import Settings
 from memvault.embedding import Embedder, HashEmbedder, register_embedder
 from memvault.errors import (
@@ -37,7 +38,9 @@ from memvault.memory import Memory
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "AsyncMemory",
+    "Client",
     "CryptoError",
     "Embedder",
     "EmbedderError",

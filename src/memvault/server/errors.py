@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from memvault.errors import MemvaultError, RateLimited
 from memvault.server.schemas import ErrorBody
@@ -48,12 +49,30 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorBody, "description": ERRORS[status]} for status in chosen}
 
 
-def _body(code: str, message: str) -> dict[str, dict[str, str]]:
-    return {"error": {"code": code, "message": message}}
+def _body(code: str, message: str) -> dict[str, Any]:
+    # "detail" repeats the message for mem0's client, which reads errors from that field.
+    return {"error": {"code": code, "message": message}, "detail": message}
 
 
 def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "-"))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Methods of the most specific path template that matches (``/batch/`` over ``/{id}/``)."""
+    by_specificity: dict[int, set[str]] = {}
+    for route in request.app.router.routes:
+        candidates = getattr(route, "effective_candidates", None)
+        for candidate in candidates() if candidates else [route]:
+            match = getattr(candidate, "matches", None)
+            if match is None:
+                continue
+            template = str(getattr(getattr(candidate, "route", candidate), "path", ""))
+            for method in ("GET", "POST", "PUT", "DELETE"):
+                found, _ = match({**request.scope, "method": method})
+                if found == Match.FULL:
+                    by_specificity.setdefault(template.count("{"), set()).add(method)
+    return sorted(by_specificity[min(by_specificity)]) if by_specificity else []
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -78,9 +97,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": the same as bad JSON
+            return JSONResponse(
+                _body("invalid_input", "the body is not valid JSON"), status_code=422
+            )
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return JSONResponse(_body(code, message), status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route's methods; list every method of the path.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONResponse(_body(code, message), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -123,7 +123,7 @@ class Observability:
     async def _refuse(
         self, send: Send, request_id: str, status: int, code: str, message: str
     ) -> None:
-        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        body = json.dumps({"error": {"code": code, "message": message}, "detail": message}).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -202,3 +202,4 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+    detail: str = Field(description="The message again, where mem0's client looks for it.")

@@ -39,14 +39,18 @@ class Mem0ListBody(Strict):
 
 @router.get("/v1/ping/", summary="Check a key (mem0)", responses=error_responses(401, 429))
 def ping(principal: Reader) -> dict[str, Any]:
-    """What mem0's client calls when it starts: the key's namespace and role."""
+    """What mem0's client calls when it starts: the key's namespace and role.
+
+    mem0's client needs an org and a project id; memvault answers ``memvault`` and the key's
+    namespace, which is what a mem0 project is here.
+    """
     key = principal.key
     return {
         "status": "ok",
         "namespace": principal.namespace,
         "role": key.role if key else "admin",
-        "org_id": None,
-        "project_id": None,
+        "org_id": "memvault",
+        "project_id": principal.namespace,
         "user_email": None,
     }
 
