@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run demo test lint typecheck unit bench clean
 
+## demo: the guided library tour (stores and searches a few memories with the local model)
+demo: install
+	$(PY) -m memvault demo
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -14,9 +18,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: set up .venv and run the guided demo on the embedded store with the local model
+## run: set up .venv and start the REST server on the embedded store (first start prints an admin key)
 run: install
-	$(PY) -m memvault demo
+	$(PY) -m memvault serve
 
 ## test: lint, type-check and the whole test suite
 test: install lint typecheck unit

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     context_weight: float = Field(
         0.5, ge=0, description="BM25 weight of the context field against the memory's own text."
     )
+    max_concurrent_searches: int = Field(
+        2, ge=1, le=256, description="Searches run at once in one process; others queue."
+    )
     vector_cache_bytes: int = Field(
         256 * 1024 * 1024, gt=0, description="Budget of decrypted vector indexes kept in memory."
     )

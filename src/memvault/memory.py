@@ -146,6 +146,9 @@ class Memory:
         self._query_lock = threading.Lock()
         self._closed = False
         self._owns_resources = True
+        # A search already keeps two cores busy (BM25 beside the embedding): more at once only
+        # thrash the GIL and the caches. Extra callers wait their turn.
+        self._search_slots = threading.BoundedSemaphore(self.settings.max_concurrent_searches)
 
     def namespaced(self, namespace: str) -> Memory:
         """This store seen from another namespace, sharing files, keys, model and caches.
@@ -542,15 +545,16 @@ class Memory:
         ):
             raise InvalidInput("threshold must be a number")
         needs_vector = mode != "bm25" or threshold is not None
-        hits = self._get_searcher().search(
-            (lambda: self._embed_query(query)) if needs_vector else None,
-            query,
-            scope,
-            node,
-            top_k=top_k,
-            threshold=threshold,
-            mode=mode,
-        )
+        with self._search_slots:
+            hits = self._get_searcher().search(
+                (lambda: self._embed_query(query)) if needs_vector else None,
+                query,
+                scope,
+                node,
+                top_k=top_k,
+                threshold=threshold,
+                mode=mode,
+            )
         results = []
         for hit in hits:
             item = self._codec.public(hit.row)
