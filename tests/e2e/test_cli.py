@@ -114,4 +114,6 @@ def test_python_dash_m_runs_as_a_real_process(home: Path) -> None:
 def test_demo_runs(home: Path) -> None:
     result = runner.invoke(app, ["demo", *BASE])
     assert result.exit_code == 0, result.output
-    assert "keys.db" in result.stdout and "master.key" in result.stdout and "peanuts" in result.stdout
+    assert (
+        "keys.db" in result.stdout and "master.key" in result.stdout and "peanuts" in result.stdout
+    )

@@ -318,3 +318,22 @@ def test_json_access_log_has_no_text_or_keys(
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert any(entry.get("route") == "/v1/memories/search/" for entry in lines)
     assert "canary-sentence-zebra" not in out and key not in out and "log-user" not in out
+
+
+def test_cli_keys_work_on_a_running_server(server: RunningServer) -> None:
+    from typer.testing import CliRunner
+
+    from memvault.cli import app
+
+    runner = CliRunner()
+    created = runner.invoke(app, ["keys", "create", "--role", "read", "--user", "carol", "--json"])
+    assert created.exit_code == 0, created.output
+    made = json.loads(created.stdout)
+    assert made["key"].startswith("mvk_") and made["id"] and made["user_id"] == "carol"
+    with Client(server.base_url, made["key"]) as carol:
+        assert carol.get_all()["results"] == []
+    listed = json.loads(runner.invoke(app, ["keys", "list", "--json"]).stdout)
+    assert made["id"] in {k["id"] for k in listed} and all("key" not in k for k in listed)
+    assert runner.invoke(app, ["keys", "revoke", made["id"]]).exit_code == 0
+    with Client(server.base_url, made["key"]) as carol, pytest.raises(Unauthorized):
+        carol.get_all()
