@@ -9,60 +9,18 @@ another namespace's rows; a user-bound key is further pinned to its user.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from fastapi import Request
 
-from memvault.errors import Forbidden, MemvaultError, NotFound, Unauthorized
+from memvault.errors import Forbidden, MemvaultError, Unauthorized
 from memvault.memory import Memory
-from memvault.security.apikeys import ApiKey, Role
+from memvault.security.apikeys import Role
+from memvault.security.principal import Principal
 from memvault.server.ratelimit import RateLimiter
 
 __all__ = ["Principal", "require"]
 
 _SCHEMES = ("bearer", "token")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    key: ApiKey | None  # None only when auth is off (loopback development)
-    memory: Memory
-
-    @property
-    def namespace(self) -> str:
-        return self.memory.namespace
-
-    @property
-    def bound_user(self) -> str | None:
-        return self.key.user_id if self.key is not None else None
-
-    def user_scope(self, user_id: str | None) -> str | None:
-        """The user_id a call may use: a bound key fills in, or refuses, any other user."""
-        bound = self.bound_user
-        if bound is None:
-            return user_id
-        if user_id is not None and user_id != bound:
-            raise Forbidden("this key is bound to another user")
-        return bound
-
-    def pin_filters(self, filters: dict[str, Any] | None) -> dict[str, Any] | None:
-        """A bound key's user_id joins the filters, so mem0-style scope-in-filters stays pinned."""
-        bound = self.bound_user
-        if bound is None:
-            return filters
-        given = (filters or {}).get("user_id")
-        if given is not None and given != bound:
-            raise Forbidden("this key is bound to another user")
-        return {**(filters or {}), "user_id": bound}
-
-    def owned(self, memory: dict[str, Any] | None, memory_id: str) -> dict[str, Any]:
-        """The memory if this principal may see it; another user's memory looks absent."""
-        if memory is None or (
-            self.bound_user is not None and memory.get("user_id") != self.bound_user
-        ):
-            raise NotFound(f"no memory {memory_id} in this namespace")
-        return memory
 
 
 def _token(request: Request) -> str | None:
@@ -85,7 +43,7 @@ def require(role: Role) -> Callable[[Request], Principal]:
         memory: Memory = state.memory
         limiter: RateLimiter = state.limiter
         if not state.settings.auth:
-            return Principal(None, memory)
+            return Principal(memory)
         address = _client_address(request)
         limiter.check_address(address)
         try:
@@ -98,7 +56,7 @@ def require(role: Role) -> Callable[[Request], Principal]:
         if not key.can(role):
             raise Forbidden(f"this key's role is {key.role}; this needs {role}")
         state.key_usage.record(key.id)
-        return Principal(key, memory.namespaced(key.namespace))
+        return Principal.of_key(memory, key)
 
     return dependency
 

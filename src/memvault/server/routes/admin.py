@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from memvault.errors import Forbidden
-from memvault.server.auth import Principal, require
+from memvault.security.principal import Principal
+from memvault.server.auth import require
 from memvault.server.errors import error_responses
 from memvault.server.schemas import KeyCreate, KeyCreated, KeyInfo, NamespaceCreate, NamespaceInfo
 from memvault.validation import check_namespace

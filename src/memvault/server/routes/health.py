@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from memvault.errors import MemvaultError
-from memvault.server.auth import Principal, require
+from memvault.security.principal import Principal
+from memvault.server.auth import require
 from memvault.server.errors import error_responses
 
 __all__ = ["router"]

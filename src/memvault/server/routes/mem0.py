@@ -11,7 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field, StrictInt
 
-from memvault.server.auth import Principal, require
+from memvault.security.principal import Principal
+from memvault.server.auth import require
 from memvault.server.errors import error_responses
 from memvault.server.routes.memories import add_memories, list_page, search_memories
 from memvault.server.schemas import (

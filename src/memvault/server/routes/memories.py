@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from memvault.server.auth import Principal, require
+from memvault.security.principal import Principal
+from memvault.server.auth import require
 from memvault.server.errors import error_responses
 from memvault.server.schemas import (
     AddRequest,
@@ -185,15 +186,4 @@ def delete(memory_id: str, principal: Writer) -> dict[str, Any]:
 )
 def history(memory_id: str, principal: Reader) -> list[dict[str, Any]]:
     """Every change, oldest first; kept after the memory is deleted."""
-    events = principal.memory.history(memory_id)
-    if not events or (
-        principal.bound_user is not None and events[0]["user_id"] != principal.bound_user
-    ):
-        raise_not_found(memory_id)
-    return events
-
-
-def raise_not_found(memory_id: str) -> None:
-    from memvault.errors import NotFound
-
-    raise NotFound(f"no memory {memory_id} in this namespace")
+    return principal.history(memory_id)
