@@ -6,7 +6,8 @@ fresh home, loads N memories into one user's scope through the batch API, then m
 - one client: search p50/p95 and add p50;
 - 8 concurrent clients searching: throughput against one client's, p50 against what two cores
   explain (8 / throughput), and server CPU seconds per request (from /proc);
-- a bounded mixed load (16 clients, add/search/get, --load-seconds): counts of 5xx answers.
+- a bounded mixed load (16 clients, add/search/get, --load-seconds): counts of 5xx answers;
+- MCP: ``search_memories`` round trips over streamable HTTP with the official client (p50/p95).
 
     .venv/bin/python bench/rest.py [--memories 10000] [--load-seconds 60]
 """
@@ -29,6 +30,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import httpx
 
 from corpus import facts, questions
@@ -86,6 +88,25 @@ def timed(client: httpx.Client, method: str, path: str, **kwargs: object) -> tup
     begin = time.perf_counter()
     response = client.request(method, path, **kwargs)  # type: ignore[arg-type]
     return (time.perf_counter() - begin) * 1000, response.status_code
+
+
+async def mcp_round_trips(base: str, key: str, asked: list[str]) -> dict[str, float]:
+    """``search_memories`` over streamable HTTP with the official MCP client, one at a time."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    from mcp import Client
+
+    latencies = []
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        async with Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client:
+            await client.call_tool("search_memories", {"query": "warm up", "user_id": "bench"})
+            for q in asked:
+                begin = time.perf_counter()
+                result = await client.call_tool("search_memories", {"query": q, "user_id": "bench"})
+                latencies.append((time.perf_counter() - begin) * 1000)
+                assert not result.is_error
+    return {"p50": round(statistics.median(latencies), 2), "p95": round(pct(latencies, 0.95), 2)}
 
 
 def main() -> None:
@@ -229,6 +250,7 @@ def main() -> None:
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "server_errors": sum(v for k, v in statuses.items() if k >= 500),
         }
+        result["mcp_search_ms"] = anyio.run(mcp_round_trips, base, key, questions(200, seed=7))
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)

@@ -425,6 +425,34 @@ def serve(
 
 
 @app.command()
+def mcp(
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", envvar="MEMVAULT_USER_ID", help="Whose memories.")
+    ] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", envvar="MEMVAULT_AGENT_ID", help="Default agent_id.")
+    ] = None,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Serve the memory tools over MCP stdio (for Claude Desktop, Cursor, ...), for one user."""
+    from memvault.errors import InvalidInput, MissingDependency
+    from memvault.validation import check_id
+
+    if user is None:
+        raise InvalidInput(
+            "memvault mcp needs --user (or MEMVAULT_USER_ID): whose memories to serve"
+        )
+    check_id("user_id", user)
+    try:
+        from memvault.mcp.stdio import serve_stdio
+    except ImportError as exc:
+        raise MissingDependency("the MCP server needs: pip install 'memvault[mcp]'") from exc
+    serve_stdio(home=home, embedder=embedder, namespace=namespace, user_id=user, agent_id=agent)
+
+
+@app.command()
 def demo(
     home: HomeOption = None,
     embedder: EmbedderOption = None,

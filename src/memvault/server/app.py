@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from memvault import __version__
 from memvault.config import Settings
@@ -73,12 +74,20 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
     _configure_logging()
     owned = memory is None
     store = memory or Memory(settings=settings)
+    limiter = RateLimiter(settings.rate_limit, settings.auth_failure_limit, settings.redis_url)
+    gateway = _mcp_gateway(store, limiter, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owned:
-            store.close()
+        try:
+            if gateway is None:
+                yield
+            else:
+                async with gateway.lifespan():
+                    yield
+        finally:
+            if owned:
+                store.close()
 
     app = FastAPI(
         title="memvault",
@@ -100,6 +109,9 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
     for module in (memories, mem0, admin, health):
         app.include_router(module.router)
     _mount_docs(app)
+    if gateway is not None:
+        for path in ("/mcp", "/mcp/"):
+            app.router.routes.append(Route(path, gateway, methods=["GET", "POST", "DELETE"]))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -116,6 +128,15 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
         csp_exempt=("/docs",),
     )
     return app
+
+
+def _mcp_gateway(memory: Memory, limiter: RateLimiter, settings: Settings) -> Any:
+    """The MCP endpoint, when the ``mcp`` extra is installed."""
+    try:
+        from memvault.mcp.http import McpGateway
+    except ImportError:
+        return None
+    return McpGateway(memory, limiter, settings)
 
 
 def _mount_docs(app: FastAPI) -> None:
