@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(None, description="Shared rate-limit counters across nodes.")
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest request body.")
+    gc_interval_seconds: float = Field(
+        3600, ge=0, description="How often the server purges expired memories (0: never)."
+    )
     auth: bool = Field(True, description="Require API keys (off only on a loopback address).")
     openai_base_url: str = Field("http://127.0.0.1:11434/v1", description="OpenAI-compatible API.")
     openai_api_key: SecretStr | None = None

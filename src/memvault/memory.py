@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -715,6 +715,30 @@ class Memory:
             "message": "Memories deleted successfully!",
             "deleted": sum(map(len, removed.values())),
         }
+
+    # --- a user's rights --------------------------------------------------------------------
+
+    def erase_user(self, user_id: str) -> dict[str, Any]:
+        """GDPR erase: destroy the user's data key, then delete their memories and history.
+
+        Copies of the database made before (backups, replicas) cannot be decrypted afterwards.
+        Raises ``NotFound`` for a user this namespace never had.
+        """
+        from memvault.privacy import erase_user
+
+        return erase_user(self, user_id)
+
+    def export_user(self, user_id: str) -> Iterator[dict[str, Any]]:
+        """GDPR export: every memory of the user with metadata and history, as JSON-ready dicts."""
+        from memvault.privacy import export_user
+
+        return export_user(self, user_id)
+
+    def purge_expired(self) -> int:
+        """Delete expired memories of every namespace now (the server also does it hourly)."""
+        from memvault.privacy import purge_expired
+
+        return purge_expired(self)
 
     def reset(self) -> None:
         """Erase this namespace: its data keys first (so copies become unreadable), then rows."""

@@ -337,3 +337,25 @@ def test_cli_keys_work_on_a_running_server(server: RunningServer) -> None:
     assert runner.invoke(app, ["keys", "revoke", made["id"]]).exit_code == 0
     with Client(server.base_url, made["key"]) as carol, pytest.raises(Unauthorized):
         carol.get_all()
+
+
+def test_user_export_and_erase_over_rest(server: RunningServer) -> None:
+    with Client(server.base_url, server.key("write")) as app:
+        app.add_many([{"messages": f"dana fact {i}", "user_id": "dana"} for i in range(3)])
+        app.add("erin fact", user_id="erin")
+    with server.http(server.key("write", user_id="dana")) as dana:
+        export = dana.get("/v1/users/dana/export/")
+        assert export.status_code == 200 and export.headers["content-type"].startswith(
+            "application/x-ndjson"
+        )
+        lines = [json.loads(line) for line in export.text.splitlines()]
+        assert [line["type"] for line in lines] == ["export", "memory", "memory", "memory"]
+        assert dana.get("/v1/users/erin/export/").status_code == 403
+        assert dana.delete("/v1/users/erin/").status_code == 403
+    with server.http(server.admin_key) as admin:
+        assert admin.get("/v1/users/nobody/export/").status_code == 404
+        assert admin.delete("/v1/users/nobody/").json()["error"]["code"] == "not_found"
+        erased = admin.delete("/v1/users/dana/")
+        assert erased.status_code == 200 and erased.json()["memories_deleted"] == 3
+        assert admin.post("/v1/memories/list/", json={"user_id": "dana"}).json()["count"] == 0
+        assert admin.post("/v1/memories/list/", json={"user_id": "erin"}).json()["count"] == 1

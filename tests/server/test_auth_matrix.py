@@ -23,18 +23,22 @@ def needed_role(route: APIRoute) -> str:
 
 def protected_routes(server: RunningServer) -> list[tuple[str, str, str]]:
     """From the routers, cross-checked against the served OpenAPI so that no route is missed."""
-    from memvault.server.routes import admin, health, mem0, memories
+    from memvault.server.routes import admin, health, mem0, memories, users
 
     found = []
     declared = set()
-    for router in (memories.router, mem0.router, admin.router, health.router):
+    for router in (memories.router, mem0.router, users.router, admin.router, health.router):
         for route in router.routes:
             assert isinstance(route, APIRoute)
             if route.path in PUBLIC:
                 continue
             for method in sorted(route.methods):
                 declared.add((method.lower(), route.path))
-                path = route.path.replace("{memory_id}", MEMORY_ID).replace("{key_id}", "nokey")
+                path = (
+                    route.path.replace("{memory_id}", MEMORY_ID)
+                    .replace("{key_id}", "nokey")
+                    .replace("{user_id}", "someone")
+                )
                 found.append((method, path, needed_role(route)))
     with server.http() as http:
         spec = http.get("/openapi.json").json()

@@ -401,6 +401,73 @@ def keys_revoke(
     _emit(info, as_json, lambda i: console.print(f"revoked {i['id']}"))
 
 
+user_app = typer.Typer(help="A user's data: export and erase (GDPR).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("export")
+def user_export(
+    user_id: str,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write (default stdout).")
+    ] = None,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Every memory of a user, with metadata and history, as JSON lines."""
+    with _keys(home, namespace) as memory:
+        lines = memory.export_user(user_id)
+        if out is None:
+            for line in lines:
+                sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+            return
+        count = 0
+        with open(out, "x", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+                count += line.get("type") == "memory"
+        out.chmod(0o600)
+    errors.print(f"exported {count} memories of {user_id} to {out}")
+
+
+@user_app.command("erase")
+def user_erase(
+    user_id: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Erase a user: destroy their data key, then delete their memories and history."""
+    if not yes and not typer.confirm(f"Erase every memory of {user_id}? This cannot be undone"):
+        raise typer.Abort()
+    with _keys(home, namespace) as memory:
+        result = memory.erase_user(user_id)
+    _emit(
+        result,
+        as_json,
+        lambda r: console.print(
+            f"erased {r['user_id']}: {r['memories_deleted']} memories,"
+            f" {r['history_deleted']} history events"
+        ),
+    )
+
+
+@app.command()
+def gc(
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Delete expired memories now (a running server does it every hour)."""
+    with _keys(home, None) as memory:
+        purged = memory.purge_expired()
+    _emit(
+        {"purged": purged},
+        as_json,
+        lambda r: console.print(f"purged {r['purged']} expired memories"),
+    )
+
+
 @app.command()
 def serve(
     host: Annotated[

@@ -15,10 +15,26 @@ from memvault.memory import Memory
 __all__ = ["import_jsonl", "read_items"]
 
 _TEXT_ALIASES = ("memory", "text")
+# Fields of `memvault user export` lines that add() takes (under another name for expires_at).
+_EXPORT_FIELDS = {
+    "memory": "messages",
+    "user_id": "user_id",
+    "agent_id": "agent_id",
+    "run_id": "run_id",
+    "metadata": "metadata",
+    "memory_type": "memory_type",
+    "expires_at": "expiration_date",
+    "actor_id": "actor_id",
+    "importance": "importance",
+}
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:
-    """Parse the file; an error names the line, never its content."""
+    """Parse the file; an error names the line, never its content.
+
+    Lines of ``memvault user export`` are understood: memories are added again (with new ids and
+    times; their history is not replayed), header and history lines are skipped.
+    """
     items = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -30,6 +46,18 @@ def read_items(path: Path) -> list[dict[str, Any]]:
                 raise InvalidInput(f"line {number} is not JSON") from None
             if not isinstance(item, dict):
                 raise InvalidInput(f"line {number} is not a JSON object")
+            kind = item.get("type")
+            if kind in ("export", "history"):
+                continue  # the export's header and the history of deleted memories
+            if kind == "memory":
+                items.append(
+                    {
+                        new: item[old]
+                        for old, new in _EXPORT_FIELDS.items()
+                        if item.get(old) is not None
+                    }
+                )
+                continue
             for alias in _TEXT_ALIASES:
                 if alias in item:
                     if "messages" in item:

@@ -194,14 +194,40 @@ class KeyRing:
 
     def destroy_all(self, namespace: str) -> None:
         """Forget every data key of a namespace (used by ``reset``): its rows become noise."""
-        with self._lock, self._transaction() as db:
-            db.execute(
-                "DELETE FROM data_keys WHERE scope_id LIKE ? ESCAPE '\\'",
-                (_like_prefix(f"{namespace}/"),),
-            )
+        with self._lock:
+            with self._transaction() as db:
+                db.execute(
+                    "DELETE FROM data_keys WHERE scope_id LIKE ? ESCAPE '\\'",
+                    (_like_prefix(f"{namespace}/"),),
+                )
             self._ciphers = {
                 k: v for k, v in self._ciphers.items() if not k.startswith(f"{namespace}/")
             }
+            self._flush_wal()
+
+    def has(self, scope_id: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM data_keys WHERE scope_id = ?", (scope_id,))
+        return row.fetchone() is not None
+
+    def destroy(self, scope_id: str) -> bool:
+        """Crypto-shred one scope: forget its data key everywhere this process can reach.
+
+        The row is deleted with ``secure_delete`` on (its page is overwritten), the cached key is
+        dropped, and the WAL is checkpointed and truncated so no old frame still holds the
+        wrapped key. Every copy of the scope's rows, backups included, is then unreadable.
+        """
+        with self._lock:
+            with self._transaction() as db:
+                gone = db.execute("DELETE FROM data_keys WHERE scope_id = ?", (scope_id,)).rowcount
+            self._ciphers.pop(scope_id, None)
+            self._flush_wal()
+        return bool(gone)
+
+    def _flush_wal(self) -> None:
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StorageError(f"key store checkpoint failed: {exc}") from exc
 
 
 def _like_prefix(prefix: str) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,13 +20,13 @@ from starlette.routing import Route
 
 from memvault import __version__
 from memvault.config import Settings
-from memvault.errors import InvalidConfig
+from memvault.errors import InvalidConfig, MemvaultError
 from memvault.memory import Memory
 from memvault.server.auth import KeyUsage
 from memvault.server.errors import install_error_handlers
 from memvault.server.middleware import Observability, metrics_registry
 from memvault.server.ratelimit import RateLimiter
-from memvault.server.routes import admin, health, mem0, memories
+from memvault.server.routes import admin, health, mem0, memories, users
 
 __all__ = ["check_settings", "create_app", "is_loopback"]
 
@@ -79,6 +81,11 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweeper = (
+            asyncio.create_task(_sweep_expired(store, settings.gc_interval_seconds))
+            if settings.gc_interval_seconds
+            else None
+        )
         try:
             if gateway is None:
                 yield
@@ -86,6 +93,8 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
                 async with gateway.lifespan():
                     yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
             if owned:
                 store.close()
 
@@ -106,7 +115,7 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
     app.state.metrics = registry
     app.state.key_usage = KeyUsage(store)
     install_error_handlers(app)
-    for module in (memories, mem0, admin, health):
+    for module in (memories, mem0, users, admin, health):
         app.include_router(module.router)
     _mount_docs(app)
     if gateway is not None:
@@ -128,6 +137,20 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
         csp_exempt=("/docs",),
     )
     return app
+
+
+async def _sweep_expired(memory: Memory, interval: float) -> None:
+    """Purge expired memories every ``interval`` seconds (they are already hidden from reads)."""
+    log = logging.getLogger("memvault.gc")
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            purged = await anyio.to_thread.run_sync(memory.purge_expired)
+        except MemvaultError as exc:
+            log.warning("expired-memory sweep failed: %s", exc.code)
+        else:
+            if purged:
+                log.info("purged %d expired memories", purged)
 
 
 def _mcp_gateway(memory: Memory, limiter: RateLimiter, settings: Settings) -> Any:

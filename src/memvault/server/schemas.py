@@ -161,6 +161,14 @@ class DeleteAllResult(BaseModel):
     deleted: int
 
 
+class EraseResult(BaseModel):
+    user_id: str
+    namespace: str
+    memories_deleted: int
+    history_deleted: int
+    data_key_destroyed: bool
+
+
 class KeyCreate(Strict):
     role: Literal["admin", "write", "read"]
     user_id: Id | None = None

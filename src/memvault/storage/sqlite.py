@@ -446,6 +446,58 @@ class SQLiteStore:
             bound = [weights[0], weights[1], match, *params, limit]
         return [(row[0], float(row[1])) for row in self._query(sql, bound)]
 
+    def user_rows(self, namespace: str, user_id: str) -> tuple[int, int]:
+        """How many memories and history events a user has in a namespace."""
+        memories = self._query(
+            "SELECT count(*) FROM memories WHERE namespace = ? AND user_id = ?",
+            (namespace, user_id),
+        )[0][0]
+        events = self._query(
+            "SELECT count(*) FROM history WHERE namespace = ? AND user_id = ?", (namespace, user_id)
+        )[0][0]
+        return int(memories), int(events)
+
+    @staticmethod
+    def delete_user(db: sqlite3.Connection, namespace: str, user_id: str) -> tuple[int, int]:
+        """Delete a user's memories, index entries and history; returns the two counts."""
+        db.execute(
+            "DELETE FROM memories_fts WHERE rowid IN"
+            " (SELECT rowid FROM memories WHERE namespace = ? AND user_id = ?)",
+            (namespace, user_id),
+        )
+        memories = db.execute(
+            "DELETE FROM memories WHERE namespace = ? AND user_id = ?", (namespace, user_id)
+        ).rowcount
+        events = db.execute(
+            "DELETE FROM history WHERE namespace = ? AND user_id = ?", (namespace, user_id)
+        ).rowcount
+        return memories, events
+
+    def history_of_user(self, namespace: str, user_id: str) -> list[HistoryRow]:
+        rows = self._query(
+            "SELECT id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event,"
+            " old_box, new_box, actor_id, role, created_at FROM history"
+            " WHERE namespace = ? AND user_id = ? ORDER BY memory_id, seq",
+            (namespace, user_id),
+        )
+        return [HistoryRow(**dict(row)) for row in rows]
+
+    def expired(self, now: str, limit: int) -> list[MemoryRow]:
+        """Expired memories of every namespace, oldest expiry first."""
+        rows = self._query(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.expires_at IS NOT NULL"
+            " AND m.expires_at <= ? ORDER BY m.expires_at LIMIT ?",
+            (now, limit),
+        )
+        return [MemoryRow(**dict(row)) for row in rows]
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it (after erasing, nothing lingers)."""
+        try:
+            self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StorageError(f"checkpoint failed: {exc}") from exc
+
     def namespace_stats(self) -> list[dict[str, Any]]:
         rows = self._query(
             "SELECT namespace, sum(memories) AS memories, sum(keys) AS keys FROM ("
