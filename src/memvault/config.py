@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     gc_interval_seconds: float = Field(
         3600, ge=0, description="How often the server purges expired memories (0: never)."
     )
+    audit_jsonl: Path | None = Field(
+        None, description="Also append every audit entry to this JSON-lines file (for a SIEM)."
+    )
     auth: bool = Field(True, description="Require API keys (off only on a loopback address).")
     openai_base_url: str = Field("http://127.0.0.1:11434/v1", description="OpenAI-compatible API.")
     openai_api_key: SecretStr | None = None

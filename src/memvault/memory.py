@@ -41,6 +41,7 @@ from memvault.retrieval.hybrid import HybridSearcher, Mode
 from memvault.retrieval.text import normalize_for_dedup
 from memvault.retrieval.vector_index import VectorCache, VectorEntry
 from memvault.security.apikeys import ApiKeyStore
+from memvault.security.audit import AuditLog
 from memvault.security.crypto import ScopeCipher, derive_key
 from memvault.security.keyring import KEYS_DB_NAME, KeyRing, load_master_key
 from memvault.storage.files import ensure_private_dir
@@ -64,6 +65,7 @@ __all__ = ["Memory"]
 BATCH_SIZE = 256
 # Not a namespace (namespaces start with a letter or digit): the key that peppers API key hashes.
 API_KEY_SCOPE = "_system/api-keys"
+AUDIT_KEY_SCOPE = "_system/audit"
 _ADD_KEYS = frozenset(
     {
         "messages",
@@ -149,6 +151,13 @@ class Memory:
         # A search already keeps two cores busy (BM25 beside the embedding): more at once only
         # thrash the GIL and the caches. Extra callers wait their turn.
         self._search_slots = threading.BoundedSemaphore(self.settings.max_concurrent_searches)
+        audit_cipher = self._keyring.cipher(AUDIT_KEY_SCOPE)
+        assert audit_cipher is not None
+        self.audit = AuditLog(
+            self._store,
+            derive_key(audit_cipher.data_key, "memvault/v1/audit"),
+            self.settings.audit_jsonl,
+        )
 
     def namespaced(self, namespace: str) -> Memory:
         """This store seen from another namespace, sharing files, keys, model and caches.
@@ -198,6 +207,7 @@ class Memory:
         if not self._owns_resources:
             return
         self._access.close()
+        self.audit.flush()
         self._store.close()
         self._keyring.close()
         closer = getattr(self._embedder, "close", None)

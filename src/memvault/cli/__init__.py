@@ -441,8 +441,16 @@ def user_erase(
     """Erase a user: destroy their data key, then delete their memories and history."""
     if not yes and not typer.confirm(f"Erase every memory of {user_id}? This cannot be undone"):
         raise typer.Abort()
+    from memvault.security.audit import AuditEntry
+
     with _keys(home, namespace) as memory:
-        result = memory.erase_user(user_id)
+        entry = {"action": "cli user erase", "namespace": memory.namespace, "user_id": user_id}
+        try:
+            result = memory.erase_user(user_id)
+        except MemvaultError as exc:
+            memory.audit.append([AuditEntry(outcome=exc.code, source="cli", **entry)])
+            raise
+        memory.audit.append([AuditEntry(outcome="ok", source="cli", **entry)])
     _emit(
         result,
         as_json,
@@ -451,6 +459,62 @@ def user_erase(
             f" {r['history_deleted']} history events"
         ),
     )
+
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Check the whole hash chain; exit 1 at the first edited, removed or moved entry."""
+    with _keys(home, None) as memory:
+        result = memory.audit.verify()
+    data = {
+        "ok": result.ok,
+        "entries": result.entries,
+        "first_bad_seq": result.first_bad_seq,
+        "problem": result.problem,
+    }
+    _emit(
+        data,
+        as_json,
+        lambda d: console.print(
+            f"audit log intact: {d['entries']} entries"
+            if d["ok"]
+            else f"[red]audit log broken at entry {d['first_bad_seq']}: {d['problem']}[/red]"
+        ),
+    )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("list")
+def audit_list(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10000)] = 50,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+    all_namespaces: Annotated[bool, typer.Option("--all", help="Every namespace.")] = False,
+) -> None:
+    """The newest audit entries."""
+    with _keys(home, namespace) as memory:
+        rows = memory.audit.entries(None if all_namespaces else memory.namespace, limit=limit)
+
+    def render(entries: list[dict[str, Any]]) -> None:
+        table = Table()
+        for column in ("seq", "at", "namespace", "key_id", "action", "user_id", "outcome"):
+            table.add_column(column)
+        for e in entries:
+            table.add_row(
+                *[
+                    str(e[c] or "")
+                    for c in ("seq", "at", "namespace", "key_id", "action", "user_id", "outcome")
+                ]
+            )
+        console.print(table)
+
+    _emit(rows, as_json, render)
 
 
 @app.command()

@@ -75,7 +75,9 @@ class McpGateway:
             except MemvaultError as exc:
                 await _refuse(send, exc)
                 return
-            scope.setdefault("state", {})["key_id"] = key.id
+            scope.setdefault("state", {}).update(
+                key_id=key.id, namespace=key.namespace, bound_user=key.user_id
+            )
             writable = key.can("write")
         await self._servers[writable].session_manager.handle_request(scope, receive, send)
 

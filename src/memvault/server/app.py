@@ -135,6 +135,7 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
         requests=requests,
         latency=latency,
         csp_exempt=("/docs",),
+        audit=store.audit,
     )
     return app
 

@@ -52,6 +52,8 @@ def require(role: Role) -> Callable[[Request], Principal]:
             limiter.fail(address)
             raise
         request.state.key_id = key.id
+        request.state.namespace = key.namespace
+        request.state.bound_user = key.user_id
         limiter.spend(key.id)
         if not key.can(role):
             raise Forbidden(f"this key's role is {key.role}; this needs {role}")

@@ -17,6 +17,8 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from memvault.security.audit import AuditEntry, AuditLog
+
 __all__ = ["Observability", "metrics_registry"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -58,8 +60,10 @@ class Observability:
         requests: Counter,
         latency: Histogram,
         csp_exempt: tuple[str, ...] = (),
+        audit: AuditLog | None = None,
     ) -> None:
         self.app = app
+        self.audit = audit
         self.max_body_bytes = max_body_bytes
         self.requests = requests
         self.latency = latency
@@ -138,6 +142,28 @@ class Observability:
         )
         await send({"type": "http.response.body", "body": body})
 
+    def _audit(
+        self, scope: Scope, state: dict[str, Any], method: str, route: str, status: int
+    ) -> None:
+        """One entry per authenticated request: ids and outcome, never bodies or text."""
+        assert self.audit is not None
+        params = scope.get("path_params") or {}
+        ids = list(state.get("audit_ids") or ())
+        if "memory_id" in params:
+            ids.insert(0, str(params["memory_id"]))
+        client = scope.get("client")
+        self.audit.record(
+            AuditEntry(
+                action=f"{method} {route}",
+                outcome="ok" if status < 400 else f"http_{status}",
+                namespace=state.get("namespace"),
+                key_id=state.get("key_id"),
+                user_id=params.get("user_id") or state.get("bound_user"),
+                memory_ids=tuple(ids),
+                source=client[0] if client else None,
+            )
+        )
+
     def _observe(self, scope: Scope, status: int, started: float, request_id: str) -> None:
         elapsed = time.perf_counter() - started
         route: Any = scope.get("route")
@@ -146,6 +172,8 @@ class Observability:
         self.requests.labels(method, template, str(status)).inc()
         self.latency.labels(method, template).observe(elapsed)
         state = scope.get("state") or {}
+        if self.audit is not None and state.get("key_id"):
+            self._audit(scope, state, method, template, status)
         self.log.info(
             "request",
             method=method,

@@ -169,6 +169,19 @@ class EraseResult(BaseModel):
     data_key_destroyed: bool
 
 
+class AuditRecord(BaseModel):
+    seq: int
+    at: str
+    namespace: str | None
+    key_id: str | None
+    action: str
+    user_id: str | None
+    memory_ids: list[str]
+    source: str | None
+    outcome: str
+    hash: str
+
+
 class KeyCreate(Strict):
     role: Literal["admin", "write", "read"]
     user_id: Id | None = None

@@ -97,7 +97,33 @@ def m002_api_keys(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_create_tables, m002_api_keys]
+def m003_audit_log(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            namespace TEXT,
+            key_id TEXT,
+            action TEXT NOT NULL,
+            user_id TEXT,
+            memory_ids TEXT NOT NULL,
+            source TEXT,
+            outcome TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_log_namespace ON audit_log (namespace, seq);
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    m001_create_tables,
+    m002_api_keys,
+    m003_audit_log,
+]
 
 
 def applied(db: sqlite3.Connection) -> list[str]:

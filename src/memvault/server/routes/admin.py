@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from memvault.errors import Forbidden
 from memvault.security.principal import Principal
 from memvault.server.auth import require
 from memvault.server.errors import error_responses
-from memvault.server.schemas import KeyCreate, KeyCreated, KeyInfo, NamespaceCreate, NamespaceInfo
+from memvault.server.schemas import (
+    AuditRecord,
+    KeyCreate,
+    KeyCreated,
+    KeyInfo,
+    NamespaceCreate,
+    NamespaceInfo,
+)
 from memvault.validation import check_namespace
 
 __all__ = ["router"]
@@ -96,3 +103,24 @@ def create_namespace(body: NamespaceCreate, principal: Admin) -> dict[str, Any]:
     name = check_namespace(body.name)
     made = principal.memory.api_keys.create(name, "admin", name=f"first admin of {name}")
     return {"key": made.key, "info": made.info.public()}
+
+
+@router.get(
+    "/audit/",
+    summary="Read the audit log",
+    response_model=list[AuditRecord],
+    responses=error_responses(401, 403, 422, 429),
+)
+def audit(
+    principal: Admin,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="Entries older than this seq.")] = None,
+) -> list[dict[str, Any]]:
+    """The namespace's entries, newest first (operators see every namespace's)."""
+    if principal.bound_user is not None:
+        raise Forbidden("a user-bound key cannot read the audit log")
+    operator = principal.namespace == OPERATOR_NAMESPACE
+    principal.memory.audit.flush()  # include what this very moment queued
+    return principal.memory.audit.entries(
+        None if operator else principal.namespace, limit=limit, before=before
+    )

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field, StrictInt
 
 from memvault.security.principal import Principal
 from memvault.server.auth import require
 from memvault.server.errors import error_responses
-from memvault.server.routes.memories import add_memories, list_page, search_memories
+from memvault.server.routes.memories import add_memories, audited, list_page, search_memories
 from memvault.server.schemas import (
     AddRequest,
     AddResults,
@@ -62,8 +62,8 @@ def ping(principal: Reader) -> dict[str, Any]:
     response_model=AddResults,
     responses=error_responses(),
 )
-def add(body: AddRequest, principal: Writer) -> dict[str, Any]:
-    return add_memories(principal, [body])
+def add(body: AddRequest, principal: Writer, request: Request) -> dict[str, Any]:
+    return audited(request, add_memories(principal, [body]))
 
 
 @router.post(

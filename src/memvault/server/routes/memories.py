@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from memvault.security.principal import Principal
 from memvault.server.auth import require
@@ -25,7 +25,7 @@ from memvault.server.schemas import (
     UpdateResult,
 )
 
-__all__ = ["add_memories", "list_page", "router", "search_memories"]
+__all__ = ["add_memories", "audited", "list_page", "router", "search_memories"]
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 Reader = Annotated[Principal, Depends(require("read"))]
@@ -42,6 +42,12 @@ def add_memories(principal: Principal, items: list[AddRequest]) -> dict[str, Any
             item["user_id"] = user
         prepared.append(item)
     return principal.memory.add_many(prepared)
+
+
+def audited(request: Request, added: dict[str, Any]) -> dict[str, Any]:
+    """Hand the new ids to the audit log (the middleware writes the entry)."""
+    request.state.audit_ids = [r["id"] for r in added["results"]]
+    return added
 
 
 def search_memories(principal: Principal, body: SearchRequest) -> dict[str, Any]:
@@ -80,17 +86,17 @@ def list_page(principal: Principal, body: ListRequest, base_path: str) -> dict[s
 
 
 @router.post("/", summary="Add memories", response_model=AddResults, responses=error_responses())
-def add(body: AddRequest, principal: Writer) -> dict[str, Any]:
+def add(body: AddRequest, principal: Writer, request: Request) -> dict[str, Any]:
     """Store a text or a list of messages in a scope; an exact duplicate answers event NONE."""
-    return add_memories(principal, [body])
+    return audited(request, add_memories(principal, [body]))
 
 
 @router.post(
     "/batch/", summary="Add many memories", response_model=AddResults, responses=error_responses()
 )
-def add_batch(body: BatchAddRequest, principal: Writer) -> dict[str, Any]:
+def add_batch(body: BatchAddRequest, principal: Writer, request: Request) -> dict[str, Any]:
     """Bulk load up to 1,000 items; all are checked before any is stored; order is kept."""
-    return add_memories(principal, body.items)
+    return audited(request, add_memories(principal, body.items))
 
 
 @router.post(
