@@ -11,7 +11,8 @@ responses. Never match on message text: match on the class or on ``code``.
     │   ├── InvalidId                  invalid_id
     │   ├── InvalidMetadata            invalid_metadata
     │   ├── InvalidFilter              invalid_filter
-    │   └── InvalidConfig              invalid_config
+    │   ├── InvalidConfig              invalid_config
+    │   └── SecretDetected             secret_detected
     ├── Unauthorized                   unauthorized     401
     ├── Forbidden                      forbidden        403
     ├── NotFound                       not_found        404
@@ -50,6 +51,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "SecretDetected",
     "StorageError",
     "TextTooLong",
     "Unauthorized",
@@ -138,6 +140,12 @@ class RateLimited(MemvaultError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SecretDetected(InvalidInput):
+    """The text holds a secret and the namespace's policy is to refuse it."""
+
+    code = "secret_detected"
 
 
 class NotFound(MemvaultError):

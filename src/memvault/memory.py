@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -44,6 +44,7 @@ from memvault.security.apikeys import ApiKeyStore
 from memvault.security.audit import AuditLog
 from memvault.security.crypto import ScopeCipher, derive_key
 from memvault.security.keyring import KEYS_DB_NAME, KeyRing, load_master_key
+from memvault.security.redact import apply_policy
 from memvault.storage.files import ensure_private_dir
 from memvault.storage.sqlite import HistoryRow, MemoryRow, SQLiteStore
 from memvault.validation import (
@@ -93,6 +94,14 @@ class _Pending:
     expires_at: str | None
     importance: float | None
     actor_id: str | None
+    redactions: list[str]
+
+
+def _added(memory_id: str, text: str, event: str, redactions: list[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {"id": memory_id, "memory": text, "event": event}
+    if redactions:
+        result["redactions"] = redactions
+    return result
 
 
 class Memory:
@@ -344,7 +353,8 @@ class Memory:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInput("batch_size must be a positive integer")
-        pending = [p for item in items for p in self._validate(item)]
+        rules = self._store.namespace_settings(self.namespace)
+        pending = [p for item in items for p in self._validate(item, rules)]
         results: list[dict[str, Any]] = []
         for start in range(0, len(pending), batch_size):
             results.extend(self._write_batch(pending[start : start + batch_size]))
@@ -352,7 +362,7 @@ class Memory:
                 on_progress(min(start + batch_size, len(pending)), len(pending))
         return {"results": results}
 
-    def _validate(self, item: Mapping[str, Any]) -> list[_Pending]:
+    def _validate(self, item: Mapping[str, Any], rules: Mapping[str, Any]) -> list[_Pending]:
         if not isinstance(item, Mapping):
             raise InvalidInput("each item must be an object with add()'s arguments")
         unknown = set(item) - _ADD_KEYS
@@ -368,22 +378,30 @@ class Memory:
         metadata = check_metadata(item.get("metadata"), limits.max_metadata_bytes)
         memory_type = check_memory_type(item.get("memory_type"))
         expires = parse_datetime("expiration_date", item.get("expiration_date"))
+        if expires is None and rules["default_ttl_seconds"]:
+            expires = datetime.now(UTC) + timedelta(seconds=rules["default_ttl_seconds"])
         importance = check_importance(item.get("importance"))
         actor = item.get("actor_id")
         if actor is not None:
             check_id("actor_id", actor)
-        return [
-            _Pending(
-                message,
-                scope,
-                metadata,
-                memory_type,
-                None if expires is None else iso(expires),
-                importance,
-                actor if actor is not None else message.name,
+        policy = rules["secret_policy"]
+        metadata, metadata_secrets = apply_policy(metadata, policy, "metadata")
+        pending = []
+        for message in parse_messages(item.get("messages"), limits.max_text_bytes):
+            content, secrets = apply_policy(message.content, policy, "the text")
+            pending.append(
+                _Pending(
+                    Message(content, message.role, message.name),
+                    scope,
+                    metadata,
+                    memory_type,
+                    None if expires is None else iso(expires),
+                    importance,
+                    actor if actor is not None else message.name,
+                    sorted(set(secrets + metadata_secrets)),
+                )
             )
-            for message in parse_messages(item.get("messages"), limits.max_text_bytes)
-        ]
+        return pending
 
     def _write_batch(self, batch: list[_Pending]) -> list[dict[str, Any]]:
         vectors = self._embed([p.message.content for p in batch])
@@ -405,7 +423,7 @@ class Memory:
                     self._store.add_history(
                         db, self._event(row, duplicate, "NONE", None, None, cipher)
                     )
-                    results.append({"id": duplicate, "memory": text, "event": "NONE"})
+                    results.append(_added(duplicate, text, "NONE", pending.redactions))
                     continue
                 window = recent.get(pending.scope)
                 if window is None:
@@ -427,7 +445,7 @@ class Memory:
                         vector,
                     )
                 )
-                results.append({"id": row.id, "memory": text, "event": "ADD"})
+                results.append(_added(row.id, text, "ADD", pending.redactions))
             for scope_id in added:
                 versions[scope_id] = self._store.bump_version(db, scope_id)
         for scope_id, entries in added.items():
@@ -743,6 +761,29 @@ class Memory:
         from memvault.privacy import export_user
 
         return export_user(self, user_id)
+
+    def namespace_settings(self) -> dict[str, Any]:
+        """This namespace's rules: ``secret_policy`` and ``default_ttl_seconds``."""
+        return self._store.namespace_settings(self.namespace)
+
+    def configure_namespace(
+        self, *, secret_policy: str | None = None, default_ttl_seconds: float | bool | None = False
+    ) -> dict[str, Any]:
+        """Set the secret policy (``redact``, ``reject``, ``allow``) and/or the default TTL of
+        new memories (seconds; ``None`` for none). Unnamed settings keep their value."""
+        current = self.namespace_settings()
+        policy = current["secret_policy"] if secret_policy is None else secret_policy
+        if policy not in ("redact", "reject", "allow"):
+            raise InvalidInput("secret_policy must be redact, reject or allow")
+        ttl = (
+            current["default_ttl_seconds"] if default_ttl_seconds is False else default_ttl_seconds
+        )
+        if ttl is not None and (
+            isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0
+        ):
+            raise InvalidInput("default_ttl_seconds must be a positive number or None")
+        self._store.set_namespace_settings(self.namespace, policy, ttl)
+        return self.namespace_settings()
 
     def purge_expired(self) -> int:
         """Delete expired memories of every namespace now (the server also does it hourly)."""

@@ -359,3 +359,34 @@ def test_user_export_and_erase_over_rest(server: RunningServer) -> None:
         assert erased.status_code == 200 and erased.json()["memories_deleted"] == 3
         assert admin.post("/v1/memories/list/", json={"user_id": "dana"}).json()["count"] == 0
         assert admin.post("/v1/memories/list/", json={"user_id": "erin"}).json()["count"] == 1
+
+
+def test_namespace_rules_over_rest(server: RunningServer) -> None:
+    with server.http(server.admin_key) as admin:
+        assert admin.get("/v1/namespace/settings/").json() == {
+            "secret_policy": "redact",
+            "default_ttl_seconds": None,
+        }
+        added = admin.post(
+            "/v1/memories/", json={"messages": "key AKIAIOSFODNN7EXAMPLE", "user_id": "u"}
+        ).json()
+        assert added["results"][0]["redactions"] == ["aws_access_key"]
+        changed = admin.put(
+            "/v1/namespace/settings/", json={"secret_policy": "reject", "default_ttl_seconds": 60}
+        )
+        assert changed.json() == {"secret_policy": "reject", "default_ttl_seconds": 60.0}
+        refused = admin.post(
+            "/v1/memories/", json={"messages": "key AKIAIOSFODNN7EXAMPLE", "user_id": "u"}
+        )
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "secret_detected"
+        assert (
+            admin.put("/v1/namespace/settings/", json={"secret_policy": "leak"}).status_code == 422
+        )
+        assert (
+            admin.put("/v1/namespace/settings/", json={"clear_default_ttl": True}).json()[
+                "default_ttl_seconds"
+            ]
+            is None
+        )
+    with server.http(server.key("write")) as writer:
+        assert writer.get("/v1/namespace/settings/").status_code == 403

@@ -461,6 +461,49 @@ def user_erase(
     )
 
 
+namespace_app = typer.Typer(
+    help="A namespace's rules: secret policy, default TTL.", no_args_is_help=True
+)
+app.add_typer(namespace_app, name="namespace")
+
+
+@namespace_app.command("show")
+def namespace_show(
+    as_json: JsonOption = False, home: HomeOption = None, namespace: NamespaceOption = None
+) -> None:
+    """Show the namespace's secret policy and default TTL."""
+    with _keys(home, namespace) as memory:
+        rules = {"namespace": memory.namespace, **memory.namespace_settings()}
+    _emit(rules, as_json)
+
+
+@namespace_app.command("set")
+def namespace_set(
+    secret_policy: Annotated[str | None, typer.Option(help="redact | reject | allow")] = None,
+    default_ttl_days: Annotated[
+        float | None, typer.Option(help="Expiry of new memories, in days.")
+    ] = None,
+    no_default_ttl: Annotated[
+        bool, typer.Option(help="New memories never expire by default.")
+    ] = False,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Change the namespace's secret policy and/or default TTL."""
+    ttl: float | bool | None = False
+    if no_default_ttl:
+        ttl = None
+    elif default_ttl_days is not None:
+        ttl = default_ttl_days * 86400
+    with _keys(home, namespace) as memory:
+        rules = {
+            "namespace": memory.namespace,
+            **memory.configure_namespace(secret_policy=secret_policy, default_ttl_seconds=ttl),
+        }
+    _emit(rules, as_json)
+
+
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

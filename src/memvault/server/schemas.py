@@ -110,6 +110,9 @@ class AddResult(BaseModel):
     id: str
     memory: str
     event: Literal["ADD", "NONE"]
+    redactions: list[str] | None = Field(
+        None, description="Kinds of secrets replaced by [REDACTED:kind] before storing."
+    )
 
 
 class AddResults(BaseModel):
@@ -180,6 +183,17 @@ class AuditRecord(BaseModel):
     source: str | None
     outcome: str
     hash: str
+
+
+class NamespaceRules(BaseModel):
+    secret_policy: Literal["redact", "reject", "allow"]
+    default_ttl_seconds: float | None
+
+
+class NamespaceRulesUpdate(Strict):
+    secret_policy: Literal["redact", "reject", "allow"] | None = None
+    default_ttl_seconds: Number | None = Field(None, gt=0, le=10 * 365 * 86400)
+    clear_default_ttl: StrictBool = False
 
 
 class KeyCreate(Strict):

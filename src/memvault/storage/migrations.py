@@ -119,10 +119,18 @@ def m003_audit_log(db: sqlite3.Connection) -> None:
     )
 
 
+def m004_namespace_settings(db: sqlite3.Connection) -> None:
+    db.execute(
+        "CREATE TABLE namespace_settings (namespace TEXT PRIMARY KEY,"
+        " secret_policy TEXT NOT NULL DEFAULT 'redact', default_ttl_seconds REAL)"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_create_tables,
     m002_api_keys,
     m003_audit_log,
+    m004_namespace_settings,
 ]
 
 

@@ -498,6 +498,24 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"checkpoint failed: {exc}") from exc
 
+    def namespace_settings(self, namespace: str) -> dict[str, Any]:
+        rows = self._query(
+            "SELECT secret_policy, default_ttl_seconds FROM namespace_settings WHERE namespace = ?",
+            (namespace,),
+        )
+        if not rows:
+            return {"secret_policy": "redact", "default_ttl_seconds": None}
+        return {"secret_policy": rows[0][0], "default_ttl_seconds": rows[0][1]}
+
+    def set_namespace_settings(self, namespace: str, policy: str, ttl: float | None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO namespace_settings VALUES (?, ?, ?) ON CONFLICT (namespace)"
+                " DO UPDATE SET secret_policy = excluded.secret_policy,"
+                " default_ttl_seconds = excluded.default_ttl_seconds",
+                (namespace, policy, ttl),
+            )
+
     def namespace_stats(self) -> list[dict[str, Any]]:
         rows = self._query(
             "SELECT namespace, sum(memories) AS memories, sum(keys) AS keys FROM ("

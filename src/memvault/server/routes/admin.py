@@ -17,6 +17,8 @@ from memvault.server.schemas import (
     KeyInfo,
     NamespaceCreate,
     NamespaceInfo,
+    NamespaceRules,
+    NamespaceRulesUpdate,
 )
 from memvault.validation import check_namespace
 
@@ -123,4 +125,35 @@ def audit(
     principal.memory.audit.flush()  # include what this very moment queued
     return principal.memory.audit.entries(
         None if operator else principal.namespace, limit=limit, before=before
+    )
+
+
+@router.get(
+    "/namespace/settings/",
+    summary="This namespace's rules",
+    response_model=NamespaceRules,
+    responses=error_responses(401, 403, 429),
+)
+def get_rules(principal: Admin) -> dict[str, Any]:
+    """Secret policy and default TTL of new memories."""
+    return principal.memory.namespace_settings()
+
+
+@router.put(
+    "/namespace/settings/",
+    summary="Change this namespace's rules",
+    response_model=NamespaceRules,
+    responses=error_responses(401, 403, 422, 429),
+)
+def set_rules(body: NamespaceRulesUpdate, principal: Admin) -> dict[str, Any]:
+    """secret_policy: redact (default), reject or allow; default_ttl_seconds for new memories."""
+    if principal.bound_user is not None:
+        raise Forbidden("a user-bound key cannot change namespace rules")
+    ttl: float | bool | None = False
+    if body.clear_default_ttl:
+        ttl = None
+    elif body.default_ttl_seconds is not None:
+        ttl = float(body.default_ttl_seconds)
+    return principal.memory.configure_namespace(
+        secret_policy=body.secret_policy, default_ttl_seconds=ttl
     )

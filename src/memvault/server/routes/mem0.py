@@ -60,6 +60,7 @@ def ping(principal: Reader) -> dict[str, Any]:
     "/v3/memories/add/",
     summary="Add memories (mem0)",
     response_model=AddResults,
+    response_model_exclude_none=True,
     responses=error_responses(),
 )
 def add(body: AddRequest, principal: Writer, request: Request) -> dict[str, Any]:

@@ -85,14 +85,24 @@ def list_page(principal: Principal, body: ListRequest, base_path: str) -> dict[s
     return {"count": count, "next": next_page, "previous": previous, "results": page["results"]}
 
 
-@router.post("/", summary="Add memories", response_model=AddResults, responses=error_responses())
+@router.post(
+    "/",
+    summary="Add memories",
+    response_model=AddResults,
+    response_model_exclude_none=True,
+    responses=error_responses(),
+)
 def add(body: AddRequest, principal: Writer, request: Request) -> dict[str, Any]:
     """Store a text or a list of messages in a scope; an exact duplicate answers event NONE."""
     return audited(request, add_memories(principal, [body]))
 
 
 @router.post(
-    "/batch/", summary="Add many memories", response_model=AddResults, responses=error_responses()
+    "/batch/",
+    summary="Add many memories",
+    response_model=AddResults,
+    response_model_exclude_none=True,
+    responses=error_responses(),
 )
 def add_batch(body: BatchAddRequest, principal: Writer, request: Request) -> dict[str, Any]:
     """Bulk load up to 1,000 items; all are checked before any is stored; order is kept."""

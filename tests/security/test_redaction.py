@@ -1,0 +1,97 @@
+"""Secrets are redacted before storage by default, refused or allowed by namespace policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from memvault import Memory, SecretDetected
+from memvault.security.redact import redact_text
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7V2x\nabc+def/ghi==\n-----END RSA PRIVATE KEY-----"
+
+POSITIVE = [
+    ("aws_access_key", "my key is AKIAIOSFODNN7EXAMPLE ok"),
+    ("github_token", "token ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"),
+    ("openai_key", "OPENAI_API_KEY=sk-proj-abcdefghijklmnopqrstuvwxyz012345"),
+    ("anthropic_key", "use sk-ant-api03-abcdefghijklmnopqrstuvwxyz"),
+    ("slack_token", "bot token xoxb-1234567890-abcdefghij"),
+    ("stripe_key", "stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+    ("google_api_key", "maps AIzaSyA-1234567890abcdefghijklmnopqrstu"),
+    ("memvault_key", "mvk_abcdefghijkm_" + "A" * 43 + "abc123"),
+    ("jwt", f"Authorization: Bearer {JWT}"),
+    ("private_key", f"here:\n{PEM}\nthanks"),
+    ("url_password", "db is postgres://admin:hunter2@db.internal:5432/app"),
+    ("card_number", "my card 4111 1111 1111 1111 exp 12/29"),
+    ("card_number", "amex 378282246310005"),
+]
+NEGATIVE = [
+    "call me at 555-123-4567 tomorrow",
+    "order number 1234567890123 shipped",  # 13 digits, fails Luhn
+    "the ISBN is 978-3-16-148410-0",
+    "visit https://example.com/path?x=1",
+    "a sk- prefix alone is not a key: sk-short",
+    "eyJ is how base64 JSON begins",
+    "postgres://localhost:5432/app has no password",
+    "1111 1111 1111 1111 is all ones",
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"), POSITIVE, ids=[f"{k}-{i}" for i, (k, _) in enumerate(POSITIVE)]
+)
+def test_detects(kind: str, text: str) -> None:
+    cleaned, kinds = redact_text(text)
+    assert kinds == [kind]
+    assert f"[REDACTED:{kind}]" in cleaned
+
+
+@pytest.mark.parametrize("text", NEGATIVE)
+def test_leaves_ordinary_text_alone(text: str) -> None:
+    assert redact_text(text) == (text, [])
+
+
+def test_url_keeps_everything_but_the_password() -> None:
+    cleaned, _ = redact_text("postgres://admin:hunter2@db.internal:5432/app")
+    assert cleaned == "postgres://admin:[REDACTED:url_password]@db.internal:5432/app"
+
+
+def test_redacted_by_default_and_the_result_says_so(memory: Memory) -> None:
+    added = memory.add("my aws key is AKIAIOSFODNN7EXAMPLE", user_id="u", metadata={"note": JWT})
+    [result] = added["results"]
+    assert result["redactions"] == ["aws_access_key", "jwt"]
+    stored = memory.get(result["id"])
+    assert stored is not None
+    assert stored["memory"] == "my aws key is [REDACTED:aws_access_key]"
+    assert stored["metadata"] == {"note": "[REDACTED:jwt]"}
+    clean = memory.add("no secrets here", user_id="u")["results"][0]
+    assert "redactions" not in clean
+
+
+def test_reject_and_allow_policies(memory: Memory) -> None:
+    memory.configure_namespace(secret_policy="reject")
+    with pytest.raises(SecretDetected) as caught:
+        memory.add_many(
+            [
+                {"messages": "fine", "user_id": "u"},
+                {"messages": "pw postgres://a:b@h/x", "user_id": "u"},
+            ]
+        )
+    assert "postgres" not in str(caught.value) and caught.value.code == "secret_detected"
+    assert memory.get_all(user_id="u")["results"] == []
+    memory.configure_namespace(secret_policy="allow")
+    kept = memory.add("AKIAIOSFODNN7EXAMPLE", user_id="u")["results"][0]
+    assert memory.get(kept["id"])["memory"] == "AKIAIOSFODNN7EXAMPLE"
+    assert memory.namespaced("other").namespace_settings()["secret_policy"] == "redact"
+
+
+def test_default_ttl_per_namespace(memory: Memory) -> None:
+    memory.configure_namespace(default_ttl_seconds=3600)
+    expiring = memory.add("expires in an hour", user_id="u")["results"][0]
+    explicit = memory.add("explicit", user_id="u", expiration_date="2999-01-01")["results"][0]
+    assert memory.get(expiring["id"])["expires_at"] is not None
+    assert memory.get(explicit["id"])["expires_at"].startswith("2999")
+    assert memory.namespaced("other").add("no ttl", user_id="u")["results"][0]
+    assert memory.namespaced("other").get_all(user_id="u")["results"][0]["expires_at"] is None
+    memory.configure_namespace(default_ttl_seconds=None)
+    assert memory.namespace_settings()["default_ttl_seconds"] is None
