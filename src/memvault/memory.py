@@ -785,6 +785,30 @@ class Memory:
         self._store.set_namespace_settings(self.namespace, policy, ttl)
         return self.namespace_settings()
 
+    def rotate_master_key(self, *, retire_old: bool = False) -> dict[str, Any]:
+        """Rewrap every data key under a new master key version, without stopping readers.
+
+        With the key file (the embedded default) a new random version is added to the file and
+        becomes current; with ``MEMVAULT_MASTER_KEY`` the first version listed is current and
+        the old ones must still be listed until this has run. ``retire_old`` then forgets every
+        other version, so old key material no longer opens the store.
+        """
+        keyring = self._keyring
+        file_based = keyring.master.path is not None
+        rewrapped = keyring.rotate_master(new_version=file_based)
+        retired = []
+        if retire_old:
+            for version in sorted(keyring.master.keys):
+                if version != keyring.master.current_version:
+                    keyring.retire_master(version)
+                    retired.append(version)
+        return {
+            "current_version": keyring.master.current_version,
+            "rewrapped": rewrapped,
+            "retired": retired,
+            "versions_in_use": keyring.versions_in_use(),
+        }
+
     def purge_expired(self) -> int:
         """Delete expired memories of every namespace now (the server also does it hourly)."""
         from memvault.privacy import purge_expired

@@ -575,6 +575,32 @@ def gc(
     )
 
 
+@keys_app.command("rotate-master")
+def keys_rotate_master(
+    retire_old: Annotated[
+        bool, typer.Option(help="Then forget the old master key versions.")
+    ] = False,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Rewrap every data key under a new master key version (servers keep running)."""
+    from memvault.security.audit import AuditEntry
+
+    with _keys(home, None) as memory:
+        result = memory.rotate_master_key(retire_old=retire_old)
+        memory.audit.append(
+            [AuditEntry(action="cli keys rotate-master", outcome="ok", source="cli")]
+        )
+    _emit(
+        result,
+        as_json,
+        lambda r: console.print(
+            f"master key version {r['current_version']}: {r['rewrapped']} data keys rewrapped"
+            + (f", retired {r['retired']}" if r["retired"] else "")
+        ),
+    )
+
+
 @app.command()
 def serve(
     host: Annotated[

@@ -30,7 +30,7 @@ from memvault.errors import IntegrityError, InvalidConfig, StorageError, WrongMa
 from memvault.security.crypto import KEY_BYTES, ScopeCipher, open_box, seal_box
 from memvault.storage.files import create_private_file, open_sqlite
 
-__all__ = ["KeyRing", "MasterKey", "load_master_key"]
+__all__ = ["KeyRing", "MasterKey", "MasterRing", "load_master_key"]
 
 KEY_FILE_NAME = "master.key"
 KEYS_DB_NAME = "keys.db"
@@ -40,12 +40,13 @@ _CHECK_PLAINTEXT = b"memvault master key check v1"
 class MasterKey:
     """One version of the key-encryption key."""
 
-    __slots__ = ("_aead", "version")
+    __slots__ = ("_aead", "raw", "version")
 
     def __init__(self, version: int, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise InvalidConfig("the master key must be 32 bytes (base64 of 32 random bytes)")
         self.version = version
+        self.raw = key
         self._aead = AESGCM(key)
 
     def wrap(self, data_key: bytes, scope_id: str) -> bytes:
@@ -69,10 +70,99 @@ def decode_master_key(encoded: str) -> bytes:
     return key
 
 
-def load_master_key(home: Path, from_env: str | None, *, create: bool) -> MasterKey:
-    """The master key from the environment, else the home's key file (created when ``create``)."""
+class MasterRing:
+    """The master key versions this process holds; ``current`` wraps new data keys.
+
+    From ``MEMVAULT_MASTER_KEY`` (one base64 key, or ``"2:<base64>,1:<base64>"``, current first)
+    or from the home's key file (``{"current": 2, "keys": {"1": ..., "2": ...}}``), which is
+    re-read when it changes, so a running server picks up a rotation without a restart.
+    """
+
+    def __init__(self, keys: dict[int, MasterKey], current: int, path: Path | None = None) -> None:
+        self.keys = keys
+        self.current_version = current
+        self.path = path
+        self._stamp = path.stat().st_mtime_ns if path is not None else None
+
+    @property
+    def current(self) -> MasterKey:
+        return self.keys[self.current_version]
+
+    @classmethod
+    def from_env(cls, value: str) -> MasterRing:
+        keys: dict[int, MasterKey] = {}
+        order = []
+        for part in value.split(","):
+            version_text, sep, encoded = part.strip().rpartition(":")
+            if not sep:
+                version, encoded = 1, part.strip()
+            elif version_text.isdigit() and int(version_text) > 0:
+                version = int(version_text)
+            else:
+                raise InvalidConfig(
+                    "MEMVAULT_MASTER_KEY: write '<version>:<base64>' pairs, newest first"
+                )
+            if version in keys:
+                raise InvalidConfig(f"MEMVAULT_MASTER_KEY names version {version} twice")
+            keys[version] = MasterKey(version, decode_master_key(encoded))
+            order.append(version)
+        return cls(keys, order[0])
+
+    @classmethod
+    def from_file(cls, path: Path) -> MasterRing:
+        try:
+            content = json.loads(path.read_text())
+            if "keys" in content:
+                stored = {int(v): k for v, k in content["keys"].items()}
+                current = int(content["current"])
+            else:  # the first format: one key
+                stored = {int(content["version"]): content["key"]}
+                current = int(content["version"])
+            keys = {v: MasterKey(v, decode_master_key(k)) for v, k in stored.items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InvalidConfig(f"{path} is not a memvault key file") from None
+        if current not in keys:
+            raise InvalidConfig(f"{path}: the current version has no key")
+        return cls(keys, current, path)
+
+    def changed(self) -> bool:
+        return self.path is not None and self.path.stat().st_mtime_ns != self._stamp
+
+    def add_version(self) -> int:
+        """A new random key as the current version, written to the key file (file rings only)."""
+        if self.path is None:
+            raise InvalidConfig(
+                "the master key comes from MEMVAULT_MASTER_KEY: put the new key first in it"
+                " ('2:<new>,1:<old>'), restart, then run rotate-master to rewrap"
+            )
+        version = max(self.keys) + 1
+        self.keys[version] = MasterKey(version, os.urandom(KEY_BYTES))
+        self.current_version = version
+        self._save()
+        return version
+
+    def drop_version(self, version: int) -> None:
+        self.keys.pop(version, None)
+        if self.path is not None:
+            self._save()
+
+    def _save(self) -> None:
+        assert self.path is not None
+        content = {
+            "current": self.current_version,
+            "keys": {str(v): base64.b64encode(k.raw).decode() for v, k in self.keys.items()},
+        }
+        temporary = self.path.with_suffix(".new")
+        temporary.unlink(missing_ok=True)
+        create_private_file(temporary, json.dumps(content).encode())
+        os.replace(temporary, self.path)
+        self._stamp = self.path.stat().st_mtime_ns
+
+
+def load_master_key(home: Path, from_env: str | None, *, create: bool) -> MasterRing:
+    """The master key ring from the environment, else the home's key file (made when ``create``)."""
     if from_env:
-        return MasterKey(1, decode_master_key(from_env))
+        return MasterRing.from_env(from_env)
     path = home / KEY_FILE_NAME
     if not path.exists():
         if not create:
@@ -80,19 +170,15 @@ def load_master_key(home: Path, from_env: str | None, *, create: bool) -> Master
                 f"no master key: set MEMVAULT_MASTER_KEY or restore {path} for this store"
             )
         encoded = base64.b64encode(os.urandom(KEY_BYTES)).decode()
-        create_private_file(path, json.dumps({"version": 1, "key": encoded}).encode())
-    try:
-        content = json.loads(path.read_text())
-        return MasterKey(int(content["version"]), decode_master_key(content["key"]))
-    except (ValueError, KeyError, TypeError):
-        raise InvalidConfig(f"{path} is not a memvault key file") from None
+        create_private_file(path, json.dumps({"current": 1, "keys": {"1": encoded}}).encode())
+    return MasterRing.from_file(path)
 
 
 class KeyRing:
     """Data keys by scope, unwrapped on first use and kept in memory while the store is open."""
 
-    def __init__(self, home: Path, master: MasterKey) -> None:
-        self._master = master
+    def __init__(self, home: Path, master: MasterRing) -> None:
+        self._ring = master
         self._lock = threading.Lock()
         self._ciphers: dict[str, ScopeCipher] = {}
         self._db = open_sqlite(home / KEYS_DB_NAME, synchronous="FULL")
@@ -102,6 +188,10 @@ class KeyRing:
         except BaseException:
             self._db.close()
             raise
+
+    @property
+    def master(self) -> MasterRing:
+        return self._ring
 
     def close(self) -> None:
         with self._lock:
@@ -134,24 +224,56 @@ class KeyRing:
             )
 
     def _check_master(self) -> None:
-        version = self._master.version
+        """Every ring version the store knows must open its check value, and at least one must
+        be known (unless the store is new); a new version is recorded once an old one vouched."""
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT check_box FROM master_checks WHERE version = ?", (version,)
-            ).fetchone()
-            if row is None:
-                known = db.execute("SELECT count(*) FROM master_checks").fetchone()[0]
-                if known:
-                    raise WrongMasterKey(f"master key version {version} is not known to this store")
-                box = self._master.wrap(_CHECK_PLAINTEXT, "check")
-                db.execute("INSERT INTO master_checks VALUES (?, ?, ?)", (version, box, _now()))
-                return
-        try:
-            self._master.unwrap(row[0], "check")
-        except IntegrityError:
+            checks = {
+                int(v): bytes(box)
+                for v, box in db.execute("SELECT version, check_box FROM master_checks")
+            }
+            vouched = False
+            for version, box in checks.items():
+                key = self._ring.keys.get(version)
+                if key is None:
+                    continue
+                try:
+                    key.unwrap(box, "check")
+                except IntegrityError:
+                    raise WrongMasterKey(
+                        f"master key version {version} does not open this store"
+                        " (wrong MEMVAULT_MASTER_KEY or key file)"
+                    ) from None
+                vouched = True
+            if checks and not vouched:
+                raise WrongMasterKey(
+                    "the master key does not open this store"
+                    " (wrong MEMVAULT_MASTER_KEY or key file)"
+                )
+            for version, key in self._ring.keys.items():
+                if version not in checks:
+                    db.execute(
+                        "INSERT INTO master_checks VALUES (?, ?, ?)",
+                        (version, key.wrap(_CHECK_PLAINTEXT, "check"), _now()),
+                    )
+
+    def _refresh(self) -> None:
+        """Pick up a rotated key file (a running server sees ``rotate-master`` at once)."""
+        if self._ring.changed():
+            assert self._ring.path is not None
+            self._ring = MasterRing.from_file(self._ring.path)
+            self._check_master()
+
+    def _master_for(self, version: int) -> MasterKey:
+        key = self._ring.keys.get(version)
+        if key is None:
+            self._refresh()
+            key = self._ring.keys.get(version)
+        if key is None:
             raise WrongMasterKey(
-                "the master key does not open this store (wrong MEMVAULT_MASTER_KEY or key file)"
-            ) from None
+                f"a data key is wrapped by master key version {version}, which this process"
+                " does not hold: add it to MEMVAULT_MASTER_KEY or the key file"
+            )
+        return key
 
     def cipher(self, scope_id: str, *, create: bool = True) -> ScopeCipher | None:
         """The scope's cipher; a new data key is made when ``create`` and none exists yet."""
@@ -169,24 +291,83 @@ class KeyRing:
                 if not create:
                     return None
                 row = self._create(scope_id)
-            if row[0] != self._master.version:
-                raise WrongMasterKey(f"data key of a scope is wrapped by master version {row[0]}")
-            cipher = ScopeCipher(scope_id, self._master.unwrap(row[1], scope_id))
+            data_key = self._master_for(int(row[0])).unwrap(bytes(row[1]), scope_id)
+            cipher = ScopeCipher(scope_id, data_key)
             self._ciphers[scope_id] = cipher
             return cipher
 
     def _create(self, scope_id: str) -> tuple[int, bytes]:
-        wrapped = self._master.wrap(os.urandom(KEY_BYTES), scope_id)
+        self._refresh()
+        master = self._ring.current
+        wrapped = master.wrap(os.urandom(KEY_BYTES), scope_id)
         with self._transaction() as db:
             # Another process may have created it a moment ago: keep theirs.
             db.execute(
                 "INSERT OR IGNORE INTO data_keys VALUES (?, ?, ?, ?)",
-                (scope_id, self._master.version, wrapped, _now()),
+                (scope_id, master.version, wrapped, _now()),
             )
             row = db.execute(
                 "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ?", (scope_id,)
             ).fetchone()
         return int(row[0]), bytes(row[1])
+
+    # --- rotation -----------------------------------------------------------------------------
+
+    def versions_in_use(self) -> dict[int, int]:
+        rows = self._db.execute(
+            "SELECT kek_version, count(*) FROM data_keys GROUP BY kek_version ORDER BY kek_version"
+        )
+        return {int(v): int(n) for v, n in rows}
+
+    def rotate_master(self, *, new_version: bool) -> int:
+        """Rewrap every data key under the current master version (adding one first when asked).
+
+        Each key is rewrapped with compare-and-set, in batches, so readers and writers carry on:
+        a data key itself never changes, only the envelope around it.
+        """
+        with self._lock:
+            self._refresh()
+            if new_version:
+                self._ring.add_version()
+                self._check_master()
+        rewrapped = 0
+        while True:
+            with self._lock:
+                current = self._ring.current
+                rows = self._db.execute(
+                    "SELECT scope_id, kek_version, wrapped FROM data_keys WHERE kek_version != ?"
+                    " LIMIT 200",
+                    (current.version,),
+                ).fetchall()
+                if not rows:
+                    break
+                with self._transaction() as db:
+                    for scope_id, version, wrapped in rows:
+                        data_key = self._master_for(int(version)).unwrap(bytes(wrapped), scope_id)
+                        rewrapped += db.execute(
+                            "UPDATE data_keys SET kek_version = ?, wrapped = ?"
+                            " WHERE scope_id = ? AND kek_version = ?",
+                            (current.version, current.wrap(data_key, scope_id), scope_id, version),
+                        ).rowcount
+        with self._lock:
+            self._flush_wal()
+        return rewrapped
+
+    def retire_master(self, version: int) -> None:
+        """Forget an old master version: it no longer opens this store."""
+        with self._lock:
+            self._refresh()
+            if version == self._ring.current_version:
+                raise InvalidConfig("the current master key version cannot be retired")
+            in_use = self.versions_in_use().get(version, 0)
+            if in_use:
+                raise InvalidConfig(
+                    f"{in_use} data keys are still wrapped by version {version}: run rotate-master"
+                )
+            with self._transaction() as db:
+                db.execute("DELETE FROM master_checks WHERE version = ?", (version,))
+            self._ring.drop_version(version)
+            self._flush_wal()
 
     def forget_cached(self) -> None:
         with self._lock:

@@ -106,6 +106,12 @@ class Observability:
             if message["type"] == "http.response.start":
                 started_response = True
                 status = message["status"]
+                state = scope.get("state") or {}
+                if self.audit is not None and state.get("key_id"):
+                    # Queued before the client can see the answer, so a caller that reads the
+                    # audit log right after its request finds the entry.
+                    route = getattr(scope.get("route"), "path", None) or "unmatched"
+                    self._audit(scope, state, scope.get("method", "-"), route, status)
                 extra = [*SECURITY_HEADERS, (b"x-request-id", request_id.encode())]
                 if not scope["path"].startswith(self.csp_exempt):
                     extra.append(API_CSP)
@@ -172,8 +178,6 @@ class Observability:
         self.requests.labels(method, template, str(status)).inc()
         self.latency.labels(method, template).observe(elapsed)
         state = scope.get("state") or {}
-        if self.audit is not None and state.get("key_id"):
-            self._audit(scope, state, method, template, status)
         self.log.info(
             "request",
             method=method,
