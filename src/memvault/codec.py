@@ -38,7 +38,14 @@ class Codec:
         self.namespace = namespace
 
     def scope_id(self, key_scope: str) -> str:
+        """The key scope new rows are sealed with (the current generation of its data key)."""
+        return self._keyring.current_scope(self.base_scope(key_scope))
+
+    def base_scope(self, key_scope: str) -> str:
         return f"{self.namespace}/{key_scope}"
+
+    def live_scopes(self, key_scope: str) -> list[str]:
+        return self._keyring.live_scopes(self.base_scope(key_scope))
 
     def cipher(self, scope_id: str) -> ScopeCipher:
         cipher = self._keyring.cipher(scope_id)

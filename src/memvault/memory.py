@@ -785,6 +785,13 @@ class Memory:
         self._store.set_namespace_settings(self.namespace, policy, ttl)
         return self.namespace_settings()
 
+    def rotate_user_key(self, user_id: str) -> dict[str, Any]:
+        """Re-encrypt every memory and history event of a user under a new data key, in
+        batches, while reads and writes go on; the old key is destroyed at the end."""
+        from memvault.rekey import rotate_user_key
+
+        return rotate_user_key(self, user_id)
+
     def rotate_master_key(self, *, retire_old: bool = False) -> dict[str, Any]:
         """Rewrap every data key under a new master key version, without stopping readers.
 

@@ -26,17 +26,20 @@ EXPORT_FORMAT = "memvault-export/1"
 def erase_user(memory: Memory, user_id: str) -> dict[str, Any]:
     check_id("user_id", user_id)
     store, keyring = memory._store, memory._keyring
-    scope_id = memory._codec.scope_id(f"user:{user_id}")
+    base = memory._codec.base_scope(f"user:{user_id}")
+    scopes = memory._codec.live_scopes(f"user:{user_id}")
     memories, events = store.user_rows(memory.namespace, user_id)
-    if not memories and not events and not keyring.has(scope_id):
+    if not memories and not events and not any(keyring.has(s) for s in scopes):
         raise NotFound(f"no user {user_id} in namespace {memory.namespace}")
     # The write lock first, so no add for this user can commit between the two steps.
     with store.transaction() as db:
-        keyring.destroy(scope_id)
+        keyring.destroy_scope(base)
         deleted, deleted_events = store.delete_user(db, memory.namespace, user_id)
-        db.execute("DELETE FROM scope_versions WHERE scope_id = ?", (scope_id,))
+        for scope_id in scopes:
+            db.execute("DELETE FROM scope_versions WHERE scope_id = ?", (scope_id,))
     store.checkpoint()
-    memory._cache.drop(scope_id)
+    for scope_id in scopes:
+        memory._cache.drop(scope_id)
     return {
         "user_id": user_id,
         "namespace": memory.namespace,

@@ -560,6 +560,38 @@ def audit_list(
     _emit(rows, as_json, render)
 
 
+@user_app.command("rotate-key")
+def user_rotate_key(
+    user_id: str,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Re-encrypt a user's memories under a new data key (online, in batches)."""
+    from memvault.security.audit import AuditEntry
+
+    with _keys(home, namespace) as memory:
+        result = memory.rotate_user_key(user_id)
+        memory.audit.append(
+            [
+                AuditEntry(
+                    action="cli user rotate-key",
+                    outcome="ok",
+                    source="cli",
+                    namespace=memory.namespace,
+                    user_id=user_id,
+                )
+            ]
+        )
+    _emit(
+        result,
+        as_json,
+        lambda r: console.print(
+            f"{r['user_id']}: {r['memories_rekeyed']} memories re-encrypted under {r['key_scope']}"
+        ),
+    )
+
+
 @app.command()
 def gc(
     as_json: JsonOption = False,

@@ -81,7 +81,7 @@ class HybridSearcher:
     def _scope_ids(self, scope: Scope) -> list[str]:
         if scope.user_id is not None:
             # A user's rows are always sealed with the user's key: no query needed.
-            return [self._codec.scope_id(f"user:{scope.user_id}")]
+            return self._codec.live_scopes(f"user:{scope.user_id}")
         return self._store.scope_ids(self._codec.namespace, scope)
 
     def _load(self, scope_id: str) -> ScopeIndex:

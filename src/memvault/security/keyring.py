@@ -179,7 +179,9 @@ class KeyRing:
 
     def __init__(self, home: Path, master: MasterRing) -> None:
         self._ring = master
-        self._lock = threading.Lock()
+        # Re-entrant: generation and rotation helpers call each other under it, and it also
+        # serialises every use of the one keys.db connection across threads.
+        self._lock = threading.RLock()
         self._ciphers: dict[str, ScopeCipher] = {}
         self._db = open_sqlite(home / KEYS_DB_NAME, synchronous="FULL")
         try:
@@ -221,6 +223,12 @@ class KeyRing:
                 "CREATE TABLE IF NOT EXISTS data_keys ("
                 " scope_id TEXT PRIMARY KEY, kek_version INTEGER NOT NULL,"
                 " wrapped BLOB NOT NULL, created_at TEXT NOT NULL)"
+            )
+            # A scope's data key can be replaced: generation N > 1 lives under "<scope>#gN",
+            # and while rows move to it the previous generation stays readable.
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS scope_generations ("
+                " base TEXT PRIMARY KEY, current INTEGER NOT NULL, previous INTEGER)"
             )
 
     def _check_master(self) -> None:
@@ -311,12 +319,71 @@ class KeyRing:
             ).fetchone()
         return int(row[0]), bytes(row[1])
 
+    # --- data key generations -----------------------------------------------------------------
+
+    @staticmethod
+    def generation_id(base: str, generation: int) -> str:
+        return base if generation == 1 else f"{base}#g{generation}"
+
+    def _generations(self, base: str) -> tuple[int, int | None]:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT current, previous FROM scope_generations WHERE base = ?", (base,)
+            ).fetchone()
+        return (1, None) if row is None else (int(row[0]), None if row[1] is None else int(row[1]))
+
+    def current_scope(self, base: str) -> str:
+        """The key scope new rows of ``base`` are sealed with."""
+        return self.generation_id(base, self._generations(base)[0])
+
+    def live_scopes(self, base: str) -> list[str]:
+        """Every key scope that may hold rows of ``base``: the current one, and the previous one
+        while a data key rotation is moving rows."""
+        current, previous = self._generations(base)
+        scopes = [self.generation_id(base, current)]
+        if previous is not None:
+            scopes.append(self.generation_id(base, previous))
+        return scopes
+
+    def start_generation(self, base: str) -> tuple[str, str]:
+        """Begin (or resume) replacing ``base``'s data key: returns (old scope, new scope)."""
+        with self._lock:
+            current, previous = self._generations(base)
+            if previous is None:
+                previous, current = current, current + 1
+                with self._transaction() as db:
+                    db.execute(
+                        "INSERT INTO scope_generations VALUES (?, ?, ?) ON CONFLICT (base)"
+                        " DO UPDATE SET current = excluded.current, previous = excluded.previous",
+                        (base, current, previous),
+                    )
+        return self.generation_id(base, previous), self.generation_id(base, current)
+
+    def finish_generation(self, base: str) -> None:
+        """The old generation holds no rows any more: destroy its key."""
+        _, previous = self._generations(base)
+        if previous is None:
+            return
+        self.destroy(self.generation_id(base, previous))
+        with self._lock, self._transaction() as db:
+            db.execute("UPDATE scope_generations SET previous = NULL WHERE base = ?", (base,))
+
+    def destroy_scope(self, base: str) -> None:
+        """Crypto-shred every generation of a scope (erase)."""
+        current, _ = self._generations(base)
+        for generation in range(1, current + 1):
+            self.destroy(self.generation_id(base, generation))
+        with self._lock, self._transaction() as db:
+            db.execute("DELETE FROM scope_generations WHERE base = ?", (base,))
+
     # --- rotation -----------------------------------------------------------------------------
 
     def versions_in_use(self) -> dict[int, int]:
-        rows = self._db.execute(
-            "SELECT kek_version, count(*) FROM data_keys GROUP BY kek_version ORDER BY kek_version"
-        )
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kek_version, count(*) FROM data_keys"
+                " GROUP BY kek_version ORDER BY kek_version"
+            ).fetchall()
         return {int(v): int(n) for v, n in rows}
 
     def rotate_master(self, *, new_version: bool) -> int:
@@ -387,8 +454,9 @@ class KeyRing:
             self._flush_wal()
 
     def has(self, scope_id: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM data_keys WHERE scope_id = ?", (scope_id,))
-        return row.fetchone() is not None
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM data_keys WHERE scope_id = ?", (scope_id,))
+            return row.fetchone() is not None
 
     def destroy(self, scope_id: str) -> bool:
         """Crypto-shred one scope: forget its data key everywhere this process can reach.

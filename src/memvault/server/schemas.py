@@ -196,6 +196,14 @@ class NamespaceRulesUpdate(Strict):
     clear_default_ttl: StrictBool = False
 
 
+class RotateResult(BaseModel):
+    user_id: str
+    namespace: str
+    memories_rekeyed: int
+    history_rekeyed: int
+    key_scope: str
+
+
 class KeyCreate(Strict):
     role: Literal["admin", "write", "read"]
     user_id: Id | None = None

@@ -13,7 +13,7 @@ from memvault.errors import Forbidden
 from memvault.security.principal import Principal
 from memvault.server.auth import require
 from memvault.server.errors import error_responses
-from memvault.server.schemas import EraseResult
+from memvault.server.schemas import EraseResult, RotateResult
 
 __all__ = ["router"]
 
@@ -71,3 +71,18 @@ def erase(
     """Destroy the user's data key, then delete their memories, index entries and history."""
     _allowed(principal, user_id)
     return principal.memory.erase_user(user_id)
+
+
+@router.post(
+    "/{user_id}/rotate-key/",
+    summary="Rotate a user's data key",
+    response_model=RotateResult,
+    responses=error_responses(401, 403, 422, 429),
+)
+def rotate_key(
+    user_id: str, principal: Annotated[Principal, Depends(require("admin"))]
+) -> dict[str, Any]:
+    """Re-encrypt every memory and history event of the user under a new data key."""
+    if principal.bound_user is not None:
+        raise Forbidden("a user-bound key cannot rotate keys")
+    return principal.memory.rotate_user_key(user_id)
