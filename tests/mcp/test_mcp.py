@@ -188,3 +188,30 @@ def test_http_refuses_missing_wrong_and_revoked_keys(
                 await client.list_tools()
 
     run(scenario)
+
+
+def test_every_tool_call_is_audited(server: RunningServer) -> None:
+    key = server.key("write", user_id="alice")
+
+    async def scenario() -> str:
+        async with http_client(server, key) as client:
+            added = await client.call_tool("add_memory", {"text": "audited over mcp"})
+            memory_id = added.structured_content["results"][0]["id"]
+            await client.call_tool("get_memory", {"memory_id": memory_id})
+            await client.call_tool(
+                "get_memory", {"memory_id": "0191a2b3-0000-7000-8000-000000000000"}
+            )
+            return str(memory_id)
+
+    memory_id = anyio.run(scenario)
+    server.memory.audit.flush()
+    entries = [
+        e for e in server.memory.audit.entries(None, limit=100) if e["action"].startswith("mcp ")
+    ]
+    by_action = {(e["action"], e["outcome"]): e for e in entries}
+    assert by_action[("mcp add_memory", "ok")]["memory_ids"] == [memory_id]
+    assert by_action[("mcp get_memory", "ok")]["user_id"] == "alice"
+    assert ("mcp get_memory", "not_found") in by_action
+    assert all(e["key_id"] == key.split("_")[1] for e in entries)
+    assert "audited over mcp" not in str(entries)
+    assert server.memory.audit.verify().ok

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from memvault import __version__
 from memvault.errors import MemvaultError
+from memvault.security.audit import AuditEntry
 from memvault.security.principal import Principal
 
 __all__ = ["READ_TOOLS", "WRITE_TOOLS", "build_server"]
@@ -52,11 +53,30 @@ INSTRUCTIONS = (
 )
 
 
-async def _run(fn: Callable[[], T]) -> T:
+async def _run(who: Principal, tool: str, fn: Callable[[], T], memory_id: str | None = None) -> T:
+    """Run ``fn`` in a worker thread, audit the call, and turn errors into tool errors."""
+    outcome, result = "ok", None
     try:
-        return await anyio.to_thread.run_sync(fn)
+        result = await anyio.to_thread.run_sync(fn)
+        return result
     except MemvaultError as exc:
+        outcome = exc.code
         raise ToolError(f"[{exc.code}] {exc.message}") from None
+    finally:
+        ids = [memory_id] if memory_id else []
+        if isinstance(result, dict) and tool == "add_memory":
+            ids = [r["id"] for r in result.get("results", [])]
+        who.memory.audit.record(
+            AuditEntry(
+                action=f"mcp {tool}",
+                outcome=outcome,
+                namespace=who.namespace,
+                key_id=who.key.id if who.key is not None else None,
+                user_id=who.bound_user,
+                memory_ids=tuple(ids),
+                source="mcp",
+            )
+        )
 
 
 def _line(item: dict[str, Any]) -> str:
@@ -100,6 +120,8 @@ def build_server(
     ) -> CallToolResult:
         who = resolve(ctx)
         found = await _run(
+            who,
+            "search_memories",
             lambda: who.memory.search(
                 query,
                 user_id=who.user_scope(user_id),
@@ -107,7 +129,7 @@ def build_server(
                 run_id=run_id,
                 filters=who.pin_filters(filters),
                 top_k=top_k,
-            )
+            ),
         )
         return _result(found, _listing(found["results"], "No matching memories."))
 
@@ -122,20 +144,24 @@ def build_server(
     ) -> CallToolResult:
         who = resolve(ctx)
         listed = await _run(
+            who,
+            "list_memories",
             lambda: who.memory.get_all(
                 user_id=who.user_scope(user_id),
                 agent_id=agent_id,
                 run_id=run_id,
                 filters=who.pin_filters(filters),
                 top_k=limit,
-            )
+            ),
         )
         return _result(listed, _listing(listed["results"], "No memories yet."))
 
     @server.tool(description="Get one memory by id, with its metadata.", annotations=read_only)
     async def get_memory(ctx: Context, memory_id: MemoryId) -> CallToolResult:
         who = resolve(ctx)
-        item = await _run(lambda: who.owned(who.memory.get(memory_id), memory_id))
+        item = await _run(
+            who, "get_memory", lambda: who.owned(who.memory.get(memory_id), memory_id), memory_id
+        )
         return _result(item, _line(item))
 
     @server.tool(
@@ -144,7 +170,7 @@ def build_server(
     )
     async def memory_history(ctx: Context, memory_id: MemoryId) -> CallToolResult:
         who = resolve(ctx)
-        events = await _run(lambda: who.history(memory_id))
+        events = await _run(who, "memory_history", lambda: who.history(memory_id), memory_id)
         text = "\n".join(
             f"- {e['created_at'][:19]} {e['event']}: {e['new_memory'] or e['old_memory'] or ''}"
             for e in events
@@ -174,13 +200,15 @@ def build_server(
     ) -> CallToolResult:
         who = resolve(ctx)
         added = await _run(
+            who,
+            "add_memory",
             lambda: who.memory.add(
                 text,
                 user_id=who.user_scope(user_id),
                 agent_id=agent_id or default_agent_id,
                 run_id=run_id,
                 metadata=metadata,
-            )
+            ),
         )
         lines = [f"{r['event']} [id {r['id']}]" for r in added["results"]]
         return _result(added, "\n".join(lines))
@@ -204,7 +232,7 @@ def build_server(
             who.owned(who.memory.get(memory_id), memory_id)
             return who.memory.update(memory_id, text, metadata)
 
-        updated = await _run(update)
+        updated = await _run(who, "update_memory", update, memory_id)
         return _result(updated, "Updated: " + _line(updated["result"]))
 
     @server.tool(
@@ -220,7 +248,7 @@ def build_server(
             who.owned(who.memory.get(memory_id), memory_id)
             return who.memory.delete(memory_id)
 
-        deleted = await _run(delete)
+        deleted = await _run(who, "delete_memory", delete, memory_id)
         return _result(deleted, f"Deleted memory {memory_id}.")
 
     return server
