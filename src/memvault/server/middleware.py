@@ -100,9 +100,15 @@ class Observability:
             return message
 
         started_response = False
+        observed = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status, started_response
+            nonlocal status, started_response, observed
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Logged and counted before the last byte leaves: whoever got the answer
+                # can already find its log line and metrics.
+                observed = True
+                self._observe(scope, status, started, request_id)
             if message["type"] == "http.response.start":
                 started_response = True
                 status = message["status"]
@@ -128,7 +134,8 @@ class Observability:
                     send, request_id, status, "payload_too_large", "the body is too large"
                 )
         finally:
-            self._observe(scope, status, started, request_id)
+            if not observed:
+                self._observe(scope, status, started, request_id)
 
     async def _refuse(
         self, send: Send, request_id: str, status: int, code: str, message: str
