@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint typecheck unit bench clean
+.PHONY: install run demo test lint typecheck unit bench bench-mem0 clean
 
 ## demo: the guided library tour (stores and searches a few memories with the local model)
 demo: install
@@ -39,6 +39,11 @@ unit: install
 bench: install
 	$(PY) bench/locomo.py
 	$(PY) bench/speed.py
+	$(PY) bench/rest.py
+
+## bench-mem0: memvault and mem0 2.2.1 side by side (makes bench/.venv-mem0 on first use)
+bench-mem0: install
+	$(PY) bench/compare_mem0.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,35 +23,12 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from locomo_data import CATEGORIES, DATA, turns
 from memvault import Memory
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "datasets" / "locomo"
 KS = (1, 5, 10, 20)
 MODES = ("vector", "bm25", "hybrid")
-CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
-
-
-def turns(conversation: dict) -> list[tuple[str, str]]:
-    """(dia_id, text) for every turn, in session order."""
-    sessions = sorted(
-        (
-            k
-            for k in conversation
-            if k.startswith("session_")
-            and k.split("_")[1].isdigit()
-            and isinstance(conversation[k], list)
-        ),
-        key=lambda k: int(k.split("_")[1]),
-    )
-    out = []
-    for key in sessions:
-        for turn in conversation[key]:
-            text = f"{turn['speaker']}: {turn['text']}"
-            if turn.get("blip_caption"):
-                text += f" [image: {turn['blip_caption']}]"
-            out.append((turn["dia_id"].strip(), text))
-    return out
 
 
 def percentile(values: list[float], q: float) -> float:
