@@ -21,6 +21,7 @@ operator, a bad value or an empty list raises ``InvalidFilter``: a filter is nev
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -150,9 +151,21 @@ def _parse_field(field: str, value: Any) -> list[FilterNode]:
     return [_condition(field, op, operand) for op, operand in value.items()]
 
 
+def _check_number(field: str, value: Any) -> None:
+    """SQLite integers are 64-bit and NaN compares with nothing: refuse what cannot be bound."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise InvalidFilter(f"numbers in the filter on {field!r} must fit in 64 bits")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidFilter(f"numbers in the filter on {field!r} must be finite")
+
+
 def _condition(field: str, op: Any, value: Any) -> Condition:
     if op not in OPERATORS:
         raise InvalidFilter(f"unknown operator {op!r} on {field!r}; known: {', '.join(OPERATORS)}")
+    for item in value if isinstance(value, list) else [value]:
+        _check_number(field, item)
     if op == "eq" and value == "*":
         return Condition(field, "*", None)
     if op in ("in", "nin"):

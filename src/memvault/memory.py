@@ -611,7 +611,7 @@ class Memory:
         """The scope's memories that match ``filters``, newest first, at most ``top_k``
         (after skipping ``offset``, for pages)."""
         scope, node = self._query_scope(user_id, agent_id, run_id, filters)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**62:
             raise InvalidInput("offset must be a non-negative integer")
         rows = self._store.list_rows(
             self.namespace,

@@ -129,6 +129,9 @@ SEARCH_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("bad mode", {"mode": "psychic"}, "invalid_input"),
     ("threshold text", {"threshold": "high"}, "invalid_input"),
     ("conflicting scope", {"filters": {"user_id": "v"}}, "invalid_input"),
+    ("number over 64 bits", {"filters": {"n": 10**30}}, "invalid_filter"),
+    ("number over 64 bits in a list", {"filters": {"n": {"in": [1, -(10**30)]}}}, "invalid_filter"),
+    ("NaN in a filter", {"filters": {"n": {"gt": float("nan")}}}, "invalid_filter"),
 ]
 
 

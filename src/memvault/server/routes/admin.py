@@ -116,7 +116,9 @@ def create_namespace(body: NamespaceCreate, principal: Admin) -> dict[str, Any]:
 def audit(
     principal: Admin,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Entries older than this seq.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**62, description="Entries older than this seq.")
+    ] = None,
 ) -> list[dict[str, Any]]:
     """The namespace's entries, newest first (operators see every namespace's)."""
     if principal.bound_user is not None:
