@@ -10,8 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from memvault import HashEmbedder, Memory
+
+# CI must not depend on luck: generated tests replay the same examples every run. Run with
+# MEMVAULT_HYPOTHESIS_PROFILE=explore (and a larger MEMVAULT_SCHEMATHESIS_EXAMPLES) to hunt.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("MEMVAULT_HYPOTHESIS_PROFILE", "ci"))
 
 _real_connect = socket.socket.connect
 
