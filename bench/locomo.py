@@ -23,17 +23,13 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from corpus import pct
 from locomo_data import CATEGORIES, DATA, turns
 from memvault import Memory
 
 HERE = Path(__file__).resolve().parent
 KS = (1, 5, 10, 20)
 MODES = ("vector", "bm25", "hybrid")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -117,7 +113,7 @@ def run(args: argparse.Namespace) -> dict:
             "ratio_to_raw_embedding": round(embed_seconds / add_seconds, 3),
         },
         "search_ms": {
-            m: {"p50": round(statistics.median(v), 2), "p95": round(percentile(v, 0.95), 2)}
+            m: {"p50": round(statistics.median(v), 2), "p95": round(pct(v, 0.95), 2)}
             for m, v in search_ms.items()
         },
     }

@@ -23,13 +23,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import facts, questions
+from corpus import facts, pct, questions
 from locomo_data import CATEGORIES, DATA, turns
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def open_mem0(home: str):  # type: ignore[no-untyped-def]

@@ -33,15 +33,10 @@ from pathlib import Path
 import anyio
 import httpx
 
-from corpus import facts, questions
+from corpus import facts, pct, questions
 
 HERE = Path(__file__).resolve().parent
 KEY = re.compile(r"mvk_[a-z0-9]{12}_[A-Za-z0-9_-]{49}")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -18,15 +18,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from corpus import facts, questions
+from corpus import facts, pct, questions
 from memvault import Memory
 
 HERE = Path(__file__).resolve().parent
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:

@@ -114,6 +114,7 @@ def test_python_dash_m_runs_as_a_real_process(home: Path) -> None:
 def test_demo_runs(home: Path) -> None:
     result = runner.invoke(app, ["demo", *BASE])
     assert result.exit_code == 0, result.output
-    assert (
-        "keys.db" in result.stdout and "master.key" in result.stdout and "peanuts" in result.stdout
-    )
+    # The hash embedder ties many scores, so which memories rank first is not asserted here.
+    assert "stored 6 memories" in result.stdout
+    assert "keys.db" in result.stdout and "master.key" in result.stdout
+    assert result.stdout.count("score") == 4  # one table per question
