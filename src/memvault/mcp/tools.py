@@ -102,7 +102,9 @@ def build_server(
     name: str = "memvault",
 ) -> MCPServer:
     """An MCP server with the read tools, and the write tools when ``writable``."""
-    server = MCPServer(name=name, version=__version__, instructions=INSTRUCTIONS)
+    server = MCPServer(
+        name=name, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
+    )
     read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 
     @server.tool(

@@ -20,15 +20,27 @@ def first_start_key(memory: Memory) -> str | None:
     return keys.create("default", "admin", name="first admin (memvault serve)").key
 
 
-def _first_key_text(key: str, base: str) -> str:
+def _print_first_key(console: Console, key: str, base: str) -> None:
+    """The key in a box, and curl lines printed unwrapped so they can be copied as they are."""
+    console.print(
+        Panel.fit(
+            f"[bold]Admin API key[/bold] (shown once, store it now):\n\n[green]{key}[/green]",
+            title="first start",
+            border_style="yellow",
+        ),
+        soft_wrap=True,
+    )
     auth = f"-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json'"
     add = '{"messages": "I like green tea", "user_id": "alice"}'
     search = '{"query": "drinks", "user_id": "alice"}'
-    return (
-        f"[bold]Admin API key[/bold] (shown once, store it now):\n\n[green]{key}[/green]\n\n"
-        f"Try it:\n  curl -s {auth} \\\n    -d '{add}' {base}/v1/memories/\n"
-        f"  curl -s {auth} \\\n    -d '{search}' {base}/v1/memories/search/"
-    )
+    console.print("Try it:", highlight=False)
+    for body, path in ((add, "/v1/memories/"), (search, "/v1/memories/search/")):
+        console.print(
+            f"  curl -s {auth} -d '{body}' {base}{path}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
 
 
 def serve(settings: Settings, console: Console | None = None) -> None:
@@ -41,9 +53,7 @@ def serve(settings: Settings, console: Console | None = None) -> None:
         base = f"http://{settings.host}:{settings.port}"
         key = first_start_key(memory) if settings.auth else None
         if key is not None:
-            console.print(
-                Panel.fit(_first_key_text(key, base), title="first start", border_style="yellow")
-            )
+            _print_first_key(console, key, base)
         console.print(
             f"memvault serving {base}  (API docs {base}/docs, OpenAPI {base}/openapi.json)\n"
             f"data: {memory.home}   keys: memvault keys create --role write [--user ID]"
