@@ -33,7 +33,6 @@ from memvault.errors import (
     EmbeddingModelMismatch,
     InvalidConfig,
     InvalidInput,
-    MemvaultError,
     NotFound,
 )
 from memvault.filters import parse_filter, scope_ids
@@ -291,12 +290,11 @@ class Memory:
     def _get_searcher(self) -> HybridSearcher:
         with self._searcher_lock:
             if self._searcher is None:
-                dimensions = self.embedder.dimensions
                 self._searcher = HybridSearcher(
                     self._store,
                     self._codec,
                     self._cache,
-                    dimensions,
+                    lambda: self.embedder.dimensions,
                     fusion=self.settings.fusion,
                     bm25_weights=(1.0, self.settings.context_weight),
                     vector_weight=self.settings.vector_weight,
@@ -828,7 +826,3 @@ class Memory:
         with self._store.transaction() as db:
             self._store.delete_namespace(db, self.namespace)
         self._cache.drop()
-
-    def _require_open(self) -> None:
-        if self._closed:
-            raise MemvaultError("this Memory is closed")

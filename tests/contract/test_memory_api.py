@@ -254,3 +254,12 @@ def test_search_counts_reads(open_memory: Callable[..., Memory]) -> None:
     found = open_memory().get(memory_id)
     assert found is not None
     assert found["access_count"] == 2 and found["last_accessed_at"] is not None
+
+
+def test_search_on_an_empty_store_then_add(mem: Memory) -> None:
+    """The first search caches an empty index; the first write must patch it, not break it."""
+    assert mem.search("anything", user_id="u")["results"] == []
+    mem.add("kites fly high", user_id="u")
+    assert [h["memory"] for h in mem.search("kites", user_id="u", mode="vector")["results"]] == [
+        "kites fly high"
+    ]

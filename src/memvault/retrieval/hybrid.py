@@ -63,7 +63,7 @@ class HybridSearcher:
         store: SQLiteStore,
         codec: Codec,
         cache: VectorCache,
-        dimensions: int,
+        embedder_dimensions: Callable[[], int],
         *,
         fusion: str = "zscore",
         bm25_weights: tuple[float, float] = (1.0, 0.5),
@@ -72,7 +72,7 @@ class HybridSearcher:
         self._store = store
         self._codec = codec
         self._cache = cache
-        self._dimensions = dimensions
+        self._embedder_dimensions = embedder_dimensions
         self._fusion = fusion
         self._bm25_weights = bm25_weights
         self._weights = {"vector": vector_weight, "bm25": 1.0}
@@ -86,7 +86,11 @@ class HybridSearcher:
 
     def _load(self, scope_id: str) -> ScopeIndex:
         version, rows = self._store.scope_vectors(scope_id)
-        index = ScopeIndex(version, self._dimensions)
+        # The store records the dimension at its first write; only an empty store asks the
+        # embedder (which for an OpenAI-compatible endpoint can cost a probe request).
+        recorded = self._store.get_meta("embedding_dimensions")
+        dimensions = int(recorded) if recorded else self._embedder_dimensions()
+        index = ScopeIndex(version, dimensions)
         index.add([self._codec.vector_entry(scope_id, row) for row in rows])
         return index
 

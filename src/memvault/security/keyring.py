@@ -436,10 +436,6 @@ class KeyRing:
             self._ring.drop_version(version)
             self._flush_wal()
 
-    def forget_cached(self) -> None:
-        with self._lock:
-            self._ciphers.clear()
-
     def destroy_all(self, namespace: str) -> None:
         """Forget every data key of a namespace (used by ``reset``): its rows become noise."""
         with self._lock:

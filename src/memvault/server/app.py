@@ -182,8 +182,3 @@ def _mount_docs(app: FastAPI) -> None:
             swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
         )
-
-
-def openapi_errors(app: FastAPI) -> dict[str, Any]:
-    """Convenience for tests: the OpenAPI document."""
-    return app.openapi()

@@ -8,6 +8,7 @@ another namespace's rows; a user-bound key is further pinned to its user.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from fastapi import Request
@@ -71,8 +72,6 @@ class KeyUsage:
         self._seen: dict[str, float] = {}
 
     def record(self, key_id: str) -> None:
-        import time
-
         now = time.monotonic()
         if now - self._seen.get(key_id, -1e9) < 60:
             return
