@@ -97,7 +97,8 @@ class Codec:
         return np.frombuffer(raw, dtype="<f4").astype(np.float32)
 
     def vector_entry(self, scope_id: str, stored: Any) -> VectorEntry:
-        """From a ``scope_vectors`` row: id, user_id, agent_id, run_id, expires_at, vector_box."""
+        """From a ``scope_vectors`` row: id, user_id, agent_id, run_id, expires_at, vector_box,
+        body, context."""
         return VectorEntry(
             stored["id"],
             stored["user_id"],
@@ -105,6 +106,8 @@ class Codec:
             stored["run_id"],
             to_epoch(stored["expires_at"]),
             self.open_vector(scope_id, stored["id"], stored["vector_box"]),
+            stored["body"],
+            stored["context"],
         )
 
     def public(self, row: MemoryRow) -> dict[str, Any]:

@@ -210,8 +210,6 @@ class Memory:
         if self._closed:
             return
         self._closed = True
-        if self._searcher is not None:
-            self._searcher.close()
         if not self._owns_resources:
             return
         self._access.close()
@@ -429,7 +427,8 @@ class Memory:
                 context = " ".join(window)
                 row.context_box = cipher.seal(row.id, "context", context.encode())
                 body = self._codec.index_terms(cipher, text)
-                self._store.insert(db, row, body, self._codec.index_terms(cipher, context))
+                context_terms = self._codec.index_terms(cipher, context)
+                self._store.insert(db, row, body, context_terms)
                 self._store.add_history(db, self._event(row, row.id, "ADD", None, text, cipher))
                 window.append(text)
                 seen[(pending.scope, row.hash)] = row.id
@@ -441,6 +440,8 @@ class Memory:
                         row.run_id,
                         to_epoch(row.expires_at),
                         vector,
+                        body,
+                        context_terms,
                     )
                 )
                 results.append(_added(row.id, text, "ADD", pending.redactions))
@@ -692,9 +693,16 @@ class Memory:
                 ),
             )
             before, after = self._store.bump_version(db, row.scope_id)
-        if vector is not None:
+        if vector is not None and body is not None:
             entry = VectorEntry(
-                row.id, row.user_id, row.agent_id, row.run_id, to_epoch(row.expires_at), vector
+                row.id,
+                row.user_id,
+                row.agent_id,
+                row.run_id,
+                to_epoch(row.expires_at),
+                vector,
+                body,
+                context or "",
             )
             self._cache.apply(row.scope_id, before, after, added=[entry])
         else:

@@ -37,27 +37,37 @@ def fuse(
     *,
     method: str = "zscore",
     weights: dict[str, float] | None = None,
+    limit: int | None = None,
 ) -> list[FusedHit]:
-    """Fuse ``{name: [(id, score), ...best first]}`` into hits, best first."""
+    """Fuse ``{name: [(id, score), ...best first]}`` into hits, best first (the first ``limit``)."""
     weights = weights or {}
-    hits: dict[str, FusedHit] = {}
-    for name, ranking in rankings.items():
-        for rank, (memory_id, score) in enumerate(ranking, start=1):
-            hit = hits.setdefault(memory_id, FusedHit(memory_id, 0.0))
-            hit.parts[name] = score
-            hit.ranks[name] = rank
+    found = {
+        name: {memory_id: (rank, score) for rank, (memory_id, score) in enumerate(ranking, 1)}
+        for name, ranking in rankings.items()
+    }
+    totals = dict.fromkeys((m for entries in found.values() for m in entries), 0.0)
     for name, ranking in rankings.items():
         weight = weights.get(name, 1.0)
         if not ranking:
             continue
         if method == "rrf":
-            for hit in hits.values():
-                if name in hit.ranks:
-                    hit.score += weight / (RRF_K + hit.ranks[name])
+            for rank, (memory_id, _) in enumerate(ranking, start=1):
+                totals[memory_id] += weight / (RRF_K + rank)
             continue
         mean, spread = _standardise([score for _, score in ranking])
         floor = (min(score for _, score in ranking) - mean) / spread
-        for hit in hits.values():
-            z = (hit.parts[name] - mean) / spread if name in hit.parts else floor
-            hit.score += weight * z
-    return sorted(hits.values(), key=lambda h: (-h.score, h.id))
+        # Every candidate gets the list's floor, and those in the list their lift above it.
+        for memory_id in totals:
+            totals[memory_id] += weight * floor
+        for memory_id, score in ranking:
+            totals[memory_id] += weight * ((score - mean) / spread - floor)
+    order = sorted(totals, key=lambda memory_id: (-totals[memory_id], memory_id))
+    hits = []
+    for memory_id in order[:limit]:
+        hit = FusedHit(memory_id, totals[memory_id])
+        for name, entries in found.items():
+            entry = entries.get(memory_id)
+            if entry is not None:
+                hit.ranks[name], hit.parts[name] = entry
+        hits.append(hit)
+    return hits

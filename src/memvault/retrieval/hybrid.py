@@ -1,18 +1,16 @@
 """Hybrid retrieval: vector candidates and BM25 candidates inside one scope, fused.
 
-Both candidate lists are restricted to the caller's namespace and scope before any score is
-computed: the vector side masks rows by owner in the scope's index (which holds that key scope's
-rows only), the BM25 side carries the scope in its SQL WHERE clause, and metadata filters become an
-id set computed in SQL.
+Both candidate lists come from the key scope's in-memory index (decrypted vectors and keyword
+postings, which hold that key scope's rows only) and are masked by owner, expiry and filter before
+any score counts; metadata filters become an id set computed in SQL.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +26,8 @@ from memvault.validation import Scope
 
 __all__ = ["HybridSearcher", "Mode", "SearchHit"]
 
+_R = TypeVar("_R")
+
 Mode = Literal["hybrid", "vector", "bm25"]
 CANDIDATES = 100
 
@@ -37,11 +37,6 @@ class SearchHit:
     row: MemoryRow
     score: float
     explain: dict[str, float | int | None]
-
-
-def _is_key_scope(scope: Scope) -> bool:
-    """True when the query scope is exactly one key scope (today: a user and nothing else)."""
-    return scope.user_id is not None and scope.agent_id is None and scope.run_id is None
 
 
 def _implied_owners(scope: Scope, scope_id: str) -> tuple[str | None, str | None, str | None]:
@@ -76,7 +71,6 @@ class HybridSearcher:
         self._fusion = fusion
         self._bm25_weights = bm25_weights
         self._weights = {"vector": vector_weight, "bm25": 1.0}
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memvault-bm25")
 
     def _scope_ids(self, scope: Scope) -> list[str]:
         if scope.user_id is not None:
@@ -90,9 +84,13 @@ class HybridSearcher:
         # embedder (which for an OpenAI-compatible endpoint can cost a probe request).
         recorded = self._store.get_meta("embedding_dimensions")
         dimensions = int(recorded) if recorded else self._embedder_dimensions()
-        index = ScopeIndex(version, dimensions)
+        index = ScopeIndex(version, dimensions, self._bm25_weights)
         index.add([self._codec.vector_entry(scope_id, row) for row in rows])
         return index
+
+    def _read(self, scope_id: str, reader: Callable[[ScopeIndex], _R]) -> _R:
+        version = self._store.scope_version(scope_id)
+        return self._cache.read(scope_id, version, lambda: self._load(scope_id), reader)
 
     def vector_candidates(
         self,
@@ -106,44 +104,46 @@ class HybridSearcher:
         found: list[tuple[str, float]] = []
         for scope_id in scope_ids:
             owners = _implied_owners(scope, scope_id)
-            version = self._store.scope_version(scope_id)
             found.extend(
-                self._cache.search(
+                self._read(
                     scope_id,
-                    version,
-                    lambda sid=scope_id: self._load(sid),  # type: ignore[misc]
-                    query,
-                    limit,
-                    now=now,
-                    owners=owners,
-                    allowed=allowed,
+                    lambda index, o=owners: index.search(  # type: ignore[misc]
+                        query, limit, now=now, owners=o, allowed=allowed
+                    ),
                 )
             )
         found.sort(key=lambda hit: -hit[1])
         return found[:limit]
 
     def bm25_candidates(
-        self, text: str, scope: Scope, scope_ids: Sequence[str], node: FilterNode | None, limit: int
+        self,
+        text: str,
+        scope: Scope,
+        scope_ids: Sequence[str],
+        allowed: set[str] | None,
+        limit: int,
     ) -> list[tuple[str, float]]:
-        terms = sorted(set(words(text)))
-        tokens: set[str] = set()
+        terms = set(words(text))
+        if not terms:
+            return []
+        now = time.time()
+        found: list[tuple[str, float]] = []
         for scope_id in scope_ids:
             cipher = self._codec.existing_cipher(scope_id)
-            if cipher is not None:
-                tokens.update(cipher.token(term) for term in terms)
-        if not tokens:
-            return []
-        match = " OR ".join(sorted(tokens))
-        return self._store.bm25(
-            self._codec.namespace,
-            scope,
-            node,
-            match,
-            now=now_iso(),
-            limit=limit,
-            weights=self._bm25_weights,
-            whole_key_scope=node is None and _is_key_scope(scope),
-        )
+            if cipher is None:
+                continue
+            tokens = {cipher.token(term) for term in terms}
+            owners = _implied_owners(scope, scope_id)
+            found.extend(
+                self._read(
+                    scope_id,
+                    lambda index, t=tokens, o=owners: index.keyword_search(  # type: ignore[misc]
+                        t, limit, now=now, owners=o, allowed=allowed
+                    ),
+                )
+            )
+        found.sort(key=lambda hit: -hit[1])
+        return found[:limit]
 
     def search(
         self,
@@ -156,41 +156,32 @@ class HybridSearcher:
         threshold: float | None,
         mode: Mode,
     ) -> list[SearchHit]:
-        """Fused hits, best first. In hybrid mode BM25 runs in a worker thread while this
-        thread embeds the query: SQLite and ONNX Runtime both release the GIL, so on two cores
-        the BM25 side costs almost nothing on top of the embedding."""
+        """Fused hits, best first. Both sides read the scope's in-memory index; the query
+        embedding is most of the cost, so nothing runs beside it."""
         scope_ids = self._scope_ids(scope)
         if not scope_ids:
             return []
         limit = max(CANDIDATES, top_k)
+        allowed = (
+            self._store.ids_matching(self._codec.namespace, scope, node, now_iso())
+            if node is not None
+            else None
+        )
         rankings: dict[str, list[tuple[str, float]]] = {}
-        pending: Future[list[tuple[str, float]]] | None = None
-        if mode == "hybrid":
-            pending = self._pool.submit(
-                self.bm25_candidates, query_text, scope, scope_ids, node, limit
+        query_vector = embed_query() if embed_query is not None else None
+        if mode in ("hybrid", "vector"):
+            assert query_vector is not None
+            rankings["vector"] = self.vector_candidates(
+                query_vector, scope, scope_ids, allowed, limit
             )
-        elif mode == "bm25":
-            rankings["bm25"] = self.bm25_candidates(query_text, scope, scope_ids, node, limit)
-        try:
-            query_vector = embed_query() if embed_query is not None else None
-            if mode in ("hybrid", "vector"):
-                assert query_vector is not None
-                allowed = (
-                    self._store.ids_matching(self._codec.namespace, scope, node, now_iso())
-                    if node is not None
-                    else None
-                )
-                rankings["vector"] = self.vector_candidates(
-                    query_vector, scope, scope_ids, allowed, limit
-                )
-        finally:
-            if pending is not None:
-                bm25 = pending.result()  # also re-raises a BM25 failure
-        if pending is not None:
-            rankings["bm25"] = bm25
-        fused = fuse(rankings, method=self._fusion, weights=self._weights)
-        if threshold is None:
-            fused = fused[:top_k]
+        if mode in ("hybrid", "bm25"):
+            rankings["bm25"] = self.bm25_candidates(query_text, scope, scope_ids, allowed, limit)
+        fused = fuse(
+            rankings,
+            method=self._fusion,
+            weights=self._weights,
+            limit=top_k if threshold is None else None,
+        )
         rows = self._store.get_many(self._codec.namespace, [hit.id for hit in fused])
         hits = []
         for hit in fused:
@@ -204,9 +195,6 @@ class HybridSearcher:
             if len(hits) == top_k:
                 break
         return hits
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
 
     def _cosine(
         self, hit: FusedHit, row: MemoryRow, query: npt.NDArray[np.float32] | None

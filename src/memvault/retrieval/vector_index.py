@@ -2,6 +2,7 @@
 
 Vectors are stored encrypted, so the database cannot search them; a scope's vectors are decrypted
 once into a numpy matrix and searched exactly (a 10,000 x 384 dot product is about a millisecond).
+The same entry holds the scope's keyword postings (``keywords.KeywordIndex``) for BM25.
 Each entry remembers the scope version it was built at; the store bumps that version on every
 write, so an entry built by this process is patched in place after its own writes and rebuilt when
 another process wrote.
@@ -14,13 +15,17 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from memvault.embedding.base import Vectors
+from memvault.retrieval.keywords import KeywordIndex
 
 __all__ = ["ScopeIndex", "VectorCache", "VectorEntry"]
+
+_R = TypeVar("_R")
 
 
 # Below this many rows the scores are computed without BLAS. OpenBLAS runs a matrix-vector
@@ -47,24 +52,29 @@ class VectorEntry:
     run_id: str | None
     expires: float  # epoch seconds; inf when it never expires
     vector: npt.NDArray[np.float32]
+    body: str  # the keyed token hashes of the text, as the full-text table holds them
+    context: str  # the same for the context field
 
 
 @dataclass(slots=True)
 class ScopeIndex:
-    """One key scope's vectors plus the scope ids needed to mask them, grown by doubling."""
+    """One key scope's vectors and keyword postings plus the scope ids needed to mask them."""
 
     version: int
     dimensions: int
+    bm25_weights: tuple[float, float] = (1.0, 0.5)
     ids: list[str] = field(default_factory=list)
     positions: dict[str, int] = field(default_factory=dict)
     matrix: Vectors = field(init=False)
     owners: npt.NDArray[np.object_] = field(init=False)  # (n, 3): user_id, agent_id, run_id
     expires: npt.NDArray[np.float64] = field(init=False)
+    keywords: KeywordIndex = field(init=False)
 
     def __post_init__(self) -> None:
         self.matrix = np.zeros((16, self.dimensions), dtype=np.float32)
         self.owners = np.empty((16, 3), dtype=object)
         self.expires = np.full(16, math.inf)
+        self.keywords = KeywordIndex(self.bm25_weights)
 
     @property
     def size(self) -> int:
@@ -72,7 +82,8 @@ class ScopeIndex:
 
     @property
     def nbytes(self) -> int:
-        return int(self.matrix.nbytes + self.owners.nbytes + self.expires.nbytes) + 100 * self.size
+        arrays = self.matrix.nbytes + self.owners.nbytes + self.expires.nbytes
+        return int(arrays) + self.keywords.nbytes + 100 * self.size
 
     def _reserve(self, count: int) -> None:
         need = self.size + count
@@ -99,6 +110,7 @@ class ScopeIndex:
             self.matrix[position] = entry.vector
             self.owners[position] = (entry.user_id, entry.agent_id, entry.run_id)
             self.expires[position] = entry.expires
+            self.keywords.put(position, entry.body, entry.context)
 
     def remove(self, ids: Sequence[str]) -> None:
         """Swap each removed row with the last one: O(1) per removal."""
@@ -107,6 +119,7 @@ class ScopeIndex:
             if position is None:
                 continue
             last = self.size - 1
+            self.keywords.drop(position)
             if position != last:
                 moved = self.ids[last]
                 self.ids[position] = moved
@@ -114,8 +127,35 @@ class ScopeIndex:
                 self.matrix[position] = self.matrix[last]
                 self.owners[position] = self.owners[last]
                 self.expires[position] = self.expires[last]
+                self.keywords.move(last, position)
             self.ids.pop()
             self.owners[last] = (None, None, None)
+
+    def _live(
+        self,
+        n: int,
+        now: float,
+        owners: tuple[str | None, str | None, str | None],
+        allowed: set[str] | None,
+    ) -> npt.NDArray[np.bool_]:
+        """Which of the first n rows are unexpired, owned as asked and in ``allowed``."""
+        mask = self.expires[:n] > now
+        for column, wanted in enumerate(owners):
+            if wanted is not None:
+                mask &= self.owners[:n, column] == wanted
+        if allowed is not None:
+            mask &= np.fromiter((i in allowed for i in self.ids), dtype=bool, count=n)
+        return mask
+
+    def _best(
+        self, positions: npt.NDArray[np.intp], scores: npt.NDArray[np.floating[Any]], limit: int
+    ) -> list[tuple[str, float]]:
+        k = min(limit, len(positions))
+        if k == 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(positions) else np.arange(k)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(self.ids[positions[i]], float(scores[i])) for i in top]
 
     def search(
         self,
@@ -131,20 +171,25 @@ class ScopeIndex:
         if n == 0:
             return []
         scores = _dot_rows(self.matrix[:n], query)
-        mask = self.expires[:n] > now
-        for column, wanted in enumerate(owners):
-            if wanted is not None:
-                mask &= self.owners[:n, column] == wanted
-        if allowed is not None:
-            mask &= np.fromiter((i in allowed for i in self.ids), dtype=bool, count=n)
-        scores = np.where(mask, scores, -np.inf)
-        live = int(mask.sum())
-        k = min(limit, live)
-        if k == 0:
+        positions = np.flatnonzero(self._live(n, now, owners, allowed))
+        return self._best(positions, scores[positions], limit)
+
+    def keyword_search(
+        self,
+        tokens: set[str],
+        limit: int,
+        *,
+        now: float,
+        owners: tuple[str | None, str | None, str | None],
+        allowed: set[str] | None,
+    ) -> list[tuple[str, float]]:
+        """Top ``limit`` (id, BM25) among live rows holding a token, owned as asked."""
+        n = self.size
+        if n == 0 or not tokens:
             return []
-        top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(self.ids[i], float(scores[i])) for i in top if scores[i] > -np.inf]
+        positions, scores = self.keywords.scores(tokens, n)
+        keep = self._live(n, now, owners, allowed)[positions]
+        return self._best(positions[keep], scores[keep], limit)
 
 
 class VectorCache:
@@ -168,22 +213,17 @@ class VectorCache:
             self._evict()
         return index
 
-    def search(
+    def read(
         self,
         scope_id: str,
         version: int,
         load: Callable[[], ScopeIndex],
-        query: npt.NDArray[np.float32],
-        limit: int,
-        *,
-        now: float,
-        owners: tuple[str | None, str | None, str | None],
-        allowed: set[str] | None,
-    ) -> list[tuple[str, float]]:
-        """Search the scope's index, loading it first when missing or stale."""
+        reader: Callable[[ScopeIndex], _R],
+    ) -> _R:
+        """``reader(index)`` on the scope's index, loaded first when missing or stale."""
         index = self.get(scope_id, version, load)
         with self._lock:  # apply() patches indexes in place
-            return index.search(query, limit, now=now, owners=owners, allowed=allowed)
+            return reader(index)
 
     def apply(
         self,
