@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint typecheck unit bench bench-mem0 clean
+.PHONY: install run demo test lint typecheck unit bench bench-quick profile clean
 
 ## demo: the guided library tour (stores and searches a few memories with the local model)
 demo: install
@@ -35,15 +35,23 @@ typecheck: install
 unit: install
 	$(PY) -m pytest -q
 
-## bench: retrieval quality and speed figures, saved in bench/results/
-bench: install
-	$(PY) bench/locomo.py
-	$(PY) bench/speed.py
-	$(PY) bench/rest.py
+BENCH_STAMP := $(VENV)/.bench-installed
 
-## bench-mem0: memvault and mem0 2.2.1 side by side (makes bench/.venv-mem0 on first use)
-bench-mem0: install
-	$(PY) bench/compare_mem0.py
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[local,dev,bench]'
+	touch $(BENCH_STAMP)
+
+## bench: the whole suite (1k/10k/100k, REST, MCP, LoCoMo, mem0 side by side): bench/results/<date>-<machine>.{json,md} and PNG plots
+bench: $(BENCH_STAMP)
+	$(PY) bench/suite.py
+
+## bench-quick: the suite at 1,000 and 10,000 memories, without mem0 (a few minutes)
+bench-quick: $(BENCH_STAMP)
+	$(PY) bench/suite.py --sizes 1000,10000 --skip-mem0
+
+## profile: where search time goes (pyinstrument), saved in bench/results/profile-search.txt
+profile: $(BENCH_STAMP)
+	$(PY) bench/profile_search.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

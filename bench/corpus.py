@@ -93,6 +93,34 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def summary(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99 and the count of latencies in milliseconds."""
+    return {
+        "p50": round(pct(values, 0.50), 2),
+        "p95": round(pct(values, 0.95), 2),
+        "p99": round(pct(values, 0.99), 2),
+        "n": len(values),
+    }
+
+
+LARGE_USER = "large-user"
+USER_SIZE = 100
+
+
+def layout(count: int) -> list[tuple[str, str]]:
+    """(user_id, text) for ``count`` memories spread over many users: one large user holds a
+    tenth of them (10,000 of 100,000), the others hold 100 each."""
+    texts = facts(count)
+    large = count // 10
+    return [(LARGE_USER, t) for t in texts[:large]] + [
+        (f"user-{i // USER_SIZE:05d}", t) for i, t in enumerate(texts[large:])
+    ]
+
+
+def small_users(count: int) -> list[str]:
+    return sorted({user for user, _ in layout(count)} - {LARGE_USER})
+
+
 def facts(count: int, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
     out = []

