@@ -35,22 +35,16 @@ typecheck: install
 unit: install
 	$(PY) -m pytest -q
 
-BENCH_STAMP := $(VENV)/.bench-installed
-
-$(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[local,dev,bench]'
-	touch $(BENCH_STAMP)
-
 ## bench: the whole suite (1k/10k/100k, REST, MCP, LoCoMo, mem0 side by side): bench/results/<date>-<machine>.{json,md} and PNG plots
-bench: $(BENCH_STAMP)
+bench: install
 	$(PY) bench/suite.py
 
 ## bench-quick: the suite at 1,000 and 10,000 memories, without mem0 (a few minutes)
-bench-quick: $(BENCH_STAMP)
+bench-quick: install
 	$(PY) bench/suite.py --sizes 1000,10000 --skip-mem0
 
 ## profile: where search time goes (pyinstrument), saved in bench/results/profile-search.txt
-profile: $(BENCH_STAMP)
+profile: install
 	$(PY) bench/profile_search.py
 
 clean:

@@ -42,6 +42,7 @@ class PlainCipher:
 
     def __init__(self, scope_id: str, data_key: bytes) -> None:
         self.scope_id = scope_id
+        self.data_key = data_key  # the audit log derives its chain key from a system scope's
 
     def seal(self, row_id: str, field_name: str, plaintext: bytes) -> bytes:
         return plaintext

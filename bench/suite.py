@@ -392,16 +392,24 @@ def main() -> None:
         "machine": machine(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
-    model = OnnxEmbedder()
-    result["scale"] = [scale(int(size), args, model) for size in args.sizes.split(",") if size]
-    if not args.skip_locomo:
-        result["locomo"] = locomo_runs("local")
-    if not args.skip_mem0:
-        result["mem0"] = mem0_side(args)
-    result["seconds"] = round(time.perf_counter() - started, 1)
     stem = f"{datetime.now(UTC).date().isoformat()}-{args.machine}"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+    def save() -> None:  # after every phase: a failure later keeps what was measured
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+    model = OnnxEmbedder()
+    result["scale"] = []
+    for size in (int(s) for s in args.sizes.split(",") if s):
+        result["scale"].append(scale(size, args, model))
+        save()
+    if not args.skip_locomo:
+        result["locomo"] = locomo_runs("local")
+        save()
+    if not args.skip_mem0:
+        result["mem0"] = mem0_side(args)
+        save()
     text = report.write(result, args.out, stem)
     print(text)
     log(f"wrote {args.out / stem}.json, .md and {stem}/*.png in {result['seconds']:.0f} s")

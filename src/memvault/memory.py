@@ -28,6 +28,7 @@ from memvault.clock import iso, now_iso, to_epoch, uuid7
 from memvault.codec import Codec
 from memvault.config import Settings
 from memvault.embedding import Embedder, check_embedder_name, create_embedder
+from memvault.embedding.batching import QueryBatcher
 from memvault.errors import (
     EmbedderError,
     EmbeddingModelMismatch,
@@ -154,6 +155,9 @@ class Memory:
         self._access = AccessRecorder(self._store.touch)
         self._query_vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
         self._query_lock = threading.Lock()
+        self._query_batcher = QueryBatcher(
+            self._embed, max_running=self.settings.max_concurrent_searches
+        )
         self._closed = False
         self._owns_resources = True
         # A search already keeps two cores busy (BM25 beside the embedding): more at once only
@@ -278,7 +282,7 @@ class Memory:
             if cached is not None:
                 self._query_vectors.move_to_end(text)
                 return cached
-        vector = np.asarray(self._embed([text])[0], dtype=np.float32)
+        vector = self._query_batcher.embed(text)
         with self._query_lock:
             self._query_vectors[text] = vector
             if len(self._query_vectors) > 1024:
@@ -572,9 +576,11 @@ class Memory:
         ):
             raise InvalidInput("threshold must be a number")
         needs_vector = mode != "bm25" or threshold is not None
+        # Outside the search slots, so that queries waiting for a slot are embedded together.
+        query_vector = self._embed_query(query) if needs_vector else None
         with self._search_slots:
             hits = self._get_searcher().search(
-                (lambda: self._embed_query(query)) if needs_vector else None,
+                (lambda: query_vector) if query_vector is not None else None,
                 query,
                 scope,
                 node,

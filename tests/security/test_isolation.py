@@ -85,3 +85,35 @@ def test_delete_all_of_one_user_leaves_everyone_else(tenants: dict[str, Memory])
     assert m.delete_all(user_id="user0")["deleted"] == 4
     assert len(m.get_all(user_id="user1")["results"]) == 4
     assert len(tenants["tenant-b"].get_all(user_id="user0")["results"]) == 1
+
+
+def test_another_user_storing_more_never_changes_a_users_scores(home: Path) -> None:
+    """BM25 statistics are each user's own: a tenant cannot shift (or, by watching scores,
+    learn about) another user's ranking by storing memories with the same words."""
+    with Memory(home, embedder=HashEmbedder()) as m:
+        m.add_many(
+            [
+                {"messages": f"{w} notes for the trip {i}", "user_id": "alice"}
+                for i, w in enumerate(SHARED_WORDS.split())
+            ]
+        )
+
+        def scores(memory: Memory) -> list[list[tuple[str, float]]]:
+            return [
+                [
+                    (h["id"], h["score"])
+                    for h in memory.search("coffee meeting berlin", user_id="alice", mode=mode)[
+                        "results"
+                    ]
+                ]
+                for mode in ("bm25", "hybrid")
+            ]
+
+        before = scores(m)
+        assert before[0]  # BM25 found alice's memories
+        m.add_many(
+            [{"messages": f"coffee berlin coffee {i}", "user_id": "mallory"} for i in range(300)]
+        )
+        assert scores(m) == before
+    with Memory(home, embedder=HashEmbedder()) as reopened:  # the index rebuilt from disk
+        assert scores(reopened) == before
