@@ -58,7 +58,11 @@ class Settings(BaseSettings):
         0.5, ge=0, description="BM25 weight of the context field against the memory's own text."
     )
     max_concurrent_searches: int = Field(
-        2, ge=1, le=256, description="Searches run at once in one process; others queue."
+        2,
+        ge=1,
+        le=256,
+        description="Searches (and query-embedding model calls) run at once in one process; "
+        "others queue, and queries waiting are embedded together.",
     )
     vector_cache_bytes: int = Field(
         256 * 1024 * 1024, gt=0, description="Budget of decrypted vector indexes kept in memory."

@@ -30,6 +30,7 @@ _R = TypeVar("_R")
 
 Mode = Literal["hybrid", "vector", "bm25"]
 CANDIDATES = 100
+FILTER_POOL = 500
 
 
 @dataclass(slots=True)
@@ -162,20 +163,19 @@ class HybridSearcher:
         if not scope_ids:
             return []
         limit = max(CANDIDATES, top_k)
-        allowed = (
-            self._store.ids_matching(self._codec.namespace, scope, node, now_iso())
-            if node is not None
-            else None
-        )
-        rankings: dict[str, list[tuple[str, float]]] = {}
         query_vector = embed_query() if embed_query is not None else None
-        if mode in ("hybrid", "vector"):
-            assert query_vector is not None
-            rankings["vector"] = self.vector_candidates(
-                query_vector, scope, scope_ids, allowed, limit
-            )
-        if mode in ("hybrid", "bm25"):
-            rankings["bm25"] = self.bm25_candidates(query_text, scope, scope_ids, allowed, limit)
+
+        def candidates(side: str, allowed: set[str] | None, count: int) -> list[tuple[str, float]]:
+            if side == "vector":
+                assert query_vector is not None
+                return self.vector_candidates(query_vector, scope, scope_ids, allowed, count)
+            return self.bm25_candidates(query_text, scope, scope_ids, allowed, count)
+
+        sides = [side for side in ("vector", "bm25") if mode in (side, "hybrid")]
+        if node is None:
+            rankings = {side: candidates(side, None, limit) for side in sides}
+        else:
+            rankings = self._filtered(candidates, sides, scope, node, limit)
         fused = fuse(
             rankings,
             method=self._fusion,
@@ -195,6 +195,38 @@ class HybridSearcher:
             if len(hits) == top_k:
                 break
         return hits
+
+    def _filtered(
+        self,
+        candidates: Callable[[str, set[str] | None, int], list[tuple[str, float]]],
+        sides: list[str],
+        scope: Scope,
+        node: FilterNode,
+        limit: int,
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Each side's best ``limit`` rows among those the filter admits.
+
+        The filter is first checked on each side's best ``FILTER_POOL`` rows only: when at least
+        ``limit`` of them pass (or the pool held every candidate), they are exactly the best
+        ``limit`` passing rows, because the filter does not reorder. Otherwise the filter's whole
+        id set is computed over the scope and the side searched again inside it. At 10,000
+        memories a filter that most rows pass costs 2,000 row checks instead of 10,000.
+        """
+        pools = {side: candidates(side, None, FILTER_POOL) for side in sides}
+        namespace, now = self._codec.namespace, now_iso()
+        pooled = {memory_id for pool in pools.values() for memory_id, _ in pool}
+        admitted = self._store.ids_matching(namespace, scope, node, now, among=pooled)
+        rankings: dict[str, list[tuple[str, float]]] = {}
+        allowed: set[str] | None = None
+        for side, pool in pools.items():
+            kept = [hit for hit in pool if hit[0] in admitted]
+            if len(kept) >= limit or len(pool) < FILTER_POOL:
+                rankings[side] = kept[:limit]
+                continue
+            if allowed is None:
+                allowed = self._store.ids_matching(namespace, scope, node, now)
+            rankings[side] = candidates(side, allowed, limit)
+        return rankings
 
     def _cosine(
         self, hit: FusedHit, row: MemoryRow, query: npt.NDArray[np.float32] | None

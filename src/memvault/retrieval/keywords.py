@@ -134,7 +134,7 @@ class KeywordIndex:
         total = np.zeros(size)
         hit = np.zeros(size, dtype=bool)
         average = self._total_length / self._rows
-        for token in tokens:
+        for token in sorted(tokens):  # a fixed order: the same sums in every process
             posting = self._postings.get(token)
             if posting is None:
                 continue

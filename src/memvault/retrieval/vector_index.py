@@ -150,11 +150,18 @@ class ScopeIndex:
     def _best(
         self, positions: npt.NDArray[np.intp], scores: npt.NDArray[np.floating[Any]], limit: int
     ) -> list[tuple[str, float]]:
+        """The ``limit`` best, in one total order: score, then position in the index. A fixed
+        order among equal scores keeps answers the same however the candidates were cut."""
         k = min(limit, len(positions))
         if k == 0:
             return []
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(positions) else np.arange(k)
-        top = top[np.argsort(-scores[top], kind="stable")]
+        if k < len(positions):
+            kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+            above = np.flatnonzero(scores > kth)
+            top = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
+        else:
+            top = np.arange(k)
+        top = top[np.lexsort((top, -scores[top]))]
         return [(self.ids[positions[i]], float(scores[i])) for i in top]
 
     def search(

@@ -11,9 +11,10 @@ Connections are per thread (SQLite in WAL mode lets readers run beside the write
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -373,9 +374,19 @@ class SQLiteStore:
         return [MemoryRow(**dict(row)) for row in rows]
 
     def ids_matching(
-        self, namespace: str, scope: Scope, node: FilterNode | None, now: str | None
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        now: str | None,
+        *,
+        among: Collection[str] | None = None,
     ) -> set[str]:
+        """Ids of the scope's live rows that pass the filter (only those in ``among``, if given)."""
         where, params = self._where(namespace, scope, node, now)
+        if among is not None:
+            where = f"m.id IN (SELECT value FROM json_each(?)) AND {where}"
+            params = [json.dumps(list(among)), *params]
         rows = self._query(f"SELECT m.id FROM memories m WHERE {where}", params)
         return {row[0] for row in rows}
 
