@@ -80,13 +80,14 @@ class HybridSearcher:
         return self._store.scope_ids(self._codec.namespace, scope)
 
     def _load(self, scope_id: str) -> ScopeIndex:
-        version, rows = self._store.scope_vectors(scope_id)
         # The store records the dimension at its first write; only an empty store asks the
         # embedder (which for an OpenAI-compatible endpoint can cost a probe request).
         recorded = self._store.get_meta("embedding_dimensions")
         dimensions = int(recorded) if recorded else self._embedder_dimensions()
-        index = ScopeIndex(version, dimensions, self._bm25_weights)
-        index.add([self._codec.vector_entry(scope_id, row) for row in rows])
+        index = ScopeIndex(0, dimensions, self._bm25_weights)
+        index.version = self._store.scope_vectors(
+            scope_id, lambda rows: index.add([self._codec.vector_entry(scope_id, r) for r in rows])
+        )
         return index
 
     def _read(self, scope_id: str, reader: Callable[[ScopeIndex], _R]) -> _R:

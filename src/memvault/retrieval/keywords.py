@@ -17,9 +17,11 @@ dead; dead postings are dropped in one pass once they outnumber the live ones.
 
 from __future__ import annotations
 
+import itertools
 import math
 from array import array
 from collections import Counter
+from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -41,6 +43,39 @@ def _grown(values: npt.NDArray[_T], need: int, fill: float) -> npt.NDArray[_T]:
     bigger = np.full(max(need, 2 * len(values)), fill, dtype=values.dtype)
     bigger[: len(values)] = values
     return bigger
+
+
+_NIBBLE = np.full(256, 16, dtype=np.uint8)  # 16: not a lowercase hex digit
+_NIBBLE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def _token_ids(
+    texts: Sequence[str],
+) -> tuple[npt.NDArray[np.int64], list[str], npt.NDArray[np.int64]]:
+    """Every token of the texts as an index into a vocabulary: (ids, vocabulary, tokens per
+    text). Keyed token hashes (``t`` + 16 hex digits) are parsed by numpy as 64-bit keys; other
+    tokens (a store that is not encrypted, in the benchmark) go through a dict."""
+    counts = np.fromiter(((len(t) + 1) // 18 if t else 0 for t in texts), np.int64, len(texts))
+    total = int(counts.sum())
+    raw = np.frombuffer(
+        (" ".join(t for t in texts if t) + " ").encode("ascii", "replace"), np.uint8
+    )
+    if total and len(raw) == 18 * total:
+        grid = raw.reshape(total, 18)
+        nibbles = _NIBBLE[grid[:, 1:17]]
+        framed = (grid[:, 0] == ord("t")).all() and (grid[:, 17] == ord(" ")).all()
+        if framed and (nibbles < 16).all():
+            packed = np.ascontiguousarray((nibbles[:, 0::2] << 4) | nibbles[:, 1::2])
+            unique, inverse = np.unique(packed.view(">u8").ravel(), return_inverse=True)
+            names = [f"t{int(value):016x}" for value in unique]
+            return inverse.astype(np.int64), names, counts
+    vocabulary: dict[str, int] = {}
+    words = [text.split() for text in texts]
+    ids = np.fromiter(
+        (vocabulary.setdefault(token, len(vocabulary)) for ws in words for token in ws),
+        dtype=np.int64,
+    )
+    return ids, list(vocabulary), np.fromiter(map(len, words), np.int64, len(words))
 
 
 class KeywordIndex:
@@ -101,6 +136,62 @@ class KeywordIndex:
         self._rows += 1
         self._total_length += length
         self._live_postings += int(self._distinct_of[serial])
+
+    def put_many(self, start: int, bodies: Sequence[str], contexts: Sequence[str]) -> None:
+        """Index new rows at positions ``start``, ``start + 1``, ...: the same postings as
+        ``put`` for each, built with numpy (a 100,000-row scope loads in a fraction of the time).
+        """
+        count = len(bodies)
+        if count == 0:
+            return
+        if count < 64:
+            for offset, (body, context) in enumerate(zip(bodies, contexts, strict=True)):
+                self.put(start + offset, body, context)
+            return
+        texts = [*bodies, *contexts]
+        token_ids, names, per_text = _token_ids(texts)
+        body_counts, context_counts = per_text[:count], per_text[count:]
+        rows = np.concatenate(
+            [np.repeat(np.arange(count), body_counts), np.repeat(np.arange(count), context_counts)]
+        )
+        weights = np.concatenate(
+            [
+                np.full(int(body_counts.sum()), self._weights[0]),
+                np.full(int(context_counts.sum()), self._weights[1]),
+            ]
+        )
+        # One posting per (token, row): sum the weights of its occurrences.
+        keys = token_ids * count + rows
+        order = np.argsort(keys, kind="stable")
+        keys, weights = keys[order], weights[order]
+        firsts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        frequencies = np.add.reduceat(weights, firsts).astype(np.float32)
+        tokens, posting_rows = np.divmod(keys[firsts], count)
+        serials = (self._next_serial + posting_rows).astype(np.int32)
+        bounds = [*np.flatnonzero(np.r_[True, tokens[1:] != tokens[:-1]]), len(tokens)]
+        for begin, end in itertools.pairwise(bounds):
+            token = names[int(tokens[begin])]
+            posting = self._postings.get(token)
+            if posting is None:
+                posting = self._postings[token] = (array("i"), array("f"))
+            posting[0].frombytes(serials[begin:end].tobytes())
+            posting[1].frombytes(frequencies[begin:end].tobytes())
+        first = self._next_serial
+        self._next_serial += count
+        end = start + count
+        self._serial_at = _grown(self._serial_at, end, -1)
+        self._length_at = _grown(self._length_at, end, 0)
+        self._position_of = _grown(self._position_of, self._next_serial, -1)
+        self._distinct_of = _grown(self._distinct_of, self._next_serial, 0)
+        self._serial_at[start:end] = np.arange(first, first + count, dtype=np.int32)
+        self._position_of[first : first + count] = np.arange(start, end, dtype=np.int32)
+        lengths = body_counts + context_counts
+        self._length_at[start:end] = lengths
+        distinct = np.bincount(posting_rows, minlength=count).astype(np.int32)
+        self._distinct_of[first : first + count] = distinct
+        self._rows += count
+        self._total_length += float(lengths.sum())
+        self._live_postings += int(distinct.sum())
 
     def move(self, source: int, target: int) -> None:
         """The row at ``source`` now lives at ``target`` (whose row was dropped)."""

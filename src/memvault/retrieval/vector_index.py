@@ -100,17 +100,25 @@ class ScopeIndex:
 
     def add(self, entries: Sequence[VectorEntry]) -> None:
         self._reserve(len(entries))
+        start = self.size
+        fresh: list[VectorEntry] = []
         for entry in entries:
             if entry.id in self.positions:
                 position = self.positions[entry.id]
+                if position >= start:  # the same new id twice in one call: the last wins
+                    fresh[position - start] = entry
+                else:
+                    self.keywords.put(position, entry.body, entry.context)
             else:
                 position = self.size
                 self.positions[entry.id] = position
                 self.ids.append(entry.id)
+                fresh.append(entry)
             self.matrix[position] = entry.vector
             self.owners[position] = (entry.user_id, entry.agent_id, entry.run_id)
             self.expires[position] = entry.expires
-            self.keywords.put(position, entry.body, entry.context)
+        # New rows take consecutive positions: their postings are built in one pass.
+        self.keywords.put_many(start, [e.body for e in fresh], [e.context for e in fresh])
 
     def remove(self, ids: Sequence[str]) -> None:
         """Swap each removed row with the last one: O(1) per removal."""

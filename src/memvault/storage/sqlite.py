@@ -400,9 +400,16 @@ class SQLiteStore:
         rows = self._query("SELECT version FROM scope_versions WHERE scope_id = ?", (scope_id,))
         return int(rows[0][0]) if rows else 0
 
-    def scope_vectors(self, scope_id: str) -> tuple[int, list[sqlite3.Row]]:
-        """All vectors and index terms of one key scope and the version they were read at, in
-        one snapshot."""
+    def scope_vectors(
+        self,
+        scope_id: str,
+        consume: Callable[[list[sqlite3.Row]], None],
+        *,
+        chunk: int = 8192,
+    ) -> int:
+        """Hand every vector and the index terms of one key scope to ``consume``, ``chunk`` rows
+        at a time (so a large scope is never held twice in memory), all from one snapshot;
+        returns the scope version that snapshot holds."""
         db = self._db()
         try:
             db.execute("BEGIN")
@@ -410,17 +417,19 @@ class SQLiteStore:
                 version_row = db.execute(
                     "SELECT version FROM scope_versions WHERE scope_id = ?", (scope_id,)
                 ).fetchone()
-                rows = db.execute(
+                cursor = db.execute(
                     "SELECT m.id, m.user_id, m.agent_id, m.run_id, m.expires_at, m.vector_box,"
                     " f.body, f.context FROM memories m JOIN memories_fts f ON f.rowid = m.rowid"
                     " WHERE m.scope_id = ? ORDER BY m.rowid",
                     (scope_id,),
-                ).fetchall()
+                )
+                while rows := cursor.fetchmany(chunk):
+                    consume(rows)
             finally:
                 db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StorageError(f"read failed: {exc}") from exc
-        return (int(version_row[0]) if version_row else 0), rows
+        return int(version_row[0]) if version_row else 0
 
     def user_rows(self, namespace: str, user_id: str) -> tuple[int, int]:
         """How many memories and history events a user has in a namespace."""
