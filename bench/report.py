@@ -241,7 +241,6 @@ def plot_mem0(result: dict[str, Any], folder: Path) -> str | None:
     axes[0].set_title("Loading")
     for ax in axes:
         ax.set_xticks(list(xs), [f"{s:,} memories" for s in sizes])
-        ax.legend()
         ax.grid(True, axis="y", alpha=0.3)
     for offset, quantile in ((-0.3, "p50"), (-0.1, "p95")):
         axes[1].bar(
@@ -261,6 +260,7 @@ def plot_mem0(result: dict[str, Any], folder: Path) -> str | None:
     axes[1].yaxis.set_major_formatter(ScalarFormatter())
     axes[1].set_ylabel("ms (log scale)")
     axes[1].set_title("Search in the large user's scope, in process")
+    axes[0].legend()
     axes[1].legend()
     return _save(fig, folder, "mem0.png")
 
