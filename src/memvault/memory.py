@@ -97,6 +97,20 @@ class _Pending:
     redactions: list[str]
 
 
+def _entry(row: MemoryRow, vector: npt.NDArray[np.float32], body: str, context: str) -> VectorEntry:
+    """What the scope's in-memory index holds of a row just written."""
+    return VectorEntry(
+        row.id,
+        row.user_id,
+        row.agent_id,
+        row.run_id,
+        to_epoch(row.expires_at),
+        vector,
+        body,
+        context,
+    )
+
+
 def _added(memory_id: str, text: str, event: str, redactions: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {"id": memory_id, "memory": text, "event": event}
     if redactions:
@@ -436,18 +450,7 @@ class Memory:
                 self._store.add_history(db, self._event(row, row.id, "ADD", None, text, cipher))
                 window.append(text)
                 seen[(pending.scope, row.hash)] = row.id
-                added.setdefault(scope_id, []).append(
-                    VectorEntry(
-                        row.id,
-                        row.user_id,
-                        row.agent_id,
-                        row.run_id,
-                        to_epoch(row.expires_at),
-                        vector,
-                        body,
-                        context_terms,
-                    )
-                )
+                added.setdefault(scope_id, []).append(_entry(row, vector, body, context_terms))
                 results.append(_added(row.id, text, "ADD", pending.redactions))
             for scope_id in added:
                 versions[scope_id] = self._store.bump_version(db, scope_id)
@@ -700,16 +703,7 @@ class Memory:
             )
             before, after = self._store.bump_version(db, row.scope_id)
         if vector is not None and body is not None:
-            entry = VectorEntry(
-                row.id,
-                row.user_id,
-                row.agent_id,
-                row.run_id,
-                to_epoch(row.expires_at),
-                vector,
-                body,
-                context or "",
-            )
+            entry = _entry(row, vector, body, context or "")
             self._cache.apply(row.scope_id, before, after, added=[entry])
         else:
             self._cache.apply(row.scope_id, before, after)
