@@ -106,6 +106,10 @@ def test_scores_equal_fts5_through_adds_updates_deletes_and_compaction(
     for _ in range(10):
         mirror.check(set(rng.sample(vocabulary, rng.randint(1, 5))))
     mirror.check({"absent"})
+    # The O(1) size the cache budgets with counts exactly the postings' entries.
+    keywords = mirror.index.keywords
+    stored = sum(len(serials) for serials, _ in keywords._postings.values())
+    assert keywords._live_postings + keywords._dead_postings == stored
 
 
 def test_a_scope_is_ranked_by_its_own_statistics() -> None:
