@@ -174,8 +174,8 @@ class Memory:
         )
         self._closed = False
         self._owns_resources = True
-        # A search already keeps two cores busy (BM25 beside the embedding): more at once only
-        # thrash the GIL and the caches. Extra callers wait their turn.
+        # One search at a time per core: more at once only thrash the GIL and the caches.
+        # Extra callers wait their turn (their query embeddings are batched meanwhile).
         self._search_slots = threading.BoundedSemaphore(self.settings.max_concurrent_searches)
         audit_cipher = self._keyring.cipher(AUDIT_KEY_SCOPE)
         assert audit_cipher is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = ["HybridSearcher", "Mode", "SearchHit"]
 _R = TypeVar("_R")
 
 Mode = Literal["hybrid", "vector", "bm25"]
+Owners = tuple[str | None, str | None, str | None]
 CANDIDATES = 100
 FILTER_POOL = 500
 
@@ -40,7 +42,7 @@ class SearchHit:
     explain: dict[str, float | int | None]
 
 
-def _implied_owners(scope: Scope, scope_id: str) -> tuple[str | None, str | None, str | None]:
+def _implied_owners(scope: Scope, scope_id: str) -> Owners:
     """Owner columns still to check inside a key scope's index (its own id holds for every row)."""
     user, agent, run = scope.user_id, scope.agent_id, scope.run_id
     kind, _, owner = scope_id.rpartition("/")[2].partition(":")
@@ -94,6 +96,22 @@ class HybridSearcher:
         version = self._store.scope_version(scope_id)
         return self._cache.read(scope_id, version, lambda: self._load(scope_id), reader)
 
+    def _best_of_scopes(
+        self,
+        scope: Scope,
+        scope_ids: Sequence[str],
+        limit: int,
+        ask: Callable[[str, Owners, ScopeIndex], list[tuple[str, float]]],
+    ) -> list[tuple[str, float]]:
+        """The best ``limit`` hits that ``ask`` finds in each key scope's index, with the owner
+        columns the scope does not already imply."""
+        found: list[tuple[str, float]] = []
+        for scope_id in scope_ids:
+            owners = _implied_owners(scope, scope_id)
+            found.extend(self._read(scope_id, partial(ask, scope_id, owners)))
+        found.sort(key=lambda hit: -hit[1])
+        return found[:limit]
+
     def vector_candidates(
         self,
         query: npt.NDArray[np.float32],
@@ -103,19 +121,11 @@ class HybridSearcher:
         limit: int,
     ) -> list[tuple[str, float]]:
         now = time.time()
-        found: list[tuple[str, float]] = []
-        for scope_id in scope_ids:
-            owners = _implied_owners(scope, scope_id)
-            found.extend(
-                self._read(
-                    scope_id,
-                    lambda index, o=owners: index.search(  # type: ignore[misc]
-                        query, limit, now=now, owners=o, allowed=allowed
-                    ),
-                )
-            )
-        found.sort(key=lambda hit: -hit[1])
-        return found[:limit]
+
+        def ask(scope_id: str, owners: Owners, index: ScopeIndex) -> list[tuple[str, float]]:
+            return index.search(query, limit, now=now, owners=owners, allowed=allowed)
+
+        return self._best_of_scopes(scope, scope_ids, limit, ask)
 
     def bm25_candidates(
         self,
@@ -126,26 +136,19 @@ class HybridSearcher:
         limit: int,
     ) -> list[tuple[str, float]]:
         terms = set(words(text))
-        if not terms:
-            return []
-        now = time.time()
-        found: list[tuple[str, float]] = []
+        tokens: dict[str, set[str]] = {}  # each scope hashes the words with its own key
         for scope_id in scope_ids:
             cipher = self._codec.existing_cipher(scope_id)
-            if cipher is None:
-                continue
-            tokens = {cipher.token(term) for term in terms}
-            owners = _implied_owners(scope, scope_id)
-            found.extend(
-                self._read(
-                    scope_id,
-                    lambda index, t=tokens, o=owners: index.keyword_search(  # type: ignore[misc]
-                        t, limit, now=now, owners=o, allowed=allowed
-                    ),
-                )
+            if cipher is not None and terms:
+                tokens[scope_id] = {cipher.token(term) for term in terms}
+        now = time.time()
+
+        def ask(scope_id: str, owners: Owners, index: ScopeIndex) -> list[tuple[str, float]]:
+            return index.keyword_search(
+                tokens[scope_id], limit, now=now, owners=owners, allowed=allowed
             )
-        found.sort(key=lambda hit: -hit[1])
-        return found[:limit]
+
+        return self._best_of_scopes(scope, list(tokens), limit, ask)
 
     def search(
         self,

@@ -114,29 +114,16 @@ class KeywordIndex:
         """Index the row now at ``position`` (replacing what was there)."""
         if position < len(self._serial_at) and self._serial_at[position] >= 0:
             self.drop(position)
-        serial = self._next_serial
-        self._next_serial += 1
         body_counts = Counter(body.split())
         context_counts = Counter(context.split())
+        tokens = body_counts.keys() | context_counts.keys()
         length = sum(body_counts.values()) + sum(context_counts.values())
+        serial = self._claim(position, np.array([length]), np.array([len(tokens)]))
         first, second = self._weights
-        for token in body_counts.keys() | context_counts.keys():
-            posting = self._postings.get(token)
-            if posting is None:
-                posting = self._postings[token] = (array("i"), array("f"))
-            posting[0].append(serial)
-            posting[1].append(first * body_counts[token] + second * context_counts[token])
-        self._serial_at = _grown(self._serial_at, position + 1, -1)
-        self._length_at = _grown(self._length_at, position + 1, 0)
-        self._position_of = _grown(self._position_of, serial + 1, -1)
-        self._distinct_of = _grown(self._distinct_of, serial + 1, 0)
-        self._serial_at[position] = serial
-        self._position_of[serial] = position
-        self._length_at[position] = length
-        self._distinct_of[serial] = len(body_counts.keys() | context_counts.keys())
-        self._rows += 1
-        self._total_length += length
-        self._live_postings += int(self._distinct_of[serial])
+        for token in tokens:
+            serials, frequencies = self._posting(token)
+            serials.append(serial)
+            frequencies.append(first * body_counts[token] + second * context_counts[token])
 
     def put_many(self, start: int, bodies: Sequence[str], contexts: Sequence[str]) -> None:
         """Index new rows at positions ``start``, ``start + 1``, ...: the same postings as
@@ -149,8 +136,7 @@ class KeywordIndex:
             for offset, (body, context) in enumerate(zip(bodies, contexts, strict=True)):
                 self.put(start + offset, body, context)
             return
-        texts = [*bodies, *contexts]
-        token_ids, names, per_text = _token_ids(texts)
+        token_ids, names, per_text = _token_ids([*bodies, *contexts])
         body_counts, context_counts = per_text[:count], per_text[count:]
         rows = np.concatenate(
             [np.repeat(np.arange(count), body_counts), np.repeat(np.arange(count), context_counts)]
@@ -168,15 +154,21 @@ class KeywordIndex:
         firsts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         frequencies = np.add.reduceat(weights, firsts).astype(np.float32)
         tokens, posting_rows = np.divmod(keys[firsts], count)
-        serials = (self._next_serial + posting_rows).astype(np.int32)
+        distinct = np.bincount(posting_rows, minlength=count)
+        first = self._claim(start, body_counts + context_counts, distinct)
+        serials = (first + posting_rows).astype(np.int32)
         bounds = [*np.flatnonzero(np.r_[True, tokens[1:] != tokens[:-1]]), len(tokens)]
         for begin, end in itertools.pairwise(bounds):
-            token = names[int(tokens[begin])]
-            posting = self._postings.get(token)
-            if posting is None:
-                posting = self._postings[token] = (array("i"), array("f"))
+            posting = self._posting(names[int(tokens[begin])])
             posting[0].frombytes(serials[begin:end].tobytes())
             posting[1].frombytes(frequencies[begin:end].tobytes())
+
+    def _claim(
+        self, start: int, lengths: npt.NDArray[np.int64], distinct: npt.NDArray[np.int64]
+    ) -> int:
+        """New serials for the rows at positions ``start``, ``start + 1``, ... with these
+        lengths and counts of distinct tokens; returns the first serial."""
+        count = len(lengths)
         first = self._next_serial
         self._next_serial += count
         end = start + count
@@ -186,13 +178,18 @@ class KeywordIndex:
         self._distinct_of = _grown(self._distinct_of, self._next_serial, 0)
         self._serial_at[start:end] = np.arange(first, first + count, dtype=np.int32)
         self._position_of[first : first + count] = np.arange(start, end, dtype=np.int32)
-        lengths = body_counts + context_counts
         self._length_at[start:end] = lengths
-        distinct = np.bincount(posting_rows, minlength=count).astype(np.int32)
         self._distinct_of[first : first + count] = distinct
         self._rows += count
         self._total_length += float(lengths.sum())
         self._live_postings += int(distinct.sum())
+        return first
+
+    def _posting(self, token: str) -> tuple[array[int], array[float]]:
+        posting = self._postings.get(token)
+        if posting is None:
+            posting = self._postings[token] = (array("i"), array("f"))
+        return posting
 
     def move(self, source: int, target: int) -> None:
         """The row at ``source`` now lives at ``target`` (whose row was dropped)."""
