@@ -103,6 +103,11 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def table_head(*cells: str) -> list[str]:
+    """A markdown table's header row and the rule under it."""
+    return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
+
+
 LARGE_USER = "large-user"
 USER_SIZE = 100
 

@@ -26,13 +26,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from corpus import pct
-from locomo_data import CATEGORIES, DATA, turns
+from corpus import pct, table_head
+from locomo_data import CATEGORIES, DATA, KS, MODES, turns
 from memvault import Memory
 
 HERE = Path(__file__).resolve().parent
-KS = (1, 5, 10, 20)
-MODES = ("vector", "bm25", "hybrid")
 
 
 class PlainCipher:
@@ -185,8 +183,7 @@ def markdown(result: dict) -> str:
         f"{result['memories']} memories, {result['questions']} questions (categories 1-4), "
         f"embedder `{result['settings']['embedder']}`, encryption on.",
         "",
-        "| mode | " + " | ".join(f"recall@{k}" for k in KS) + " |",
-        "|---|" + "---|" * len(KS),
+        *table_head("mode", *(f"recall@{k}" for k in KS)),
     ]
     for mode in MODES:
         lines.append(
@@ -196,8 +193,7 @@ def markdown(result: dict) -> str:
         "",
         "recall@10 by category:",
         "",
-        "| mode | " + " | ".join(CATEGORIES.values()) + " |",
-        "|---|" + "---|" * len(CATEGORIES),
+        *table_head("mode", *CATEGORIES.values()),
     ]
     for mode in MODES:
         row = result["recall_at_10_by_category"][mode]

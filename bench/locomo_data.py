@@ -6,6 +6,8 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "locomo"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+KS = (1, 5, 10, 20)  # recall@k is reported at these k
+MODES = ("vector", "bm25", "hybrid")
 
 
 def turns(conversation: dict) -> list[tuple[str, str]]:

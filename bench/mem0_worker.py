@@ -25,7 +25,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import LARGE_USER, layout, questions, small_users, summary
-from locomo_data import CATEGORIES, DATA, turns
+from locomo_data import CATEGORIES, DATA, KS, turns
 
 
 def open_mem0(home: str):  # type: ignore[no-untyped-def]
@@ -87,9 +87,6 @@ def scale(count: int, queries: int) -> dict:
         "add_per_second": round(add_rate, 1),
         "search_ms": {name: summary(values) for name, values in searches.items()},
     }
-
-
-KS = (1, 5, 10, 20)
 
 
 def locomo() -> dict:

@@ -16,8 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import ScalarFormatter
 
-KS = (1, 5, 10, 20)
-MODES = ("vector", "bm25", "hybrid")
+from corpus import table_head
+from locomo_data import KS, MODES
 
 
 def _sizes(result: dict[str, Any]) -> list[int]:
@@ -367,8 +367,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str | None], stem: str) ->
         "",
         "## Targets",
         "",
-        "| target | measured | met |",
-        "|---|---|---|",
+        *table_head("target", "measured", "met"),
     ]
     for target, measured, met in targets(result):
         lines.append(f"| {target} | {measured} | {'yes' if met else '**no**'} |")
@@ -376,8 +375,16 @@ def markdown(result: dict[str, Any], plots: dict[str, str | None], stem: str) ->
         "",
         "## Scale: many users (one large user holds a tenth)",
         "",
-        "| memories | bulk load /s (model alone) | add, in process | search large user, in process | small users, in process | one user holds all, in process | cold start (peak RSS) | disk |",
-        "|---|---|---|---|---|---|---|---|",
+        *table_head(
+            "memories",
+            "bulk load /s (model alone)",
+            "add, in process",
+            "search large user, in process",
+            "small users, in process",
+            "one user holds all, in process",
+            "cold start (peak RSS)",
+            "disk",
+        ),
     ]
     for r in result["scale"]:
         ip = r["in_process"]
@@ -392,8 +399,15 @@ def markdown(result: dict[str, Any], plots: dict[str, str | None], stem: str) ->
             "",
             "## Over the wire",
             "",
-            "| memories | REST search, large user | REST search, small users | REST add | MCP search | server CPU per search | server RSS (peak) |",
-            "|---|---|---|---|---|---|---|",
+            *table_head(
+                "memories",
+                "REST search, large user",
+                "REST search, small users",
+                "REST add",
+                "MCP search",
+                "server CPU per search",
+                "server RSS (peak)",
+            ),
         ]
         for r in result["scale"]:
             rest = r["rest"]
@@ -407,8 +421,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str | None], stem: str) ->
             "",
             "REST search throughput (searches/s, p50 ms) by concurrent clients:",
             "",
-            "| memories | " + " | ".join(f"{c} clients" for c in clients) + " |",
-            "|---|" + "---|" * len(clients),
+            *table_head("memories", *(f"{c} clients" for c in clients)),
         ]
         for r in result["scale"]:
             cells = [
@@ -422,8 +435,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str | None], stem: str) ->
             "",
             f"## Retrieval quality: LoCoMo ({on['memories']} memories, {on['questions']} questions)",
             "",
-            "| mode | category | " + " | ".join(f"recall@{k}" for k in KS) + " |",
-            "|---|---|" + "---|" * len(KS),
+            *table_head("mode", "category", *(f"recall@{k}" for k in KS)),
         ]
         for mode in MODES:
             lines.append(
@@ -444,8 +456,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str | None], stem: str) ->
             "",
             "Encryption on and off (off: bench/locomo.py's PlainCipher, the same code with no cryptography):",
             "",
-            "| | encrypted | plaintext |",
-            "|---|---|---|",
+            *table_head("", "encrypted", "plaintext"),
             f"| bulk load, memories/s | {on['add']['memories_per_second']} | {off['add']['memories_per_second']} |",
             f"| hybrid search p50 / p95, ms | {on['search_ms']['hybrid']['p50']} / {on['search_ms']['hybrid']['p95']} | {off['search_ms']['hybrid']['p50']} / {off['search_ms']['hybrid']['p95']} |",
             f"| BM25 search p50, ms | {on['search_ms']['bm25']['p50']} | {off['search_ms']['bm25']['p50']} |",
@@ -463,8 +474,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str | None], stem: str) ->
             "",
             "## Side by side with mem0 2.2.1 (same run, same model, its default local store, infer=False)",
             "",
-            "| memories | | memvault | mem0 | memvault / mem0 |",
-            "|---|---|---|---|---|",
+            *table_head("memories", "", "memvault", "mem0", "memvault / mem0"),
         ]
         for run in mem0.get("scale", []):
             size = run["memories"]
