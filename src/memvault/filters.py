@@ -15,14 +15,34 @@ Semantics, the same in SQL and in :func:`matches` (a property test holds them to
   same, case-insensitive (Unicode case folding, done by :func:`fold` on both sides);
 - ``NOT [a, b]`` is ``NOT (a AND b)``.
 
-Fields are the built-in columns (``user_id``, ``created_at``, ...) or metadata keys. An unknown
-operator, a bad value or an empty list raises ``InvalidFilter``: a filter is never ignored.
+Fields are the built-in columns (``user_id``, ``created_at``, ...) or metadata keys. A metadata
+field is one key of the metadata object, compared exactly: ``a.b``, ``x[0]``, ``it's`` or
+``say "hi"`` name a key, never a path. An unknown operator, a bad value or an empty list raises
+``InvalidFilter``: a filter is never ignored.
+
+The binding rule: nothing a caller sent is ever part of the SQL text. The SQL is a function of the
+filter's *shape* only (the tree of AND/OR/NOT, each condition's operator, whether its field is a
+metadata key or which built-in column it is, and the kind of each value); metadata keys and all
+values are bound parameters. A metadata field is found with ``json_each`` over the row's
+metadata and ``key = ?``, never with a JSON path, whose syntax gives ``.``, ``[`` and ``"`` a
+meaning.
+
+Limits, refused with ``InvalidFilter`` (a filter is never cut short):
+- at most ``MAX_CONDITIONS`` (1,000) conditions, counting every item of an ``in``/``nin`` list;
+- at most ``MAX_DEPTH`` (16) levels of nested AND/OR/NOT;
+- a field name is 1 to ``MAX_FIELD_LENGTH`` (128) characters, does not start with ``$`` and is
+  not ``and``/``or``/``not`` in another case (they read as operators);
+- every text (field names, operators, values) is valid Unicode: a lone surrogate cannot be
+  stored or compared as UTF-8;
+- numbers are finite, integers fit in 64 bits (SQLite's integers).
+AND, OR and ``in`` lists compile to balanced trees of parentheses, so SQLite's expression depth
+grows with the logarithm of their length, not with the length.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +50,9 @@ from memvault.errors import InvalidFilter
 
 __all__ = [
     "COLUMNS",
+    "MAX_CONDITIONS",
+    "MAX_DEPTH",
+    "MAX_FIELD_LENGTH",
     "And",
     "Condition",
     "FilterNode",
@@ -58,8 +81,9 @@ COLUMNS = (
     "importance",
 )
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
-_MAX_DEPTH = 16
-_MAX_LIST = 1000
+MAX_CONDITIONS = 1000
+MAX_DEPTH = 16
+MAX_FIELD_LENGTH = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +126,33 @@ def _kind(value: Any) -> str | None:
     return None
 
 
+# --- parsing ---------------------------------------------------------------------------------
+
+
+class _Budget:
+    """Counts the conditions of one filter against ``MAX_CONDITIONS``."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_CONDITIONS
+
+    def spend(self, count: int) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise InvalidFilter(
+                f"a filter holds at most {MAX_CONDITIONS} conditions"
+                " (each item of an in or nin list counts as one)"
+            )
+
+
+def _check_text(what: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidFilter(f"{what} must be valid Unicode (no lone surrogates)") from None
+
+
 def parse_filter(raw: object) -> FilterNode | None:
     """Parse mem0's filter dict; ``None`` or ``{}`` means no filter."""
     if raw is None:
@@ -110,67 +161,81 @@ def parse_filter(raw: object) -> FilterNode | None:
         raise InvalidFilter("filters must be a JSON object")
     if not raw:
         return None
-    return _parse(raw, 0)
+    return _parse(raw, 0, _Budget())
 
 
-def _parse(raw: Mapping[Any, Any], depth: int) -> FilterNode:
-    if depth > _MAX_DEPTH:
-        raise InvalidFilter(f"filters nest deeper than {_MAX_DEPTH} levels")
+def _parse(raw: Mapping[Any, Any], depth: int, budget: _Budget) -> FilterNode:
+    if depth > MAX_DEPTH:
+        raise InvalidFilter(f"filters nest deeper than {MAX_DEPTH} levels")
     parts: list[FilterNode] = []
     for key, value in raw.items():
         if not isinstance(key, str) or not key:
             raise InvalidFilter("filter keys must be non-empty strings")
         if key in ("AND", "OR", "NOT"):
-            if not isinstance(value, list) or not value:
-                raise InvalidFilter(f"{key} takes a non-empty list of filters")
-            children = []
-            for child in value:
-                if not isinstance(child, Mapping) or not child:
-                    raise InvalidFilter(f"each item of {key} must be a non-empty filter object")
-                children.append(_parse(child, depth + 1))
-            if key == "AND":
-                parts.append(And(tuple(children)))
-            elif key == "OR":
-                parts.append(Or(tuple(children)))
-            else:
-                parts.append(Not(children[0] if len(children) == 1 else And(tuple(children))))
-        elif key.upper() in ("AND", "OR", "NOT") or key.startswith("$"):
-            raise InvalidFilter(f"unknown logical operator {key!r}: use AND, OR or NOT")
+            parts.append(_parse_logical(key, value, depth, budget))
         else:
-            parts.extend(_parse_field(key, value))
+            parts.extend(_parse_field(key, value, budget))
     return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 
-def _parse_field(field: str, value: Any) -> list[FilterNode]:
-    if '"' in field or "\\" in field or len(field) > 128:
-        raise InvalidFilter("filter field names must be at most 128 characters without quotes")
+def _parse_logical(key: str, value: Any, depth: int, budget: _Budget) -> FilterNode:
+    if not isinstance(value, list) or not value:
+        raise InvalidFilter(f"{key} takes a non-empty list of filters")
+    children = []
+    for child in value:
+        if not isinstance(child, Mapping) or not child:
+            raise InvalidFilter(f"each item of {key} must be a non-empty filter object")
+        children.append(_parse(child, depth + 1, budget))
+    if key == "AND":
+        return And(tuple(children))
+    if key == "OR":
+        return Or(tuple(children))
+    return Not(children[0] if len(children) == 1 else And(tuple(children)))
+
+
+def _check_field(field: str) -> None:
+    if len(field) > MAX_FIELD_LENGTH:
+        raise InvalidFilter(f"filter field names are at most {MAX_FIELD_LENGTH} characters")
+    _check_text("filter field names", field)
+    if field.upper() in ("AND", "OR", "NOT") or field.startswith("$"):
+        raise InvalidFilter(f"unknown logical operator {field!r}: use AND, OR or NOT")
+
+
+def _parse_field(field: str, value: Any, budget: _Budget) -> list[FilterNode]:
+    _check_field(field)
     if not isinstance(value, Mapping):
-        return [_condition(field, "eq", value)]
+        return [_condition(field, "eq", value, budget)]
     if not value:
         raise InvalidFilter(f"field {field!r} has an empty operator object")
-    return [_condition(field, op, operand) for op, operand in value.items()]
+    return [_condition(field, op, operand, budget) for op, operand in value.items()]
 
 
-def _check_number(field: str, value: Any) -> None:
-    """SQLite integers are 64-bit and NaN compares with nothing: refuse what cannot be bound."""
+def _check_value(field: str, value: Any) -> None:
+    """What SQLite cannot bind or compare is refused: 64-bit integers, no NaN, valid Unicode."""
     if isinstance(value, bool):
         return
     if isinstance(value, int) and not -(2**63) <= value < 2**63:
         raise InvalidFilter(f"numbers in the filter on {field!r} must fit in 64 bits")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidFilter(f"numbers in the filter on {field!r} must be finite")
+    if isinstance(value, str):
+        _check_text(f"texts in the filter on {field!r}", value)
 
 
-def _condition(field: str, op: Any, value: Any) -> Condition:
+def _condition(field: str, op: Any, value: Any, budget: _Budget) -> Condition:
     if op not in OPERATORS:
+        if isinstance(op, str):
+            _check_text("filter operators", op)
         raise InvalidFilter(f"unknown operator {op!r} on {field!r}; known: {', '.join(OPERATORS)}")
-    for item in value if isinstance(value, list) else [value]:
-        _check_number(field, item)
+    items = value if isinstance(value, list) else [value]
+    budget.spend(len(items) if op in ("in", "nin") else 1)
+    for item in items:
+        _check_value(field, item)
     if op == "eq" and value == "*":
         return Condition(field, "*", None)
     if op in ("in", "nin"):
-        if not isinstance(value, list) or not value or len(value) > _MAX_LIST:
-            raise InvalidFilter(f"{op} on {field!r} takes a list of 1 to {_MAX_LIST} values")
+        if not isinstance(value, list) or not value:
+            raise InvalidFilter(f"{op} on {field!r} takes a non-empty list of values")
         for item in value:
             if _kind(item) is None:
                 raise InvalidFilter(f"{op} on {field!r}: values must be text, numbers or booleans")
@@ -201,12 +266,53 @@ def scope_ids(node: FilterNode | None) -> dict[str, str]:
 
 
 # --- SQL -------------------------------------------------------------------------------------
+#
+# Every piece of SQL text below is a constant of this module, a built-in column's SQL from the
+# store or the store's SQL for a row's metadata; every key and value goes into ``params``.
 
-_SQL_KIND = {
-    "text": "('text')",
-    "number": "('integer','real')",
-    "bool": "('true','false','integer')",
-}
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    """SQL text and the parameters of its ``?`` marks, in order."""
+
+    text: str
+    params: tuple[Any, ...] = ()
+
+
+def _cat(*pieces: _Sql | str) -> _Sql:
+    """Concatenate; a ``str`` piece is SQL text of this module and has no parameters."""
+    text = []
+    params: list[Any] = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            text.append(piece)
+        else:
+            text.append(piece.text)
+            params.extend(piece.params)
+    return _Sql("".join(text), tuple(params))
+
+
+def _balanced(operator: Literal["AND", "OR"], parts: Sequence[_Sql]) -> _Sql:
+    """``a OR b OR c ...`` as a balanced tree of parentheses: depth log2(n), not n."""
+    if len(parts) == 1:
+        return parts[0]
+    half = len(parts) // 2
+    left, right = _balanced(operator, parts[:half]), _balanced(operator, parts[half:])
+    return _cat("(", left, f" {operator} ", right, ")")
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """Where a condition reads its field: SQL for the value and its JSON-style type name."""
+
+    value: str
+    type: str
+    is_metadata: bool
+
+
+_COLUMN_TYPE = "typeof({})"  # SQLite's storage class: 'null', 'integer', 'real', 'text'
+_METADATA_FIELD = _Field("f.value", "f.type", is_metadata=True)
+_KIND_TYPES = {"text": "('text')", "number": "('integer','real')"}
 _COMPARE = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
@@ -214,96 +320,83 @@ def to_sql(node: FilterNode, column: Callable[[str], str], meta_json: str) -> tu
     """Compile to a SQL condition for SQLite with its JSON1 functions, plus parameters.
 
     ``column(name)`` gives the SQL of a built-in column; ``meta_json`` is the SQL expression of a
-    row's decrypted metadata (JSON text).
+    row's decrypted metadata (JSON text). Both are the store's constants; the text returned
+    depends on them and on the filter's shape only.
     """
-    params: list[Any] = []
-    sql = _sql(node, column, meta_json, params)
-    return sql, params
+    compiled = _node_sql(node, column, meta_json)
+    return compiled.text, list(compiled.params)
 
 
-def _sql(node: FilterNode, column: Callable[[str], str], meta: str, params: list[Any]) -> str:
+def _node_sql(node: FilterNode, column: Callable[[str], str], meta: str) -> _Sql:
     if isinstance(node, And):
-        return "(" + " AND ".join(_sql(p, column, meta, params) for p in node.parts) + ")"
+        return _balanced("AND", [_node_sql(p, column, meta) for p in node.parts])
     if isinstance(node, Or):
-        return "(" + " OR ".join(_sql(p, column, meta, params) for p in node.parts) + ")"
+        return _balanced("OR", [_node_sql(p, column, meta) for p in node.parts])
     if isinstance(node, Not):
-        return "(NOT " + _sql(node.part, column, meta, params) + ")"
+        return _cat("(NOT ", _node_sql(node.part, column, meta), ")")
+    return _condition_sql(node, column, meta)
+
+
+def _condition_sql(node: Condition, column: Callable[[str], str], meta: str) -> _Sql:
+    """A positive test that is false, never NULL, for a missing field; ``ne``/``nin`` negate it."""
     if node.field in COLUMNS:
         value_sql = column(node.field)
-        type_sql = f"typeof({value_sql})"
-        array_sql = None
+        field = _Field(value_sql, _COLUMN_TYPE.format(value_sql), is_metadata=False)
     else:
-        path = f"'$.\"{node.field}\"'"
-        value_sql = f"json_extract({meta}, {path})"
-        type_sql = f"json_type({meta}, {path})"
-        array_sql = (meta, path)
-    return _condition_sql(node, value_sql, type_sql, array_sql, params)
+        field = _METADATA_FIELD
+    test = _test_sql(node, field)
+    if field.is_metadata:
+        # One row of json_each per metadata key: ``f.key = ?`` finds the field, whatever its name.
+        found = _Sql(f"EXISTS (SELECT 1 FROM json_each({meta}) AS f WHERE f.key = ?", (node.field,))
+        positive = _cat(found, " AND ", test, ")")
+    else:
+        positive = _cat("coalesce(", test, ", 0)")
+    return _cat("(NOT ", positive, ")") if node.op in ("ne", "nin") else positive
 
 
-def _bind(value: Any) -> Any:
-    return int(value) if isinstance(value, bool) else value
+def _test_sql(node: Condition, field: _Field) -> _Sql:
+    if node.op == "*":
+        return _Sql(f"{field.type} <> 'null'")
+    if node.op in ("in", "nin"):
+        return _balanced("OR", [_value_sql("eq", value, field) for value in node.value])
+    return _value_sql("eq" if node.op == "ne" else node.op, node.value, field)
 
 
-def _positive(
-    op: str,
-    value: Any,
-    value_sql: str,
-    type_sql: str,
-    array: tuple[str, str] | None,
-    params: list[Any],
-) -> str:
-    """The SQL test for one operator and value that is false (never NULL) for a missing field."""
+def _value_sql(op: str, value: Any, field: _Field) -> _Sql:
+    """One operator against one value (may be NULL for a missing column: the caller coalesces)."""
     kind = _kind(value)
-    assert kind is not None
     if kind == "bool":
-        type_test = f"{type_sql} = '{'true' if value else 'false'}'"
-    else:
-        type_test = f"coalesce({type_sql} IN {_SQL_KIND[kind]}, 0)"
+        type_name = "true" if value else "false"
+        if op == "eq":
+            return _Sql(f"{field.type} = ?", (type_name,))
+        # contains: a boolean is only ever an element of a list.
+        return _element_sql(field, "e.type = ?", (type_name,))
+    assert kind is not None
+    types = _KIND_TYPES[kind]
     if op in _COMPARE:
-        if kind == "bool":
-            return f"coalesce({type_test}, 0)"
-        params.append(value)
-        return f"coalesce(({type_test} AND {value_sql} {_COMPARE[op]} ?), 0)"
-    # contains / icontains: substring on text, membership on a list.
+        return _Sql(f"({field.type} IN {types} AND {field.value} {_COMPARE[op]} ?)", (value,))
     fold_sql = "mv_fold" if op == "icontains" else ""
-    parts = []
-    if kind == "text":
-        params.append(value)
-        parts.append(
-            f"coalesce(({type_sql} = 'text'"
-            f" AND instr({fold_sql}({value_sql}), {fold_sql}(?)) > 0), 0)"
-        )
-    if array is not None:
-        meta, path = array
-        if kind == "bool":
-            element = f"j.type = '{'true' if value else 'false'}'"
-        else:
-            params.append(_bind(value))
-            element = (
-                f"j.type IN {_SQL_KIND[kind]} AND {fold_sql}(j.value) = {fold_sql}(?)"
-                if kind == "text"
-                else f"j.type IN {_SQL_KIND[kind]} AND j.value = ?"
-            )
-        parts.append(
-            f"coalesce(({type_sql} = 'array' AND EXISTS "
-            f"(SELECT 1 FROM json_each({meta}, {path}) AS j WHERE {element})), 0)"
-        )
-    return "(" + " OR ".join(parts) + ")" if parts else "0"
+    element = _element_sql(
+        field, f"e.type IN {types} AND {fold_sql}(e.value) = {fold_sql}(?)", (value,)
+    )
+    if kind != "text":
+        return element
+    substring = _Sql(
+        f"({field.type} = 'text' AND instr({fold_sql}({field.value}), {fold_sql}(?)) > 0)",
+        (value,),
+    )
+    return _cat("(", substring, " OR ", element, ")")
 
 
-def _condition_sql(
-    node: Condition, value_sql: str, type_sql: str, array: tuple[str, str] | None, params: list[Any]
-) -> str:
-    op = node.op
-    if op == "*":
-        return f"coalesce({type_sql} NOT IN ('null'), 0)"
-    if op == "ne":
-        return "(NOT " + _positive("eq", node.value, value_sql, type_sql, array, params) + ")"
-    if op in ("in", "nin"):
-        tests = [_positive("eq", v, value_sql, type_sql, array, params) for v in node.value]
-        joined = "(" + " OR ".join(tests) + ")"
-        return joined if op == "in" else f"(NOT {joined})"
-    return _positive(op, node.value, value_sql, type_sql, array, params)
+def _element_sql(field: _Field, test: str, params: tuple[Any, ...]) -> _Sql:
+    """``contains`` on a list: some element of the field's JSON array passes ``test``."""
+    if not field.is_metadata:
+        return _Sql("0")  # a built-in column never holds a list
+    return _Sql(
+        f"({field.type} = 'array' AND EXISTS"
+        f" (SELECT 1 FROM json_each({field.value}) AS e WHERE {test}))",
+        params,
+    )
 
 
 # --- Python ----------------------------------------------------------------------------------
