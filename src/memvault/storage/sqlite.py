@@ -7,6 +7,12 @@ restricted to one namespace and one scope in its WHERE clause.
 
 Connections are per thread (SQLite in WAL mode lets readers run beside the writer); writes take
 ``BEGIN IMMEDIATE`` so two writers queue instead of failing half-way.
+
+Defence in depth behind the filter compiler (which binds every key and value, see
+``memvault.filters``): each connection has an authorizer that refuses ATTACH, DETACH and every
+PRAGMA that sets a value (but the checkpoint), and, while a filtered read is prepared, everything but reading the
+``memories`` table and ``json_each`` and calling the functions a compiled filter uses. It runs
+when SQLite prepares a statement, not per row.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ __all__ = ["HistoryRow", "MemoryRow", "SQLiteStore"]
 DB_NAME = "memvault.db"
 
 MetaDecryptor = Callable[[str, str, bytes], str]
+
+_PRAGMAS = frozenset({"wal_checkpoint"})
+_FILTER_TABLES = frozenset({"memories", "json_each"})
+_FILTER_FUNCTIONS = frozenset({"mv_meta", "mv_fold", "coalesce", "typeof", "instr"})
+_META_SQL = "mv_meta(m.scope_id, m.id, m.metadata_box)"
 
 _MEMORY_COLUMNS = (
     "rowid, id, namespace, scope_id, user_id, agent_id, run_id, actor_id, role, memory_type, hash,"
@@ -122,10 +133,31 @@ class SQLiteStore:
         db.row_factory = sqlite3.Row
         db.create_function("mv_meta", 3, self._mv_meta, deterministic=True)
         db.create_function("mv_fold", 1, _fold_or_none, deterministic=True)
+        db.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        db.set_authorizer(self._authorize)
+        # json_each declares its table on first use (a write to the schema, as the authorizer
+        # sees it): do it now, so that a filtered read never needs more than reading it.
+        db.execute("SELECT 1 FROM json_each('[]')")
         with self._connections_lock:
             self._connections.append(db)
         self._local.db = db
         return db
+
+    def _authorize(
+        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None
+    ) -> int:
+        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_PRAGMA and arg2 is not None and arg1 not in _PRAGMAS:
+            return sqlite3.SQLITE_DENY  # a PRAGMA that sets something
+        if not getattr(self._local, "filtered", False):
+            return sqlite3.SQLITE_OK
+        allowed = (
+            action == sqlite3.SQLITE_SELECT
+            or (action == sqlite3.SQLITE_READ and arg1 in _FILTER_TABLES)
+            or (action == sqlite3.SQLITE_FUNCTION and arg2 in _FILTER_FUNCTIONS)
+        )
+        return sqlite3.SQLITE_OK if allowed else sqlite3.SQLITE_DENY
 
     def _mv_meta(self, scope_id: str, memory_id: str, box: bytes) -> str | None:
         try:
@@ -167,12 +199,19 @@ class SQLiteStore:
                 raise StorageError(f"write failed: {exc}") from exc
             raise
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _query(
+        self, sql: str, params: Sequence[Any] = (), *, filtered: bool = False
+    ) -> list[sqlite3.Row]:
+        """``filtered``: the statement holds a compiled filter; the authorizer narrows to it."""
+        db = self._db()
+        self._local.filtered = filtered
         try:
-            rows = self._db().execute(sql, params).fetchall()
+            rows = db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             self._raise_udf_error()
             raise StorageError(f"read failed: {exc}") from exc
+        finally:
+            self._local.filtered = False
         self._raise_udf_error()
         return rows
 
@@ -345,9 +384,7 @@ class SQLiteStore:
             where += " AND (m.expires_at IS NULL OR m.expires_at > ?)"
             params.append(now)
         if node is not None:
-            sql, filter_params = to_sql(
-                node, lambda name: f"m.{name}", "mv_meta(m.scope_id, m.id, m.metadata_box)"
-            )
+            sql, filter_params = to_sql(node, _column_sql, _META_SQL)
             where += f" AND {sql}"
             params.extend(filter_params)
         return where, params
@@ -370,6 +407,7 @@ class SQLiteStore:
             f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {where}"
             f" ORDER BY m.rowid {order} LIMIT ? OFFSET ?",
             [*params, limit, offset],
+            filtered=node is not None,
         )
         return [MemoryRow(**dict(row)) for row in rows]
 
@@ -387,7 +425,9 @@ class SQLiteStore:
         if among is not None:
             where = f"m.id IN (SELECT value FROM json_each(?)) AND {where}"
             params = [json.dumps(list(among)), *params]
-        rows = self._query(f"SELECT m.id FROM memories m WHERE {where}", params)
+        rows = self._query(
+            f"SELECT m.id FROM memories m WHERE {where}", params, filtered=node is not None
+        )
         return {row[0] for row in rows}
 
     def scope_ids(self, namespace: str, scope: Scope) -> list[str]:
@@ -527,6 +567,11 @@ class SQLiteStore:
                 " WHERE namespace = ? AND id = ?",
                 [(when, namespace, memory_id) for memory_id in ids],
             )
+
+
+def _column_sql(name: str) -> str:
+    """A built-in column of the filter grammar (one of ``filters.COLUMNS``, never a caller's)."""
+    return f"m.{name}"
 
 
 def _fold_or_none(value: object) -> str | None:
