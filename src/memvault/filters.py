@@ -32,8 +32,9 @@ Limits, refused with ``InvalidFilter`` (a filter is never cut short):
 - at most ``MAX_DEPTH`` (16) levels of nested AND/OR/NOT;
 - a field name is 1 to ``MAX_FIELD_LENGTH`` (128) characters, does not start with ``$`` and is
   not ``and``/``or``/``not`` in another case (they read as operators);
-- every text (field names, operators, values) is valid Unicode: a lone surrogate cannot be
-  stored or compared as UTF-8;
+- every text (field names, operators, values) is valid Unicode without NUL: a lone surrogate
+  has no UTF-8 form, and SQLite's JSON functions end a text at NUL (``"a\\u0000b"`` reads as
+  ``"a"``), so such a filter could not mean what it says;
 - numbers are finite, integers fit in 64 bits (SQLite's integers).
 AND, OR and ``in`` lists compile to balanced trees of parentheses, so SQLite's expression depth
 grows with the logarithm of their length, not with the length.
@@ -147,10 +148,13 @@ class _Budget:
 
 
 def _check_text(what: str, text: str) -> None:
+    """SQLite stores UTF-8 (a lone surrogate has none) and its JSON functions end a text at NUL."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidFilter(f"{what} must be valid Unicode (no lone surrogates)") from None
+    if "\x00" in text:
+        raise InvalidFilter(f"{what} must not contain NUL characters")
 
 
 def parse_filter(raw: object) -> FilterNode | None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from memvault import HashEmbedder, InvalidFilter, Memory
 from memvault.filters import And, Condition, Not, matches, parse_filter
+from tests.hostile import fuzz_examples
 
 TEXTS = ["alpha", "Alpha", "ALPHA beta", "straße", "STRASSE", "Ärger", "ärger", "", "b", "é"]
 scalars = st.one_of(
@@ -170,3 +171,81 @@ def test_icontains_folds_unicode_case_on_both_sides(memory: Memory) -> None:
         assert len(memory.get_all(user_id="u", filters=raw)["results"]) == 1
         assert matches(parse_filter(raw), memory.get_all(user_id="u")["results"][0])
     assert memory.get_all(user_id="u", filters={"a": {"contains": "STRASSE"}})["results"] == []
+
+
+# Metadata keys that a JSON path would read as syntax: here each is one plain key.
+ODD_KEYS = [
+    "a.b",
+    "a",
+    "x[0]",
+    "it's",
+    'say "hi"',
+    "back\\slash",
+    "' OR 1 OR '",
+    "char(34)",
+    " ",
+    "\u200b",
+    "é",
+    "e\u0301",
+    "$.a",
+]
+odd_metadata = st.dictionaries(
+    st.sampled_from(ODD_KEYS),
+    st.one_of(values, st.just({"b": 1})),
+    max_size=5,
+)
+
+
+@st.composite
+def odd_conditions(draw: st.DrawFn) -> dict[str, Any]:
+    field = draw(st.sampled_from([k for k in ODD_KEYS if not k.startswith("$")]))
+    op = draw(st.sampled_from(["eq", "ne", "in", "nin", "contains", "icontains", "gt", "*"]))
+    if op == "*":
+        return {field: "*"}
+    if op in ("in", "nin"):
+        return {field: {op: draw(st.lists(scalars, min_size=1, max_size=3))}}
+    if op == "icontains":
+        return {field: {op: draw(st.sampled_from(TEXTS))}}
+    if op == "gt":
+        return {field: {op: draw(st.one_of(st.integers(-5, 5), st.sampled_from(TEXTS)))}}
+    return {field: {op: draw(scalars)}}
+
+
+odd_filters = st.recursive(
+    odd_conditions(),
+    lambda children: st.one_of(
+        st.builds(lambda xs: {"AND": xs}, st.lists(children, min_size=1, max_size=3)),
+        st.builds(lambda xs: {"OR": xs}, st.lists(children, min_size=1, max_size=3)),
+        st.builds(lambda xs: {"NOT": xs}, st.lists(children, min_size=1, max_size=2)),
+    ),
+    max_leaves=4,
+)
+
+
+@settings(
+    max_examples=fuzz_examples(100),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(rows=st.lists(odd_metadata, min_size=1, max_size=6), raw_filter=odd_filters)
+def test_keys_with_quotes_dots_and_brackets_are_plain_keys(
+    shared_memory: Memory, rows: list[dict[str, Any]], raw_filter: dict[str, Any]
+) -> None:
+    """SQL and Python agree on keys a JSON path would parse: ``a.b`` is not ``a`` -> ``b``."""
+    user = f"odd{next(_users)}"
+    shared_memory.add_many(
+        [{"messages": f"odd {i}", "user_id": user, "metadata": r} for i, r in enumerate(rows)]
+    )
+    stored = shared_memory.get_all(user_id=user, top_k=100)["results"]
+    node = parse_filter(raw_filter)
+    expected = sorted(m["memory"] for m in stored if matches(node, m))
+    got = shared_memory.get_all(user_id=user, filters=raw_filter, top_k=100)["results"]
+    assert sorted(m["memory"] for m in got) == expected, raw_filter
+
+
+def test_a_dotted_key_is_one_key_not_a_path(memory: Memory) -> None:
+    memory.add("dotted", user_id="u", metadata={"a.b": 2, "a": {"b": 1}, 'q"': ["x'y"]})
+    assert len(memory.get_all(user_id="u", filters={"a.b": 2})["results"]) == 1
+    assert memory.get_all(user_id="u", filters={"a.b": 1})["results"] == []
+    assert len(memory.get_all(user_id="u", filters={'q"': {"contains": "x'y"}})["results"]) == 1
+    assert memory.get_all(user_id="u", filters={"a[0]": "*"})["results"] == []

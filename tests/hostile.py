@@ -1,0 +1,156 @@
+"""Hostile filter keys and values for the generated tests, and how many cases to run.
+
+Every generated filter test runs ``fuzz_examples(default)`` cases: a small number in CI, as many
+as ``MEMVAULT_FUZZ_EXAMPLES`` says under ``make fuzz`` (read at import: the hermetic fixture
+clears ``MEMVAULT_*`` only around each test).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hypothesis import strategies as st
+
+from memvault.filters import COLUMNS, MAX_FIELD_LENGTH
+
+__all__ = [
+    "INJECTION_KEY",
+    "fuzz_examples",
+    "hostile_filters",
+    "hostile_keys",
+    "hostile_texts",
+    "hostile_values",
+]
+
+_FUZZ = int(os.environ.get("MEMVAULT_FUZZ_EXAMPLES", "0") or 0)
+
+
+def fuzz_examples(default: int) -> int:
+    return max(default, _FUZZ)
+
+
+# The key from the review: it closed the JSON path literal with char(34) and the coalesce(),
+# then "OR 1" made the WHERE clause true for every row of every scope (with the "*" operator).
+INJECTION_KEY = "' || char(34)) IN ('x'), 0) OR 1 OR coalesce(json_type('{}', '$.a"
+
+PIECES = [
+    "'",
+    '"',
+    "`",
+    "\\",
+    "--",
+    "/*",
+    "*/",
+    ";",
+    "||",
+    "(",
+    ")",
+    "char(34)",
+    "' OR 1 OR '",
+    " OR 1=1",
+    "') OR 1 --",
+    'x" OR 1 OR "',
+    "$",
+    "$.",
+    ".",
+    "[0]",
+    "[#-1]",
+    "?",
+    ":name",
+    "@p",
+    "%",
+    "_",
+    "NULL",
+    "AND",
+    "*",
+    " ",
+    "\t",
+    "\n",
+    "\u200b",  # zero-width space
+    "\u200d",
+    "\ufeff",
+    "\u202e",  # right-to-left override
+    "é",
+    "e\u0301",
+    "ß",
+    "İ",
+    "\U0001f642",
+    "mv_meta(m.scope_id, m.id, m.metadata_box)",
+    "user_id",
+    "1",
+]
+
+hostile_texts = st.lists(
+    st.one_of(st.sampled_from(PIECES), st.text(max_size=4).filter(lambda t: "\x00" not in t)),
+    min_size=1,
+    max_size=8,
+).map("".join)
+long_texts = st.builds(
+    lambda piece, n: (piece * (n // len(piece) + 1))[:n],
+    st.sampled_from(["' OR 1=1 --", "char(34)", '"', "\u200b"]),
+    st.integers(129, 4096),
+)
+
+
+def _usable_key(key: str) -> bool:
+    return (
+        0 < len(key) <= MAX_FIELD_LENGTH
+        and key not in COLUMNS
+        and key.upper() not in ("AND", "OR", "NOT")
+        and not key.startswith("$")
+    )
+
+
+hostile_keys = st.one_of(st.just(INJECTION_KEY), hostile_texts).filter(_usable_key)
+hostile_values: st.SearchStrategy[Any] = st.one_of(
+    hostile_texts.filter(lambda t: t != "*"),
+    long_texts,
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+)
+junk: st.SearchStrategy[Any] = st.one_of(
+    st.none(),
+    st.just(float("nan")),
+    st.just(2**70),
+    st.just("\ud800"),
+    st.just("a\x00b"),
+    st.lists(hostile_values, max_size=2),
+    st.dictionaries(hostile_texts, hostile_values, max_size=2),
+)
+
+
+@st.composite
+def _condition(draw: st.DrawFn) -> dict[str, Any]:
+    key = draw(
+        st.one_of(hostile_keys, st.sampled_from(["user_id", "memory_type", "kind", "n"]), junk)
+    )
+    if not isinstance(key, str):
+        key = str(key)
+    op = draw(
+        st.sampled_from(["bare", "eq", "ne", "gt", "lt", "in", "nin", "contains", "icontains", "*"])
+    )
+    if op == "*":
+        return {key: "*"}
+    some_value = st.one_of(hostile_values, hostile_values, junk)
+    if op == "bare":
+        return {key: draw(some_value)}
+    if op in ("in", "nin"):
+        value = draw(st.lists(some_value, min_size=1, max_size=4))
+    else:
+        value = draw(some_value)
+    operator = draw(st.one_of(st.just(op), st.just(op), hostile_texts))
+    return {key: {operator: value}}
+
+
+hostile_filters: st.SearchStrategy[dict[str, Any]] = st.recursive(
+    _condition(),
+    lambda children: st.one_of(
+        st.builds(lambda xs: {"AND": xs}, st.lists(children, min_size=1, max_size=3)),
+        st.builds(lambda xs: {"OR": xs}, st.lists(children, min_size=1, max_size=3)),
+        st.builds(lambda xs: {"NOT": xs}, st.lists(children, min_size=1, max_size=2)),
+        st.builds(lambda a, b: {**a, **b}, children, children),
+    ),
+    max_leaves=6,
+)
