@@ -10,6 +10,9 @@ from memvault.errors import StorageError
 
 __all__ = ["create_private_file", "ensure_private_dir", "open_sqlite"]
 
+# SQL is never built from a value (tests/security/test_sql_splicing.py): one statement per level.
+_SYNCHRONOUS = {"FULL": "PRAGMA synchronous=FULL", "NORMAL": "PRAGMA synchronous=NORMAL"}
+
 
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` 0700 (and tighten it if it exists with wider rights)."""
@@ -43,12 +46,14 @@ def open_sqlite(path: Path, *, synchronous: str) -> sqlite3.Connection:
     Transactions are explicit (``BEGIN IMMEDIATE`` ... ``COMMIT``): a write is acknowledged only
     after its commit returned.
     """
+    if synchronous not in _SYNCHRONOUS:
+        raise StorageError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
     ensure_private_dir(path.parent)
     _touch_private(path)
     try:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute(_SYNCHRONOUS[synchronous])
         db.execute("PRAGMA secure_delete=ON")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=30000")

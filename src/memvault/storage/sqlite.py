@@ -10,9 +10,9 @@ Connections are per thread (SQLite in WAL mode lets readers run beside the write
 
 Defence in depth behind the filter compiler (which binds every key and value, see
 ``memvault.filters``): each connection has an authorizer that refuses ATTACH, DETACH and every
-PRAGMA that sets a value (but the checkpoint), and, while a filtered read is prepared, everything but reading the
-``memories`` table and ``json_each`` and calling the functions a compiled filter uses. It runs
-when SQLite prepares a statement, not per row.
+PRAGMA that sets a value (but the checkpoint), and, while a filtered read is prepared,
+everything but reading the ``memories`` table and ``json_each`` and calling the functions a
+compiled filter uses. It runs when SQLite prepares a statement, not per row.
 """
 
 from __future__ import annotations
