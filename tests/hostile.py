@@ -16,6 +16,7 @@ from memvault.filters import COLUMNS, MAX_FIELD_LENGTH
 
 __all__ = [
     "INJECTION_KEY",
+    "INJECTION_KEY_IN_AND",
     "fuzz_examples",
     "hostile_filters",
     "hostile_keys",
@@ -33,6 +34,9 @@ def fuzz_examples(default: int) -> int:
 # The key from the review: it closed the JSON path literal with char(34) and the coalesce(),
 # then "OR 1" made the WHERE clause true for every row of every scope (with the "*" operator).
 INJECTION_KEY = "' || char(34)) IN ('x'), 0) OR 1 OR coalesce(json_type('{}', '$.a"
+# The same, for a filter that is one part of an AND (as a bound key's pinned user_id makes it):
+# it also closes the AND's parenthesis, so the scope's WHERE clause is ORed away.
+INJECTION_KEY_IN_AND = "' || char(34)) IN ('x'), 0)) OR 1 OR (coalesce(json_type('{}', '$.a"
 
 PIECES = [
     "'",
@@ -102,7 +106,9 @@ def _usable_key(key: str) -> bool:
     )
 
 
-hostile_keys = st.one_of(st.just(INJECTION_KEY), hostile_texts).filter(_usable_key)
+hostile_keys = st.one_of(
+    st.sampled_from([INJECTION_KEY, INJECTION_KEY_IN_AND]), hostile_texts
+).filter(_usable_key)
 hostile_values: st.SearchStrategy[Any] = st.one_of(
     hostile_texts.filter(lambda t: t != "*"),
     long_texts,
