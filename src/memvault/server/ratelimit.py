@@ -2,7 +2,8 @@
 
 Two budgets: requests per API key, and failed authentications per client address (so guessing
 keys is slow, and a client without a valid key can never spend another client's budget: the
-address comes from the connection, never from a header the client chooses).
+address comes from the connection, never from a header the client chooses). One limiter serves
+REST and ``/mcp`` alike. A third, global budget caps how many failed attempts are audited.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from limits.strategies import MovingWindowRateLimiter
 
 from memvault.errors import InvalidConfig, RateLimited
 
-__all__ = ["RateLimiter"]
+__all__ = ["AUDITED_FAILURES", "RateLimiter"]
+
+AUDITED_FAILURES = "600/minute"  # failed attempts written to the audit log, all addresses
 
 
 class RateLimiter:
@@ -30,6 +33,7 @@ class RateLimiter:
         if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidConfig("MEMVAULT_REDIS_URL must be a redis:// or rediss:// URL")
         self._limiter = MovingWindowRateLimiter(storage_from_string(uri))
+        self._audited: RateLimitItem = parse(AUDITED_FAILURES)
 
     def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
         reset, _ = self._limiter.get_window_stats(item, *identifiers)
@@ -50,5 +54,10 @@ class RateLimiter:
                 self._retry_after(self._failures, "auth-failure", address),
             )
 
-    def fail(self, address: str) -> None:
+    def fail(self, address: str) -> bool:
+        """Count a failed authentication; True when it used up the address's budget."""
         self._limiter.hit(self._failures, "auth-failure", address)
+        return not self._limiter.test(self._failures, "auth-failure", address)
+
+    def may_audit_failure(self) -> bool:
+        return self._limiter.hit(self._audited, "audited-failure")
