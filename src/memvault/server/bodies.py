@@ -1,22 +1,26 @@
-"""JSON bodies checked once, before any route sees them: bounded nesting, valid Unicode.
+"""Input checked once, before any route sees it: bounded nesting, valid Unicode.
 
 A body nested ~1,000 deep made Python's parser (or, a little shallower, every recursive walk
 after it) raise ``RecursionError``: a 500. A ``"\\ud800"`` escape parses into a string that
 cannot be encoded, which failed deep inside whichever code first wrote it out. Both are
-refused here with 422 ``invalid_input`` for every route, whatever field they hide in.
+refused here with 422 ``invalid_input`` for every route, whatever field they hide in. A URL
+whose percent-escapes are not UTF-8 is refused too (the server would otherwise read each bad
+sequence as U+FFFD, so ``%FF`` and ``%FE`` would name the same user).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.types import Scope
 
 from memvault.errors import InvalidInput
 
-__all__ = ["MAX_JSON_DEPTH", "CheckedRoute", "check_json"]
+__all__ = ["MAX_JSON_DEPTH", "CheckedRoute", "check_json", "url_is_utf8"]
 
 MAX_JSON_DEPTH = 64
 
@@ -49,6 +53,16 @@ def check_json(value: Any) -> None:
             stack.extend((child, depth + 1) for child in item.values())
         else:
             stack.extend((child, depth + 1) for child in item)
+
+
+def url_is_utf8(scope: Scope) -> bool:
+    raw = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "surrogatepass")
+    for part in (raw, scope.get("query_string") or b""):
+        try:
+            unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
 
 
 def _is_json(request: Request) -> bool:

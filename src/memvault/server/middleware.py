@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memvault.security.audit import AuditEntry, AuditLog
+from memvault.server.bodies import url_is_utf8
 from memvault.server.network import Proxies
 
 __all__ = ["Observability", "metrics_registry", "route_template"]
@@ -99,6 +100,13 @@ class Observability:
             request_id=request_id, client_address=self.proxies.client_address(scope)
         )
         status = 500
+        if not url_is_utf8(scope):
+            status = 422
+            await self._refuse(
+                send, request_id, status, "invalid_input", "the URL is not valid UTF-8"
+            )
+            self._observe(scope, status, started, request_id)
+            return
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             status = 413
