@@ -96,3 +96,15 @@ def test_a_malformed_key_is_audited_without_an_id(start_server) -> None:  # type
     assert {e["action"] for e in entries} == {"POST /mcp", "GET /v1/ping/"}
     assert all(e["key_id"] is None for e in entries)
     assert "not-a-key-at-all" not in str(entries) and "secret" not in str(entries)
+
+
+def test_no_number_of_addresses_grows_the_audit_log_without_bound() -> None:
+    from memvault.server.ratelimit import AUDITED, RateLimiter
+
+    limiter = RateLimiter("600/minute", "1/minute")
+    written = {"unauthorized": 0, "lockout": 0}
+    for n in range(1500):
+        address = f"2001:db8::{n:x}"
+        outcome = "lockout" if limiter.fail(address) else "unauthorized"
+        written[outcome] += limiter.may_audit(outcome)
+    assert written == {"unauthorized": 0, "lockout": int(AUDITED["lockout"].split("/")[0])}

@@ -47,12 +47,12 @@ class Gate:
         try:
             key = self._memory.api_keys.authenticate(token)
         except Unauthorized:
-            locked = self.limiter.fail(address)
-            # A flood of failures must not grow the log without bound: each address fails a few
-            # times before it is locked out (then it is refused before reaching here), and past
-            # a global budget only lockouts are written.
-            if locked or self.limiter.may_audit_failure():
-                self._audit_failure(token, address, action, "lockout" if locked else "unauthorized")
+            outcome = "lockout" if self.limiter.fail(address) else "unauthorized"
+            # A flood of failures must not grow the log without bound: an address fails a few
+            # times, then is locked out (that is written) and refused before reaching here; over
+            # all addresses, each kind of entry has a global budget.
+            if self.limiter.may_audit(outcome):
+                self._audit_failure(token, address, action, outcome)
             raise
         self.limiter.spend(key.id)
         return key
