@@ -182,3 +182,17 @@ def test_host_policy_parsing() -> None:
     for bad in ("::1", "[::1", "b.example", "localhost:x", "a.example.evil", None, ""):
         assert not policy.allows_host(bad), bad
     assert not HostPolicy("0.0.0.0", [], []).active
+
+
+def test_serve_believes_proxy_headers_only_when_told() -> None:
+    from memvault import InvalidConfig, Settings
+    from memvault.server import check_settings
+    from memvault.server.run import uvicorn_options
+
+    default = uvicorn_options(Settings.load())
+    assert default["proxy_headers"] is False
+    configured = uvicorn_options(Settings.load(forwarded_allow_ips=["10.0.0.0/8"]))
+    assert configured["proxy_headers"] is True
+    assert configured["forwarded_allow_ips"] == ["10.0.0.0/8"]
+    with pytest.raises(InvalidConfig, match="forwarded_allow_ips"):
+        check_settings(Settings.load(forwarded_allow_ips=["*"]))
