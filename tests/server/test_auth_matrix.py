@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount, Route
@@ -239,6 +240,7 @@ def test_every_route_is_protected(matrix_server: RunningServer) -> None:
     fresh = itertools.count()
 
     acme = memory.namespaced("acme")
+    clients: dict[str | None, httpx.Client] = {}  # one connection per key: the matrix is large
 
     def call(row: Row, key: str | None) -> int:
         n = next(fresh)
@@ -259,8 +261,9 @@ def test_every_route_is_protected(matrix_server: RunningServer) -> None:
             body = {"text": f"changed {n}"}
         params = {"user_id": "alice"} if row.template == "/v1/memories/" else None
         headers = MCP_HEADERS if row.template.startswith("/mcp") else {}
-        with server.http(key) as http:
-            response = http.request(row.method, path, json=body, params=params, headers=headers)
+        if key not in clients:
+            clients[key] = server.http(key)
+        response = clients[key].request(row.method, path, json=body, params=params, headers=headers)
         return response.status_code
 
     for row in ROWS:
@@ -272,6 +275,8 @@ def test_every_route_is_protected(matrix_server: RunningServer) -> None:
             status, want = call(row, keys[kind]), expected(row, kind)
             if not matches(status, want):
                 mismatches.append((row.method, row.template, kind.label, status, want))
+    for client in clients.values():
+        client.close()
     assert mismatches == [], "\n".join(map(str, mismatches))
 
 
