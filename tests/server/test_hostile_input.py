@@ -166,6 +166,10 @@ def test_an_unexpected_500_logs_the_type_and_request_id_only(
     logged = out + err + caplog.text
     assert "Traceback" not in logged and "canary-zebra-text" not in logged
     assert "canary-user" not in logged and "boom" not in logged
+    assert response.headers["x-content-type-options"] == "nosniff"
+    server.memory.audit.flush()
+    [entry] = [e for e in server.memory.audit.entries(None, limit=10) if e["key_id"]]
+    assert entry["action"] == "POST /v1/memories/" and entry["outcome"] == "http_500"
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert record.exc_info is None and record.getMessage() == (
         "unexpected error RuntimeError (request id req-500-check)"

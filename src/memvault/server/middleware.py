@@ -169,34 +169,26 @@ class Observability:
         except Exception as exc:  # noqa: BLE001 - the one place unexpected errors end
             errors_log.error("unexpected error %s (request id %s)", type(exc).__name__, request_id)
             if not started_response:
-                status = 500
-                await self._refuse(
-                    send,
-                    request_id,
-                    status,
-                    "internal",
-                    f"internal error (request id {request_id})",
-                )
+                # Through send_with_headers: the answer gets its headers and, for a known key,
+                # its audit entry (outcome http_500) like any other.
+                message = f"internal error (request id {request_id})"
+                await self._refuse(send_with_headers, None, 500, "internal", message)
         finally:
             if not observed:
                 self._observe(scope, status, started, request_id)
 
     async def _refuse(
-        self, send: Send, request_id: str, status: int, code: str, message: str
+        self, send: Send, request_id: str | None, status: int, code: str, message: str
     ) -> None:
+        """The error answer; ``request_id`` None when ``send`` adds the usual headers itself."""
         body = json.dumps({"error": {"code": code, "message": message}, "detail": message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                    *SECURITY_HEADERS,
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if request_id is not None:
+            headers += [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     def _audit(
