@@ -75,6 +75,16 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS; none by default."
     )
     cors_allow_credentials: bool = False
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (IPs or networks) whose X-Forwarded-For is believed; none by"
+        " default: the client address is the connection's.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the server answers to besides localhost, 127.0.0.1 and [::1]"
+        " (with or without a port); other Host headers get 421.",
+    )
     rate_limit: str = Field("600/minute", description="Requests per API key (limits syntax).")
     auth_failure_limit: str = Field(
         "30/minute", description="Failed authentications per client address."

@@ -15,6 +15,8 @@ responses. Never match on message text: match on the class or on ``code``.
     │   └── SecretDetected             secret_detected
     ├── Unauthorized                   unauthorized     401
     ├── Forbidden                      forbidden        403
+    │   └── OriginNotAllowed           origin_not_allowed
+    ├── HostNotAllowed                 host_not_allowed 421
     ├── NotFound                       not_found        404
     ├── PayloadTooLarge                payload_too_large 413
     ├── RateLimited                    rate_limited     429
@@ -39,6 +41,7 @@ __all__ = [
     "EmbeddingModelMismatch",
     "EmptyText",
     "Forbidden",
+    "HostNotAllowed",
     "IntegrityError",
     "InvalidConfig",
     "InvalidFilter",
@@ -49,6 +52,7 @@ __all__ = [
     "MissingDependency",
     "MissingScope",
     "NotFound",
+    "OriginNotAllowed",
     "PayloadTooLarge",
     "RateLimited",
     "SecretDetected",
@@ -124,6 +128,19 @@ class Forbidden(MemvaultError):
 
     code = "forbidden"
     http_status = 403
+
+
+class OriginNotAllowed(Forbidden):
+    """A browser request from a web origin the server was not told to serve (CORS, own host)."""
+
+    code = "origin_not_allowed"
+
+
+class HostNotAllowed(MemvaultError):
+    """The ``Host`` header names a server this is not (DNS rebinding): 421 Misdirected Request."""
+
+    code = "host_not_allowed"
+    http_status = 421
 
 
 class PayloadTooLarge(MemvaultError):

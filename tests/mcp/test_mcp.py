@@ -165,6 +165,43 @@ def test_http_read_key_sees_only_read_tools(server: RunningServer) -> None:
     run(scenario)
 
 
+def test_every_tool_declares_a_policy_action() -> None:
+    """A tool cannot be added without an action the policy knows (security/policy.py)."""
+    from memvault.mcp.tools import TOOL_ACTIONS, build_server
+    from memvault.security.policy import RULES
+
+    async def names(writable: bool) -> set[str]:
+        server = build_server(lambda ctx: None, writable=writable)  # type: ignore[arg-type,return-value]
+        return {tool.name for tool in await server.list_tools()}
+
+    assert anyio.run(names, True) == set(TOOL_ACTIONS) == ALL_TOOLS
+    assert anyio.run(names, False) == READ_TOOLS
+    assert all(action in RULES for action in TOOL_ACTIONS.values())
+
+
+def test_http_bound_read_key_cannot_write_or_reach_another_user(server: RunningServer) -> None:
+    with server.http(server.key("write")) as http:
+        bobs = http.post("/v1/memories/", json={"messages": "bob's note", "user_id": "bob"})
+    bob_id = bobs.json()["results"][0]["id"]
+
+    async def scenario() -> None:
+        async with http_client(server, server.key("read", user_id="alice")) as client:
+            assert {t.name for t in (await client.list_tools()).tools} == READ_TOOLS
+            refused = await client.call_tool("add_memory", {"text": "x"})
+            assert refused.is_error
+            for tool, args in (
+                ("search_memories", {"query": "note", "user_id": "bob"}),
+                ("list_memories", {"filters": {"user_id": "bob"}}),
+            ):
+                result = await client.call_tool(tool, args)
+                assert result.is_error and "[forbidden]" in result.content[0].text
+            for tool in ("get_memory", "memory_history"):
+                result = await client.call_tool(tool, {"memory_id": bob_id})
+                assert result.is_error and "[not_found]" in result.content[0].text
+
+    run(scenario)
+
+
 @pytest.mark.parametrize("key", [None, "mvk_wrong", "revoked"])
 def test_http_refuses_missing_wrong_and_revoked_keys(
     server: RunningServer, key: str | None

@@ -1,4 +1,5 @@
-"""A real memvault server on 127.0.0.1 (uvicorn in a thread) over a store in tmp_path."""
+"""A real memvault server on 127.0.0.1 (uvicorn in a thread, run as ``memvault serve`` runs it)
+over a store in tmp_path."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
-from memvault import HashEmbedder, Memory, Settings
+from memvault import Embedder, HashEmbedder, Memory, Settings
 from memvault.server import create_app
+from memvault.server.run import uvicorn_options
 
 
 def free_port() -> int:
@@ -29,6 +32,8 @@ class RunningServer:
     base_url: str
     memory: Memory
     admin_key: str
+    app: FastAPI
+    port: int
 
     def key(
         self,
@@ -49,14 +54,18 @@ class RunningServer:
 def start_server(home: Path) -> Iterator[Callable[..., RunningServer]]:
     started: list[tuple[uvicorn.Server, threading.Thread, Memory]] = []
 
-    def start(**overrides: Any) -> RunningServer:
+    def start(
+        *, embedder: Embedder | None = None, uvicorn_defaults: bool = False, **overrides: Any
+    ) -> RunningServer:
+        """``uvicorn_defaults``: run the app as plain ``uvicorn`` would (proxy headers on)."""
         port = free_port()
         settings = Settings.load(home=home, embedder="hash", port=port, **overrides)
-        memory = Memory(settings=settings, embedder=HashEmbedder())
+        memory = Memory(settings=settings, embedder=embedder or HashEmbedder())
         app = create_app(settings, memory)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        )
+        options = uvicorn_options(settings)
+        if uvicorn_defaults:
+            options = {"host": settings.host, "port": port, "log_level": "warning"}
+        server = uvicorn.Server(uvicorn.Config(app, **options))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 20
@@ -66,7 +75,7 @@ def start_server(home: Path) -> Iterator[Callable[..., RunningServer]]:
             time.sleep(0.02)
         started.append((server, thread, memory))
         admin = memory.api_keys.create("default", "admin", name="test admin").key
-        return RunningServer(f"http://127.0.0.1:{port}", memory, admin)
+        return RunningServer(f"http://127.0.0.1:{port}", memory, admin, app, port)
 
     yield start
     for server, thread, memory in started:

@@ -35,6 +35,7 @@ _config = Settings(
     auth_failure_limit="100000/minute",
     cors_origins=[],
     auth=True,
+    allowed_hosts=["testserver"],  # the Host the ASGI test client sends
 )
 _memory = Memory(settings=_config, embedder=HashEmbedder())
 KEY = _memory.api_keys.create("default", "admin").key

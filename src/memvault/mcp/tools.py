@@ -1,7 +1,8 @@
 """The memory tools, on the official MCP SDK's ``MCPServer``.
 
 Each tool gets a ``Principal`` from ``resolve(ctx)`` (the stdio user, or the API key of the HTTP
-request), runs the blocking ``Memory`` call in a worker thread, and answers structured content plus
+request), asks ``security.policy`` for the tool's action (``TOOL_ACTIONS``), runs the blocking
+``Memory`` call in a worker thread, and answers structured content plus
 a short text rendering. A ``MemvaultError`` becomes a tool error ``[code] message``: the session
 stays up and the model sees what to fix.
 """
@@ -20,12 +21,22 @@ from pydantic import Field
 from memvault import __version__
 from memvault.errors import MemvaultError
 from memvault.security.audit import AuditEntry
+from memvault.security.policy import Action, authorize
 from memvault.security.principal import Principal
 
-__all__ = ["READ_TOOLS", "WRITE_TOOLS", "build_server"]
+__all__ = ["READ_TOOLS", "TOOL_ACTIONS", "WRITE_TOOLS", "build_server"]
 
-READ_TOOLS = ("search_memories", "list_memories", "get_memory", "memory_history")
-WRITE_TOOLS = ("add_memory", "update_memory", "delete_memory")
+TOOL_ACTIONS: dict[str, Action] = {
+    "search_memories": Action.MEMORIES_READ,
+    "list_memories": Action.MEMORIES_READ,
+    "get_memory": Action.MEMORIES_READ,
+    "memory_history": Action.MEMORIES_READ,
+    "add_memory": Action.MEMORIES_WRITE,
+    "update_memory": Action.MEMORIES_WRITE,
+    "delete_memory": Action.MEMORIES_WRITE,
+}
+READ_TOOLS = tuple(t for t, a in TOOL_ACTIONS.items() if a is Action.MEMORIES_READ)
+WRITE_TOOLS = tuple(t for t, a in TOOL_ACTIONS.items() if a is not Action.MEMORIES_READ)
 
 Resolver = Callable[[Context], Principal]
 T = TypeVar("T")
@@ -54,9 +65,10 @@ INSTRUCTIONS = (
 
 
 async def _run(who: Principal, tool: str, fn: Callable[[], T], memory_id: str | None = None) -> T:
-    """Run ``fn`` in a worker thread, audit the call, and turn errors into tool errors."""
+    """Authorize, run ``fn`` in a worker thread, audit the call, turn errors into tool errors."""
     outcome, result = "ok", None
     try:
+        authorize(who, TOOL_ACTIONS[tool])
         result = await anyio.to_thread.run_sync(fn)
         return result
     except MemvaultError as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,24 +21,18 @@ from memvault import __version__
 from memvault.config import Settings
 from memvault.errors import InvalidConfig, MemvaultError
 from memvault.memory import Memory
-from memvault.server.auth import KeyUsage
+from memvault.server.auth import Gate, KeyUsage
 from memvault.server.errors import install_error_handlers
 from memvault.server.middleware import Observability, metrics_registry
+from memvault.server.network import HostGuard, HostPolicy, Proxies, is_loopback
 from memvault.server.ratelimit import RateLimiter
 from memvault.server.routes import admin, health, mem0, memories, users
 
-__all__ = ["check_settings", "create_app", "is_loopback"]
+__all__ = ["PUBLIC_PATHS", "check_settings", "create_app", "is_loopback"]
 
 DOCS_ASSETS = "/docs-assets"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# Served without a key. Every other route declares a security.policy Action (a test checks).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json", DOCS_ASSETS})
 
 
 def check_settings(settings: Settings) -> None:
@@ -49,6 +42,7 @@ def check_settings(settings: Settings) -> None:
             f"refusing to serve {settings.host} without API keys: anyone on the network could read"
             " every memory. Keep MEMVAULT_AUTH=true (the default), or bind 127.0.0.1."
         )
+    Proxies(settings.forwarded_allow_ips)  # raises InvalidConfig for an entry it cannot read
     if "*" in settings.cors_origins and settings.cors_allow_credentials:
         raise InvalidConfig(
             "refusing CORS '*' with credentials: any web page could act as your users. List the"
@@ -76,8 +70,10 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
     _configure_logging()
     owned = memory is None
     store = memory or Memory(settings=settings)
+    # One limiter for REST and /mcp: two would give each budget twice over.
     limiter = RateLimiter(settings.rate_limit, settings.auth_failure_limit, settings.redis_url)
-    gateway = _mcp_gateway(store, limiter, settings)
+    gate = Gate(store, limiter)
+    gateway = _mcp_gateway(store, gate, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,9 +105,8 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
     registry, requests, latency = metrics_registry()
     app.state.settings = settings
     app.state.memory = store
-    app.state.limiter = RateLimiter(
-        settings.rate_limit, settings.auth_failure_limit, settings.redis_url
-    )
+    app.state.limiter = limiter
+    app.state.gate = gate
     app.state.metrics = registry
     app.state.key_usage = KeyUsage(store)
     install_error_handlers(app)
@@ -130,7 +125,12 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
         )
     app.add_middleware(
+        HostGuard,
+        policy=HostPolicy(settings.host, settings.allowed_hosts, settings.cors_origins),
+    )
+    app.add_middleware(
         Observability,
+        proxies=Proxies(settings.forwarded_allow_ips),
         max_body_bytes=settings.max_body_bytes,
         requests=requests,
         latency=latency,
@@ -154,13 +154,13 @@ async def _sweep_expired(memory: Memory, interval: float) -> None:
                 log.info("purged %d expired memories", purged)
 
 
-def _mcp_gateway(memory: Memory, limiter: RateLimiter, settings: Settings) -> Any:
+def _mcp_gateway(memory: Memory, gate: Gate, settings: Settings) -> Any:
     """The MCP endpoint, when the ``mcp`` extra is installed."""
     try:
         from memvault.mcp.http import McpGateway
     except ImportError:
         return None
-    return McpGateway(memory, limiter, settings)
+    return McpGateway(memory, gate, settings)
 
 
 def _mount_docs(app: FastAPI) -> None:

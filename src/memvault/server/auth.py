@@ -1,67 +1,112 @@
-"""Who is calling and what they may do: one dependency for every protected route.
+"""Who is calling and what they may do: one gate for REST and ``/mcp``, one dependency per route.
 
 ``Authorization: Bearer mvk_...`` (and mem0's ``Token mvk_...``) names an API key; the key names a
-namespace, a role (``admin`` > ``write`` > ``read``) and optionally one user. Every memory route
-receives a ``Principal`` holding a ``Memory`` view of that namespace only, so no route can reach
-another namespace's rows; a user-bound key is further pinned to its user.
+namespace, a role (``admin`` > ``write`` > ``read``) and optionally one user. ``Gate`` checks it
+for both front ends with one rate limiter (so neither doubles the other's budget) and audits
+failed attempts. ``require(action)`` is the only dependency protected routes use: it passes the
+gate and asks ``security.policy.authorize`` whether the key may do the route's ``Action``.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
 
 from fastapi import Request
 
-from memvault.errors import Forbidden, MemvaultError, Unauthorized
+from memvault.errors import MemvaultError, Unauthorized
 from memvault.memory import Memory
-from memvault.security.apikeys import Role
+from memvault.security.apikeys import ApiKey
+from memvault.security.audit import AuditEntry
+from memvault.security.policy import Action, authorize
 from memvault.security.principal import Principal
+from memvault.server.middleware import route_template
 from memvault.server.ratelimit import RateLimiter
 
-__all__ = ["Principal", "require"]
+__all__ = ["Gate", "KeyUsage", "Principal", "Require", "bearer", "require"]
 
 _SCHEMES = ("bearer", "token")
+_KEY_ID = re.compile(r"^mvk_([a-z2-9]{12})_")
 
 
-def _token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
+def bearer(header: str | None) -> str | None:
+    scheme, _, value = (header or "").partition(" ")
     return value.strip() if scheme.lower() in _SCHEMES and value.strip() else None
 
 
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+class Gate:
+    """Authenticate a request's key, spending the shared budgets; audit what fails."""
+
+    def __init__(self, memory: Memory, limiter: RateLimiter) -> None:
+        self._memory = memory
+        self.limiter = limiter
+
+    def authenticate(self, authorization: str | None, address: str, action: str) -> ApiKey:
+        self.limiter.check_address(address)
+        token = bearer(authorization)
+        try:
+            key = self._memory.api_keys.authenticate(token)
+        except Unauthorized:
+            outcome = "lockout" if self.limiter.fail(address) else "unauthorized"
+            # A flood of failures must not grow the log without bound: an address fails a few
+            # times, then is locked out (that is written) and refused before reaching here; over
+            # all addresses, each kind of entry has a global budget.
+            if self.limiter.may_audit(outcome):
+                self._audit_failure(token, address, action, outcome)
+            raise
+        self.limiter.spend(key.id)
+        return key
+
+    def _audit_failure(self, token: str | None, address: str, action: str, outcome: str) -> None:
+        # The presented secret is never recorded; the id part only when it is well-formed.
+        match = _KEY_ID.match(token or "")
+        self._memory.audit.record(
+            AuditEntry(
+                action=action,
+                outcome=outcome,
+                key_id=match.group(1) if match else None,
+                source=address,
+            )
+        )
 
 
-def require(role: Role) -> Callable[[Request], Principal]:
-    """A FastAPI dependency: authenticate, rate-limit, check the role."""
+def client_address(request: Request) -> str:
+    """Set by the ``Observability`` middleware (see ``server.network.Proxies``)."""
+    address = getattr(request.state, "client_address", None)
+    if address is None:
+        address = request.client.host if request.client else "unknown"
+    return str(address)
 
-    def dependency(request: Request) -> Principal:
+
+class Require:
+    """A FastAPI dependency: pass the gate, then the policy for ``action``."""
+
+    def __init__(self, action: Action) -> None:
+        self.action = action
+
+    def __call__(self, request: Request) -> Principal:
         state = request.app.state
         memory: Memory = state.memory
-        limiter: RateLimiter = state.limiter
         if not state.settings.auth:
-            return Principal(memory)
-        address = _client_address(request)
-        limiter.check_address(address)
-        try:
-            key = memory.api_keys.authenticate(_token(request))
-        except Unauthorized:
-            limiter.fail(address)
-            raise
+            principal = Principal(memory)
+            authorize(principal, self.action, request.path_params.get("user_id"))
+            return principal
+        key = state.gate.authenticate(
+            request.headers.get("authorization"),
+            client_address(request),
+            f"{request.method} {route_template(request.scope)}",
+        )
         request.state.key_id = key.id
         request.state.namespace = key.namespace
         request.state.bound_user = key.user_id
-        limiter.spend(key.id)
-        if not key.can(role):
-            raise Forbidden(f"this key's role is {key.role}; this needs {role}")
+        principal = Principal.of_key(memory, key)
+        authorize(principal, self.action, request.path_params.get("user_id"))
         state.key_usage.record(key.id)
-        return Principal.of_key(memory, key)
+        return principal
 
-    return dependency
+
+def require(action: Action) -> Require:
+    return Require(action)
 
 
 class KeyUsage:

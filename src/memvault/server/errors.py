@@ -1,12 +1,15 @@
 """The one place exceptions become HTTP responses: ``{"error": {"code", "message"}}``.
 
 Validation messages name fields and rules, never the values sent (they may be secrets or personal
-data); unexpected exceptions answer 500 with the request id and are logged by type only.
+data). Unexpected exceptions are caught by the ``Observability`` middleware, not here: a handler
+for ``Exception`` runs in Starlette's outermost middleware, which re-raises after answering, so
+the server printed a full traceback (with locals' reprs in some setups) for every 500.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,10 +18,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from memvault.errors import MemvaultError, RateLimited
+from memvault.errors import MemvaultError, RateLimited, Unauthorized
 from memvault.server.schemas import ErrorBody
 
-__all__ = ["ERRORS", "error_responses", "install_error_handlers"]
+__all__ = ["ERRORS", "error_response", "error_responses", "install_error_handlers"]
 
 log = logging.getLogger("memvault.server")
 
@@ -29,6 +32,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    421: "host_not_allowed",
     415: "unsupported_media_type",
     422: "invalid_input",
     429: "rate_limited",
@@ -54,13 +58,27 @@ def _body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, "detail": message}
 
 
+def error_response(exc: MemvaultError) -> JSONResponse:
+    """The JSON answer for ``exc``, also for ASGI code outside FastAPI's handlers."""
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="memvault"'}
+    return JSONResponse(_body(exc.code, exc.message), status_code=exc.http_status, headers=headers)
+
+
 def _request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "-"))
 
 
+def _specificity(template: str) -> tuple[int, int]:
+    """Fewer parameters, then more literal text: ``/batch/`` over ``/{id}/``, and
+    ``/{user_id:path}/export/`` over ``/{user_id:path}/``."""
+    return template.count("{"), -len(re.sub(r"\{[^}]*\}", "", template))
+
+
 def _allowed_methods(request: Request) -> list[str]:
-    """Methods of the most specific path template that matches (``/batch/`` over ``/{id}/``)."""
-    by_specificity: dict[int, set[str]] = {}
+    """Methods of the most specific path template that matches."""
+    by_specificity: dict[tuple[int, int], set[str]] = {}
     for route in request.app.router.routes:
         candidates = getattr(route, "effective_candidates", None)
         for candidate in candidates() if candidates else [route]:
@@ -71,21 +89,18 @@ def _allowed_methods(request: Request) -> list[str]:
             for method in ("GET", "POST", "PUT", "DELETE"):
                 found, _ = match({**request.scope, "method": method})
                 if found == Match.FULL:
-                    by_specificity.setdefault(template.count("{"), set()).add(method)
+                    by_specificity.setdefault(_specificity(template), set()).add(method)
     return sorted(by_specificity[min(by_specificity)]) if by_specificity else []
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MemvaultError)
     async def memvault_error(request: Request, exc: MemvaultError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
         if exc.http_status >= 500:
             log.error(
                 "request failed", extra={"error_code": exc.code, "request_id": _request_id(request)}
             )
-        return JSONResponse(
-            _body(exc.code, exc.message), status_code=exc.http_status, headers=headers
-        )
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -108,14 +123,3 @@ def install_error_handlers(app: FastAPI) -> None:
             # Starlette names only the first route's methods; list every method of the path.
             headers["Allow"] = ", ".join(_allowed_methods(request))
         return JSONResponse(_body(code, message), status_code=exc.status_code, headers=headers)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "unexpected error",
-            extra={"error_type": type(exc).__name__, "request_id": _request_id(request)},
-        )
-        return JSONResponse(
-            _body("internal", f"internal error (request id {_request_id(request)})"),
-            status_code=500,
-        )

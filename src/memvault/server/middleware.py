@@ -1,13 +1,18 @@
-"""ASGI middleware: request ids, security headers, body size limit, access log and metrics.
+"""ASGI middleware: request ids, client address, security headers, body size limit, access log,
+metrics, and the last word on unexpected exceptions.
 
 Pure ASGI (no ``BaseHTTPMiddleware``) so streaming bodies are counted as they arrive and a body
-over the limit is refused before it is buffered. The access log records the route template, the
-status, the duration, the request id and the key id: never a query string, a body or a key.
+over the limit is refused before it is buffered; once a chunked body goes over, whatever the app
+would answer (FastAPI turns the read error into "bad body") is replaced by 413. The access log
+records the route template, the status, the duration, the request id and the key id: never a
+query string, a body or a key. An unexpected exception is logged by type and request id only
+(its message and traceback may hold user text) and answers 500 ``internal``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -18,8 +23,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memvault.security.audit import AuditEntry, AuditLog
+from memvault.server.bodies import url_is_utf8
+from memvault.server.network import Proxies
 
-__all__ = ["Observability", "metrics_registry"]
+__all__ = ["Observability", "metrics_registry", "route_template"]
+
+errors_log = logging.getLogger("memvault.server")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SECURITY_HEADERS = [
@@ -47,6 +56,13 @@ def metrics_registry() -> tuple[CollectorRegistry, Counter, Histogram]:
     return registry, requests, latency
 
 
+def route_template(scope: Scope) -> str:
+    """``/v1/users/{user_id}/``: the matched route without converters (``:path``), or
+    ``unmatched``. Never the path itself, which holds ids."""
+    route = scope.get("route")
+    return str(getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched")
+
+
 class _TooLarge(Exception):
     pass
 
@@ -61,9 +77,11 @@ class Observability:
         latency: Histogram,
         csp_exempt: tuple[str, ...] = (),
         audit: AuditLog | None = None,
+        proxies: Proxies | None = None,
     ) -> None:
         self.app = app
         self.audit = audit
+        self.proxies = proxies or Proxies(())
         self.max_body_bytes = max_body_bytes
         self.requests = requests
         self.latency = latency
@@ -78,8 +96,17 @@ class Observability:
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        scope.setdefault("state", {}).update(
+            request_id=request_id, client_address=self.proxies.client_address(scope)
+        )
         status = 500
+        if not url_is_utf8(scope):
+            status = 422
+            await self._refuse(
+                send, request_id, status, "invalid_input", "the URL is not valid UTF-8"
+            )
+            self._observe(scope, status, started, request_id)
+            return
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             status = 413
@@ -89,13 +116,15 @@ class Observability:
             self._observe(scope, status, started, request_id)
             return
         received = 0
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    too_large = True
                     raise _TooLarge
             return message
 
@@ -104,6 +133,8 @@ class Observability:
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, started_response, observed
+            if too_large:
+                raise _TooLarge  # the app answered its failed read: ours is the answer
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 # Logged and counted before the last byte leaves: whoever got the answer
                 # can already find its log line and metrics.
@@ -116,7 +147,7 @@ class Observability:
                 if self.audit is not None and state.get("key_id"):
                     # Queued before the client can see the answer, so a caller that reads the
                     # audit log right after its request finds the entry.
-                    route = getattr(scope.get("route"), "path", None) or "unmatched"
+                    route = route_template(scope)
                     self._audit(scope, state, scope.get("method", "-"), route, status)
                 extra = [*SECURITY_HEADERS, (b"x-request-id", request_id.encode())]
                 if not scope["path"].startswith(self.csp_exempt):
@@ -127,32 +158,37 @@ class Observability:
 
         try:
             await self.app(scope, limited_receive, send_with_headers)
+            if too_large and not started_response:
+                raise _TooLarge
         except _TooLarge:
             status = 413
             if not started_response:
                 await self._refuse(
                     send, request_id, status, "payload_too_large", "the body is too large"
                 )
+        except Exception as exc:  # noqa: BLE001 - the one place unexpected errors end
+            errors_log.error("unexpected error %s (request id %s)", type(exc).__name__, request_id)
+            if not started_response:
+                # Through send_with_headers: the answer gets its headers and, for a known key,
+                # its audit entry (outcome http_500) like any other.
+                message = f"internal error (request id {request_id})"
+                await self._refuse(send_with_headers, None, 500, "internal", message)
         finally:
             if not observed:
                 self._observe(scope, status, started, request_id)
 
     async def _refuse(
-        self, send: Send, request_id: str, status: int, code: str, message: str
+        self, send: Send, request_id: str | None, status: int, code: str, message: str
     ) -> None:
+        """The error answer; ``request_id`` None when ``send`` adds the usual headers itself."""
         body = json.dumps({"error": {"code": code, "message": message}, "detail": message}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-request-id", request_id.encode()),
-                    *SECURITY_HEADERS,
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if request_id is not None:
+            headers += [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     def _audit(
@@ -164,7 +200,6 @@ class Observability:
         ids = list(state.get("audit_ids") or ())
         if "memory_id" in params:
             ids.insert(0, str(params["memory_id"]))
-        client = scope.get("client")
         self.audit.record(
             AuditEntry(
                 action=f"{method} {route}",
@@ -173,14 +208,13 @@ class Observability:
                 key_id=state.get("key_id"),
                 user_id=params.get("user_id") or state.get("bound_user"),
                 memory_ids=tuple(ids),
-                source=client[0] if client else None,
+                source=state.get("client_address"),
             )
         )
 
     def _observe(self, scope: Scope, status: int, started: float, request_id: str) -> None:
         elapsed = time.perf_counter() - started
-        route: Any = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = route_template(scope)
         method = scope.get("method", "-")
         self.requests.labels(method, template, str(status)).inc()
         self.latency.labels(method, template).observe(elapsed)

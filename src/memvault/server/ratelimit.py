@@ -2,7 +2,9 @@
 
 Two budgets: requests per API key, and failed authentications per client address (so guessing
 keys is slow, and a client without a valid key can never spend another client's budget: the
-address comes from the connection, never from a header the client chooses).
+address comes from the connection, never from a header the client chooses). One limiter serves
+REST and ``/mcp`` alike. Two global budgets cap how many failed attempts and lockouts are audited,
+so no number of addresses can grow the audit log faster than that.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from limits.strategies import MovingWindowRateLimiter
 
 from memvault.errors import InvalidConfig, RateLimited
 
-__all__ = ["RateLimiter"]
+__all__ = ["AUDITED", "RateLimiter"]
+
+# Audit entries about failed authentication, per kind, over all addresses.
+AUDITED = {"unauthorized": "600/minute", "lockout": "600/minute"}
 
 
 class RateLimiter:
@@ -30,6 +35,7 @@ class RateLimiter:
         if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidConfig("MEMVAULT_REDIS_URL must be a redis:// or rediss:// URL")
         self._limiter = MovingWindowRateLimiter(storage_from_string(uri))
+        self._audited = {outcome: parse(limit) for outcome, limit in AUDITED.items()}
 
     def _retry_after(self, item: RateLimitItem, *identifiers: str) -> int:
         reset, _ = self._limiter.get_window_stats(item, *identifiers)
@@ -50,5 +56,11 @@ class RateLimiter:
                 self._retry_after(self._failures, "auth-failure", address),
             )
 
-    def fail(self, address: str) -> None:
+    def fail(self, address: str) -> bool:
+        """Count a failed authentication; True when it used up the address's budget."""
         self._limiter.hit(self._failures, "auth-failure", address)
+        return not self._limiter.test(self._failures, "auth-failure", address)
+
+    def may_audit(self, outcome: str) -> bool:
+        """Whether one more ``unauthorized`` or ``lockout`` entry fits the global budget."""
+        return self._limiter.hit(self._audited[outcome], "audited", outcome)

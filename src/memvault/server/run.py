@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.panel import Panel
 
@@ -9,7 +11,23 @@ from memvault.config import Settings
 from memvault.memory import Memory
 from memvault.server.app import check_settings, create_app
 
-__all__ = ["first_start_key", "serve"]
+__all__ = ["first_start_key", "serve", "uvicorn_options"]
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn. Proxy headers are read only from ``forwarded_allow_ips``:
+    uvicorn's own default believes ``X-Forwarded-For`` from 127.0.0.1, so any local process
+    could pick the address its failed logins count against and the audit log records."""
+    proxies = [entry.strip() for entry in settings.forwarded_allow_ips]
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": proxies or None,
+        "server_header": False,
+        "log_level": "warning",
+        "access_log": False,
+    }
 
 
 def first_start_key(memory: Memory) -> str | None:
@@ -59,8 +77,6 @@ def serve(settings: Settings, console: Console | None = None) -> None:
             f"data: {memory.home}   keys: memvault keys create --role write [--user ID]"
         )
         app = create_app(settings, memory)
-        uvicorn.run(
-            app, host=settings.host, port=settings.port, log_level="warning", access_log=False
-        )
+        uvicorn.run(app, **uvicorn_options(settings))
     finally:
         memory.close()

@@ -1,4 +1,8 @@
-"""Keys and namespaces, for admin keys. Operators (admins of ``default``) manage namespaces."""
+"""Keys, namespaces, rules and the audit log, for admin keys not bound to a user.
+
+Who may call each route is ``security.policy``'s decision (its ``Action``), not the route's.
+Operators (unbound admins of ``default``) also create namespaces and see every namespace.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from memvault.errors import Forbidden
+from memvault.security.policy import OPERATOR_NAMESPACE, Action
 from memvault.security.principal import Principal
 from memvault.server.auth import require
+from memvault.server.bodies import CheckedRoute
 from memvault.server.errors import error_responses
 from memvault.server.schemas import (
     AuditRecord,
@@ -24,14 +29,19 @@ from memvault.validation import check_namespace
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["admin"])
-Admin = Annotated[Principal, Depends(require("admin"))]
-OPERATOR_NAMESPACE = "default"
+router = APIRouter(prefix="/v1", tags=["admin"], route_class=CheckedRoute)
 
 
-def _operator(principal: Principal) -> None:
-    if principal.namespace != OPERATOR_NAMESPACE or principal.bound_user is not None:
-        raise Forbidden("managing namespaces needs an admin key of the default namespace")
+KeysReader = Annotated[Principal, Depends(require(Action.KEYS_LIST))]
+KeysManager = Annotated[Principal, Depends(require(Action.KEYS_MANAGE))]
+NamespacesReader = Annotated[Principal, Depends(require(Action.NAMESPACES_LIST))]
+NamespacesManager = Annotated[Principal, Depends(require(Action.NAMESPACES_MANAGE))]
+RulesKeeper = Annotated[Principal, Depends(require(Action.NAMESPACE_SETTINGS))]
+Auditor = Annotated[Principal, Depends(require(Action.AUDIT_READ))]
+
+
+def _is_operator(principal: Principal) -> bool:
+    return principal.namespace == OPERATOR_NAMESPACE and principal.bound_user is None
 
 
 @router.get(
@@ -40,7 +50,7 @@ def _operator(principal: Principal) -> None:
     response_model=list[KeyInfo],
     responses=error_responses(401, 403, 429),
 )
-def list_keys(principal: Admin) -> list[dict[str, Any]]:
+def list_keys(principal: KeysReader) -> list[dict[str, Any]]:
     """The namespace's keys (never their secrets)."""
     return [key.public() for key in principal.memory.api_keys.list(principal.namespace)]
 
@@ -52,10 +62,8 @@ def list_keys(principal: Admin) -> list[dict[str, Any]]:
     status_code=201,
     responses=error_responses(401, 403, 422, 429),
 )
-def create_key(body: KeyCreate, principal: Admin) -> dict[str, Any]:
+def create_key(body: KeyCreate, principal: KeysManager) -> dict[str, Any]:
     """A new key in the caller's namespace; its secret is in this answer and nowhere else."""
-    if principal.bound_user is not None:
-        raise Forbidden("a user-bound key cannot create keys")
     made = principal.memory.api_keys.create(
         principal.namespace,
         body.role,
@@ -72,7 +80,7 @@ def create_key(body: KeyCreate, principal: Admin) -> dict[str, Any]:
     response_model=KeyInfo,
     responses=error_responses(401, 403, 404, 429),
 )
-def revoke_key(key_id: str, principal: Admin) -> dict[str, Any]:
+def revoke_key(key_id: str, principal: KeysManager) -> dict[str, Any]:
     return principal.memory.api_keys.revoke(key_id, principal.namespace).public()
 
 
@@ -82,10 +90,10 @@ def revoke_key(key_id: str, principal: Admin) -> dict[str, Any]:
     response_model=list[NamespaceInfo],
     responses=error_responses(401, 403, 429),
 )
-def list_namespaces(principal: Admin) -> list[dict[str, Any]]:
+def list_namespaces(principal: NamespacesReader) -> list[dict[str, Any]]:
     """Operators see every namespace; other admins see their own."""
     stats = principal.memory.namespaces()
-    if principal.namespace == OPERATOR_NAMESPACE and principal.bound_user is None:
+    if _is_operator(principal):
         return stats
     return [n for n in stats if n["name"] == principal.namespace] or [
         {"name": principal.namespace, "memories": 0, "keys": 0}
@@ -99,9 +107,8 @@ def list_namespaces(principal: Admin) -> list[dict[str, Any]]:
     status_code=201,
     responses=error_responses(401, 403, 422, 429),
 )
-def create_namespace(body: NamespaceCreate, principal: Admin) -> dict[str, Any]:
+def create_namespace(body: NamespaceCreate, principal: NamespacesManager) -> dict[str, Any]:
     """A new tenant and its first admin key (shown once)."""
-    _operator(principal)
     name = check_namespace(body.name)
     made = principal.memory.api_keys.create(name, "admin", name=f"first admin of {name}")
     return {"key": made.key, "info": made.info.public()}
@@ -114,16 +121,14 @@ def create_namespace(body: NamespaceCreate, principal: Admin) -> dict[str, Any]:
     responses=error_responses(401, 403, 422, 429),
 )
 def audit(
-    principal: Admin,
+    principal: Auditor,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[
         int | None, Query(ge=1, le=2**62, description="Entries older than this seq.")
     ] = None,
 ) -> list[dict[str, Any]]:
     """The namespace's entries, newest first (operators see every namespace's)."""
-    if principal.bound_user is not None:
-        raise Forbidden("a user-bound key cannot read the audit log")
-    operator = principal.namespace == OPERATOR_NAMESPACE
+    operator = _is_operator(principal)
     principal.memory.audit.flush()  # include what this very moment queued
     return principal.memory.audit.entries(
         None if operator else principal.namespace, limit=limit, before=before
@@ -136,7 +141,7 @@ def audit(
     response_model=NamespaceRules,
     responses=error_responses(401, 403, 429),
 )
-def get_rules(principal: Admin) -> dict[str, Any]:
+def get_rules(principal: RulesKeeper) -> dict[str, Any]:
     """Secret policy and default TTL of new memories."""
     return principal.memory.namespace_settings()
 
@@ -147,10 +152,8 @@ def get_rules(principal: Admin) -> dict[str, Any]:
     response_model=NamespaceRules,
     responses=error_responses(401, 403, 422, 429),
 )
-def set_rules(body: NamespaceRulesUpdate, principal: Admin) -> dict[str, Any]:
+def set_rules(body: NamespaceRulesUpdate, principal: RulesKeeper) -> dict[str, Any]:
     """secret_policy: redact (default), reject or allow; default_ttl_seconds for new memories."""
-    if principal.bound_user is not None:
-        raise Forbidden("a user-bound key cannot change namespace rules")
     ttl: float | bool | None = False
     if body.clear_default_ttl:
         ttl = None

@@ -8,13 +8,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from memvault.errors import MemvaultError
+from memvault.security.policy import Action
 from memvault.security.principal import Principal
 from memvault.server.auth import require
+from memvault.server.bodies import CheckedRoute
 from memvault.server.errors import error_responses
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=CheckedRoute)
 
 
 @router.get("/healthz", summary="Liveness")
@@ -36,12 +38,12 @@ def readyz(request: Request, response: Response) -> dict[str, Any]:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics (admin)",
+    summary="Prometheus metrics (operators)",
     response_class=Response,
     responses=error_responses(401, 403, 429),
 )
 def metrics(
-    request: Request, principal: Annotated[Principal, Depends(require("admin"))]
+    request: Request, principal: Annotated[Principal, Depends(require(Action.METRICS_READ))]
 ) -> Response:
     """Request counts and latency histograms by route template: no user data, no ids."""
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -11,8 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field, StrictInt
 
+from memvault.security.policy import Action
 from memvault.security.principal import Principal
 from memvault.server.auth import require
+from memvault.server.bodies import CheckedRoute
 from memvault.server.errors import error_responses
 from memvault.server.routes.memories import add_memories, audited, list_page, search_memories
 from memvault.server.schemas import (
@@ -27,9 +29,9 @@ from memvault.server.schemas import (
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["mem0 compatibility"])
-Reader = Annotated[Principal, Depends(require("read"))]
-Writer = Annotated[Principal, Depends(require("write"))]
+router = APIRouter(tags=["mem0 compatibility"], route_class=CheckedRoute)
+Reader = Annotated[Principal, Depends(require(Action.MEMORIES_READ))]
+Writer = Annotated[Principal, Depends(require(Action.MEMORIES_WRITE))]
 
 
 class Mem0ListBody(Strict):

@@ -6,8 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from memvault.security.policy import Action
 from memvault.security.principal import Principal
 from memvault.server.auth import require
+from memvault.server.bodies import CheckedRoute
 from memvault.server.errors import error_responses
 from memvault.server.schemas import (
     AddRequest,
@@ -27,9 +29,9 @@ from memvault.server.schemas import (
 
 __all__ = ["add_memories", "audited", "list_page", "router", "search_memories"]
 
-router = APIRouter(prefix="/v1/memories", tags=["memories"])
-Reader = Annotated[Principal, Depends(require("read"))]
-Writer = Annotated[Principal, Depends(require("write"))]
+router = APIRouter(prefix="/v1/memories", tags=["memories"], route_class=CheckedRoute)
+Reader = Annotated[Principal, Depends(require(Action.MEMORIES_READ))]
+Writer = Annotated[Principal, Depends(require(Action.MEMORIES_WRITE))]
 ScopeQuery = Annotated[str | None, Query(max_length=128)]
 
 
