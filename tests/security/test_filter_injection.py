@@ -148,13 +148,20 @@ BAD_FILTERS = {
 
 
 def test_unbindable_filters_are_invalid_filter(tenants: RunningServer) -> None:
-    """Finding 7: these answered 500 (sqlite could not bind them or hit its depth limit)."""
+    """Finding 7: these answered 500 (sqlite could not bind them or hit its depth limit).
+
+    Lone surrogates are refused by the library as ``invalid_filter`` and, over REST, already by
+    the body check as ``invalid_input``: either way a 422 with a stable code."""
     with tenants.http(tenants.key("read", user_id="alice")) as http:
         for route, (name, raw) in itertools.product(ROUTES, BAD_FILTERS.items()):
             body = json.dumps(ROUTES[route])[:-1] + f', "filters": {raw}}}'
             answer = http.post(route, content=body, headers={"Content-Type": "application/json"})
             assert answer.status_code == 422, (route, name, answer.text)
-            assert answer.json()["error"]["code"] == "invalid_filter", (route, name)
+            # The HTTP layer refuses a string that is not Unicode before any route runs.
+            codes = (
+                {"invalid_filter", "invalid_input"} if "surrogate" in name else {"invalid_filter"}
+            )
+            assert answer.json()["error"]["code"] in codes, (route, name)
 
 
 def test_the_largest_filter_allowed_answers(tenants: RunningServer) -> None:
