@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -253,8 +252,12 @@ def history(
     namespace: NamespaceOption = None,
 ) -> None:
     """Every change to a memory, oldest first."""
+    from memvault.errors import NotFound
+
     with _memory(home, embedder, namespace) as memory:
         events = memory.history(memory_id)
+    if not events:  # a memory keeps its history, even deleted: none means no such memory
+        raise NotFound(f"no memory {memory_id}")
 
     def render(rows: list[dict[str, Any]]) -> None:
         table = Table()
@@ -696,18 +699,24 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app and turn memvault errors into a message and an exit status."""
+    """Entry point: every way out of the command ends in one message and the right exit status.
+
+    typer runs in standalone mode, so it handles what belongs to it with its own classes (its
+    bundled click's, whatever the installed version): usage mistakes print the usage and exit 2,
+    ``typer.Exit(code)`` exits with ``code``, a declined confirmation (``typer.Abort``) prints
+    "Aborted" and exits 1, Ctrl-C exits 130. What is left is ours: a ``MemvaultError`` prints its
+    code and message and exits 2 for bad input, 1 otherwise; a file the command cannot open or
+    create (``OSError``) prints the reason and exits 1. No path prints a traceback on purpose.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="memvault", standalone_mode=True)
     except MemvaultError as exc:
         errors.print(
             f"[red]error[/red] {escape(f'[{exc.code}]')} {escape(exc.message)}", highlight=False
         )
         sys.exit(2 if isinstance(exc, InvalidInput) else 1)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        reason = exc.strerror or type(exc).__name__
+        errors.print(f"[red]error[/red] {escape('[os_error] ' + reason + where)}", highlight=False)
+        sys.exit(1)
