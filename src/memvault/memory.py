@@ -397,7 +397,7 @@ class Memory:
         importance = check_importance(item.get("importance"))
         actor = item.get("actor_id")
         if actor is not None:
-            check_id("actor_id", actor)
+            actor = check_id("actor_id", actor)
         policy = rules["secret_policy"]
         metadata, metadata_secrets = apply_policy(metadata, policy, "metadata")
         pending = []

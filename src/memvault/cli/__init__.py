@@ -679,7 +679,7 @@ def mcp(
         raise InvalidInput(
             "memvault mcp needs --user (or MEMVAULT_USER_ID): whose memories to serve"
         )
-    check_id("user_id", user)
+    user = check_id("user_id", user)
     try:
         from memvault.mcp.stdio import serve_stdio
     except ImportError as exc:

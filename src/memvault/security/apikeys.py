@@ -115,7 +115,7 @@ class ApiKeyStore:
         if role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
         if user_id is not None:
-            check_id("user_id", user_id)
+            user_id = check_id("user_id", user_id)
         if name is not None and (not isinstance(name, str) or len(name) > 200):
             raise InvalidInput("name must be a string of at most 200 characters")
         expires_at = None
