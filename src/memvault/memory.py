@@ -33,6 +33,7 @@ from memvault.errors import (
     EmbedderError,
     EmbeddingModelMismatch,
     InvalidConfig,
+    InvalidFilter,
     InvalidInput,
     NotFound,
 )
@@ -52,6 +53,7 @@ from memvault.validation import (
     Scope,
     check_id,
     check_importance,
+    check_json_value,
     check_memory_type,
     check_metadata,
     check_namespace,
@@ -537,7 +539,8 @@ class Memory:
         run_id: str | None,
         filters: Mapping[str, Any] | None,
     ) -> tuple[Scope, Any]:
-        node = parse_filter(filters)
+        # Strings and size first (a lone surrogate failed deep in the query as a 500).
+        node = parse_filter(check_json_value(filters, "filters", InvalidFilter, max_depth=64))
         pinned = scope_ids(node)
         for name, value in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id)):
             if value is not None and name in pinned and pinned[name] != value:

@@ -32,7 +32,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from memvault.errors import (
     EmptyText,
@@ -49,6 +49,7 @@ __all__ = [
     "Message",
     "Scope",
     "check_id",
+    "check_json_value",
     "check_metadata",
     "check_namespace",
     "check_text",
@@ -56,6 +57,8 @@ __all__ = [
     "parse_datetime",
     "parse_messages",
 ]
+
+T = TypeVar("T")
 
 MAX_ID_LENGTH = 128
 MAX_METADATA_DEPTH = 32
@@ -125,30 +128,43 @@ def check_text(text: object, max_bytes: int, field: str = "text") -> str:
     return text
 
 
-def _check_metadata_shape(metadata: Mapping[str, Any]) -> None:
-    """Depth, size, key types and strings of a metadata value, without recursion."""
-    stack: list[tuple[object, int]] = [(metadata, 1)]
+def check_json_value(
+    value: T,
+    field: str,
+    error: type[InvalidInput] = InvalidInput,
+    *,
+    max_depth: int = MAX_METADATA_DEPTH,
+    max_elements: int = MAX_METADATA_ELEMENTS,
+) -> T:
+    """A JSON-like value (metadata, filters) before anything encodes or recurses over it.
+
+    Walked without recursion: at most ``max_depth`` levels of objects and lists and
+    ``max_elements`` values in all, string keys at every level, every string (key or value)
+    valid Unicode, every float finite. Returns ``value`` unchanged.
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
     elements = 0
     while stack:
-        value, depth = stack.pop()
+        item, depth = stack.pop()
         elements += 1
-        if elements > MAX_METADATA_ELEMENTS:
-            raise InvalidMetadata(f"metadata holds more than {MAX_METADATA_ELEMENTS} values")
-        if isinstance(value, str):
-            check_utf8(value, "metadata", InvalidMetadata)
-        elif isinstance(value, Mapping | list | tuple):
-            if depth > MAX_METADATA_DEPTH:
-                raise InvalidMetadata(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
-            if isinstance(value, Mapping):
-                for key, item in value.items():
+        if elements > max_elements:
+            raise error(f"{field} holds more than {max_elements} values")
+        if isinstance(item, str):
+            check_utf8(item, field, error)
+        elif isinstance(item, Mapping | list | tuple):
+            if depth > max_depth:
+                raise error(f"{field} is nested deeper than {max_depth} levels")
+            if isinstance(item, Mapping):
+                for key, child in item.items():
                     if not isinstance(key, str):
-                        raise InvalidMetadata("metadata keys must be strings")
-                    check_utf8(key, "metadata", InvalidMetadata)
-                    stack.append((item, depth + 1))
+                        raise error(f"{field} keys must be strings")
+                    check_utf8(key, field, error)
+                    stack.append((child, depth + 1))
             else:
-                stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise InvalidMetadata("metadata numbers must be finite")
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise error(f"{field} numbers must be finite")
+    return value
 
 
 def check_metadata(metadata: object, max_bytes: int) -> dict[str, Any]:
@@ -161,7 +177,7 @@ def check_metadata(metadata: object, max_bytes: int) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping):
         raise InvalidMetadata("metadata must be a JSON object")
-    _check_metadata_shape(metadata)
+    check_json_value(metadata, "metadata", InvalidMetadata)
     reserved = sorted(IDENTITY_KEYS.intersection(metadata))
     if reserved:
         raise InvalidMetadata(

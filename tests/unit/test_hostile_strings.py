@@ -66,6 +66,10 @@ SURROGATE_CALLS: dict[str, Callable[[Memory], object]] = {
     "export user_id": lambda m: m.export_user(LONE),
     "erase user_id": lambda m: m.erase_user(LONE),
     "rotate user_id": lambda m: m.rotate_user_key(LONE),
+    "filter value": lambda m: m.get_all(user_id="u", filters={"topic": LONE}),
+    "filter key": lambda m: m.get_all(user_id="u", filters={LONE: 1}),
+    "filter in-list": lambda m: m.search("q", user_id="u", filters={"t": {"in": ["a", LONE]}}),
+    "filter user_id": lambda m: m.get_all(filters={"user_id": LONE}),
 }
 
 
