@@ -88,6 +88,10 @@ FAILURES = [
     pytest.param(["search", "x", "--user", "u", "--top-k", "abc"], 2, "--top-k", id="usage-top-k"),
     pytest.param(["import", "/nonexistent/memories.jsonl"], 2, "does not exist", id="missing-file"),
     pytest.param(["audit", "list", "--limit", "0"], 2, "--limit", id="usage-out-of-range"),
+    # Bytes that are not UTF-8 reach argv as lone surrogates (0xff -> "\udcff").
+    pytest.param(["add", "\udcff", "--user", "u"], 2, "[invalid_input]", id="undecodable-text"),
+    pytest.param(["user", "erase", "\udcff", "--yes"], 2, "[invalid_id]", id="undecodable-erase"),
+    pytest.param(["keys", "revoke", "\udcff"], 2, "[invalid_id]", id="undecodable-key-id"),
 ]
 
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memvault import HashEmbedder, Memory
-from memvault.errors import InvalidId, InvalidInput, InvalidMetadata, MemvaultError
+from memvault.errors import InvalidId, InvalidInput, InvalidMetadata, MemvaultError, Unauthorized
 from memvault.validation import (
     MAX_METADATA_DEPTH,
     MAX_METADATA_ELEMENTS,
@@ -70,6 +70,9 @@ SURROGATE_CALLS: dict[str, Callable[[Memory], object]] = {
     "filter key": lambda m: m.get_all(user_id="u", filters={LONE: 1}),
     "filter in-list": lambda m: m.search("q", user_id="u", filters={"t": {"in": ["a", LONE]}}),
     "filter user_id": lambda m: m.get_all(filters={"user_id": LONE}),
+    "api key revoke": lambda m: m.api_keys.revoke(LONE),
+    "api key name": lambda m: m.api_keys.create("default", "read", name=LONE),
+    "api key user": lambda m: m.api_keys.create("default", "read", user_id=LONE),
 }
 
 
@@ -82,6 +85,14 @@ def test_a_lone_surrogate_is_invalid_input_everywhere(
     assert 400 <= caught.value.http_status < 500
     assert LONE not in caught.value.message
     assert memory.get_all(user_id="u")["results"] == []
+
+
+@pytest.mark.parametrize("last", ["\u00e9", LONE, "\u0100"])
+def test_a_non_ascii_api_key_is_unauthorized_not_a_crash(memory: Memory, last: str) -> None:
+    key = memory.api_keys.create("default", "read").key
+    with pytest.raises(Unauthorized):
+        memory.api_keys.authenticate(key[:-1] + last)  # hmac.compare_digest refuses non-ASCII
+    assert memory.api_keys.authenticate(key).role == "read"
 
 
 @pytest.mark.parametrize("kind", ["dict", "list"])

@@ -442,9 +442,12 @@ def user_erase(
     namespace: NamespaceOption = None,
 ) -> None:
     """Erase a user: destroy their data key, then delete their memories and history."""
+    from memvault.security.audit import AuditEntry
+    from memvault.validation import check_id
+
+    user_id = check_id("user_id", user_id)  # before it is shown, asked about or audited
     if not yes and not typer.confirm(f"Erase every memory of {user_id}? This cannot be undone"):
         raise typer.Abort()
-    from memvault.security.audit import AuditEntry
 
     with _keys(home, namespace) as memory:
         entry = {"action": "cli user erase", "namespace": memory.namespace, "user_id": user_id}
@@ -572,6 +575,9 @@ def user_rotate_key(
 ) -> None:
     """Re-encrypt a user's memories under a new data key (online, in batches)."""
     from memvault.security.audit import AuditEntry
+    from memvault.validation import check_id
+
+    user_id = check_id("user_id", user_id)
 
     with _keys(home, namespace) as memory:
         result = memory.rotate_user_key(user_id)
