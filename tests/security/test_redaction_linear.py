@@ -1,8 +1,8 @@
 """The secret redactor runs on every add: each detector takes time linear in its input.
 
 Times are never compared with a constant (machines differ): a pathological input is timed against
-ordinary text of the same size, and against itself at half the size. Before the fix ``"a-" * n``
-cost ~70x ordinary text at 32 KiB and four times as much at each doubling.
+ordinary text of the same size, and against itself at a quarter of the size. Before the fix
+``"a-" * n`` cost ~70x ordinary text at 32 KiB and four times as much at each doubling.
 """
 
 from __future__ import annotations
@@ -69,20 +69,21 @@ CASES = [(kind, unit) for kind, units in PATHOLOGICAL.items() for unit in units]
     ("kind", "unit"), CASES, ids=[f"{k}-{i}" for i, (k, _) in enumerate(CASES)]
 )
 def test_pathological_input_is_linear(kind: str, unit: str) -> None:
-    """As fast as ordinary text of the same size (< 10x), and 2x the size takes ~2x (< 3x).
+    """As fast as ordinary text of the same size (< 10x), and 4x the size takes ~4x (< 8x).
 
-    A quadratic detector fails both: ~70x and ~4x. Timing noise only ever makes a run slower, so
-    a failing comparison is measured again (3 tries) before it counts.
+    A quadratic detector fails both: ~100x and ~16x. Timing noise (other processes on the
+    machine) only ever makes a run slower, so a failing comparison is measured again, up to five
+    times, before it counts.
     """
-    half, full, ordinary = repeat(unit, SIZE // 2), repeat(unit, SIZE), repeat(ORDINARY, SIZE)
-    for _ in range(3):
+    quarter, full, ordinary = repeat(unit, SIZE // 4), repeat(unit, SIZE), repeat(ORDINARY, SIZE)
+    for _ in range(5):
         baseline = best_time(lambda: redact_text(ordinary), 3)
         hostile = best_time(lambda: redact_text(full), 3)
-        doubling = hostile / best_time(lambda: redact_text(half), 3)
-        if hostile < 10 * baseline and doubling < 3.0:
+        growth = hostile / best_time(lambda: redact_text(quarter), 3)
+        if hostile < 10 * baseline and growth < 8.0:
             break
     assert hostile < 10 * baseline, f"{hostile / baseline:.1f}x ordinary text"
-    assert doubling < 3.0, f"doubling the input took {doubling:.1f}x the time"
+    assert growth < 8.0, f"4x the input took {growth:.1f}x the time"
 
 
 def test_the_largest_add_is_redacted_in_linear_time(memory: Memory) -> None:
