@@ -91,7 +91,7 @@ FAILURES = [
     # Bytes that are not UTF-8 reach argv as lone surrogates (0xff -> "\udcff").
     pytest.param(["add", "\udcff", "--user", "u"], 2, "[invalid_input]", id="undecodable-text"),
     pytest.param(["user", "erase", "\udcff", "--yes"], 2, "[invalid_id]", id="undecodable-erase"),
-    pytest.param(["keys", "revoke", "\udcff"], 2, "[invalid_id]", id="undecodable-key-id"),
+    pytest.param(["keys", "revoke", "\udcff"], 1, "[not_found]", id="undecodable-key-id"),
 ]
 
 

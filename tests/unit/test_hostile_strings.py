@@ -17,7 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from memvault import HashEmbedder, Memory
-from memvault.errors import InvalidId, InvalidInput, InvalidMetadata, MemvaultError, Unauthorized
+from memvault.errors import (
+    InvalidId,
+    InvalidInput,
+    InvalidMetadata,
+    MemvaultError,
+    NotFound,
+    Unauthorized,
+)
 from memvault.validation import (
     MAX_METADATA_DEPTH,
     MAX_METADATA_ELEMENTS,
@@ -70,7 +77,6 @@ SURROGATE_CALLS: dict[str, Callable[[Memory], object]] = {
     "filter key": lambda m: m.get_all(user_id="u", filters={LONE: 1}),
     "filter in-list": lambda m: m.search("q", user_id="u", filters={"t": {"in": ["a", LONE]}}),
     "filter user_id": lambda m: m.get_all(filters={"user_id": LONE}),
-    "api key revoke": lambda m: m.api_keys.revoke(LONE),
     "api key name": lambda m: m.api_keys.create("default", "read", name=LONE),
     "api key user": lambda m: m.api_keys.create("default", "read", user_id=LONE),
 }
@@ -85,6 +91,13 @@ def test_a_lone_surrogate_is_invalid_input_everywhere(
     assert 400 <= caught.value.http_status < 500
     assert LONE not in caught.value.message
     assert memory.get_all(user_id="u")["results"] == []
+
+
+def test_a_non_ascii_api_key_id_names_no_key(memory: Memory) -> None:
+    for key_id in (LONE, "\u00e9" * 12):
+        with pytest.raises(NotFound) as caught:
+            memory.api_keys.revoke(key_id)
+        assert caught.value.http_status == 404 and key_id not in caught.value.message
 
 
 @pytest.mark.parametrize("last", ["\u00e9", LONE, "\u0100"])

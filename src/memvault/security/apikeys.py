@@ -181,7 +181,8 @@ class ApiKeyStore:
         return [_info(row) for row in rows]
 
     def revoke(self, key_id: str, namespace: str | None = None) -> ApiKey:
-        key_id = check_id("key_id", key_id)
+        if not isinstance(key_id, str) or not key_id.isascii():
+            raise NotFound("no such API key")  # ids are ASCII: this one names no key
         with self._store.transaction() as db:
             sql = "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?"
             params: list[str] = [now_iso(), key_id]
