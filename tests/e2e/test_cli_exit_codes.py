@@ -75,6 +75,11 @@ FAILURES = [
     pytest.param(["update", UNKNOWN_ID, "new text"], 1, "[not_found]", id="update-unknown-id"),
     pytest.param(["user", "erase", "nobody", "--yes"], 1, "[not_found]", id="erase-unknown-user"),
     pytest.param(["keys", "revoke", "nokey"], 1, "[not_found]", id="revoke-unknown-key"),
+    pytest.param(["user", "export", "nobody"], 1, "[not_found]", id="export-unknown-user"),
+    pytest.param(["keys", "create", "--role", "god"], 2, "[invalid_input]", id="bad-key-role"),
+    pytest.param(
+        ["namespace", "set", "--secret-policy", "bogus"], 2, "[invalid_input]", id="bad-policy"
+    ),
     pytest.param(["add", "no scope"], 2, "[missing_scope]", id="add-without-scope"),
     pytest.param(["add", "x", "--user", "a b"], 2, "[invalid_id]", id="add-bad-user-id"),
     pytest.param(

@@ -1,7 +1,9 @@
 """The ``memvault`` command: the library's calls from a shell, ``--json`` for scripts.
 
 It calls the same ``Memory`` API Python users call; errors leave through one exit path
-(:func:`main`) with the error's stable code and exit status 2 for bad input, 1 otherwise.
+(:func:`main`) with the error's stable code and exit status 2 for bad input (and usage
+mistakes), 1 otherwise (and a declined confirmation, a file that cannot be opened, a broken
+audit log). tests/e2e/test_cli_exit_codes.py checks each through the real process.
 """
 
 from __future__ import annotations
