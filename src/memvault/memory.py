@@ -679,6 +679,12 @@ class Memory:
         new_metadata = (
             None if metadata is None else check_metadata(metadata, self.settings.max_metadata_bytes)
         )
+        # The namespace's secret policy applies to an update as to an add.
+        policy = self._store.namespace_settings(self.namespace)["secret_policy"]
+        if text is not None:
+            text = apply_policy(text, policy, "the text")[0]
+        if new_metadata is not None:
+            new_metadata = apply_policy(new_metadata, policy, "metadata")[0]
         vector = self._embed([text])[0] if text is not None else None
         with self._store.transaction() as db:
             row = self._require(memory_id)

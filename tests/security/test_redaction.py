@@ -102,6 +102,21 @@ def test_reject_and_allow_policies(memory: Memory) -> None:
     assert memory.namespaced("other").namespace_settings()["secret_policy"] == "redact"
 
 
+def test_update_applies_the_secret_policy_too(memory: Memory) -> None:
+    memory_id = memory.add("nothing secret yet", user_id="u")["results"][0]["id"]
+    memory.update(memory_id, "my key is AKIAIOSFODNN7EXAMPLE", {"dsn": "pg://a:hunter2@h/x"})
+    stored = memory.get(memory_id)
+    assert stored is not None
+    assert stored["memory"] == "my key is [REDACTED:aws_access_key]"
+    assert stored["metadata"] == {"dsn": "pg://a:[REDACTED:url_password]@h/x"}
+    memory.configure_namespace(secret_policy="reject")
+    with pytest.raises(SecretDetected):
+        memory.update(memory_id, "now AKIAIOSFODNN7EXAMPLE")
+    with pytest.raises(SecretDetected):
+        memory.update(memory_id, metadata={"jwt": JWT})
+    assert memory.get(memory_id)["memory"] == "my key is [REDACTED:aws_access_key]"
+
+
 def test_default_ttl_per_namespace(memory: Memory) -> None:
     memory.configure_namespace(default_ttl_seconds=3600)
     expiring = memory.add("expires in an hour", user_id="u")["results"][0]
