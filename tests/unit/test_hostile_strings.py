@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import unicodedata
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -280,6 +279,3 @@ def _accepted(value: str) -> bool:
         return False
     return True
 
-
-def test_the_shared_home_is_private(shared_memory: Memory, home: Path) -> None:
-    assert shared_memory.settings.home != home
