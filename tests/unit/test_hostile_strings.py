@@ -278,4 +278,3 @@ def _accepted(value: str) -> bool:
     except MemvaultError:
         return False
     return True
-
