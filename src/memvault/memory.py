@@ -33,6 +33,7 @@ from memvault.errors import (
     EmbedderError,
     EmbeddingModelMismatch,
     InvalidConfig,
+    InvalidFilter,
     InvalidInput,
     NotFound,
 )
@@ -52,6 +53,7 @@ from memvault.validation import (
     Scope,
     check_id,
     check_importance,
+    check_json_value,
     check_memory_type,
     check_metadata,
     check_namespace,
@@ -397,7 +399,7 @@ class Memory:
         importance = check_importance(item.get("importance"))
         actor = item.get("actor_id")
         if actor is not None:
-            check_id("actor_id", actor)
+            actor = check_id("actor_id", actor)
         policy = rules["secret_policy"]
         metadata, metadata_secrets = apply_policy(metadata, policy, "metadata")
         pending = []
@@ -537,7 +539,8 @@ class Memory:
         run_id: str | None,
         filters: Mapping[str, Any] | None,
     ) -> tuple[Scope, Any]:
-        node = parse_filter(filters)
+        # Strings and size first (a lone surrogate failed deep in the query as a 500).
+        node = parse_filter(check_json_value(filters, "filters", InvalidFilter, max_depth=64))
         pinned = scope_ids(node)
         for name, value in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id)):
             if value is not None and name in pinned and pinned[name] != value:
@@ -676,6 +679,12 @@ class Memory:
         new_metadata = (
             None if metadata is None else check_metadata(metadata, self.settings.max_metadata_bytes)
         )
+        # The namespace's secret policy applies to an update as to an add.
+        policy = self._store.namespace_settings(self.namespace)["secret_policy"]
+        if text is not None:
+            text = apply_policy(text, policy, "the text")[0]
+        if new_metadata is not None:
+            new_metadata = apply_policy(new_metadata, policy, "metadata")[0]
         vector = self._embed([text])[0] if text is not None else None
         with self._store.transaction() as db:
             row = self._require(memory_id)

@@ -24,7 +24,7 @@ EXPORT_FORMAT = "memvault-export/1"
 
 
 def erase_user(memory: Memory, user_id: str) -> dict[str, Any]:
-    check_id("user_id", user_id)
+    user_id = check_id("user_id", user_id)
     store, keyring = memory._store, memory._keyring
     base = memory._codec.base_scope(f"user:{user_id}")
     scopes = memory._codec.live_scopes(f"user:{user_id}")
@@ -55,7 +55,7 @@ def export_user(memory: Memory, user_id: str) -> Iterator[dict[str, Any]]:
     An unknown user raises ``NotFound`` here, before the first line, so a server can still
     answer 404 instead of an empty stream.
     """
-    check_id("user_id", user_id)
+    user_id = check_id("user_id", user_id)
     memories, events = memory._store.user_rows(memory.namespace, user_id)
     if not memories and not events:
         raise NotFound(f"no user {user_id} in namespace {memory.namespace}")

@@ -25,7 +25,7 @@ _FIELDS = ("text", "metadata", "vector", "context")
 
 
 def rotate_user_key(memory: Memory, user_id: str, batch: int = 200) -> dict[str, Any]:
-    check_id("user_id", user_id)
+    user_id = check_id("user_id", user_id)
     store, keyring, codec = memory._store, memory._keyring, memory._codec
     base = codec.base_scope(f"user:{user_id}")
     old_scope, new_scope = keyring.start_generation(base)

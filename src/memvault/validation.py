@@ -1,7 +1,26 @@
 """Checks on everything a caller hands in, before anything is written.
 
 Each check raises a ``MemvaultError`` subclass whose message names the field and the limit, never
-the offending text itself (it may be a secret or personal data).
+the offending text itself (it may be a secret or personal data). Every check is an ``InvalidInput``
+(a 4xx): hostile input -- lone surrogates, deep nesting, invisible characters -- never reaches the
+encoders and the database as something that fails there with a 5xx.
+
+Strings must be valid Unicode text (:func:`check_utf8`: a lone surrogate such as ``"\\ud800"``
+cannot be encoded to UTF-8 and is refused wherever a string is accepted).
+
+Ids (user, agent, run, actor, memory ids, message names) are normalised to NFC, and refused if
+they hold a character that is invisible, reorders text or is not a character at all: control
+(Cc), format (Cf: zero-width, bidi overrides, BOM), surrogate (Cs), private use (Co), unassigned
+(Cn), line/paragraph separators (Zl, Zp), spaces (Zs) or any other whitespace. Two ids that are
+canonically equivalent (render the same) are therefore one id. Compatibility forms (NFKC:
+fullwidth ``\\uff41``, ligatures, superscripts) are deliberately *not* folded: an id names a user of
+the caller's system, and folding would merge two ids that system keeps apart -- one user would
+read the other's memories. Look-alikes from other scripts (Cyrillic ``\\u0430``) likewise stay
+distinct ids. Ordinary punctuation (``# / : . @ - _``) is allowed: ids are data, never file
+names, and SQL parameters and key-store ids keep them apart by construction.
+
+Metadata is walked iteratively before any JSON encoding: at most ``MAX_METADATA_DEPTH`` levels of
+nesting and ``MAX_METADATA_ELEMENTS`` values, string keys at every level.
 """
 
 from __future__ import annotations
@@ -9,10 +28,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from memvault.errors import (
     EmptyText,
@@ -29,37 +49,65 @@ __all__ = [
     "Message",
     "Scope",
     "check_id",
+    "check_json_value",
     "check_metadata",
     "check_namespace",
     "check_text",
+    "check_utf8",
     "parse_datetime",
     "parse_messages",
 ]
 
+T = TypeVar("T")
+
 MAX_ID_LENGTH = 128
-_ID_PATTERN = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+MAX_METADATA_DEPTH = 32
+MAX_METADATA_ELEMENTS = 10_000
 IDENTITY_KEYS = frozenset({"user_id", "agent_id", "run_id", "namespace", "actor_id", "id"})
 MEMORY_TYPES = ("semantic", "episodic", "procedural")
 ROLES = frozenset({"user", "assistant", "system", "tool"})
+# Unicode general categories an id may not contain (see the module docstring).
+_REFUSED_IN_IDS = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
+
+
+def check_utf8(value: str, field: str, error: type[InvalidInput] = InvalidInput) -> bytes:
+    """The string as UTF-8; a lone surrogate (not text) raises ``error``. Every check uses this."""
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(f"{field} must be valid Unicode text (it holds a lone surrogate)") from None
 
 
 def check_id(field: str, value: object) -> str:
-    """An id is 1-128 characters with no whitespace or control characters."""
+    """An id: 1-128 visible characters, normalised to NFC. Use the returned string.
+
+    Refused: anything but a string, invalid Unicode, and control, format (zero-width, bidi),
+    private-use, unassigned, separator and whitespace characters.
+    """
     if not isinstance(value, str):
         raise InvalidId(f"{field} must be a string")
-    if not value or len(value) > MAX_ID_LENGTH:
+    check_utf8(value, field, InvalidId)
+    if not value or len(value) > 4 * MAX_ID_LENGTH:  # NFC never shrinks a string this much
         raise InvalidId(f"{field} must be 1 to {MAX_ID_LENGTH} characters")
-    if not _ID_PATTERN.match(value):
-        raise InvalidId(f"{field} must not contain whitespace or control characters")
+    value = unicodedata.normalize("NFC", value)
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidId(f"{field} must be 1 to {MAX_ID_LENGTH} characters")
+    for char in value:
+        if unicodedata.category(char) in _REFUSED_IN_IDS or char.isspace():
+            raise InvalidId(
+                f"{field} must not contain whitespace, control, format (zero-width, bidi),"
+                " private-use or unassigned characters"
+            )
     return value
 
 
-_NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 def check_namespace(value: object) -> str:
     """A namespace is 1-64 letters, digits, ``_ . : -``: it is part of key and file names."""
-    if not isinstance(value, str) or not _NAMESPACE_PATTERN.match(value):
+    # fullmatch: with ``^...$`` a trailing newline ("default\n") used to pass.
+    if not isinstance(value, str) or not _NAMESPACE_PATTERN.fullmatch(value):
         raise InvalidId("namespace must be 1 to 64 of A-Z a-z 0-9 _ . : - (starting alphanumeric)")
     return value
 
@@ -68,9 +116,11 @@ def check_text(text: object, max_bytes: int, field: str = "text") -> str:
     """Memory text: a non-blank string of at most ``max_bytes`` UTF-8 bytes."""
     if not isinstance(text, str):
         raise InvalidInput(f"{field} must be a string")
+    if len(text) > max_bytes:  # before encoding: a character is at least one byte
+        raise TextTooLong(f"{field} is over the {max_bytes}-byte limit")
+    size = len(check_utf8(text, field))
     if not text.strip():
         raise EmptyText(f"{field} is empty")
-    size = len(text.encode("utf-8", errors="surrogatepass"))
     if size > max_bytes:
         raise TextTooLong(f"{field} is {size} bytes; the limit is {max_bytes}")
     if "\x00" in text:
@@ -78,14 +128,56 @@ def check_text(text: object, max_bytes: int, field: str = "text") -> str:
     return text
 
 
+def check_json_value(
+    value: T,
+    field: str,
+    error: type[InvalidInput] = InvalidInput,
+    *,
+    max_depth: int = MAX_METADATA_DEPTH,
+    max_elements: int = MAX_METADATA_ELEMENTS,
+) -> T:
+    """A JSON-like value (metadata, filters) before anything encodes or recurses over it.
+
+    Walked without recursion: at most ``max_depth`` levels of objects and lists and
+    ``max_elements`` values in all, string keys at every level, every string (key or value)
+    valid Unicode, every float finite. Returns ``value`` unchanged.
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    elements = 0
+    while stack:
+        item, depth = stack.pop()
+        elements += 1
+        if elements > max_elements:
+            raise error(f"{field} holds more than {max_elements} values")
+        if isinstance(item, str):
+            check_utf8(item, field, error)
+        elif isinstance(item, Mapping | list | tuple):
+            if depth > max_depth:
+                raise error(f"{field} is nested deeper than {max_depth} levels")
+            if isinstance(item, Mapping):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        raise error(f"{field} keys must be strings")
+                    check_utf8(key, field, error)
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise error(f"{field} numbers must be finite")
+    return value
+
+
 def check_metadata(metadata: object, max_bytes: int) -> dict[str, Any]:
-    """Metadata: a JSON object of at most ``max_bytes``, without identity keys."""
+    """Metadata: a JSON object of at most ``max_bytes``, without identity keys.
+
+    At most ``MAX_METADATA_DEPTH`` (32) levels deep and ``MAX_METADATA_ELEMENTS`` (10,000) values,
+    checked before anything is encoded (``json.dumps`` recurses: ~1,000 levels crashed it).
+    """
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
         raise InvalidMetadata("metadata must be a JSON object")
-    if any(not isinstance(key, str) for key in metadata):
-        raise InvalidMetadata("metadata keys must be strings")
+    check_json_value(metadata, "metadata", InvalidMetadata)
     reserved = sorted(IDENTITY_KEYS.intersection(metadata))
     if reserved:
         raise InvalidMetadata(
@@ -93,7 +185,7 @@ def check_metadata(metadata: object, max_bytes: int) -> dict[str, Any]:
         )
     try:
         encoded = json.dumps(metadata, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise InvalidMetadata(
             "metadata must be JSON: strings, finite numbers, lists, objects"
         ) from None
@@ -187,11 +279,11 @@ def parse_messages(messages: object, max_bytes: int) -> list[Message]:
         if unknown:
             raise InvalidInput(f"{where} has unknown keys {sorted(unknown)}")
         role = item.get("role", "user")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise InvalidInput(f"{where}.role must be one of {sorted(ROLES)}")
         name = item.get("name")
         if name is not None:
-            check_id(f"{where}.name", name)
+            name = check_id(f"{where}.name", name)
         content = check_text(item.get("content"), max_bytes, f"{where}.content")
         if role != "system":
             parsed.append(Message(content, role, name))

@@ -24,6 +24,15 @@ POSITIVE = [
     ("url_password", "db is postgres://admin:hunter2@db.internal:5432/app"),
     ("card_number", "my card 4111 1111 1111 1111 exp 12/29"),
     ("card_number", "amex 378282246310005"),
+    # Edge cases the linear patterns must keep (they once only came from backtracking).
+    ("jwt", f"token-{JWT}"),  # the run starts before "eyJ"
+    ("jwt", f"{JWT}-and-more"),
+    ("url_password", "see 1-redis+tls://u:pw@cache:6379"),  # the scheme starts inside a run
+    ("url_password", "DSN=mysql://root:p:a:s@db/app"),  # a password holding colons
+    ("private_key", PEM.replace("RSA", "OPENSSH")),
+    ("private_key", PEM.replace("RSA PRIVATE KEY", "PGP PRIVATE KEY BLOCK")),
+    ("private_key", "-----BEGIN PRIVATE KEY-----\ntruncated\n" + PEM),  # first BEGIN to first END
+    ("card_number", "card 4111-1111-1111-1111."),
 ]
 NEGATIVE = [
     "call me at 555-123-4567 tomorrow",
@@ -34,6 +43,9 @@ NEGATIVE = [
     "eyJ is how base64 JSON begins",
     "postgres://localhost:5432/app has no password",
     "1111 1111 1111 1111 is all ones",
+    "-----BEGIN PRIVATE KEY-----\nno end in sight",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0 has two segments",
+    "a-b-c-d://host/path and user@example.com",
 ]
 
 
@@ -49,6 +61,11 @@ def test_detects(kind: str, text: str) -> None:
 @pytest.mark.parametrize("text", NEGATIVE)
 def test_leaves_ordinary_text_alone(text: str) -> None:
     assert redact_text(text) == (text, [])
+
+
+def test_a_truncated_key_before_a_whole_one_is_redacted_from_its_own_header() -> None:
+    cleaned, kinds = redact_text("-----BEGIN PRIVATE KEY-----\nMIIhalf\n" + PEM + "\nafter")
+    assert (cleaned, kinds) == ("[REDACTED:private_key]\nafter", ["private_key"])
 
 
 def test_url_keeps_everything_but_the_password() -> None:
@@ -83,6 +100,21 @@ def test_reject_and_allow_policies(memory: Memory) -> None:
     kept = memory.add("AKIAIOSFODNN7EXAMPLE", user_id="u")["results"][0]
     assert memory.get(kept["id"])["memory"] == "AKIAIOSFODNN7EXAMPLE"
     assert memory.namespaced("other").namespace_settings()["secret_policy"] == "redact"
+
+
+def test_update_applies_the_secret_policy_too(memory: Memory) -> None:
+    memory_id = memory.add("nothing secret yet", user_id="u")["results"][0]["id"]
+    memory.update(memory_id, "my key is AKIAIOSFODNN7EXAMPLE", {"dsn": "pg://a:hunter2@h/x"})
+    stored = memory.get(memory_id)
+    assert stored is not None
+    assert stored["memory"] == "my key is [REDACTED:aws_access_key]"
+    assert stored["metadata"] == {"dsn": "pg://a:[REDACTED:url_password]@h/x"}
+    memory.configure_namespace(secret_policy="reject")
+    with pytest.raises(SecretDetected):
+        memory.update(memory_id, "now AKIAIOSFODNN7EXAMPLE")
+    with pytest.raises(SecretDetected):
+        memory.update(memory_id, metadata={"jwt": JWT})
+    assert memory.get(memory_id)["memory"] == "my key is [REDACTED:aws_access_key]"
 
 
 def test_default_ttl_per_namespace(memory: Memory) -> None:

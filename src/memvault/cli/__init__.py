@@ -1,7 +1,9 @@
 """The ``memvault`` command: the library's calls from a shell, ``--json`` for scripts.
 
 It calls the same ``Memory`` API Python users call; errors leave through one exit path
-(:func:`main`) with the error's stable code and exit status 2 for bad input, 1 otherwise.
+(:func:`main`) with the error's stable code and exit status 2 for bad input (and usage
+mistakes), 1 otherwise (and a declined confirmation, a file that cannot be opened, a broken
+audit log). tests/e2e/test_cli_exit_codes.py checks each through the real process.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -253,8 +254,12 @@ def history(
     namespace: NamespaceOption = None,
 ) -> None:
     """Every change to a memory, oldest first."""
+    from memvault.errors import NotFound
+
     with _memory(home, embedder, namespace) as memory:
         events = memory.history(memory_id)
+    if not events:  # a memory keeps its history, even deleted: none means no such memory
+        raise NotFound(f"no memory {memory_id}")
 
     def render(rows: list[dict[str, Any]]) -> None:
         table = Table()
@@ -439,9 +444,12 @@ def user_erase(
     namespace: NamespaceOption = None,
 ) -> None:
     """Erase a user: destroy their data key, then delete their memories and history."""
+    from memvault.security.audit import AuditEntry
+    from memvault.validation import check_id
+
+    user_id = check_id("user_id", user_id)  # before it is shown, asked about or audited
     if not yes and not typer.confirm(f"Erase every memory of {user_id}? This cannot be undone"):
         raise typer.Abort()
-    from memvault.security.audit import AuditEntry
 
     with _keys(home, namespace) as memory:
         entry = {"action": "cli user erase", "namespace": memory.namespace, "user_id": user_id}
@@ -569,6 +577,9 @@ def user_rotate_key(
 ) -> None:
     """Re-encrypt a user's memories under a new data key (online, in batches)."""
     from memvault.security.audit import AuditEntry
+    from memvault.validation import check_id
+
+    user_id = check_id("user_id", user_id)
 
     with _keys(home, namespace) as memory:
         result = memory.rotate_user_key(user_id)
@@ -676,7 +687,7 @@ def mcp(
         raise InvalidInput(
             "memvault mcp needs --user (or MEMVAULT_USER_ID): whose memories to serve"
         )
-    check_id("user_id", user)
+    user = check_id("user_id", user)
     try:
         from memvault.mcp.stdio import serve_stdio
     except ImportError as exc:
@@ -696,18 +707,24 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app and turn memvault errors into a message and an exit status."""
+    """Entry point: every way out of the command ends in one message and the right exit status.
+
+    typer runs in standalone mode, so it handles what belongs to it with its own classes (its
+    bundled click's, whatever the installed version): usage mistakes print the usage and exit 2,
+    ``typer.Exit(code)`` exits with ``code``, a declined confirmation (``typer.Abort``) prints
+    "Aborted" and exits 1, Ctrl-C exits 130. What is left is ours: a ``MemvaultError`` prints its
+    code and message and exits 2 for bad input, 1 otherwise; a file the command cannot open or
+    create (``OSError``) prints the reason and exits 1. No path prints a traceback on purpose.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="memvault", standalone_mode=True)
     except MemvaultError as exc:
         errors.print(
             f"[red]error[/red] {escape(f'[{exc.code}]')} {escape(exc.message)}", highlight=False
         )
         sys.exit(2 if isinstance(exc, InvalidInput) else 1)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        reason = exc.strerror or type(exc).__name__
+        errors.print(f"[red]error[/red] {escape('[os_error] ' + reason + where)}", highlight=False)
+        sys.exit(1)

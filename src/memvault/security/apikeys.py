@@ -23,7 +23,7 @@ from typing import Literal
 from memvault.clock import iso, now_iso
 from memvault.errors import InvalidInput, NotFound, Unauthorized
 from memvault.storage.sqlite import SQLiteStore
-from memvault.validation import check_id, check_namespace
+from memvault.validation import check_id, check_namespace, check_utf8
 
 __all__ = ["ApiKey", "ApiKeyStore", "NewKey", "Role"]
 
@@ -79,7 +79,7 @@ def _check(body: str) -> str:
 
 def _split(token: str) -> tuple[str, str] | None:
     """(id, secret) of a well-formed key, else None."""
-    if not token.startswith(PREFIX):
+    if not token.isascii() or not token.startswith(PREFIX):  # compare_digest: ASCII only
         return None
     rest = token[len(PREFIX) :]
     key_id, sep, tail = rest.partition("_")
@@ -115,9 +115,11 @@ class ApiKeyStore:
         if role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
         if user_id is not None:
-            check_id("user_id", user_id)
+            user_id = check_id("user_id", user_id)
         if name is not None and (not isinstance(name, str) or len(name) > 200):
             raise InvalidInput("name must be a string of at most 200 characters")
+        if name is not None:
+            check_utf8(name, "name")
         expires_at = None
         if expires_in_days is not None:
             if not 0 < expires_in_days <= 3650:
@@ -179,6 +181,8 @@ class ApiKeyStore:
         return [_info(row) for row in rows]
 
     def revoke(self, key_id: str, namespace: str | None = None) -> ApiKey:
+        if not isinstance(key_id, str) or not key_id.isascii():
+            raise NotFound("no such API key")  # ids are ASCII: this one names no key
         with self._store.transaction() as db:
             sql = "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?"
             params: list[str] = [now_iso(), key_id]

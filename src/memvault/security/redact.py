@@ -4,12 +4,20 @@ People paste API keys, tokens, passwords and card numbers into chats; an agent's
 keep them. Each detector is a pattern for a well-known format (plus the Luhn check for card
 numbers, so ordinary long numbers pass); a match becomes ``[REDACTED:<kind>]``. The namespace's
 policy decides: ``redact`` (default), ``reject`` (``SecretDetected``, nothing stored) or ``allow``.
+
+The redactor runs on every add, over text anyone may send, so every detector takes time linear in
+its input (tests/security/test_redaction_linear.py times hostile inputs against ordinary text):
+quantifiers that cannot give back characters are possessive (``++``, ``{8,}+``), a match that
+could start at many points of one run of characters tries only the first (a lookbehind and an
+atomic group), private key blocks look for their footer once per header instead of lazily
+re-scanning (``.*?``), and the overlap check between detectors is a binary search.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,36 +47,86 @@ def _card(match: re.Match[str]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Detector:
+    """One kind of secret. Every detector runs in time linear in the text (see the module doc).
+
+    ``pattern`` is searched with ``finditer``; ``group`` is the part of a match that is secret;
+    ``valid`` refuses matches that only look like secrets. A block detector also has ``end``: the
+    block runs from a ``pattern`` match (its header) to the first ``end`` match after it.
+    """
+
     kind: str
     pattern: re.Pattern[str]
-    group: int = 0  # the part of the match that is secret
+    group: int = 0
     valid: Callable[[re.Match[str]], bool] | None = None
+    end: re.Pattern[str] | None = None
 
+    def spans(self, text: str) -> Iterator[tuple[int, int]]:
+        if self.end is None:
+            for match in self.pattern.finditer(text):
+                if self.valid is None or self.valid(match):
+                    yield match.span(self.group)
+            return
+        # A lazy ``header.*?footer`` re-scans the rest of the text from every header when there
+        # is no footer: quadratic. Here each header looks for its footer once, and a header with
+        # no footer after it means no later header has one either.
+        position = 0
+        while (header := self.pattern.search(text, position)) is not None:
+            footer = self.end.search(text, header.end())
+            if footer is None:
+                return
+            yield header.start(), footer.end()
+            position = footer.end()
+
+
+# Base64url, the alphabet of JWT segments and of most API keys.
+_B64 = "[A-Za-z0-9_-]"
+# The words of a PEM label before PRIVATE KEY ("RSA", "ENCRYPTED", "OPENSSH", "PGP" ...): bounded,
+# so a long run of words costs a bounded amount per header.
+_PEM_WORDS = "(?:[A-Z0-9]{1,32} ){0,8}"
 
 DETECTORS: tuple[Detector, ...] = (
     Detector(
         "private_key",
-        re.compile(
-            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-            r".*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----",
-            re.S,
-        ),
+        re.compile(rf"-----BEGIN {_PEM_WORDS}PRIVATE KEY(?: BLOCK)?-----"),
+        end=re.compile(rf"-----END {_PEM_WORDS}PRIVATE KEY(?: BLOCK)?-----"),
     ),
-    Detector("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    # A JWT starts at a word boundary before "eyJ" inside a run of base64url characters. Which
+    # such "eyJ" of a run it starts at cannot change whether it matches (the first segment runs
+    # to the end of the run either way), so only the first one is tried: the match may start
+    # only where a run starts (the lookbehind), and the atomic group walks to the run's first
+    # "eyJ" and never back. Without that, every "eyJ" of "eyJ-eyJ-eyJ-..." re-scanned the rest.
+    Detector(
+        "jwt",
+        re.compile(
+            rf"(?<!{_B64})(?>{_B64}*?\b(?=eyJ))"
+            rf"(eyJ{_B64}{{8,}}+\.eyJ{_B64}{{8,}}+\.{_B64}{{8,}}+)"
+        ),
+        group=1,
+    ),
     Detector("memvault_key", re.compile(r"\bmvk_[a-z0-9]{12}_[A-Za-z0-9_-]{49}\b")),
     Detector("aws_access_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
     Detector(
         "github_token",
-        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})\b"),
+        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}+|github_pat_[A-Za-z0-9_]{22,}+)\b"),
     ),
-    Detector("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,}")),
-    Detector("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}")),
-    Detector("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    Detector("stripe_key", re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}\b")),
+    Detector("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,}+")),
+    Detector("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}+")),
+    Detector("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}+")),
+    Detector("stripe_key", re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}+\b")),
     Detector("google_api_key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
+    # scheme://user:password@ -- the scheme is the rest of a run of scheme characters from its
+    # first letter after a word boundary; as for JWTs only that first letter is tried (in
+    # "a-a-a-...", every "a" used to re-scan the rest of the run looking for "://"). The user and
+    # password parts cannot contain what ends them, so they never give characters back.
     Detector(
-        "url_password", re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]+:([^\s@/]+)@"), group=1
+        "url_password",
+        re.compile(
+            r"(?<![a-zA-Z0-9+.-])(?>[a-zA-Z0-9+.-]*?\b(?=[a-zA-Z]))[a-zA-Z0-9+.-]*+"
+            r"://[^\s:/@]++:([^\s@/]++)@"
+        ),
+        group=1,
     ),
+    # 13 to 19 digits, single spaces or dashes between them: at most 37 characters per try.
     Detector("card_number", re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])"), valid=_card),
 )
 
@@ -82,16 +140,16 @@ class Finding:
 
 def find_secrets(text: str) -> list[Finding]:
     """Non-overlapping findings, in order (the first detector wins an overlap)."""
-    found: list[Finding] = []
+    found: list[Finding] = []  # sorted by start; disjoint, so sorted by end too
+    starts: list[int] = []
     for detector in DETECTORS:
-        for match in detector.pattern.finditer(text):
-            if detector.valid is not None and not detector.valid(match):
+        for start, end in detector.spans(text):
+            at = bisect.bisect_right(starts, start)
+            if (at and found[at - 1].end > start) or (at < len(found) and found[at].start < end):
                 continue
-            start, end = match.span(detector.group)
-            if any(f.start < end and start < f.end for f in found):
-                continue
-            found.append(Finding(detector.kind, start, end))
-    return sorted(found, key=lambda f: f.start)
+            found.insert(at, Finding(detector.kind, start, end))
+            starts.insert(at, start)
+    return found
 
 
 def redact_text(text: str) -> tuple[str, list[str]]:
