@@ -51,9 +51,14 @@ def test_deeply_nested_json_is_422(server: RunningServer, depth: int) -> None:
 
 
 def test_nesting_within_the_limit_works(server: RunningServer) -> None:
+    """The body may nest 64 levels; metadata itself 32 (the library's documented limit)."""
     with server.http(server.admin_key) as http:
-        body = f'{{"messages":"x","user_id":"u","metadata":{nested(60)}}}'
+        body = f'{{"messages":"x","user_id":"u","metadata":{nested(30)}}}'
         assert http.post("/v1/memories/", content=body, headers=JSON).status_code == 200
+        body = f'{{"messages":"y","user_id":"u","metadata":{nested(60)}}}'
+        answer = http.post("/v1/memories/", content=body, headers=JSON)
+        assert answer.status_code == 422
+        assert answer.json()["error"]["code"] == "invalid_metadata"
 
 
 SURROGATE_BODIES = [
