@@ -8,7 +8,7 @@ any score counts; metadata filters become an id set computed in SQL.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal, TypeVar
@@ -42,16 +42,16 @@ class SearchHit:
     explain: dict[str, float | int | None]
 
 
-def _implied_owners(scope: Scope, scope_id: str) -> Owners:
-    """Owner columns still to check inside a key scope's index (its own id holds for every row)."""
+def _implied_owners(scope: Scope, scope_id: str, own: Collection[str]) -> Owners:
+    """Owner columns still to check inside a key scope's index. In an index of the query's own
+    key (``own``: the ids of its live generations) every row has the key owner's column, which
+    the associated data binds; any other index is checked on every column."""
     user, agent, run = scope.user_id, scope.agent_id, scope.run_id
-    kind, _, owner = scope_id.rpartition("/")[2].partition(":")
-    if kind == "user" and owner == user:
-        user = None
-    elif kind == "agent" and owner == agent and user is None:
-        agent = None
-    elif kind == "run" and owner == run and user is None and agent is None:
-        run = None
+    if scope_id in own:
+        kind = scope.key_owner[0]
+        user = None if kind == "user" else user
+        agent = None if kind == "agent" else agent
+        run = None if kind == "run" else run
     return user, agent, run
 
 
@@ -74,11 +74,19 @@ class HybridSearcher:
         self._fusion = fusion
         self._bm25_weights = bm25_weights
         self._weights = {"vector": vector_weight, "bm25": 1.0}
+        self._resealed = False  # once every legacy row is resealed, it stays so
+
+    def _legacy_possible(self) -> bool:
+        if not self._resealed:
+            self._resealed = self._store.get_meta("seal_format") is not None
+        return not self._resealed
 
     def _scope_ids(self, scope: Scope) -> list[str]:
         if scope.user_id is not None:
-            # A user's rows are always sealed with the user's key: no query needed.
-            return self._codec.live_scopes(f"user:{scope.user_id}")
+            # A user's rows are always sealed with the user's key: no query needed (but rows
+            # of an older version not resealed yet may still name the key the old way).
+            own = self._codec.live_scopes(scope)
+            return own + self._codec.legacy_scopes(scope) if self._legacy_possible() else own
         return self._store.scope_ids(self._codec.namespace, scope)
 
     def _load(self, scope_id: str) -> ScopeIndex:
@@ -106,8 +114,9 @@ class HybridSearcher:
         """The best ``limit`` hits that ``ask`` finds in each key scope's index, with the owner
         columns the scope does not already imply."""
         found: list[tuple[str, float]] = []
+        own = self._codec.live_scopes(scope)
         for scope_id in scope_ids:
-            owners = _implied_owners(scope, scope_id)
+            owners = _implied_owners(scope, scope_id, own)
             found.extend(self._read(scope_id, partial(ask, scope_id, owners)))
         found.sort(key=lambda hit: -hit[1])
         return found[:limit]
@@ -239,7 +248,7 @@ class HybridSearcher:
             return hit.parts["vector"]
         if query is None:
             return None
-        return float(self._codec.open_vector(row.scope_id, row.id, row.vector_box) @ query)
+        return float(self._codec.open_vector(row) @ query)
 
     @staticmethod
     def _score(hit: FusedHit, mode: Mode) -> float:
