@@ -98,3 +98,24 @@ def test_rotation_in_another_process_while_this_one_adds_and_searches(home: Path
         assert fresh.search("alice fact 1234", user_id="alice")["results"][0]["memory"] == (
             "alice fact 1234 about kites"
         )
+
+
+def test_reset_moves_every_key_scope_to_a_new_generation(home: Path) -> None:
+    """Another ``Memory`` (its own key and index caches) resets the namespace: this one's next
+    write uses a new key that everyone can read, and its cached index is not taken as current."""
+    with Memory(home, embedder=HashEmbedder()) as first:
+        first.add("alice fact before reset", user_id="alice")
+        first.add("agent fact before reset", agent_id="bot")
+        assert first.search("fact", user_id="alice")["results"]
+        with Memory(home, embedder=HashEmbedder()) as other:
+            other.reset()
+        added = first.add("alice fact after reset", user_id="alice")["results"][0]
+        first.add("agent fact after reset", agent_id="bot")
+        assert [h["memory"] for h in first.search("fact", user_id="alice")["results"]] == [
+            "alice fact after reset"
+        ]
+        assert [h["memory"] for h in first.search("fact", agent_id="bot")["results"]] == [
+            "agent fact after reset"
+        ]
+    with Memory(home, embedder=HashEmbedder()) as fresh:
+        assert fresh.get(added["id"])["memory"] == "alice fact after reset"

@@ -503,18 +503,29 @@ class KeyRing:
         """Forget every data key of a namespace (used by ``reset``): its rows become noise.
         Each key scope moves to a new generation, so no id is ever reused."""
         with self._lock:
-            recorded = self._db.execute(
-                "SELECT kind, owner FROM key_generations WHERE namespace = ?", (namespace,)
-            ).fetchall()
-            for kind, owner in recorded:
-                self.destroy_scope(KeyScope(namespace, kind, owner))
-            with self._transaction() as db:  # keys of older versions, by their joined names
+            with self._transaction() as db:
+                recorded = db.execute(
+                    "SELECT kind, owner, current FROM key_generations WHERE namespace = ?",
+                    (namespace,),
+                ).fetchall()
+                ids = [
+                    KeyScope(namespace, kind, owner, generation).id
+                    for kind, owner, current in recorded
+                    for generation in range(1, int(current) + 1)
+                ]
+                db.executemany(_DELETE_KEY, [(i,) for i in ids])
+                db.execute(
+                    "UPDATE key_generations SET current = current + 1, previous = NULL"
+                    " WHERE namespace = ?",
+                    (namespace,),
+                )
+                # Keys of older versions, by their joined names.
                 gone = db.execute(
                     "DELETE FROM data_keys WHERE format = 1 AND scope_id LIKE ? ESCAPE '\\'"
                     " RETURNING scope_id",
                     (_like_prefix(f"{namespace}/"),),
                 ).fetchall()
-            for (scope_id,) in gone:
+            for scope_id in [*ids, *(row[0] for row in gone)]:
                 self._ciphers.pop(scope_id, None)
             self._flush_wal()
 

@@ -326,6 +326,12 @@ class SQLiteStore:
         return int(after) - 1, int(after)
 
     def delete_namespace(self, db: sqlite3.Connection, namespace: str) -> None:
+        # Every key scope that held rows gets a later version: no cache elsewhere stays current.
+        db.execute(
+            "UPDATE scope_versions SET version = version + 1 WHERE scope_id IN"
+            " (SELECT DISTINCT scope_id FROM memories WHERE namespace = ?)",
+            (namespace,),
+        )
         db.execute(
             "DELETE FROM memories_fts WHERE rowid IN"
             " (SELECT rowid FROM memories WHERE namespace = ?)",
