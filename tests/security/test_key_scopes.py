@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memvault import HashEmbedder, Memory
+from memvault.security.crypto import Binding, ScopeCipher
 from memvault.security.keyscope import API_KEYS, AUDIT, KeyScope
 from memvault.validation import Scope
 from tests.server.conftest import RunningServer
@@ -103,3 +104,18 @@ def test_users_with_look_alike_ids_have_separate_keys(home: Path) -> None:
     ).fetchall()
     db.close()
     assert rows == []  # different dedup keys: the same text hashes differently
+
+
+_maybe = st.none() | _tricky
+_bindings = st.builds(Binding, _tricky, _maybe, _maybe, _maybe, _tricky)
+
+
+@given(_tricky, _bindings, _tricky, _tricky, _bindings, _tricky)
+def test_associated_data_is_injective(
+    key_a: str, a: Binding, field_a: str, key_b: str, b: Binding, field_b: str
+) -> None:
+    """Two different (key id, namespace, owners, row, field) never share associated data, and a
+    missing owner (None) differs from any string, "null" included."""
+    ad_a = ScopeCipher(key_a, bytes(32))._associated(a, field_a, 2)
+    ad_b = ScopeCipher(key_b, bytes(32))._associated(b, field_b, 2)
+    assert (ad_a == ad_b) == ((key_a, a, field_a) == (key_b, b, field_b))

@@ -81,13 +81,16 @@ class HybridSearcher:
             self._resealed = self._store.get_meta("seal_format") is not None
         return not self._resealed
 
-    def _scope_ids(self, scope: Scope) -> list[str]:
+    def _scope_ids(self, scope: Scope) -> tuple[list[str], frozenset[str]]:
+        """The key scopes holding the scope's rows, and which of them are the scope's own key
+        owner's (one key-store read)."""
+        own = self._codec.live_scopes(scope)
         if scope.user_id is not None:
             # A user's rows are always sealed with the user's key: no query needed (but rows
             # of an older version not resealed yet may still name the key the old way).
-            own = self._codec.live_scopes(scope)
-            return own + self._codec.legacy_scopes(scope) if self._legacy_possible() else own
-        return self._store.scope_ids(self._codec.namespace, scope)
+            legacy = self._codec.legacy_scopes(scope) if self._legacy_possible() else []
+            return own + legacy, frozenset(own)
+        return self._store.scope_ids(self._codec.namespace, scope), frozenset(own)
 
     def _load(self, scope_id: str) -> ScopeIndex:
         # The store records the dimension at its first write; only an empty store asks the
@@ -110,11 +113,11 @@ class HybridSearcher:
         scope_ids: Sequence[str],
         limit: int,
         ask: Callable[[str, Owners, ScopeIndex], list[tuple[str, float]]],
+        own: frozenset[str],
     ) -> list[tuple[str, float]]:
         """The best ``limit`` hits that ``ask`` finds in each key scope's index, with the owner
         columns the scope does not already imply."""
         found: list[tuple[str, float]] = []
-        own = self._codec.live_scopes(scope)
         for scope_id in scope_ids:
             owners = _implied_owners(scope, scope_id, own)
             found.extend(self._read(scope_id, partial(ask, scope_id, owners)))
@@ -128,13 +131,14 @@ class HybridSearcher:
         scope_ids: Sequence[str],
         allowed: set[str] | None,
         limit: int,
+        own: frozenset[str] = frozenset(),
     ) -> list[tuple[str, float]]:
         now = time.time()
 
         def ask(scope_id: str, owners: Owners, index: ScopeIndex) -> list[tuple[str, float]]:
             return index.search(query, limit, now=now, owners=owners, allowed=allowed)
 
-        return self._best_of_scopes(scope, scope_ids, limit, ask)
+        return self._best_of_scopes(scope, scope_ids, limit, ask, own)
 
     def bm25_candidates(
         self,
@@ -143,6 +147,7 @@ class HybridSearcher:
         scope_ids: Sequence[str],
         allowed: set[str] | None,
         limit: int,
+        own: frozenset[str] = frozenset(),
     ) -> list[tuple[str, float]]:
         terms = set(words(text))
         tokens: dict[str, set[str]] = {}  # each scope hashes the words with its own key
@@ -157,7 +162,7 @@ class HybridSearcher:
                 tokens[scope_id], limit, now=now, owners=owners, allowed=allowed
             )
 
-        return self._best_of_scopes(scope, list(tokens), limit, ask)
+        return self._best_of_scopes(scope, list(tokens), limit, ask, own)
 
     def search(
         self,
@@ -172,7 +177,7 @@ class HybridSearcher:
     ) -> list[SearchHit]:
         """Fused hits, best first. Both sides read the scope's in-memory index; the query
         embedding is most of the cost, so nothing runs beside it."""
-        scope_ids = self._scope_ids(scope)
+        scope_ids, own = self._scope_ids(scope)
         if not scope_ids:
             return []
         limit = max(CANDIDATES, top_k)
@@ -181,8 +186,8 @@ class HybridSearcher:
         def candidates(side: str, allowed: set[str] | None, count: int) -> list[tuple[str, float]]:
             if side == "vector":
                 assert query_vector is not None
-                return self.vector_candidates(query_vector, scope, scope_ids, allowed, count)
-            return self.bm25_candidates(query_text, scope, scope_ids, allowed, count)
+                return self.vector_candidates(query_vector, scope, scope_ids, allowed, count, own)
+            return self.bm25_candidates(query_text, scope, scope_ids, allowed, count, own)
 
         sides = [side for side in ("vector", "bm25") if mode in (side, "hybrid")]
         if node is None:

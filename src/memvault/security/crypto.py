@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -42,10 +43,13 @@ KEY_BYTES = 32
 SEAL_VERSION = 2
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))  # built once: it is hot
+
+
 def canonical(value: object) -> str:
     """The one JSON text of ``value``: ASCII, no spaces, so equal values give equal strings and
     different values (strings with any characters, None, numbers) different ones."""
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,12 @@ def open_box(aead: AESGCM, box: bytes, associated: bytes, what: str) -> bytes:
         raise IntegrityError(f"{what}: ciphertext failed authentication") from None
 
 
+@lru_cache(maxsize=1024)
+def _row_prefix(scope_id: str, b: Binding) -> str:
+    parts = ["memvault/v2", scope_id, b.namespace, b.user_id, b.agent_id, b.run_id, b.row_id]
+    return canonical(parts)[:-1] + ","
+
+
 @dataclass(slots=True)
 class ScopeCipher:
     """What one scope's data key does: seal and open fields, hash tokens and texts."""
@@ -102,9 +112,9 @@ class ScopeCipher:
     def _associated(self, binding: Binding, field_name: str, seal_version: int) -> bytes:
         if seal_version == 1:  # older stores: scope id, row id and field only
             return f"memvault/v1|{self.scope_id}|{binding.row_id}|{field_name}".encode()
-        b = binding
-        parts = [self.scope_id, b.namespace, b.user_id, b.agent_id, b.run_id, b.row_id, field_name]
-        return canonical(["memvault/v2", *parts]).encode()
+        # canonical(["memvault/v2", key id, namespace, user, agent, run, row id, field]), with
+        # the part shared by a row's fields encoded once per row.
+        return (_row_prefix(self.scope_id, binding) + canonical(field_name) + "]").encode()
 
     def seal(self, binding: Binding, field_name: str, plaintext: bytes) -> bytes:
         return seal_box(self._aead, plaintext, self._associated(binding, field_name, SEAL_VERSION))
