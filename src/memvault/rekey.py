@@ -32,12 +32,14 @@ def rotate_user_key(memory: Memory, user_id: str, batch: int = 200) -> dict[str,
     owner = codec.key_scope(Scope(user_id=user_id))
     # Under the write lock: a writer reads the generation under it too, so once this commits no
     # row of the old generation can be added any more.
+    # The new key is made under the same lock, so an erase cannot slip in between and leave a
+    # key behind for a generation it already destroyed.
     with store.transaction():
         old_scope, new_scope = keyring.start_generation(owner)
-    old = keyring.cipher(old_scope.id)
+        old = keyring.cipher(old_scope.id)
+        new = keyring.cipher_for(new_scope) if old is not None else None
     moved = rekeyed_events = 0
-    if old is not None:
-        new = keyring.cipher_for(new_scope)
+    if old is not None and new is not None:
         while True:
             with store.transaction() as db:
                 done = _move_rows(db, memory, user_id, old, new, batch)

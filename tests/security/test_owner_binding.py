@@ -46,6 +46,7 @@ CASES: dict[str, tuple[str, dict[str, str]]] = {
     "run_id": ("r2", {"run_id": "r2"}),
     "namespace": ("other", {"user_id": "alice"}),
     "scope_id": ('["default","user","bob",1]', {"user_id": "alice"}),
+    "seal_version": ("1", {"user_id": "alice"}),  # a downgrade to the weaker format
 }
 
 
