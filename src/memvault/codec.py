@@ -1,7 +1,11 @@
 """Sealing memories into rows and opening rows into the dicts the API returns.
 
-Every secret field (text, metadata, vector, context, history texts) goes through the scope's
-``ScopeCipher`` here and nowhere else, with the row id and field name bound as associated data.
+Every secret field (text, metadata, vector, context, history texts) goes through a
+``ScopeCipher`` here and nowhere else, with the row's namespace, owner columns, id and the field
+name bound as associated data (``crypto.Binding``). Writers get their key with ``writer`` (the
+current generation, read fresh inside the write transaction); readers open a row with the key its
+``scope_id`` names, never creating one, and with the associated-data format its ``seal_version``
+says.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from memvault.clock import to_epoch
 from memvault.errors import IntegrityError
 from memvault.retrieval.text import words
 from memvault.retrieval.vector_index import VectorEntry
-from memvault.security.crypto import ScopeCipher
+from memvault.security.crypto import Binding, ScopeCipher
 from memvault.security.keyring import KeyRing
+from memvault.security.keyscope import KeyScope
 from memvault.storage.sqlite import HistoryRow, MemoryRow
+from memvault.validation import Scope
 
-__all__ = ["Codec", "Plain"]
+__all__ = ["Codec", "Plain", "binding"]
 
 
 @dataclass(slots=True)
@@ -32,39 +38,56 @@ class Plain:
     metadata: dict[str, Any]
 
 
+def binding(row: MemoryRow | HistoryRow) -> Binding:
+    """What a row's sealed fields are bound to: its namespace, owner columns and id."""
+    return Binding(row.namespace, row.user_id, row.agent_id, row.run_id, row.id)
+
+
 class Codec:
     def __init__(self, keyring: KeyRing, namespace: str) -> None:
         self._keyring = keyring
         self.namespace = namespace
 
-    def scope_id(self, key_scope: str) -> str:
-        """The key scope new rows are sealed with (the current generation of its data key)."""
-        return self._keyring.current_scope(self.base_scope(key_scope))
+    def key_scope(self, scope: Scope) -> KeyScope:
+        return KeyScope.of(self.namespace, scope)
 
-    def base_scope(self, key_scope: str) -> str:
-        return f"{self.namespace}/{key_scope}"
+    def current(self, scope: Scope) -> KeyScope:
+        """The key generation new rows of ``scope`` are sealed with: read from the key store now,
+        so call it inside the write transaction (see ``KeyRing.current``)."""
+        return self._keyring.current(self.key_scope(scope))
 
-    def live_scopes(self, key_scope: str) -> list[str]:
-        return self._keyring.live_scopes(self.base_scope(key_scope))
+    def live_scopes(self, scope: Scope) -> list[str]:
+        """The ids of the key generations that may hold rows of ``scope``'s key owner."""
+        return [k.id for k in self._keyring.live(self.key_scope(scope))]
 
-    def cipher(self, scope_id: str) -> ScopeCipher:
-        cipher = self._keyring.cipher(scope_id)
-        assert cipher is not None
-        return cipher
+    def legacy_scopes(self, scope: Scope) -> list[str]:
+        """The pre-v2 names the same keys had (rows not yet resealed may still use them)."""
+        return [k.legacy_id for k in self._keyring.live(self.key_scope(scope))]
+
+    def writer(self, key_scope: KeyScope) -> ScopeCipher:
+        return self._keyring.cipher_for(key_scope)
 
     def existing_cipher(self, scope_id: str) -> ScopeCipher | None:
-        return self._keyring.cipher(scope_id, create=False)
+        return self._keyring.cipher(scope_id)
+
+    def reader(self, scope_id: str, what: str) -> ScopeCipher:
+        """The key a row names; a missing key (destroyed, or a tampered ``scope_id``) is an
+        integrity failure, never a reason to make a new key."""
+        cipher = self._keyring.cipher(scope_id)
+        if cipher is None:
+            raise IntegrityError(f"no data key for the scope of {what}")
+        return cipher
 
     # --- sealing ------------------------------------------------------------------------------
 
     @staticmethod
-    def seal_vector(cipher: ScopeCipher, memory_id: str, vector: npt.NDArray[np.float32]) -> bytes:
-        return cipher.seal(memory_id, "vector", np.asarray(vector, dtype="<f4").tobytes())
+    def seal_vector(cipher: ScopeCipher, bound: Binding, vector: npt.NDArray[np.float32]) -> bytes:
+        return cipher.seal(bound, "vector", np.asarray(vector, dtype="<f4").tobytes())
 
     @staticmethod
-    def seal_metadata(cipher: ScopeCipher, memory_id: str, metadata: dict[str, Any]) -> bytes:
+    def seal_metadata(cipher: ScopeCipher, bound: Binding, metadata: dict[str, Any]) -> bytes:
         encoded = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
-        return cipher.seal(memory_id, "metadata", encoded.encode())
+        return cipher.seal(bound, "metadata", encoded.encode())
 
     @staticmethod
     def index_terms(cipher: ScopeCipher, text: str) -> str:
@@ -73,39 +96,61 @@ class Codec:
 
     # --- opening ------------------------------------------------------------------------------
 
-    def open_text(self, row: MemoryRow) -> str:
-        return self.cipher(row.scope_id).open(row.id, "text", row.text_box).decode()
+    def open_field(self, row: MemoryRow | HistoryRow, field: str, box: bytes) -> bytes:
+        cipher = self.reader(row.scope_id, row.id)
+        return cipher.open(binding(row), field, box, row.seal_version)
 
-    def open_metadata(self, scope_id: str, memory_id: str, box: bytes) -> dict[str, Any]:
-        value = json.loads(self.cipher(scope_id).open(memory_id, "metadata", box))
+    def open_text(self, row: MemoryRow) -> str:
+        return self.open_field(row, "text", row.text_box).decode()
+
+    def open_metadata(self, row: MemoryRow) -> dict[str, Any]:
+        value = json.loads(self.open_field(row, "metadata", row.metadata_box))
         if not isinstance(value, dict):
-            raise IntegrityError(f"metadata of {memory_id} is not an object")
+            raise IntegrityError(f"metadata of {row.id} is not an object")
         return value
 
-    def metadata_json(self, scope_id: str, memory_id: str, box: bytes) -> str:
+    def metadata_json(
+        self,
+        scope_id: str,
+        memory_id: str,
+        box: bytes,
+        namespace: str,
+        owners: tuple[str | None, str | None, str | None],
+        seal_version: int,
+    ) -> str:
         """For the SQL function ``mv_meta``: the row's metadata as JSON text."""
-        cipher = self._keyring.cipher(scope_id, create=False)
-        if cipher is None:
-            raise IntegrityError(f"no data key for the scope of {memory_id}")
-        return cipher.open(memory_id, "metadata", box).decode()
+        bound = Binding(namespace, *owners, memory_id)
+        cipher = self.reader(scope_id, memory_id)
+        return cipher.open(bound, "metadata", box, seal_version).decode()
 
     def open_context(self, row: MemoryRow) -> str:
-        return self.cipher(row.scope_id).open(row.id, "context", row.context_box).decode()
+        return self.open_field(row, "context", row.context_box).decode()
 
-    def open_vector(self, scope_id: str, memory_id: str, box: bytes) -> npt.NDArray[np.float32]:
-        raw = self.cipher(scope_id).open(memory_id, "vector", box)
-        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    def open_vector(self, row: MemoryRow) -> npt.NDArray[np.float32]:
+        return np.frombuffer(self.open_field(row, "vector", row.vector_box), dtype="<f4").astype(
+            np.float32
+        )
 
     def vector_entry(self, scope_id: str, stored: Any) -> VectorEntry:
-        """From a ``scope_vectors`` row: id, user_id, agent_id, run_id, expires_at, vector_box,
-        body, context."""
+        """From a ``scope_vectors`` row: id, namespace, user_id, agent_id, run_id, seal_version,
+        expires_at, vector_box, body, context."""
+        bound = Binding(
+            stored["namespace"],
+            stored["user_id"],
+            stored["agent_id"],
+            stored["run_id"],
+            stored["id"],
+        )
+        raw = self.reader(scope_id, stored["id"]).open(
+            bound, "vector", stored["vector_box"], stored["seal_version"]
+        )
         return VectorEntry(
             stored["id"],
             stored["user_id"],
             stored["agent_id"],
             stored["run_id"],
             to_epoch(stored["expires_at"]),
-            self.open_vector(scope_id, stored["id"], stored["vector_box"]),
+            np.frombuffer(raw, dtype="<f4").astype(np.float32),
             stored["body"],
             stored["context"],
         )
@@ -115,7 +160,7 @@ class Codec:
         return {
             "id": row.id,
             "memory": self.open_text(row),
-            "metadata": self.open_metadata(row.scope_id, row.id, row.metadata_box),
+            "metadata": self.open_metadata(row),
             "user_id": row.user_id,
             "agent_id": row.agent_id,
             "run_id": row.run_id,
@@ -132,16 +177,15 @@ class Codec:
 
     # --- history ------------------------------------------------------------------------------
 
+    @staticmethod
     def seal_history_text(
-        self, cipher: ScopeCipher, event_id: str, field: str, text: str | None
+        cipher: ScopeCipher, event: HistoryRow, field: str, text: str | None
     ) -> bytes | None:
-        return None if text is None else cipher.seal(event_id, field, text.encode())
+        return None if text is None else cipher.seal(binding(event), field, text.encode())
 
     def public_history(self, event: HistoryRow) -> dict[str, Any]:
-        cipher = self.cipher(event.scope_id)
-
         def text(field: str, box: bytes | None) -> str | None:
-            return None if box is None else cipher.open(event.id, field, box).decode()
+            return None if box is None else self.open_field(event, field, box).decode()
 
         return {
             "id": event.id,

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="SQLite durability: FULL survives power loss, NORMAL only a crash."
     )
+    reseal_on_open: bool = Field(
+        True,
+        description="Move rows of older versions to the current seal format when the store opens"
+        " (off: call Memory.reseal_legacy() yourself; reads work for both formats meanwhile).",
+    )
     max_text_bytes: int = Field(32 * 1024, gt=0, description="Longest memory text, UTF-8 bytes.")
     max_metadata_bytes: int = Field(16 * 1024, gt=0, description="Largest metadata, JSON bytes.")
     context_window: int = Field(

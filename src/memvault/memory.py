@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from memvault.access import AccessRecorder
 from memvault.clock import iso, now_iso, to_epoch, uuid7
-from memvault.codec import Codec
+from memvault.codec import Codec, binding
 from memvault.config import Settings
 from memvault.embedding import Embedder, check_embedder_name, create_embedder
 from memvault.embedding.batching import QueryBatcher
@@ -38,6 +38,7 @@ from memvault.errors import (
     NotFound,
 )
 from memvault.filters import parse_filter, scope_ids
+from memvault.reseal import reseal_legacy, reseal_row
 from memvault.retrieval.hybrid import HybridSearcher, Mode
 from memvault.retrieval.text import normalize_for_dedup
 from memvault.retrieval.vector_index import VectorCache, VectorEntry
@@ -45,6 +46,7 @@ from memvault.security.apikeys import ApiKeyStore
 from memvault.security.audit import AuditLog
 from memvault.security.crypto import ScopeCipher, derive_key
 from memvault.security.keyring import KEYS_DB_NAME, KeyRing, load_master_key
+from memvault.security.keyscope import API_KEYS, AUDIT, KeyScope
 from memvault.security.redact import apply_policy
 from memvault.storage.files import ensure_private_dir
 from memvault.storage.sqlite import HistoryRow, MemoryRow, SQLiteStore
@@ -66,9 +68,6 @@ from memvault.validation import (
 __all__ = ["Memory"]
 
 BATCH_SIZE = 256
-# Not a namespace (namespaces start with a letter or digit): the key that peppers API key hashes.
-API_KEY_SCOPE = "_system/api-keys"
-AUDIT_KEY_SCOPE = "_system/audit"
 _ADD_KEYS = frozenset(
     {
         "messages",
@@ -179,13 +178,16 @@ class Memory:
         # One search at a time per core: more at once only thrash the GIL and the caches.
         # Extra callers wait their turn (their query embeddings are batched meanwhile).
         self._search_slots = threading.BoundedSemaphore(self.settings.max_concurrent_searches)
-        audit_cipher = self._keyring.cipher(AUDIT_KEY_SCOPE)
-        assert audit_cipher is not None
+        audit_cipher = self._keyring.cipher_for(AUDIT)
         self.audit = AuditLog(
             self._store,
             derive_key(audit_cipher.data_key, "memvault/v1/audit"),
             self.settings.audit_jsonl,
         )
+        # Rows of an older version move to the current seal format now, batch by batch (other
+        # processes keep working between batches); a no-op once done.
+        if self.settings.reseal_on_open:
+            self.reseal_legacy()
 
     def namespaced(self, namespace: str) -> Memory:
         """This store seen from another namespace, sharing files, keys, model and caches.
@@ -208,8 +210,7 @@ class Memory:
     @property
     def api_keys(self) -> ApiKeyStore:
         """The store's API keys (used by the server and ``memvault keys``)."""
-        cipher = self._keyring.cipher(API_KEY_SCOPE)
-        assert cipher is not None
+        cipher = self._keyring.cipher_for(API_KEYS)
         return ApiKeyStore(self._store, derive_key(cipher.data_key, "memvault/v1/api-keys"))
 
     def namespaces(self) -> list[dict[str, Any]]:
@@ -426,10 +427,16 @@ class Memory:
         versions: dict[str, tuple[int, int]] = {}
         recent: dict[Scope, deque[str]] = {}
         seen: dict[tuple[Scope, str], str] = {}
+        keys: dict[Scope, KeyScope] = {}
         with self._store.transaction() as db:
             for pending, vector in zip(batch, vectors, strict=True):
-                scope_id = self._codec.scope_id(pending.scope.key_scope)
-                cipher = self._codec.cipher(scope_id)
+                # The generation is read here, under the write lock that erase and rotation
+                # also take, once per scope and batch: never a key of an erased generation.
+                key_scope = keys.get(pending.scope)
+                if key_scope is None:
+                    key_scope = keys[pending.scope] = self._codec.current(pending.scope)
+                scope_id = key_scope.id
+                cipher = self._codec.writer(key_scope)
                 text = pending.message.content
                 row = self._new_row(pending, scope_id, cipher, text, vector)
                 duplicate = seen.get((pending.scope, row.hash)) or self._store.find_duplicate(
@@ -445,7 +452,7 @@ class Memory:
                 if window is None:
                     window = recent[pending.scope] = self._recent_texts(pending.scope)
                 context = " ".join(window)
-                row.context_box = cipher.seal(row.id, "context", context.encode())
+                row.context_box = cipher.seal(binding(row), "context", context.encode())
                 body = self._codec.index_terms(cipher, text)
                 context_terms = self._codec.index_terms(cipher, context)
                 self._store.insert(db, row, body, context_terms)
@@ -471,7 +478,7 @@ class Memory:
     ) -> MemoryRow:
         memory_id = uuid7()
         now = now_iso()
-        return MemoryRow(
+        row = MemoryRow(
             rowid=None,
             id=memory_id,
             namespace=self.namespace,
@@ -483,15 +490,20 @@ class Memory:
             role=pending.message.role,
             memory_type=pending.memory_type,
             hash=cipher.text_hash(normalize_for_dedup(text)),
-            text_box=cipher.seal(memory_id, "text", text.encode()),
-            metadata_box=self._codec.seal_metadata(cipher, memory_id, pending.metadata),
-            vector_box=self._codec.seal_vector(cipher, memory_id, vector),
+            text_box=b"",
+            metadata_box=b"",
+            vector_box=b"",
             context_box=b"",
             created_at=now,
             updated_at=now,
             expires_at=pending.expires_at,
             importance=pending.importance,
         )
+        bound = binding(row)
+        row.text_box = cipher.seal(bound, "text", text.encode())
+        row.metadata_box = self._codec.seal_metadata(cipher, bound, pending.metadata)
+        row.vector_box = self._codec.seal_vector(cipher, bound, vector)
+        return row
 
     def _recent_texts(self, scope: Scope) -> deque[str]:
         """The texts added last to exactly this scope: the context of the next memory."""
@@ -508,27 +520,29 @@ class Memory:
         self,
         row: MemoryRow,
         memory_id: str,
-        event: str,
+        event_name: str,
         old: str | None,
         new: str | None,
         cipher: ScopeCipher,
     ) -> HistoryRow:
-        event_id = uuid7()
-        return HistoryRow(
-            id=event_id,
+        event = HistoryRow(
+            id=uuid7(),
             memory_id=memory_id,
             namespace=row.namespace,
             scope_id=row.scope_id,
             user_id=row.user_id,
             agent_id=row.agent_id,
             run_id=row.run_id,
-            event=event,
-            old_box=self._codec.seal_history_text(cipher, event_id, "history_old", old),
-            new_box=self._codec.seal_history_text(cipher, event_id, "history_new", new),
+            event=event_name,
+            old_box=None,
+            new_box=None,
             actor_id=row.actor_id,
             role=row.role,
             created_at=now_iso(),
         )
+        event.old_box = self._codec.seal_history_text(cipher, event, "history_old", old)
+        event.new_box = self._codec.seal_history_text(cipher, event, "history_new", new)
+        return event
 
     # --- search and read ----------------------------------------------------------------------
 
@@ -653,11 +667,12 @@ class Memory:
 
     # --- update and delete --------------------------------------------------------------------
 
-    def _require(self, memory_id: str) -> MemoryRow:
+    def _require(self, db: Any, memory_id: str) -> MemoryRow:
+        """The row to change, in the current seal format (an older row is resealed first)."""
         row = self._store.get(self.namespace, check_id("memory_id", memory_id))
         if row is None:
             raise NotFound(f"no memory {memory_id} in namespace {self.namespace}")
-        return row
+        return reseal_row(db, self, row)
 
     def update(
         self,
@@ -687,8 +702,9 @@ class Memory:
             new_metadata = apply_policy(new_metadata, policy, "metadata")[0]
         vector = self._embed([text])[0] if text is not None else None
         with self._store.transaction() as db:
-            row = self._require(memory_id)
-            cipher = self._codec.cipher(row.scope_id)
+            row = self._require(db, memory_id)
+            cipher = self._codec.reader(row.scope_id, row.id)
+            bound = binding(row)
             old_text = self._codec.open_text(row)
             body = context = None
             if text is not None and vector is not None:
@@ -696,12 +712,12 @@ class Memory:
                 other = self._store.find_duplicate(db, row)
                 if other is not None and other != row.id:
                     raise InvalidInput(f"memory {other} of the same scope already holds this text")
-                row.text_box = cipher.seal(row.id, "text", text.encode())
-                row.vector_box = self._codec.seal_vector(cipher, row.id, vector)
+                row.text_box = cipher.seal(bound, "text", text.encode())
+                row.vector_box = self._codec.seal_vector(cipher, bound, vector)
                 body = self._codec.index_terms(cipher, text)
                 context = self._codec.index_terms(cipher, self._codec.open_context(row))
             if new_metadata is not None:
-                row.metadata_box = self._codec.seal_metadata(cipher, row.id, new_metadata)
+                row.metadata_box = self._codec.seal_metadata(cipher, bound, new_metadata)
             row.updated_at = now_iso()
             self._store.update(db, row, body, context)
             self._store.add_history(
@@ -721,15 +737,16 @@ class Memory:
     def delete(self, memory_id: str) -> dict[str, str]:
         """Delete one memory; its history stays (with a DELETE event) until the user is erased."""
         with self._store.transaction() as db:
-            row = self._require(memory_id)
+            row = self._require(db, memory_id)
             self._delete_row(db, row)
             before, after = self._store.bump_version(db, row.scope_id)
         self._cache.apply(row.scope_id, before, after, removed=[row.id])
         return {"message": "Memory deleted successfully!", "id": row.id}
 
     def _delete_row(self, db: Any, row: MemoryRow) -> None:
+        row = reseal_row(db, self, row)
         assert row.rowid is not None
-        cipher = self._codec.cipher(row.scope_id)
+        cipher = self._codec.reader(row.scope_id, row.id)
         old = self._codec.open_text(row)
         self._store.delete(db, row.rowid)
         self._store.add_history(db, self._event(row, row.id, "DELETE", old, None, cipher))
@@ -748,8 +765,8 @@ class Memory:
         with self._store.transaction() as db:
             rows = self._store.list_rows(self.namespace, scope, None, now=None, limit=-1)
             for row in rows:
+                removed.setdefault(row.scope_id, []).append(row.id)  # as the index knows it
                 self._delete_row(db, row)
-                removed.setdefault(row.scope_id, []).append(row.id)
             for scope_id in removed:
                 versions[scope_id] = self._store.bump_version(db, scope_id)
         for scope_id, ids in removed.items():
@@ -831,6 +848,14 @@ class Memory:
             "versions_in_use": keyring.versions_in_use(),
         }
 
+    def reseal_legacy(
+        self, *, batch: int = 200, on_progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, int]:
+        """Move rows written by an older version to the current seal format (owner columns
+        bound), ``batch`` rows per transaction; ``on_progress(memories, events)`` after each.
+        Runs on open; safe to call again (a no-op once done)."""
+        return reseal_legacy(self, batch=batch, on_progress=on_progress)
+
     def purge_expired(self) -> int:
         """Delete expired memories of every namespace now (the server also does it hourly)."""
         from memvault.privacy import purge_expired
@@ -839,7 +864,8 @@ class Memory:
 
     def reset(self) -> None:
         """Erase this namespace: its data keys first (so copies become unreadable), then rows."""
-        self._keyring.destroy_all(self.namespace)
-        with self._store.transaction() as db:
+        with self._store.transaction() as db:  # the write lock first, as erase does
+            self._keyring.destroy_all(self.namespace)
             self._store.delete_namespace(db, self.namespace)
         self._cache.drop()
+        self._store.forget_decrypted()

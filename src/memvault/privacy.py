@@ -25,21 +25,25 @@ EXPORT_FORMAT = "memvault-export/1"
 
 def erase_user(memory: Memory, user_id: str) -> dict[str, Any]:
     user_id = check_id("user_id", user_id)
-    store, keyring = memory._store, memory._keyring
-    base = memory._codec.base_scope(f"user:{user_id}")
-    scopes = memory._codec.live_scopes(f"user:{user_id}")
+    store, keyring, codec = memory._store, memory._keyring, memory._codec
+    owner = codec.key_scope(Scope(user_id=user_id))
     memories, events = store.user_rows(memory.namespace, user_id)
-    if not memories and not events and not any(keyring.has(s) for s in scopes):
+    keys = [name for k in keyring.live(owner) for name in (k.id, k.legacy_id)]
+    if not memories and not events and not any(keyring.has(name) for name in keys):
         raise NotFound(f"no user {user_id} in namespace {memory.namespace}")
-    # The write lock first, so no add for this user can commit between the two steps.
+    # The write lock first, so no add for this user can commit between the two steps: a writer
+    # reads the key generation under the same lock, and sees the new one once this commits.
     with store.transaction() as db:
-        keyring.destroy_scope(base)
+        scopes = [k.id for k in keyring.live(owner)] + [k.legacy_id for k in keyring.live(owner)]
+        keyring.destroy_scope(owner)  # every generation, and on to a new, never used one
         deleted, deleted_events = store.delete_user(db, memory.namespace, user_id)
         for scope_id in scopes:
-            db.execute("DELETE FROM scope_versions WHERE scope_id = ?", (scope_id,))
+            # Versions only grow: a cache elsewhere of these scopes sees that it is stale.
+            store.bump_version(db, scope_id)
     store.checkpoint()
     for scope_id in scopes:
         memory._cache.drop(scope_id)
+    store.forget_decrypted()
     return {
         "user_id": user_id,
         "namespace": memory.namespace,

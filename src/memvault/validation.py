@@ -32,7 +32,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from memvault.errors import (
     EmptyText,
@@ -244,13 +244,17 @@ class Scope:
         return self.user_id is None and self.agent_id is None and self.run_id is None
 
     @property
-    def key_scope(self) -> str:
-        """Whose data key encrypts the memory: the user's, else the agent's, else the run's."""
+    def key_owner(self) -> tuple[Literal["user", "agent", "run"], str]:
+        """Whose data key encrypts the memory: the user's, else the agent's, else the run's.
+
+        A (kind, owner) pair, never a joined string: ``security.keyscope.KeyScope`` encodes it.
+        """
         if self.user_id is not None:
-            return f"user:{self.user_id}"
+            return "user", self.user_id
         if self.agent_id is not None:
-            return f"agent:{self.agent_id}"
-        return f"run:{self.run_id}"
+            return "agent", self.agent_id
+        assert self.run_id is not None
+        return "run", self.run_id
 
 
 @dataclass(frozen=True, slots=True)

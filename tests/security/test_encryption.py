@@ -117,9 +117,14 @@ def test_each_user_has_their_own_data_key(home: Path) -> None:
     hashes = [row[0] for row in db.execute("SELECT hash FROM memories")]
     keys = (
         sqlite3.connect(home / "keys.db")
-        .execute("SELECT scope_id FROM data_keys WHERE scope_id NOT LIKE '\\_system/%' ESCAPE '\\'")
+        .execute(
+            "SELECT scope_id FROM data_keys WHERE scope_id NOT LIKE '[\"\\_system\",%' ESCAPE '\\'"
+        )
         .fetchall()
     )
     assert len(set(bodies)) == 2 and len(set(hashes)) == 2
-    assert sorted(k[0] for k in keys) == ["default/user:alice", "default/user:bob"]
+    assert sorted(k[0] for k in keys) == [
+        '["default","user","alice",1]',
+        '["default","user","bob",1]',
+    ]
     assert np.all([not any(w in b for w in ("same", "words")) for b in bodies])

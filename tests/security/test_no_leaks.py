@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from memvault import Client, HashEmbedder, IntegrityError, Memory, MemvaultError
+from memvault.security.keyscope import KeyScope
 from tests.server.conftest import RunningServer
 
 CANARY = "quokka-canary-7f3a"
@@ -59,16 +60,15 @@ def test_full_api_run_logs_no_text_and_no_keys(
 
 
 def test_corrupted_wrapped_data_key_is_an_integrity_error(home: Path) -> None:
+    key_id = KeyScope("default", "user", "u").id
     with Memory(home, embedder=HashEmbedder()) as m:
         memory_id = m.add("precious", user_id="u")["results"][0]["id"]
     db = sqlite3.connect(home / "keys.db")
     wrapped = bytearray(
-        db.execute("SELECT wrapped FROM data_keys WHERE scope_id = 'default/user:u'").fetchone()[0]
+        db.execute("SELECT wrapped FROM data_keys WHERE scope_id = ?", (key_id,)).fetchone()[0]
     )
     wrapped[20] ^= 0x01
-    db.execute(
-        "UPDATE data_keys SET wrapped = ? WHERE scope_id = 'default/user:u'", (bytes(wrapped),)
-    )
+    db.execute("UPDATE data_keys SET wrapped = ? WHERE scope_id = ?", (bytes(wrapped), key_id))
     db.commit()
     db.close()
     with Memory(home, embedder=HashEmbedder()) as m, pytest.raises(IntegrityError) as caught:

@@ -35,7 +35,7 @@ def test_rotate_user_key_reencrypts_everything(home: Path, tmp_path: Path) -> No
         shutil.copytree(home, snapshot)
         report = m.rotate_user_key("alice")
         assert report["memories_rekeyed"] == 450 and report["history_rekeyed"] >= 451
-        assert report["key_scope"] == "default/user:alice#g2"
+        assert report["key_scope"] == '["default","user","alice",2]'
         # Same answers, from re-encrypted rows and re-keyed token hashes.
         assert [
             h["memory"] for h in m.search("kites fact 7", user_id="alice", top_k=5)["results"]
@@ -52,7 +52,7 @@ def test_rotate_user_key_reencrypts_everything(home: Path, tmp_path: Path) -> No
     db = sqlite3.connect(home / "memvault.db")
     assert {
         r[0] for r in db.execute("SELECT DISTINCT scope_id FROM memories WHERE user_id = 'alice'")
-    } == {"default/user:alice#g3"}
+    } == {'["default","user","alice",3]'}
     db.close()
     # The pre-rotation copy of the data cannot be read with today's key store: the old key is gone.
     shutil.copy(home / "keys.db", snapshot / "keys.db")
@@ -73,7 +73,7 @@ def test_erase_after_rotation_destroys_every_generation(home: Path) -> None:
     db = sqlite3.connect(home / "keys.db")
     assert (
         db.execute(
-            "SELECT count(*) FROM data_keys WHERE scope_id LIKE 'default/user:carol%'"
+            'SELECT count(*) FROM data_keys WHERE scope_id LIKE \'["default","user","carol",%\''
         ).fetchone()[0]
         == 0
     )

@@ -12,7 +12,7 @@ from memvault import AsyncMemory, Embedder
 def test_event_loop_stays_responsive_during_50_concurrent_searches(
     home: Path, local_embedder: Embedder
 ) -> None:
-    async def scenario() -> tuple[list[float], int]:
+    async def scenario() -> tuple[list[float], int, float]:
         async with AsyncMemory(home, embedder=local_embedder) as m:
             await m.add_many(
                 [
@@ -32,21 +32,25 @@ def test_event_loop_stays_responsive_during_50_concurrent_searches(
                     last = now
 
             tick = asyncio.create_task(ticker())
+            started = time.perf_counter()
             results = await asyncio.gather(
                 *(
                     m.search(f"what about topic {i} and memory {i * 3}?", user_id="u")
                     for i in range(50)
                 )
             )
+            elapsed = time.perf_counter() - started
             done.set()
             await tick
-            return gaps, sum(len(r["results"]) for r in results)
+            return gaps, sum(len(r["results"]) for r in results), elapsed
 
-    gaps, found = asyncio.run(scenario())
+    gaps, found, elapsed = asyncio.run(scenario())
     assert found == 500
-    # Blocking the loop for the whole batch would show as one gap as long as all searches together.
+    # Blocking the loop for the whole batch would show as one gap as long as all searches
+    # together. Compared with the batch's own duration (not an absolute time), so a loaded
+    # machine slows both sides alike.
     assert len(gaps) >= 5
-    assert max(gaps) < 0.25, max(gaps)
+    assert max(gaps) < elapsed / 3, (max(gaps), elapsed)
 
 
 def test_async_api_mirrors_sync(home: Path) -> None:

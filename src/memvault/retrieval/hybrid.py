@@ -8,7 +8,7 @@ any score counts; metadata filters become an id set computed in SQL.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal, TypeVar
@@ -42,16 +42,16 @@ class SearchHit:
     explain: dict[str, float | int | None]
 
 
-def _implied_owners(scope: Scope, scope_id: str) -> Owners:
-    """Owner columns still to check inside a key scope's index (its own id holds for every row)."""
+def _implied_owners(scope: Scope, scope_id: str, own: Collection[str]) -> Owners:
+    """Owner columns still to check inside a key scope's index. In an index of the query's own
+    key (``own``: the ids of its live generations) every row has the key owner's column, which
+    the associated data binds; any other index is checked on every column."""
     user, agent, run = scope.user_id, scope.agent_id, scope.run_id
-    kind, _, owner = scope_id.rpartition("/")[2].partition(":")
-    if kind == "user" and owner == user:
-        user = None
-    elif kind == "agent" and owner == agent and user is None:
-        agent = None
-    elif kind == "run" and owner == run and user is None and agent is None:
-        run = None
+    if scope_id in own:
+        kind = scope.key_owner[0]
+        user = None if kind == "user" else user
+        agent = None if kind == "agent" else agent
+        run = None if kind == "run" else run
     return user, agent, run
 
 
@@ -74,12 +74,23 @@ class HybridSearcher:
         self._fusion = fusion
         self._bm25_weights = bm25_weights
         self._weights = {"vector": vector_weight, "bm25": 1.0}
+        self._resealed = False  # once every legacy row is resealed, it stays so
 
-    def _scope_ids(self, scope: Scope) -> list[str]:
+    def _legacy_possible(self) -> bool:
+        if not self._resealed:
+            self._resealed = self._store.get_meta("seal_format") is not None
+        return not self._resealed
+
+    def _scope_ids(self, scope: Scope) -> tuple[list[str], frozenset[str]]:
+        """The key scopes holding the scope's rows, and which of them are the scope's own key
+        owner's (one key-store read)."""
+        own = self._codec.live_scopes(scope)
         if scope.user_id is not None:
-            # A user's rows are always sealed with the user's key: no query needed.
-            return self._codec.live_scopes(f"user:{scope.user_id}")
-        return self._store.scope_ids(self._codec.namespace, scope)
+            # A user's rows are always sealed with the user's key: no query needed (but rows
+            # of an older version not resealed yet may still name the key the old way).
+            legacy = self._codec.legacy_scopes(scope) if self._legacy_possible() else []
+            return own + legacy, frozenset(own)
+        return self._store.scope_ids(self._codec.namespace, scope), frozenset(own)
 
     def _load(self, scope_id: str) -> ScopeIndex:
         # The store records the dimension at its first write; only an empty store asks the
@@ -102,12 +113,13 @@ class HybridSearcher:
         scope_ids: Sequence[str],
         limit: int,
         ask: Callable[[str, Owners, ScopeIndex], list[tuple[str, float]]],
+        own: frozenset[str],
     ) -> list[tuple[str, float]]:
         """The best ``limit`` hits that ``ask`` finds in each key scope's index, with the owner
         columns the scope does not already imply."""
         found: list[tuple[str, float]] = []
         for scope_id in scope_ids:
-            owners = _implied_owners(scope, scope_id)
+            owners = _implied_owners(scope, scope_id, own)
             found.extend(self._read(scope_id, partial(ask, scope_id, owners)))
         found.sort(key=lambda hit: -hit[1])
         return found[:limit]
@@ -119,13 +131,14 @@ class HybridSearcher:
         scope_ids: Sequence[str],
         allowed: set[str] | None,
         limit: int,
+        own: frozenset[str] = frozenset(),
     ) -> list[tuple[str, float]]:
         now = time.time()
 
         def ask(scope_id: str, owners: Owners, index: ScopeIndex) -> list[tuple[str, float]]:
             return index.search(query, limit, now=now, owners=owners, allowed=allowed)
 
-        return self._best_of_scopes(scope, scope_ids, limit, ask)
+        return self._best_of_scopes(scope, scope_ids, limit, ask, own)
 
     def bm25_candidates(
         self,
@@ -134,6 +147,7 @@ class HybridSearcher:
         scope_ids: Sequence[str],
         allowed: set[str] | None,
         limit: int,
+        own: frozenset[str] = frozenset(),
     ) -> list[tuple[str, float]]:
         terms = set(words(text))
         tokens: dict[str, set[str]] = {}  # each scope hashes the words with its own key
@@ -148,7 +162,7 @@ class HybridSearcher:
                 tokens[scope_id], limit, now=now, owners=owners, allowed=allowed
             )
 
-        return self._best_of_scopes(scope, list(tokens), limit, ask)
+        return self._best_of_scopes(scope, list(tokens), limit, ask, own)
 
     def search(
         self,
@@ -163,7 +177,7 @@ class HybridSearcher:
     ) -> list[SearchHit]:
         """Fused hits, best first. Both sides read the scope's in-memory index; the query
         embedding is most of the cost, so nothing runs beside it."""
-        scope_ids = self._scope_ids(scope)
+        scope_ids, own = self._scope_ids(scope)
         if not scope_ids:
             return []
         limit = max(CANDIDATES, top_k)
@@ -172,8 +186,8 @@ class HybridSearcher:
         def candidates(side: str, allowed: set[str] | None, count: int) -> list[tuple[str, float]]:
             if side == "vector":
                 assert query_vector is not None
-                return self.vector_candidates(query_vector, scope, scope_ids, allowed, count)
-            return self.bm25_candidates(query_text, scope, scope_ids, allowed, count)
+                return self.vector_candidates(query_vector, scope, scope_ids, allowed, count, own)
+            return self.bm25_candidates(query_text, scope, scope_ids, allowed, count, own)
 
         sides = [side for side in ("vector", "bm25") if mode in (side, "hybrid")]
         if node is None:
@@ -239,7 +253,7 @@ class HybridSearcher:
             return hit.parts["vector"]
         if query is None:
             return None
-        return float(self._codec.open_vector(row.scope_id, row.id, row.vector_box) @ query)
+        return float(self._codec.open_vector(row) @ query)
 
     @staticmethod
     def _score(hit: FusedHit, mode: Mode) -> float:

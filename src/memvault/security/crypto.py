@@ -1,18 +1,23 @@
 """Field encryption and keyed hashes for one scope's data key.
 
-Every field is AES-256-GCM with a fresh 96-bit nonce and associated data that names the row, the
-scope and the field, so a ciphertext copied into another row, scope or column fails to decrypt
-instead of showing the wrong text. The data key is never used directly: HKDF derives one subkey for
-encryption, one for full-text token hashes and one for the dedup hash, so that no two purposes share
-a key.
+Every field is AES-256-GCM with a fresh 96-bit nonce and associated data that names the key scope,
+the row's namespace and owner columns (user, agent, run), the row id and the field, as one
+canonical JSON array (format 2). A ciphertext copied into another row, scope or column, or a row
+whose owner columns were edited in the database file, fails to decrypt (``IntegrityError``) instead
+of showing the text to someone else. Format 1 (older stores) bound only the scope id, row id and
+field; such rows are still opened until ``reseal.py`` has moved them to format 2. The data key is
+never used directly: HKDF derives one subkey for encryption, one for full-text token hashes and one
+for the dedup hash, so that no two purposes share a key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -21,10 +26,41 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from memvault.errors import IntegrityError
 
-__all__ = ["NONCE_BYTES", "ScopeCipher", "derive_key", "open_box", "seal_box"]
+__all__ = [
+    "NONCE_BYTES",
+    "SEAL_VERSION",
+    "Binding",
+    "ScopeCipher",
+    "canonical",
+    "derive_key",
+    "open_box",
+    "seal_box",
+]
 
 NONCE_BYTES = 12
 KEY_BYTES = 32
+# The associated-data format new rows are sealed with (the rows' ``seal_version`` column).
+SEAL_VERSION = 2
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))  # built once: it is hot
+
+
+def canonical(value: object) -> str:
+    """The one JSON text of ``value``: ASCII, no spaces, so equal values give equal strings and
+    different values (strings with any characters, None, numbers) different ones."""
+    return _ENCODER.encode(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """The row a sealed field belongs to, bound into the field's associated data."""
+
+    namespace: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    row_id: str
 
 
 def derive_key(root: bytes, purpose: str) -> bytes:
@@ -50,6 +86,12 @@ def open_box(aead: AESGCM, box: bytes, associated: bytes, what: str) -> bytes:
         raise IntegrityError(f"{what}: ciphertext failed authentication") from None
 
 
+@lru_cache(maxsize=1024)
+def _row_prefix(scope_id: str, b: Binding) -> str:
+    parts = ["memvault/v2", scope_id, b.namespace, b.user_id, b.agent_id, b.run_id, b.row_id]
+    return canonical(parts)[:-1] + ","
+
+
 @dataclass(slots=True)
 class ScopeCipher:
     """What one scope's data key does: seal and open fields, hash tokens and texts."""
@@ -67,16 +109,21 @@ class ScopeCipher:
         )
         self._dedup_key = derive_key(self.data_key, "memvault/v1/dedup")
 
-    def _associated(self, row_id: str, field_name: str) -> bytes:
-        return f"memvault/v1|{self.scope_id}|{row_id}|{field_name}".encode()
+    def _associated(self, binding: Binding, field_name: str, seal_version: int) -> bytes:
+        if seal_version == 1:  # older stores: scope id, row id and field only
+            return f"memvault/v1|{self.scope_id}|{binding.row_id}|{field_name}".encode()
+        # canonical(["memvault/v2", key id, namespace, user, agent, run, row id, field]), with
+        # the part shared by a row's fields encoded once per row.
+        return (_row_prefix(self.scope_id, binding) + canonical(field_name) + "]").encode()
 
-    def seal(self, row_id: str, field_name: str, plaintext: bytes) -> bytes:
-        return seal_box(self._aead, plaintext, self._associated(row_id, field_name))
+    def seal(self, binding: Binding, field_name: str, plaintext: bytes) -> bytes:
+        return seal_box(self._aead, plaintext, self._associated(binding, field_name, SEAL_VERSION))
 
-    def open(self, row_id: str, field_name: str, box: bytes) -> bytes:
-        return open_box(
-            self._aead, box, self._associated(row_id, field_name), f"{field_name} of {row_id}"
-        )
+    def open(
+        self, binding: Binding, field_name: str, box: bytes, seal_version: int = SEAL_VERSION
+    ) -> bytes:
+        associated = self._associated(binding, field_name, seal_version)
+        return open_box(self._aead, box, associated, f"{field_name} of {binding.row_id}")
 
     def token(self, word: str) -> str:
         """The keyed hash that stands for ``word`` in the full-text index (64 bits, hex)."""

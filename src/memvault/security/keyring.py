@@ -1,7 +1,8 @@
 """Master key (KEK) and per-scope data keys (DEKs), kept apart from the data in ``keys.db``.
 
-Envelope encryption: each (namespace, scope) gets a random 256-bit data key, stored only wrapped
-(AES-256-GCM) by the master key with the scope id as associated data. ``keys.db`` is a separate
+Envelope encryption: each key scope (``keyscope.KeyScope``: namespace, kind, owner, generation)
+gets a random 256-bit data key, stored only wrapped (AES-256-GCM) by the master key with the key
+scope's id as associated data. ``keys.db`` is a separate
 file from ``memvault.db`` so that it can be backed up on its own schedule, and so that forgetting a
 scope's key (crypto-shredding) makes every copy of that scope's rows unreadable.
 
@@ -9,6 +10,11 @@ The master key comes from ``MEMVAULT_MASTER_KEY`` (base64 of 32 bytes) or, for t
 default, from ``master.key`` created 0600 in the home on first start. A key file beside the data
 protects against a stolen database file, not against a stolen home directory: docs/security.md says
 so. A check value wrapped by the master key tells a wrong key apart from a corrupt row.
+
+Generations are never reused: rotation, erase and reset move a key scope to a new generation
+(a new id) and keep the record, so an id names one data key forever and a cipher cached by id in
+any process can only ever open rows of that very key. Writers read the current generation from
+``keys.db`` inside their write transaction (``current``), never from a cache.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from memvault.errors import IntegrityError, InvalidConfig, StorageError, WrongMasterKey
 from memvault.security.crypto import KEY_BYTES, ScopeCipher, open_box, seal_box
+from memvault.security.keyscope import KeyScope
 from memvault.storage.files import create_private_file, open_sqlite
 
 __all__ = ["KeyRing", "MasterKey", "MasterRing", "load_master_key"]
@@ -35,6 +42,8 @@ __all__ = ["KeyRing", "MasterKey", "MasterRing", "load_master_key"]
 KEY_FILE_NAME = "master.key"
 KEYS_DB_NAME = "keys.db"
 _CHECK_PLAINTEXT = b"memvault master key check v1"
+_DELETE_KEY = "DELETE FROM data_keys WHERE scope_id = ?"
+_DELETE_LEGACY_KEY = "DELETE FROM data_keys WHERE scope_id = ? AND format = 1"
 
 
 class MasterKey:
@@ -224,12 +233,22 @@ class KeyRing:
                 " scope_id TEXT PRIMARY KEY, kek_version INTEGER NOT NULL,"
                 " wrapped BLOB NOT NULL, created_at TEXT NOT NULL)"
             )
-            # A scope's data key can be replaced: generation N > 1 lives under "<scope>#gN",
-            # and while rows move to it the previous generation stays readable.
+            # Pre-v2 generation records, by an ambiguous joined name: read, never written.
             db.execute(
                 "CREATE TABLE IF NOT EXISTS scope_generations ("
                 " base TEXT PRIMARY KEY, current INTEGER NOT NULL, previous INTEGER)"
             )
+            # A key scope's data key can be replaced: new rows use ``current``, and while rows
+            # move to it (rotation) the ``previous`` generation stays readable.
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS key_generations (namespace TEXT NOT NULL,"
+                " kind TEXT NOT NULL, owner TEXT NOT NULL, current INTEGER NOT NULL,"
+                " previous INTEGER, PRIMARY KEY (namespace, kind, owner))"
+            )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(data_keys)")}
+            if "format" not in columns:
+                # 1: named by a pre-v2 joined string; 2: by ``KeyScope.id``.
+                db.execute("ALTER TABLE data_keys ADD COLUMN format INTEGER NOT NULL DEFAULT 1")
 
     def _check_master(self) -> None:
         """Every ring version the store knows must open its check value, and at least one must
@@ -283,98 +302,142 @@ class KeyRing:
             )
         return key
 
-    def cipher(self, scope_id: str, *, create: bool = True) -> ScopeCipher | None:
-        """The scope's cipher; a new data key is made when ``create`` and none exists yet."""
+    def cipher(self, scope_id: str) -> ScopeCipher | None:
+        """The cipher of the key named ``scope_id`` (a ``KeyScope.id``, or a pre-v2 name), or
+        None when no such key exists (never made, or destroyed). Never creates a key: readers
+        use this, so a row whose ``scope_id`` was edited cannot conjure a fresh key."""
         cached = self._ciphers.get(scope_id)
         if cached is not None:
             return cached
         with self._lock:
-            cached = self._ciphers.get(scope_id)
-            if cached is not None:
-                return cached
             row = self._db.execute(
                 "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ?", (scope_id,)
             ).fetchone()
             if row is None:
-                if not create:
-                    return None
-                row = self._create(scope_id)
-            data_key = self._master_for(int(row[0])).unwrap(bytes(row[1]), scope_id)
-            cipher = ScopeCipher(scope_id, data_key)
-            self._ciphers[scope_id] = cipher
-            return cipher
+                return None
+            return self._remember(scope_id, self._unwrap(scope_id, row))
 
-    def _create(self, scope_id: str) -> tuple[int, bytes]:
+    def cipher_for(self, key_scope: KeyScope) -> ScopeCipher:
+        """The cipher of ``key_scope``, its data key made now if it has none yet. A key written
+        by an older version under the pre-v2 name is adopted (the same key bytes, re-wrapped
+        under the new id), so dedup and token hashes of old rows stay valid."""
+        scope_id = key_scope.id
+        cached = self._ciphers.get(scope_id)
+        if cached is not None:
+            return cached
+        with self._lock:
+            row = self._db.execute(
+                "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ?", (scope_id,)
+            ).fetchone()
+            data_key = self._unwrap(scope_id, row) if row is not None else self._create(key_scope)
+            return self._remember(scope_id, data_key)
+
+    def _remember(self, scope_id: str, data_key: bytes) -> ScopeCipher:
+        cipher = ScopeCipher(scope_id, data_key)
+        self._ciphers[scope_id] = cipher
+        return cipher
+
+    def _unwrap(self, scope_id: str, row: tuple[int, bytes]) -> bytes:
+        return self._master_for(int(row[0])).unwrap(bytes(row[1]), scope_id)
+
+    def _create(self, key_scope: KeyScope) -> bytes:
         self._refresh()
         master = self._ring.current
-        wrapped = master.wrap(os.urandom(KEY_BYTES), scope_id)
+        scope_id = key_scope.id
+        legacy = self._db.execute(
+            "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ? AND format = 1",
+            (key_scope.legacy_id,),
+        ).fetchone()
+        data_key = self._unwrap(key_scope.legacy_id, legacy) if legacy else os.urandom(KEY_BYTES)
+        current, previous = self._generations(key_scope)
         with self._transaction() as db:
             # Another process may have created it a moment ago: keep theirs.
             db.execute(
-                "INSERT OR IGNORE INTO data_keys VALUES (?, ?, ?, ?)",
-                (scope_id, master.version, wrapped, _now()),
+                "INSERT OR IGNORE INTO data_keys VALUES (?, ?, ?, ?, 2)",
+                (scope_id, master.version, master.wrap(data_key, scope_id), _now()),
+            )
+            # Record the generation, so that reset can move past it (ids are never reused).
+            db.execute(
+                "INSERT OR IGNORE INTO key_generations VALUES (?, ?, ?, ?, ?)",
+                (key_scope.namespace, key_scope.kind, key_scope.owner, current, previous),
             )
             row = db.execute(
                 "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ?", (scope_id,)
             ).fetchone()
-        return int(row[0]), bytes(row[1])
+        return self._unwrap(scope_id, row)
 
     # --- data key generations -----------------------------------------------------------------
 
-    @staticmethod
-    def generation_id(base: str, generation: int) -> str:
-        return base if generation == 1 else f"{base}#g{generation}"
-
-    def _generations(self, base: str) -> tuple[int, int | None]:
+    def _generations(self, key_scope: KeyScope) -> tuple[int, int | None]:
         with self._lock:
             row = self._db.execute(
-                "SELECT current, previous FROM scope_generations WHERE base = ?", (base,)
+                "SELECT current, previous FROM key_generations"
+                " WHERE namespace = ? AND kind = ? AND owner = ?",
+                (key_scope.namespace, key_scope.kind, key_scope.owner),
             ).fetchone()
+            if row is None:  # an older version's record, if any
+                row = self._db.execute(
+                    "SELECT current, previous FROM scope_generations WHERE base = ?",
+                    (key_scope.owner_legacy_base,),
+                ).fetchone()
         return (1, None) if row is None else (int(row[0]), None if row[1] is None else int(row[1]))
 
-    def current_scope(self, base: str) -> str:
-        """The key scope new rows of ``base`` are sealed with."""
-        return self.generation_id(base, self._generations(base)[0])
+    def current(self, key_scope: KeyScope) -> KeyScope:
+        """The generation new rows of ``key_scope`` are sealed with, read from ``keys.db`` now.
 
-    def live_scopes(self, base: str) -> list[str]:
-        """Every key scope that may hold rows of ``base``: the current one, and the previous one
-        while a data key rotation is moving rows."""
-        current, previous = self._generations(base)
-        scopes = [self.generation_id(base, current)]
+        Call it inside the write transaction of ``memvault.db``: erase and rotation change the
+        generation while holding that lock, so the answer holds until the write commits."""
+        return key_scope.at(self._generations(key_scope)[0])
+
+    def live(self, key_scope: KeyScope) -> list[KeyScope]:
+        """Every generation that may hold rows: the current one, and the previous one while a
+        data key rotation is moving rows."""
+        current, previous = self._generations(key_scope)
+        scopes = [key_scope.at(current)]
         if previous is not None:
-            scopes.append(self.generation_id(base, previous))
+            scopes.append(key_scope.at(previous))
         return scopes
 
-    def start_generation(self, base: str) -> tuple[str, str]:
-        """Begin (or resume) replacing ``base``'s data key: returns (old scope, new scope)."""
+    def _set_generations(self, key_scope: KeyScope, current: int, previous: int | None) -> None:
+        with self._lock, self._transaction() as db:
+            db.execute(
+                "INSERT INTO key_generations VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (namespace, kind, owner)"
+                " DO UPDATE SET current = excluded.current, previous = excluded.previous",
+                (key_scope.namespace, key_scope.kind, key_scope.owner, current, previous),
+            )
+
+    def start_generation(self, key_scope: KeyScope) -> tuple[KeyScope, KeyScope]:
+        """Begin (or resume) replacing the data key: returns (old generation, new generation)."""
         with self._lock:
-            current, previous = self._generations(base)
+            current, previous = self._generations(key_scope)
             if previous is None:
                 previous, current = current, current + 1
-                with self._transaction() as db:
-                    db.execute(
-                        "INSERT INTO scope_generations VALUES (?, ?, ?) ON CONFLICT (base)"
-                        " DO UPDATE SET current = excluded.current, previous = excluded.previous",
-                        (base, current, previous),
-                    )
-        return self.generation_id(base, previous), self.generation_id(base, current)
+                self._set_generations(key_scope, current, previous)
+        return key_scope.at(previous), key_scope.at(current)
 
-    def finish_generation(self, base: str) -> None:
+    def finish_generation(self, key_scope: KeyScope) -> None:
         """The old generation holds no rows any more: destroy its key."""
-        _, previous = self._generations(base)
-        if previous is None:
-            return
-        self.destroy(self.generation_id(base, previous))
-        with self._lock, self._transaction() as db:
-            db.execute("UPDATE scope_generations SET previous = NULL WHERE base = ?", (base,))
+        with self._lock:
+            current, previous = self._generations(key_scope)
+            if previous is None:
+                return
+            self._destroy_generation(key_scope.at(previous))
+            self._set_generations(key_scope, current, None)
 
-    def destroy_scope(self, base: str) -> None:
-        """Crypto-shred every generation of a scope (erase)."""
-        current, _ = self._generations(base)
-        for generation in range(1, current + 1):
-            self.destroy(self.generation_id(base, generation))
-        with self._lock, self._transaction() as db:
-            db.execute("DELETE FROM scope_generations WHERE base = ?", (base,))
+    def destroy_scope(self, key_scope: KeyScope) -> None:
+        """Crypto-shred every generation of a key scope (erase) and move it to a new, unused
+        generation: a process still holding a cipher of an old one can never seal under an id
+        that new rows use."""
+        with self._lock:
+            current, _ = self._generations(key_scope)
+            for generation in range(1, current + 1):
+                self._destroy_generation(key_scope.at(generation))
+            self._set_generations(key_scope, current + 1, None)
+
+    def _destroy_generation(self, key_scope: KeyScope) -> None:
+        self.destroy(key_scope.id)
+        self.destroy(key_scope.legacy_id, legacy_only=True)
 
     # --- rotation -----------------------------------------------------------------------------
 
@@ -437,33 +500,65 @@ class KeyRing:
             self._flush_wal()
 
     def destroy_all(self, namespace: str) -> None:
-        """Forget every data key of a namespace (used by ``reset``): its rows become noise."""
+        """Forget every data key of a namespace (used by ``reset``): its rows become noise.
+        Each key scope moves to a new generation, so no id is ever reused."""
         with self._lock:
             with self._transaction() as db:
+                recorded = db.execute(
+                    "SELECT kind, owner, current FROM key_generations WHERE namespace = ?",
+                    (namespace,),
+                ).fetchall()
+                ids = [
+                    KeyScope(namespace, kind, owner, generation).id
+                    for kind, owner, current in recorded
+                    for generation in range(1, int(current) + 1)
+                ]
+                db.executemany(_DELETE_KEY, [(i,) for i in ids])
                 db.execute(
-                    "DELETE FROM data_keys WHERE scope_id LIKE ? ESCAPE '\\'",
-                    (_like_prefix(f"{namespace}/"),),
+                    "UPDATE key_generations SET current = current + 1, previous = NULL"
+                    " WHERE namespace = ?",
+                    (namespace,),
                 )
-            self._ciphers = {
-                k: v for k, v in self._ciphers.items() if not k.startswith(f"{namespace}/")
-            }
+                # Keys of older versions, by their joined names.
+                gone = db.execute(
+                    "DELETE FROM data_keys WHERE format = 1 AND scope_id LIKE ? ESCAPE '\\'"
+                    " RETURNING scope_id",
+                    (_like_prefix(f"{namespace}/"),),
+                ).fetchall()
+            for scope_id in [*ids, *(row[0] for row in gone)]:
+                self._ciphers.pop(scope_id, None)
             self._flush_wal()
+
+    def drop_legacy_keys(self) -> int:
+        """Forget every key still under a pre-v2 name (once no row needs one): each was adopted
+        under its new id, or holds no rows."""
+        with self._lock:
+            with self._transaction() as db:
+                gone = db.execute(
+                    "DELETE FROM data_keys WHERE format = 1 RETURNING scope_id"
+                ).fetchall()
+            for (scope_id,) in gone:
+                self._ciphers.pop(scope_id, None)
+            self._flush_wal()
+        return len(gone)
 
     def has(self, scope_id: str) -> bool:
         with self._lock:
             row = self._db.execute("SELECT 1 FROM data_keys WHERE scope_id = ?", (scope_id,))
             return row.fetchone() is not None
 
-    def destroy(self, scope_id: str) -> bool:
-        """Crypto-shred one scope: forget its data key everywhere this process can reach.
+    def destroy(self, scope_id: str, *, legacy_only: bool = False) -> bool:
+        """Crypto-shred one key: forget it everywhere this process can reach.
 
         The row is deleted with ``secure_delete`` on (its page is overwritten), the cached key is
         dropped, and the WAL is checkpointed and truncated so no old frame still holds the
-        wrapped key. Every copy of the scope's rows, backups included, is then unreadable.
+        wrapped key. Every copy of the rows it sealed, backups included, is then unreadable.
+        ``legacy_only``: only a key stored under a pre-v2 joined name.
         """
+        sql = _DELETE_LEGACY_KEY if legacy_only else _DELETE_KEY
         with self._lock:
             with self._transaction() as db:
-                gone = db.execute("DELETE FROM data_keys WHERE scope_id = ?", (scope_id,)).rowcount
+                gone = db.execute(sql, (scope_id,)).rowcount
             self._ciphers.pop(scope_id, None)
             self._flush_wal()
         return bool(gone)

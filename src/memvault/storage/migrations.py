@@ -135,12 +135,29 @@ def m005_covering_index_for_filters(db: sqlite3.Connection) -> None:
     )
 
 
+def m006_seal_version(db: sqlite3.Connection) -> None:
+    """Which associated-data format each row's sealed fields use: 1 for rows written before
+    (scope id, row id, field), 2 from now on (namespace and owner columns bound too). Reads
+    follow the column, so ``reseal.py`` can move old rows over in batches while the store works;
+    the partial indexes find the rows still to move without a scan."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE memories ADD COLUMN seal_version INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE history ADD COLUMN seal_version INTEGER NOT NULL DEFAULT 1;
+        CREATE INDEX memories_legacy_seal ON memories (rowid) WHERE seal_version = 1;
+        CREATE INDEX history_legacy_seal ON history (id) WHERE seal_version = 1;
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_create_tables,
     m002_api_keys,
     m003_audit_log,
     m004_namespace_settings,
     m005_covering_index_for_filters,
+    m006_seal_version,
 ]
 
 

@@ -1,9 +1,10 @@
 """The embedded store: one SQLite file, rows already encrypted by the caller.
 
 The store sees ciphertext and keyed token hashes only. Metadata filters still run in SQL: the
-function ``mv_meta(scope_id, id, box)`` is registered on each connection and decrypts a row's
-metadata inside the query, so the filter is compiled, not applied after the fact. Every read is
-restricted to one namespace and one scope in its WHERE clause.
+function ``mv_meta`` (a row's key id, id, box, namespace, owner columns and seal version) is
+registered on each connection and decrypts a row's metadata inside the query, so the filter is
+compiled, not applied after the fact. Every read is restricted to one namespace and one scope in
+its WHERE clause.
 
 Connections are per thread (SQLite in WAL mode lets readers run beside the writer); writes take
 ``BEGIN IMMEDIATE`` so two writers queue instead of failing half-way.
@@ -29,6 +30,7 @@ from typing import Any
 
 from memvault.errors import MemvaultError, StorageError
 from memvault.filters import FilterNode, fold, to_sql
+from memvault.security.crypto import SEAL_VERSION
 from memvault.storage.files import open_sqlite
 from memvault.storage.migrations import migrate
 from memvault.validation import Scope
@@ -37,17 +39,26 @@ __all__ = ["HistoryRow", "MemoryRow", "SQLiteStore"]
 
 DB_NAME = "memvault.db"
 
-MetaDecryptor = Callable[[str, str, bytes], str]
+Owners = tuple[str | None, str | None, str | None]
+# scope_id, memory id, box, namespace, (user_id, agent_id, run_id), seal_version
+MetaDecryptor = Callable[[str, str, bytes, str, Owners, int], str]
 
 _PRAGMAS = frozenset({"wal_checkpoint"})
 _FILTER_TABLES = frozenset({"memories", "json_each"})
 _FILTER_FUNCTIONS = frozenset({"mv_meta", "mv_fold", "coalesce", "typeof", "instr"})
-_META_SQL = "mv_meta(m.scope_id, m.id, m.metadata_box)"
+_META_SQL = (
+    "mv_meta(m.scope_id, m.id, m.metadata_box, m.namespace, m.user_id, m.agent_id,"
+    " m.run_id, m.seal_version)"
+)
 
 _MEMORY_COLUMNS = (
     "rowid, id, namespace, scope_id, user_id, agent_id, run_id, actor_id, role, memory_type, hash,"
     " text_box, metadata_box, vector_box, context_box, created_at, updated_at, expires_at,"
-    " importance, access_count, last_accessed_at"
+    " importance, access_count, last_accessed_at, seal_version"
+)
+_HISTORY_COLUMNS = (
+    "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
+    " actor_id, role, created_at, seal_version"
 )
 
 
@@ -76,6 +87,7 @@ class MemoryRow:
     importance: float | None
     access_count: int = 0
     last_accessed_at: str | None = None
+    seal_version: int = SEAL_VERSION  # the associated-data format of the sealed fields
 
 
 @dataclass(slots=True)
@@ -93,6 +105,7 @@ class HistoryRow:
     actor_id: str | None
     role: str | None
     created_at: str
+    seal_version: int = SEAL_VERSION
 
 
 def _scope_sql(namespace: str, scope: Scope, *, exact: bool = False) -> tuple[str, list[Any]]:
@@ -131,7 +144,7 @@ class SQLiteStore:
             raise StorageError("the store is closed")
         db = open_sqlite(self.path, synchronous=self._synchronous)
         db.row_factory = sqlite3.Row
-        db.create_function("mv_meta", 3, self._mv_meta, deterministic=True)
+        db.create_function("mv_meta", 8, self._mv_meta, deterministic=True)
         db.create_function("mv_fold", 1, _fold_or_none, deterministic=True)
         db.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
         db.set_authorizer(self._authorize)
@@ -159,9 +172,22 @@ class SQLiteStore:
         )
         return sqlite3.SQLITE_OK if allowed else sqlite3.SQLITE_DENY
 
-    def _mv_meta(self, scope_id: str, memory_id: str, box: bytes) -> str | None:
+    def _mv_meta(
+        self,
+        scope_id: str,
+        memory_id: str,
+        box: bytes,
+        namespace: str,
+        user_id: str | None,
+        agent_id: str | None,
+        run_id: str | None,
+        seal_version: int,
+    ) -> str | None:
+        owners = (user_id, agent_id, run_id)
         try:
-            return self._decrypt_metadata(scope_id, memory_id, bytes(box))
+            return self._decrypt_metadata(
+                scope_id, memory_id, bytes(box), namespace, owners, seal_version
+            )
         except MemvaultError as exc:
             # SQLite would replace the exception with a generic one: keep it for the caller.
             self._udf_errors.error = exc
@@ -172,6 +198,10 @@ class SQLiteStore:
         if error is not None:
             self._udf_errors.error = None
             raise error
+
+    def forget_decrypted(self) -> None:
+        """Drop the cache of decrypted metadata (after an erase: nothing of it stays in memory)."""
+        self._decrypt_metadata.cache_clear()
 
     def close(self) -> None:
         with self._connections_lock:
@@ -247,7 +277,7 @@ class SQLiteStore:
     @staticmethod
     def insert(db: sqlite3.Connection, row: MemoryRow, body: str, context: str) -> None:
         cursor = db.execute(
-            f"INSERT INTO memories ({_MEMORY_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+            f"INSERT INTO memories ({_MEMORY_COLUMNS}) VALUES ({', '.join('?' * 22)})",
             (
                 None,
                 row.id,
@@ -270,6 +300,7 @@ class SQLiteStore:
                 row.importance,
                 0,
                 None,
+                row.seal_version,
             ),
         )
         row.rowid = cursor.lastrowid
@@ -302,8 +333,10 @@ class SQLiteStore:
     @staticmethod
     def add_history(db: sqlite3.Connection, event: HistoryRow) -> None:
         db.execute(
-            "INSERT INTO history VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM history"
-            " WHERE namespace = ? AND memory_id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO history (id, seq, memory_id, namespace, scope_id, user_id, agent_id,"
+            " run_id, event, old_box, new_box, actor_id, role, created_at, seal_version)"
+            " VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM history"
+            " WHERE namespace = ? AND memory_id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.id,
                 event.namespace,
@@ -320,6 +353,7 @@ class SQLiteStore:
                 event.actor_id,
                 event.role,
                 event.created_at,
+                event.seal_version,
             ),
         )
 
@@ -334,6 +368,12 @@ class SQLiteStore:
         return int(after) - 1, int(after)
 
     def delete_namespace(self, db: sqlite3.Connection, namespace: str) -> None:
+        # Every key scope that held rows gets a later version: no cache elsewhere stays current.
+        db.execute(
+            "UPDATE scope_versions SET version = version + 1 WHERE scope_id IN"
+            " (SELECT DISTINCT scope_id FROM memories WHERE namespace = ?)",
+            (namespace,),
+        )
         db.execute(
             "DELETE FROM memories_fts WHERE rowid IN"
             " (SELECT rowid FROM memories WHERE namespace = ?)",
@@ -341,10 +381,8 @@ class SQLiteStore:
         )
         for table in ("memories", "history"):
             db.execute(f"DELETE FROM {table} WHERE namespace = ?", (namespace,))
-        db.execute(
-            "DELETE FROM scope_versions WHERE substr(scope_id, 1, ?) = ?",
-            (len(namespace) + 1, f"{namespace}/"),
-        )
+        # scope_versions rows stay: a version only ever grows, so no cache anywhere can take a
+        # later state of a key scope for one it has seen (reset moves keys to new generations).
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -458,7 +496,8 @@ class SQLiteStore:
                     "SELECT version FROM scope_versions WHERE scope_id = ?", (scope_id,)
                 ).fetchone()
                 cursor = db.execute(
-                    "SELECT m.id, m.user_id, m.agent_id, m.run_id, m.expires_at, m.vector_box,"
+                    "SELECT m.id, m.namespace, m.user_id, m.agent_id, m.run_id, m.seal_version,"
+                    " m.expires_at, m.vector_box,"
                     " f.body, f.context FROM memories m JOIN memories_fts f ON f.rowid = m.rowid"
                     " WHERE m.scope_id = ? ORDER BY m.rowid",
                     (scope_id,),
@@ -500,8 +539,7 @@ class SQLiteStore:
 
     def history_of_user(self, namespace: str, user_id: str) -> list[HistoryRow]:
         rows = self._query(
-            "SELECT id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event,"
-            " old_box, new_box, actor_id, role, created_at FROM history"
+            f"SELECT {_HISTORY_COLUMNS} FROM history"
             " WHERE namespace = ? AND user_id = ? ORDER BY memory_id, seq",
             (namespace, user_id),
         )
@@ -552,8 +590,7 @@ class SQLiteStore:
 
     def history(self, namespace: str, memory_id: str) -> list[HistoryRow]:
         rows = self._query(
-            "SELECT id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event,"
-            " old_box, new_box, actor_id, role, created_at FROM history"
+            f"SELECT {_HISTORY_COLUMNS} FROM history"
             " WHERE namespace = ? AND memory_id = ? ORDER BY seq",
             (namespace, memory_id),
         )

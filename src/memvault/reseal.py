@@ -1,0 +1,148 @@
+"""Moving rows of older versions to the current seal format, online, in batches.
+
+Before format 2 a row's fields were bound to ``"memvault/v1|<scope>|<row id>|<field>"`` only, and
+the key scope was a joined string (``"default/user:alice#g2"``) that another owner's id could
+spell. A legacy row is resealed under its owner's ``KeyScope`` id with the owner columns bound
+(``crypto.Binding``). The data key stays the same: ``KeyRing.cipher_for`` adopts the key stored
+under the old name (same bytes, re-wrapped under the new id), so dedup hashes and full-text
+tokens stay valid and the FTS index is not touched.
+
+Which key generation a legacy row used is found by computing the old name of each live generation
+of the owner given by the row's columns and comparing it with the row's ``scope_id``: nothing is
+parsed out of the old string. A row that matches none (or whose old key is gone, or that fails
+authentication) is left as it is and counted as ``unreadable``.
+
+Each batch is one transaction, so other processes read and write between batches; reads follow
+each row's ``seal_version`` meanwhile. ``Memory`` runs this on open; once no legacy row remains,
+the keys under old names are forgotten and ``store_meta.seal_format`` records ``2`` so later
+opens skip the scan.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from memvault.codec import binding
+from memvault.errors import IntegrityError
+from memvault.security.crypto import SEAL_VERSION, ScopeCipher
+from memvault.security.keyscope import API_KEYS, AUDIT, KeyScope
+from memvault.storage.sqlite import HistoryRow, MemoryRow
+from memvault.validation import Scope
+
+if TYPE_CHECKING:
+    from memvault.memory import Memory
+
+__all__ = ["reseal_legacy", "reseal_row"]
+
+_FIELDS = ("text", "metadata", "vector", "context")
+_DONE_KEY = "seal_format"
+_LEGACY_ROWS = (
+    "SELECT rowid, id, namespace, scope_id, user_id, agent_id, run_id, actor_id, role,"
+    " memory_type, hash, text_box, metadata_box, vector_box, context_box, created_at,"
+    " updated_at, expires_at, importance, access_count, last_accessed_at, seal_version"
+    " FROM memories WHERE seal_version = 1 AND rowid > ? ORDER BY rowid LIMIT ?"
+)
+_LEGACY_EVENTS = (
+    "SELECT id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box,"
+    " new_box, actor_id, role, created_at, seal_version"
+    " FROM history WHERE seal_version = 1 AND id > ? ORDER BY id LIMIT ?"
+)
+
+
+def _keys(memory: Memory, row: MemoryRow | HistoryRow) -> tuple[ScopeCipher, ScopeCipher]:
+    """(the legacy row's key under its old name, the same key under its ``KeyScope`` id)."""
+    keyring = memory._keyring
+    owner = KeyScope.of(row.namespace, Scope(row.user_id, row.agent_id, row.run_id))
+    for generation in keyring.live(owner):
+        if generation.legacy_id == row.scope_id:
+            old = keyring.cipher(row.scope_id)
+            if old is None:
+                break
+            new = keyring.cipher_for(generation)
+            if new.data_key != old.data_key:  # cipher_for adopts the old key: cannot differ
+                raise IntegrityError(f"the key of {row.id} changed while resealing")
+            return old, new
+    raise IntegrityError(f"{row.id} names no key its owner had")
+
+
+def reseal_row(db: sqlite3.Connection, memory: Memory, row: MemoryRow) -> MemoryRow:
+    """``row`` in the current format (rewritten inside ``db``'s transaction if it was older)."""
+    if row.seal_version == SEAL_VERSION:
+        return row
+    old, new = _keys(memory, row)
+    plain = {f: old.open(binding(row), f, getattr(row, f"{f}_box"), 1) for f in _FIELDS}
+    previous = row.scope_id
+    row.scope_id, row.seal_version = new.scope_id, SEAL_VERSION
+    boxes = {f: new.seal(binding(row), f, plain[f]) for f in _FIELDS}
+    row.text_box, row.metadata_box = boxes["text"], boxes["metadata"]
+    row.vector_box, row.context_box = boxes["vector"], boxes["context"]
+    db.execute(
+        "UPDATE memories SET scope_id = ?, seal_version = ?, text_box = ?, metadata_box = ?,"
+        " vector_box = ?, context_box = ? WHERE rowid = ?",
+        (row.scope_id, SEAL_VERSION, *(boxes[f] for f in _FIELDS), row.rowid),
+    )
+    for scope_id in (previous, row.scope_id):  # both indexes change: no cache may stay current
+        memory._store.bump_version(db, scope_id)
+    memory._cache.drop(previous)
+    memory._cache.drop(row.scope_id)
+    return row
+
+
+def _reseal_event(db: sqlite3.Connection, memory: Memory, event: HistoryRow) -> None:
+    old, new = _keys(memory, event)
+    texts = [
+        None if box is None else old.open(binding(event), name, box, 1)
+        for name, box in (("history_old", event.old_box), ("history_new", event.new_box))
+    ]
+    event.scope_id, event.seal_version = new.scope_id, SEAL_VERSION
+    boxes = [
+        None if t is None else new.seal(binding(event), n, t)
+        for n, t in zip(("history_old", "history_new"), texts, strict=True)
+    ]
+    db.execute(
+        "UPDATE history SET scope_id = ?, seal_version = ?, old_box = ?, new_box = ? WHERE id = ?",
+        (event.scope_id, SEAL_VERSION, boxes[0], boxes[1], event.id),
+    )
+
+
+def reseal_legacy(
+    memory: Memory,
+    *,
+    batch: int = 200,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """Reseal every legacy memory and history event; returns the counts."""
+    store = memory._store
+    done = {"memories": 0, "events": 0, "unreadable": 0}
+    if store.get_meta(_DONE_KEY) == str(SEAL_VERSION):
+        return done
+    for table, query in (("memories", _LEGACY_ROWS), ("history", _LEGACY_EVENTS)):
+        after: object = -1 if table == "memories" else ""
+        while True:
+            with store.transaction() as db:
+                found = db.execute(query, (after, batch)).fetchall()
+                for record in found:
+                    after = record[0]  # the cursor: rowid, or the event id
+                    try:
+                        if table == "memories":
+                            reseal_row(db, memory, MemoryRow(**dict(record)))
+                        else:
+                            _reseal_event(db, memory, HistoryRow(**dict(record)))
+                    except IntegrityError:
+                        done["unreadable"] += 1
+                        continue
+                    done["memories" if table == "memories" else "events"] += 1
+            if on_progress is not None:
+                on_progress(done["memories"], done["events"])
+            if len(found) < batch:
+                break
+    if done["unreadable"] == 0:
+        # The system keys (API key pepper, audit chain) keep their bytes under their new ids.
+        memory._keyring.cipher_for(API_KEYS)
+        memory._keyring.cipher_for(AUDIT)
+        memory._keyring.drop_legacy_keys()
+        store.set_meta_once(_DONE_KEY, str(SEAL_VERSION))
+    store.forget_decrypted()
+    return done
