@@ -26,6 +26,7 @@ __all__ = [
     "FILTER_OPERATORS",
     "HOSTILE_NUMBERS",
     "HOSTILE_STRINGS",
+    "LARGE_FILTERS",
     "Big",
     "deep",
     "dumps",
@@ -495,6 +496,29 @@ CLASSICS: list[Any] = [
     2**63,
     math.nan,
 ]
+
+
+def _nested(logic: str, depth: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"topic": "shared"}
+    for _ in range(depth):
+        node = {logic: [node]}
+    return node
+
+
+# Filters the review found answering 5xx by their size: named, so CI meets each one every run.
+LARGE_FILTERS: dict[str, Any] = {
+    "OR of 1,000": Big("OR 1000", lambda: {"OR": [{"topic": f"v{i}"} for i in range(1000)]}),
+    "OR of 5,000": Big("OR 5000", lambda: {"OR": [{"topic": f"v{i}"} for i in range(5000)]}),
+    "AND of 5,000": Big("AND 5000", lambda: {"AND": [{"n": {"gte": i}} for i in range(5000)]}),
+    "NOT of 5,000": Big("NOT 5000", lambda: {"NOT": [{"topic": f"v{i}"} for i in range(5000)]}),
+    "in of 1,000": Big("in 1000", lambda: {"topic": {"in": [f"v{i}" for i in range(1000)]}}),
+    "nin of 1,000": Big("nin 1000", lambda: {"topic": {"nin": [f"v{i}" for i in range(1000)]}}),
+    "in of 1,001": Big("in 1001", lambda: {"topic": {"in": [f"v{i}" for i in range(1001)]}}),
+    "5,000 keys": Big("5000 keys", lambda: {f"k{i}": "v" for i in range(5000)}),
+    "AND nested 17": Big("AND nested 17", lambda: _nested("AND", 17)),
+    "OR nested 900": Big("OR nested 900", lambda: _nested("OR", 900)),
+    "NOT nested 5,000": Big("NOT nested 5000", lambda: _nested("NOT", 5000)),
+}
 
 
 # --- the concrete exploit of the review --------------------------------------------------------

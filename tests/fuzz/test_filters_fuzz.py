@@ -20,6 +20,7 @@ from tests.fuzz.conftest import SHARED_WORDS, Library, Scenario
 from tests.fuzz.hostile import (
     EXAMPLES,
     EXPLOIT_FILTERS,
+    LARGE_FILTERS,
     dumps,
     fuzz_settings,
     hostile_filter,
@@ -94,6 +95,38 @@ def test_review_exploit_mcp(scenario: Scenario, filters: dict[str, Any]) -> None
         ):
             result = session.call(tool, {**args, "filters": filters})
             check_tool_result(result, scenario.forbidden(caller), f"{tool} {short(filters)}")
+
+
+# --- huge filters, as named regressions ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(LARGE_FILTERS))
+@pytest.mark.parametrize("route", list(FILTER_ROUTES))
+def test_large_filters_rest(scenario: Scenario, route: str, name: str) -> None:
+    rest_filter_call(scenario, route, "alice_read", LARGE_FILTERS[name])
+
+
+@pytest.mark.parametrize("name", list(LARGE_FILTERS))
+def test_large_filters_library(library: Library, name: str) -> None:
+    check_library_filter(library, LARGE_FILTERS[name])
+
+
+def test_large_filters_mcp(scenario: Scenario) -> None:
+    """Through the official client (which cannot send documents deeper than it serializes)."""
+    caller = scenario.callers["alice_read"]
+    failures = []
+    with McpSession(scenario.server, caller.key) as session:
+        for name, filters in LARGE_FILTERS.items():
+            for tool, args in (
+                ("search_memories", {"query": SHARED_WORDS}),
+                ("list_memories", {}),
+            ):
+                try:
+                    result = session.call(tool, {**args, "filters": filters})
+                    check_tool_result(result, scenario.forbidden(caller), f"{tool} {name}")
+                except AssertionError as exc:
+                    failures.append(str(exc).splitlines()[0][:300])
+    assert not failures, "\n".join(failures)
 
 
 # --- generated -------------------------------------------------------------------------------

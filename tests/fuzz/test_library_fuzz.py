@@ -7,11 +7,12 @@ And nothing half-written: after a refused add or update, the store is exactly as
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from memvault import Memory, MemvaultError
@@ -148,7 +149,9 @@ def test_every_method_survives_hostile_arguments(library: Library, method_name: 
         if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
     if not params:
-        pytest.skip(f"{method_name} takes no arguments")  # only reached by no-argument methods
+        # Nothing to make hostile: it must still answer, after the canaries are in.
+        check_outcome(lambda: call_with(method, method_name, {}), method_name, [])
+        return
     forbidden = library.forbidden_for_alice()
 
     @fuzz_settings(max(3, EXAMPLES // 2))
@@ -299,3 +302,21 @@ def test_refused_writes_leave_nothing_behind(library: Library, write: str) -> No
             raise AssertionError(f"{write}({short(value)}): {type(exc).__name__}") from exc
 
     check()
+
+
+@fuzz_settings(max(6, EXAMPLES))
+@given(ttl=hostile_scalar())
+@example(ttl=math.inf)
+@example(ttl=1e308)
+@example(ttl=math.nan)
+def test_namespace_rules_never_poison_later_writes(library: Library, ttl: Any) -> None:
+    """A TTL that configure_namespace accepts must leave adds working (or refused with a 4xx):
+    an accepted TTL that later breaks every add would be a denial of service by one call."""
+    other = library.memory.namespaced("other")
+    check_outcome(lambda: other.configure_namespace(default_ttl_seconds=ttl), "configure", [])
+    check_outcome(
+        lambda: other.add(f"a note after ttl {ttl!r}", user_id="carol"),
+        f"add after configure_namespace(default_ttl_seconds={ttl!r})",
+        [],
+    )
+    other.configure_namespace(default_ttl_seconds=None)
