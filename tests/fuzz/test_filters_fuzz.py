@@ -50,8 +50,12 @@ def rest_filter_call(scenario: Scenario, route: str, caller_name: str, filters: 
     method, path = route.split(" ", 1)
     body = {**FILTER_ROUTES[route], **_alice_scope_of(caller_name), "filters": filters}
     if path == "/v3/memories/":
-        # mem0 2.x sends the scope inside the filters; a bound key gets it pinned there.
-        body.pop("user_id", None)
+        # mem0 2.x sends the scope inside the filters; a bound key gets it pinned there, an
+        # unbound one names it (after the hostile part, as mem0's client would add it).
+        scope = body.pop("user_id", None)
+        filters = materialize(filters)
+        if scope is not None and isinstance(filters, dict) and "user_id" not in filters:
+            body["filters"] = {**filters, "user_id": scope}
     with scenario.server.http(caller.key) as client:
         response = client.request(
             method,
