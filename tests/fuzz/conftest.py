@@ -34,6 +34,7 @@ __all__ = [
     "scenario",
     "seed_canaries",
     "server",
+    "snapshot",
     "start_server",
 ]
 
@@ -198,22 +199,26 @@ class Library:
         return [c.marker for c in hidden] + [c.id for c in hidden]
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything a half-written call could change: rows, history, versions, every scope."""
-        store = self.memory._store
-        counts = {
-            table: store._query(f"SELECT count(*) FROM {table}")[0][0]
-            for table in ("memories", "history", "scope_versions")
-        }
-        versions = [tuple(r) for r in store._query("SELECT * FROM scope_versions ORDER BY 1")]
-        rows = {}
-        for namespace in ("default", "other"):
-            view = self.memory.namespaced(namespace)
-            for scope in ({"user_id": "alice"}, {"user_id": "bob"}, {"user_id": "carol"}):
-                rows[(namespace, *scope.values())] = [
-                    (r["id"], r["memory"], repr(r["metadata"]), r["updated_at"])
-                    for r in view.get_all(**scope, top_k=1000)["results"]
-                ]
-        return {"counts": counts, "versions": versions, "rows": rows}
+        return snapshot(self.memory)
+
+
+def snapshot(memory: Memory) -> dict[str, Any]:
+    """Everything a half-written call could change: rows, history, versions, every scope."""
+    store = memory._store
+    counts = {
+        table: store._query(f"SELECT count(*) FROM {table}")[0][0]
+        for table in ("memories", "history", "scope_versions")
+    }
+    versions = [tuple(r) for r in store._query("SELECT * FROM scope_versions ORDER BY 1")]
+    rows = {}
+    for namespace in ("default", "other"):
+        view = memory.namespaced(namespace)
+        for scope in ({"user_id": "alice"}, {"user_id": "bob"}, {"user_id": "carol"}):
+            rows[(namespace, *scope.values())] = [
+                (r["id"], r["memory"], repr(r["metadata"]), r["updated_at"])
+                for r in view.get_all(**scope, top_k=1000)["results"]
+            ]
+    return {"counts": counts, "versions": versions, "rows": rows}
 
 
 @pytest.fixture

@@ -493,6 +493,9 @@ CLASSICS: list[Any] = [
     "\u202e\u200b\uff21",
     Big("deep(5000, 'dict')", lambda: deep(5000, "dict")),
     Big("deep(900, 'list')", lambda: deep(900, "list")),
+    # An object (so it passes "metadata must be an object") that JSON can still parse, nested
+    # deeper than the encoder's recursion allows inside a worker thread.
+    Big("{'a': deep(950, 'dict')}", lambda: {"a": deep(950, "dict")}),
     2**63,
     math.nan,
 ]
