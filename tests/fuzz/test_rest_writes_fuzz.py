@@ -7,21 +7,25 @@ A separate module (so a separate server): a poisoned row here does not fail the 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 
+from memvault import MemvaultError
+from memvault.validation import check_id
 from tests.fuzz.conftest import Scenario, snapshot
 from tests.fuzz.hostile import (
     CLASSICS,
     EXAMPLES,
     dumps,
     fuzz_settings,
+    hostile_id,
     hostile_messages,
     hostile_metadata,
 )
-from tests.fuzz.rest import Built, send, short
+from tests.fuzz.rest import Built, check_answer, send, short
 
 pytestmark = pytest.mark.fuzz
 
@@ -117,3 +121,36 @@ def test_refused_rest_writes_leave_nothing_behind(scenario: Scenario, name: str)
         check_write(scenario, scratch, name, value)
 
     check()
+
+
+def _valid_id(text: str) -> bool:
+    try:
+        check_id("user_id", text)
+        text.encode("utf-8")
+    except (MemvaultError, UnicodeEncodeError):
+        return False
+    return True
+
+
+@fuzz_settings(max(3, EXAMPLES // 2))
+@given(user_id=hostile_id().filter(_valid_id))
+@example(user_id="\u6e21\u8fba")  # a Japanese name: outside Latin-1
+@example(user_id="\u202e\u200b\uff21")
+@example(user_id="a'\"--;")
+@example(user_id="\U0001f600")
+def test_users_with_hostile_ids_can_be_exported_rotated_and_erased(
+    scenario: Scenario, user_id: str
+) -> None:
+    """The user routes for a user that exists, whose valid id is made of hostile characters."""
+    memory = scenario.server.memory
+    memory.add(f"a memory of a user named {user_id!r}", user_id=user_id)
+    segment = quote(user_id.encode("utf-8"), safe="")
+    with scenario.server.http(scenario.server.admin_key) as client:
+        for method, path in (
+            ("GET", f"/v1/users/{segment}/export/"),
+            ("POST", f"/v1/users/{segment}/rotate-key/"),
+            ("DELETE", f"/v1/users/{segment}/"),
+        ):
+            response = client.request(method, path)
+            check_answer(response, [], f"{method} {path} for user {user_id!r}")
+            assert response.status_code < 300, f"{method} {path}: HTTP {response.status_code}"
