@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint typecheck unit bench bench-quick profile clean
+.PHONY: install run demo test lint typecheck unit fuzz bench bench-quick profile clean
 
 ## demo: the guided library tour (stores and searches a few memories with the local model)
 demo: install
@@ -49,3 +49,9 @@ profile: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## fuzz: every generated test (tests/fuzz, the filter properties, schemathesis) with far more examples, fresh random draws and shrinking; ends by itself (about 1-2 h on 2 cores)
+fuzz: install
+	MEMVAULT_FUZZ_EXAMPLES=2000 MEMVAULT_SCHEMATHESIS_EXAMPLES=500 MEMVAULT_FUZZ_SHRINK=1 \
+	MEMVAULT_HYPOTHESIS_PROFILE=explore $(PY) -m pytest -q -p no:cacheprovider --timeout=7200 \
+		tests/fuzz tests/unit/test_filters.py tests/server/test_schemathesis.py
