@@ -68,6 +68,8 @@ from memvault.validation import (
 __all__ = ["Memory"]
 
 BATCH_SIZE = 256
+# A default TTL past this is no TTL at all, and would overflow a datetime: 100 years.
+MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
 _ADD_KEYS = frozenset(
     {
         "messages",
@@ -370,6 +372,10 @@ class Memory:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInput("batch_size must be a positive integer")
+        if on_progress is not None and not callable(on_progress):
+            raise InvalidInput("on_progress must be a function of (done, total)")
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+            raise InvalidInput("items must be a list of objects with add()'s arguments")
         rules = self._store.namespace_settings(self.namespace)
         pending = [p for item in items for p in self._validate(item, rules)]
         results: list[dict[str, Any]] = []
@@ -811,9 +817,14 @@ class Memory:
             current["default_ttl_seconds"] if default_ttl_seconds is False else default_ttl_seconds
         )
         if ttl is not None and (
-            isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0
+            isinstance(ttl, bool)
+            or not isinstance(ttl, int | float)
+            or not 0 < ttl <= MAX_TTL_SECONDS  # also refuses NaN and infinity
         ):
-            raise InvalidInput("default_ttl_seconds must be a positive number or None")
+            raise InvalidInput(
+                f"default_ttl_seconds must be a number of seconds from 1 to {MAX_TTL_SECONDS:,}"
+                " (100 years), or None"
+            )
         self._store.set_namespace_settings(self.namespace, policy, ttl)
         return self.namespace_settings()
 

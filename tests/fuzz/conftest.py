@@ -10,8 +10,6 @@ parametrized cases; ``library`` is a ``Memory`` over the test's private home.
 from __future__ import annotations
 
 import os
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from memvault import HashEmbedder, Memory, Settings
-from memvault.server import create_app
-from tests.server.conftest import RunningServer, free_port, server, start_server
+from memvault import Memory
+from tests.server.conftest import RunningServer, launch_server, server, start_server
 
 __all__ = [
     "Caller",
@@ -145,26 +141,10 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         for name in list(os.environ):
             if name.startswith("MEMVAULT_"):
                 env.delenv(name)
-        port = free_port()
-        settings = Settings.load(
-            home=home,
-            embedder="hash",
-            port=port,
-            rate_limit="100000000/minute",
-            auth_failure_limit="100000000/minute",
+        running, stop = launch_server(
+            home, rate_limit="100000000/minute", auth_failure_limit="100000000/minute"
         )
-        memory = Memory(settings=settings, embedder=HashEmbedder())
-        app = create_app(settings, memory)
-        uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-        thread = threading.Thread(target=uv.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not uv.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.02)
-        admin = memory.api_keys.create("default", "admin", name="fuzz admin").key
-        running = RunningServer(f"http://127.0.0.1:{port}", memory, admin)
+        memory = running.memory
         canaries = seed_canaries(memory)
         callers = {
             name: Caller(name, running.key(role, user_id=user, namespace=ns), ns, role, user)
@@ -179,9 +159,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         try:
             yield Scenario(running, canaries, callers, scratch)
         finally:
-            uv.should_exit = True
-            thread.join(timeout=20)
-            memory.close()
+            stop()
 
 
 @dataclass

@@ -50,38 +50,53 @@ class RunningServer:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
 
-@pytest.fixture
-def start_server(home: Path) -> Iterator[Callable[..., RunningServer]]:
-    started: list[tuple[uvicorn.Server, threading.Thread, Memory]] = []
+def launch_server(
+    home: Path,
+    *,
+    embedder: Embedder | None = None,
+    uvicorn_defaults: bool = False,
+    **overrides: Any,
+) -> tuple[RunningServer, Callable[[], None]]:
+    """Start a server over ``home``; returns it and the function that stops it.
 
-    def start(
-        *, embedder: Embedder | None = None, uvicorn_defaults: bool = False, **overrides: Any
-    ) -> RunningServer:
-        """``uvicorn_defaults``: run the app as plain ``uvicorn`` would (proxy headers on)."""
-        port = free_port()
-        settings = Settings.load(home=home, embedder="hash", port=port, **overrides)
-        memory = Memory(settings=settings, embedder=embedder or HashEmbedder())
-        app = create_app(settings, memory)
-        options = uvicorn_options(settings)
-        if uvicorn_defaults:
-            options = {"host": settings.host, "port": port, "log_level": "warning"}
-        server = uvicorn.Server(uvicorn.Config(app, **options))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.02)
-        started.append((server, thread, memory))
-        admin = memory.api_keys.create("default", "admin", name="test admin").key
-        return RunningServer(f"http://127.0.0.1:{port}", memory, admin, app, port)
+    ``uvicorn_defaults``: run the app as plain ``uvicorn`` would (proxy headers on)."""
+    port = free_port()
+    settings = Settings.load(home=home, embedder="hash", port=port, **overrides)
+    memory = Memory(settings=settings, embedder=embedder or HashEmbedder())
+    app = create_app(settings, memory)
+    options = uvicorn_options(settings)
+    if uvicorn_defaults:
+        options = {"host": settings.host, "port": port, "log_level": "warning"}
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
 
-    yield start
-    for server, thread, memory in started:
+    def stop() -> None:
         server.should_exit = True
         thread.join(timeout=20)
         memory.close()
+
+    admin = memory.api_keys.create("default", "admin", name="test admin").key
+    return RunningServer(f"http://127.0.0.1:{port}", memory, admin, app, port), stop
+
+
+@pytest.fixture
+def start_server(home: Path) -> Iterator[Callable[..., RunningServer]]:
+    stops: list[Callable[[], None]] = []
+
+    def start(**options: Any) -> RunningServer:
+        running, stop = launch_server(home, **options)
+        stops.append(stop)
+        return running
+
+    yield start
+    for stop in stops:
+        stop()
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from memvault.memory import MAX_TTL_SECONDS
+
 __all__ = [
     "AddRequest",
     "AddResult",
@@ -192,7 +194,7 @@ class NamespaceRules(BaseModel):
 
 class NamespaceRulesUpdate(Strict):
     secret_policy: Literal["redact", "reject", "allow"] | None = None
-    default_ttl_seconds: Number | None = Field(None, gt=0, le=10 * 365 * 86400)
+    default_ttl_seconds: Number | None = Field(None, gt=0, le=MAX_TTL_SECONDS)
     clear_default_ttl: StrictBool = False
 
 
