@@ -69,6 +69,13 @@ class Settings(BaseSettings):
         description="Searches (and query-embedding model calls) run at once in one process; "
         "others queue, and queries waiting are embedded together.",
     )
+    max_filter_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="Time budget of one filtered read; a filter that needs more is refused "
+        "with filter_too_expensive instead of holding a core.",
+    )
     vector_cache_bytes: int = Field(
         256 * 1024 * 1024, gt=0, description="Budget of decrypted vector indexes kept in memory."
     )

@@ -11,6 +11,7 @@ responses. Never match on message text: match on the class or on ``code``.
     │   ├── InvalidId                  invalid_id
     │   ├── InvalidMetadata            invalid_metadata
     │   ├── InvalidFilter              invalid_filter
+    │   │   └── FilterTooExpensive     filter_too_expensive
     │   ├── InvalidConfig              invalid_config
     │   └── SecretDetected             secret_detected
     ├── Unauthorized                   unauthorized     401
@@ -40,6 +41,7 @@ __all__ = [
     "EmbedderError",
     "EmbeddingModelMismatch",
     "EmptyText",
+    "FilterTooExpensive",
     "Forbidden",
     "HostNotAllowed",
     "IntegrityError",
@@ -110,6 +112,12 @@ class InvalidMetadata(InvalidInput):
 
 class InvalidFilter(InvalidInput):
     code = "invalid_filter"
+
+
+class FilterTooExpensive(InvalidFilter):
+    """The filter ran past ``max_filter_seconds`` over the scope (its cost is conditions x rows)."""
+
+    code = "filter_too_expensive"
 
 
 class InvalidConfig(InvalidInput):

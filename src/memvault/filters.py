@@ -43,6 +43,7 @@ grows with the logarithm of their length, not with the length.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -82,6 +83,7 @@ COLUMNS = (
     "importance",
 )
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
+_ID_COLUMNS = frozenset({*SCOPE_FIELDS, "actor_id", "id"})
 MAX_CONDITIONS = 1000
 MAX_DEPTH = 16
 MAX_FIELD_LENGTH = 128
@@ -226,6 +228,15 @@ def _check_value(field: str, value: Any) -> None:
         _check_text(f"texts in the filter on {field!r}", value)
 
 
+def _stored_form(value: Any) -> Any:
+    """Ids are stored in NFC (``validation.check_id``): a filter on one matches any spelling."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, list):
+        return [_stored_form(item) for item in value]
+    return value
+
+
 def _condition(field: str, op: Any, value: Any, budget: _Budget) -> Condition:
     if op not in OPERATORS:
         if isinstance(op, str):
@@ -235,6 +246,8 @@ def _condition(field: str, op: Any, value: Any, budget: _Budget) -> Condition:
     budget.spend(len(items) if op in ("in", "nin") else 1)
     for item in items:
         _check_value(field, item)
+    if field in _ID_COLUMNS:
+        value = _stored_form(value)
     if op == "eq" and value == "*":
         return Condition(field, "*", None)
     if op in ("in", "nin"):

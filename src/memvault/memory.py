@@ -153,6 +153,7 @@ class Memory:
                 self.home,
                 synchronous=self.settings.synchronous,
                 decrypt_metadata=self._codec.metadata_json,
+                max_filter_seconds=self.settings.max_filter_seconds,
             )
             self._embedder: Embedder | None = None
             self._embedder_lock = threading.Lock()

@@ -18,19 +18,25 @@ from memvault.validation import Scope, check_id
 if TYPE_CHECKING:
     from memvault.memory import Memory
 
-__all__ = ["erase_user", "export_user", "purge_expired"]
+__all__ = ["erase_user", "export_user", "purge_expired", "require_user"]
 
 EXPORT_FORMAT = "memvault-export/1"
+
+
+def require_user(memory: Memory, user_id: str) -> None:
+    """``NotFound`` for a user this namespace never had: no memory, no history, no data key."""
+    owner = memory._codec.key_scope(Scope(user_id=user_id))
+    memories, events = memory._store.user_rows(memory.namespace, user_id)
+    keys = [name for k in memory._keyring.live(owner) for name in (k.id, k.legacy_id)]
+    if not memories and not events and not any(memory._keyring.has(name) for name in keys):
+        raise NotFound(f"no user {user_id} in namespace {memory.namespace}")
 
 
 def erase_user(memory: Memory, user_id: str) -> dict[str, Any]:
     user_id = check_id("user_id", user_id)
     store, keyring, codec = memory._store, memory._keyring, memory._codec
     owner = codec.key_scope(Scope(user_id=user_id))
-    memories, events = store.user_rows(memory.namespace, user_id)
-    keys = [name for k in keyring.live(owner) for name in (k.id, k.legacy_id)]
-    if not memories and not events and not any(keyring.has(name) for name in keys):
-        raise NotFound(f"no user {user_id} in namespace {memory.namespace}")
+    require_user(memory, user_id)
     # The write lock first, so no add for this user can commit between the two steps: a writer
     # reads the key generation under the same lock, and sees the new one once this commits.
     with store.transaction() as db:

@@ -12,6 +12,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from memvault.codec import binding
+from memvault.privacy import require_user
 from memvault.retrieval.text import normalize_for_dedup
 from memvault.security.crypto import ScopeCipher
 from memvault.storage.sqlite import HistoryRow, MemoryRow
@@ -27,6 +28,7 @@ _FIELDS = ("text", "metadata", "vector", "context")
 
 def rotate_user_key(memory: Memory, user_id: str, batch: int = 200) -> dict[str, Any]:
     user_id = check_id("user_id", user_id)
+    require_user(memory, user_id)  # rotating nobody would make a key for nobody
     memory.reseal_legacy()  # rows of an older version first: they name their key the old way
     store, keyring, codec = memory._store, memory._keyring, memory._codec
     owner = codec.key_scope(Scope(user_id=user_id))

@@ -13,6 +13,7 @@ from typing import Any
 from memvault.errors import Forbidden, NotFound
 from memvault.memory import Memory
 from memvault.security.apikeys import ApiKey
+from memvault.validation import check_id
 
 __all__ = ["Principal"]
 
@@ -39,7 +40,8 @@ class Principal:
         """The user_id a call may use: a bound caller fills in, or refuses, any other user."""
         if self.bound_user is None:
             return user_id
-        if user_id is not None and user_id != self.bound_user:
+        # Compared in the stored form (NFC): another spelling of the same id is the same user.
+        if user_id is not None and check_id("user_id", user_id) != self.bound_user:
             raise Forbidden("this key is bound to another user")
         return self.bound_user
 
@@ -48,7 +50,9 @@ class Principal:
         if self.bound_user is None:
             return filters
         given = (filters or {}).get("user_id")
-        if given is not None and given != self.bound_user:
+        if given is not None and (
+            not isinstance(given, str) or check_id("user_id", given) != self.bound_user
+        ):
             raise Forbidden("this key is bound to another user")
         return {**(filters or {}), "user_id": self.bound_user}
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from memvault.errors import MemvaultError, StorageError
+from memvault.errors import FilterTooExpensive, MemvaultError, StorageError
 from memvault.filters import FilterNode, fold, to_sql
 from memvault.security.crypto import SEAL_VERSION
 from memvault.storage.files import open_sqlite
@@ -123,9 +124,17 @@ def _scope_sql(namespace: str, scope: Scope, *, exact: bool = False) -> tuple[st
 class SQLiteStore:
     """Rows, history, the full-text index and scope versions in ``memvault.db``."""
 
-    def __init__(self, home: Path, *, synchronous: str, decrypt_metadata: MetaDecryptor) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        synchronous: str,
+        decrypt_metadata: MetaDecryptor,
+        max_filter_seconds: float = 2.0,
+    ) -> None:
         self.path = home / DB_NAME
         self._synchronous = synchronous
+        self._max_filter_seconds = max_filter_seconds
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -235,13 +244,25 @@ class SQLiteStore:
         """``filtered``: the statement holds a compiled filter; the authorizer narrows to it."""
         db = self._db()
         self._local.filtered = filtered
+        budget = _WorkBudget(self._max_filter_seconds) if filtered else None
+        if budget is not None:
+            # A filter's cost is the caller's choice (conditions x rows): it gets a time budget,
+            # checked every few thousand SQLite instructions, so no request can hold a core.
+            db.set_progress_handler(budget.exhausted, _PROGRESS_INSTRUCTIONS)
         try:
             rows = db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             self._raise_udf_error()
+            if budget is not None and budget.spent:
+                raise FilterTooExpensive(
+                    f"the filter took more than {self._max_filter_seconds:g} s over this scope:"
+                    " use fewer conditions on metadata, or raise max_filter_seconds"
+                ) from None
             raise StorageError(f"read failed: {exc}") from exc
         finally:
             self._local.filtered = False
+            if budget is not None:
+                db.set_progress_handler(None, 0)
         self._raise_udf_error()
         return rows
 
@@ -604,6 +625,23 @@ class SQLiteStore:
                 " WHERE namespace = ? AND id = ?",
                 [(when, namespace, memory_id) for memory_id in ids],
             )
+
+
+_PROGRESS_INSTRUCTIONS = 10_000
+
+
+class _WorkBudget:
+    """A deadline for one statement; SQLite aborts it when ``exhausted`` says so."""
+
+    __slots__ = ("deadline", "spent")
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.spent = False
+
+    def exhausted(self) -> int:
+        self.spent = time.monotonic() > self.deadline
+        return int(self.spent)
 
 
 def _column_sql(name: str) -> str:
