@@ -88,7 +88,7 @@ ROWS = [
     Row("POST", "/v3/memories/", "read", 200, 403, 200, {"filters": {"user_id": "alice"}}),
     Row("GET", "/v1/users/{user_id}/export/", "export", 200, 403, 404),
     Row("DELETE", "/v1/users/{user_id}/", "erase", 200, 403, 404),
-    Row("POST", "/v1/users/{user_id}/rotate-key/", "admin", 200, 403, 200),
+    Row("POST", "/v1/users/{user_id}/rotate-key/", "admin", 200, 403, 404),
     Row("GET", "/v1/keys/", "admin", 200, 403, 200),
     Row("POST", "/v1/keys/", "admin", 201, 403, 201, {"role": "read"}),
     Row("DELETE", "/v1/keys/{key_id}/", "admin", 200, 403, 404),

@@ -96,7 +96,7 @@ def erase(
     "/{user_id:anyid}/rotate-key/",
     summary="Rotate a user's data key",
     response_model=RotateResult,
-    responses=error_responses(401, 403, 422, 429),
+    responses=error_responses(401, 403, 404, 422, 429),
 )
 def rotate_key(
     user_id: str, principal: Annotated[Principal, Depends(require(Action.USERS_ROTATE_KEY))]
