@@ -50,8 +50,11 @@ profile: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-## fuzz: every generated test (tests/fuzz, the filter properties, schemathesis) with far more examples, fresh random draws and shrinking; ends by itself (about 1-2 h on 2 cores)
+## fuzz: every generated test (tests/fuzz, filters, hostile strings, redactor, key ids, schemathesis) with 2,000 examples each, fresh random draws and shrinking; ends by itself
 fuzz: install
 	MEMVAULT_FUZZ_EXAMPLES=2000 MEMVAULT_SCHEMATHESIS_EXAMPLES=500 MEMVAULT_FUZZ_SHRINK=1 \
 	MEMVAULT_HYPOTHESIS_PROFILE=explore $(PY) -m pytest -q -p no:cacheprovider --timeout=7200 \
-		tests/fuzz tests/unit/test_filters.py tests/server/test_schemathesis.py
+		tests/fuzz tests/unit/test_filters.py tests/unit/test_filter_sql.py \
+		tests/security/test_filter_injection.py tests/unit/test_hostile_strings.py \
+		tests/security/test_redaction_linear.py tests/security/test_key_scopes.py \
+		tests/server/test_schemathesis.py
