@@ -310,12 +310,8 @@ class KeyRing:
         if cached is not None:
             return cached
         with self._lock:
-            row = self._db.execute(
-                "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ?", (scope_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            return self._remember(scope_id, self._unwrap(scope_id, row))
+            row = self._stored(scope_id)
+            return None if row is None else self._remember(scope_id, self._unwrap(scope_id, row))
 
     def cipher_for(self, key_scope: KeyScope) -> ScopeCipher:
         """The cipher of ``key_scope``, its data key made now if it has none yet. A key written
@@ -326,11 +322,16 @@ class KeyRing:
         if cached is not None:
             return cached
         with self._lock:
-            row = self._db.execute(
-                "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ?", (scope_id,)
-            ).fetchone()
+            row = self._stored(scope_id)
             data_key = self._unwrap(scope_id, row) if row is not None else self._create(key_scope)
             return self._remember(scope_id, data_key)
+
+    def _stored(self, scope_id: str) -> tuple[int, bytes] | None:
+        """The key's (master version, wrapped key) row, or None (call under the lock)."""
+        row = self._db.execute(
+            "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ?", (scope_id,)
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
     def _remember(self, scope_id: str, data_key: bytes) -> ScopeCipher:
         cipher = ScopeCipher(scope_id, data_key)
@@ -361,9 +362,8 @@ class KeyRing:
                 "INSERT OR IGNORE INTO key_generations VALUES (?, ?, ?, ?, ?)",
                 (key_scope.namespace, key_scope.kind, key_scope.owner, current, previous),
             )
-            row = db.execute(
-                "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ?", (scope_id,)
-            ).fetchone()
+            row = self._stored(scope_id)  # ours, or another process's made a moment before
+        assert row is not None  # inserted above in this transaction, or there already
         return self._unwrap(scope_id, row)
 
     # --- data key generations -----------------------------------------------------------------
