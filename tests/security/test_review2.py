@@ -152,3 +152,86 @@ def test_the_decrypted_metadata_cache_has_a_byte_budget(memory: Memory) -> None:
     info = memory._store._decrypt_metadata.cache_info()  # type: ignore[attr-defined]
     worst = info.maxsize * 2 * memory.settings.max_metadata_bytes
     assert worst <= memory.settings.vector_cache_bytes, f"worst case {worst / 2**30:.1f} GiB"
+
+
+# --- a user id that spells another user's pre-v2 key name (the "alice#g2" class, again) ---------
+
+
+def _legacy_store_where_alice_was_rotated(home: Path) -> str:
+    """A store as the previous version left it after ``rotate_user_key("alice")``: alice's row
+    sealed in format 1 under the joined key name ``default/user:alice#g2`` (the generation
+    recorded in ``scope_generations``), not resealed yet. Returns alice's memory id."""
+    import sqlite3
+
+    from memvault.codec import binding
+    from memvault.security.crypto import seal_box
+    from memvault.security.keyscope import KeyScope
+
+    with Memory(home, embedder=HashEmbedder()) as m:
+        memory_id = m.add("alice keeps bees", user_id="alice")["results"][0]["id"]
+        v2 = KeyScope("default", "user", "alice")
+        cipher = m._keyring.cipher(v2.id)
+        assert cipher is not None
+        legacy = "default/user:alice#g2"
+        wrapped = m._keyring.master.current.wrap(cipher.data_key, legacy)
+        version = m._keyring.master.current_version
+        row = m._store.get("default", memory_id)
+        assert row is not None
+        fields = {
+            f: cipher.open(binding(row), f, getattr(row, f"{f}_box"))
+            for f in ("text", "metadata", "vector", "context")
+        }
+        boxes = {
+            f: seal_box(cipher._aead, plain, f"memvault/v1|{legacy}|{memory_id}|{f}".encode())
+            for f, plain in fields.items()
+        }
+    db = sqlite3.connect(home / "memvault.db")
+    db.execute(
+        "UPDATE memories SET scope_id = ?, seal_version = 1, text_box = ?, metadata_box = ?,"
+        " vector_box = ?, context_box = ? WHERE id = ?",
+        (legacy, boxes["text"], boxes["metadata"], boxes["vector"], boxes["context"], memory_id),
+    )
+    db.execute("DELETE FROM history")
+    db.execute("DELETE FROM store_meta WHERE key = 'seal_format'")
+    db.commit()
+    db.close()
+    keys = sqlite3.connect(home / "keys.db")
+    keys.execute("DELETE FROM data_keys WHERE scope_id = ?", (v2.id,))
+    keys.execute("DELETE FROM key_generations WHERE owner = 'alice'")
+    keys.execute(
+        "INSERT INTO data_keys VALUES (?, ?, ?, '2025-01-01T00:00:00+00:00', 1)",
+        (legacy, version, wrapped),
+    )
+    keys.execute("INSERT INTO scope_generations VALUES ('default/user:alice', 2, NULL)")
+    keys.commit()
+    keys.close()
+    return memory_id
+
+
+def test_a_user_named_like_a_legacy_key_cannot_erase_anothers_key(home: Path) -> None:
+    """With ``reseal_on_open=False`` (a documented setting) -- or as soon as one legacy row is
+    unreadable, which keeps every legacy key -- the user ``alice#g2`` erasing itself (a write key
+    bound to ``alice#g2`` may) destroys alice's key: ``erase_user`` and ``destroy_scope`` delete
+    ``KeyScope.legacy_id`` of each of their own generations, and generation 1 of ``alice#g2``
+    has the legacy name of alice's generation 2. Alice's memory is gone for good."""
+    alice = _legacy_store_where_alice_was_rotated(home)
+    with Memory(home, embedder=HashEmbedder(), reseal_on_open=False) as m:
+        assert m.get(alice)["memory"] == "alice keeps bees"  # readable before
+        m.erase_user("alice#g2")  # a user that never stored anything: not even NotFound
+        assert m.get(alice)["memory"] == "alice keeps bees"
+
+
+def test_a_user_named_like_a_legacy_key_does_not_get_anothers_data_key(home: Path) -> None:
+    """``KeyRing._create`` adopts a format-1 key stored under the new scope's ``legacy_id``: the
+    first write of user ``alice#g2`` takes alice's generation-2 data key (same bytes, re-wrapped
+    under the impostor's id). Two owners then share one key: erasing alice no longer shreds it
+    (it lives on under ``alice#g2``), and dedup and token hashes agree across the two users."""
+    from memvault.security.keyscope import KeyScope
+
+    _legacy_store_where_alice_was_rotated(home)
+    with Memory(home, embedder=HashEmbedder(), reseal_on_open=False) as m:
+        m.add("impostor fact", user_id="alice#g2")
+        alices = m._keyring.cipher("default/user:alice#g2")
+        impostors = m._keyring.cipher(KeyScope("default", "user", "alice#g2").id)
+        assert alices is not None and impostors is not None
+        assert alices.data_key != impostors.data_key
