@@ -235,3 +235,47 @@ def test_a_user_named_like_a_legacy_key_does_not_get_anothers_data_key(home: Pat
         impostors = m._keyring.cipher(KeyScope("default", "user", "alice#g2").id)
         assert alices is not None and impostors is not None
         assert alices.data_key != impostors.data_key
+
+
+# --- a write key: an expiration date at the edge of time is a 500 -------------------------------
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"])
+def test_an_expiration_date_out_of_utc_range_is_invalid_input(memory: Memory, moment: str) -> None:
+    """``parse_datetime`` converts to UTC with ``astimezone``, which raises ``OverflowError`` for
+    a valid ISO date whose UTC time is past year 9999 or before year 1: not a ``MemvaultError``."""
+    from memvault.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        memory.add("edge of time", user_id="u", expiration_date=moment)
+
+
+def test_an_expiration_date_out_of_utc_range_is_not_a_500(server) -> None:  # type: ignore[no-untyped-def]
+    with server.http(server.admin_key) as client:
+        answer = client.post(
+            "/v1/memories/",
+            json={"messages": "x", "user_id": "u", "expiration_date": "9999-12-31T23:59:59-05:00"},
+        )
+    assert answer.status_code == 422, (answer.status_code, answer.text[:120])
+
+
+# --- a same-host process: an erase elsewhere leaves the key usable in a running server ----------
+
+
+def test_a_key_erased_by_another_process_is_gone_from_a_running_one(home: Path) -> None:
+    """``KeyRing.cipher`` promises None for a destroyed key, but answers from the process's
+    cache without looking at ``keys.db``. A server that ever read alice keeps her data key
+    (and her decrypted metadata in ``_decrypt_metadata``, her vectors in the ``VectorCache``)
+    for as long as it runs after ``memvault erase`` in another process: the crypto-shredding
+    promise ("forget it everywhere") holds only in the process that erased."""
+    from memvault.security.keyscope import KeyScope
+
+    with Memory(home, embedder=HashEmbedder()) as server:
+        server.add("alice keeps bees", user_id="alice", metadata={"topic": "hobby"})
+        server.get_all(user_id="alice", filters={"topic": "hobby"})  # the caches fill
+        key_id = KeyScope("default", "user", "alice").id
+        with Memory(home, embedder=HashEmbedder()) as cli:
+            cli.erase_user("alice")
+            assert cli._keyring.cipher(key_id) is None
+        server.get_all(user_id="bob")  # the server carries on with other work
+        assert server._keyring.cipher(key_id) is None, "the destroyed key is still usable here"
