@@ -6,13 +6,10 @@ costs are counted (calls, bytes), never timed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-import numpy as np
 import pytest
 
 import memvault.server.bodies as bodies
@@ -279,3 +276,49 @@ def test_a_key_erased_by_another_process_is_gone_from_a_running_one(home: Path) 
             assert cli._keyring.cipher(key_id) is None
         server.get_all(user_id="bob")  # the server carries on with other work
         assert server._keyring.cipher(key_id) is None, "the destroyed key is still usable here"
+
+
+# --- anyone on the network: a request that never finishes holds its connection forever ----------
+
+
+def test_a_request_that_never_finishes_is_cut_off(server) -> None:  # type: ignore[no-untyped-def]
+    """uvicorn runs with no limit on connections (``limit_concurrency``) and no timeout for a
+    request head or body that stops arriving (``timeout_keep_alive`` covers idle connections
+    only): a slowloris client opens connections, sends half a request and waits; each costs a
+    file descriptor and a task until the process has none left for real clients. Measured: a
+    half-sent head and a half-sent body were both still open after 12 s. A connection that
+    has not finished its request within 10 s (twice the keep-alive timeout) should be closed."""
+    import socket
+    import time
+
+    def half(data: bytes) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(data)
+        sock.settimeout(0.25)
+        return sock
+
+    sockets = {
+        "head": half(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "),
+        "body": half(
+            b"POST /v1/memories/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 100\r\n\r\n{"
+        ),
+    }
+    closed: dict[str, float] = {}
+    started = time.monotonic()
+    try:
+        while len(closed) < len(sockets) and time.monotonic() - started < 10:
+            for name, sock in sockets.items():
+                if name in closed:
+                    continue
+                try:
+                    sock.recv(4096)  # an answer (408/400) or EOF: the server let go
+                    closed[name] = time.monotonic() - started
+                except TimeoutError:
+                    pass
+                except OSError:
+                    closed[name] = time.monotonic() - started
+    finally:
+        for sock in sockets.values():
+            sock.close()
+    assert set(closed) == set(sockets), f"still open after 10 s: {set(sockets) - set(closed)}"
