@@ -322,3 +322,42 @@ def test_a_request_that_never_finishes_is_cut_off(server) -> None:  # type: igno
         for sock in sockets.values():
             sock.close()
     assert set(closed) == set(sockets), f"still open after 10 s: {set(sockets) - set(closed)}"
+
+
+# --- another local user: the CLI export file is world-readable while it is written ---------------
+
+
+def test_cli_export_file_is_private_from_its_first_byte(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``memvault user export --out F`` opens F with ``open(out, "x")`` (mode 0666 & ~umask:
+    0644 under the usual umask), writes every decrypted memory, and only then ``chmod 0600``.
+    Another local user who opens F meanwhile keeps reading through that descriptor; and when
+    the export fails half-way the chmod never runs, leaving plaintext 0644 on disk. The file
+    should be created 0600 (``os.open(..., 0o600)``, like ``create_private_file``)."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from memvault.cli import app
+
+    with Memory(home, embedder=HashEmbedder()) as m:
+        m.add("alice's diagnosis is private", user_id="alice")
+    out = tmp_path / "alice.jsonl"
+    seen: list[int] = []
+    real_export = Memory.export_user
+
+    def spying_export(self: Memory, user_id: str) -> Any:
+        for line in real_export(self, user_id):
+            yield line
+            if out.exists():  # the file is open and being written
+                seen.append(out.stat().st_mode & 0o777)
+
+    monkeypatch.setattr(Memory, "export_user", spying_export)
+    previous = os.umask(0o022)
+    try:
+        result = CliRunner().invoke(app, ["user", "export", "alice", "--out", str(out)])
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    assert seen and all(mode & 0o077 == 0 for mode in seen), [oct(m) for m in seen]
