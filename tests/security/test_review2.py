@@ -361,3 +361,31 @@ def test_cli_export_file_is_private_from_its_first_byte(
         os.umask(previous)
     assert result.exit_code == 0, result.output
     assert seen and all(mode & 0o077 == 0 for mode in seen), [oct(m) for m in seen]
+
+
+# --- a read key: an agent-wide search costs (users x query words), inside a global search slot ---
+
+
+def test_an_agent_wide_search_has_bounded_work(memory: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search by ``agent_id`` alone visits every key scope holding that agent's rows (one per
+    user) and hashes every distinct query word with each scope's key, loading each scope's
+    index. Measured: 300 users and a 4,000-word query (well under the 32 KB query limit) take
+    1.7 s per BM25 search; 10,000 users would take about a minute. The search holds one of the
+    process's ``max_concurrent_searches`` (2) slots meanwhile, so two such requests from one
+    tenant's read key stall every search of every tenant. Here: 50 users, 400 words."""
+    from memvault.security.crypto import ScopeCipher
+
+    memory.add_many(
+        [{"messages": f"note {i}", "user_id": f"user{i}", "agent_id": "bot"} for i in range(50)]
+    )
+    calls = 0
+    real = ScopeCipher.token
+
+    def counting(self: ScopeCipher, word: str) -> str:
+        nonlocal calls
+        calls += 1
+        return real(self, word)
+
+    monkeypatch.setattr(ScopeCipher, "token", counting)
+    memory.search(" ".join(f"w{i}" for i in range(400)), agent_id="bot", mode="bm25")
+    assert calls <= 5_000, f"{calls} keyed token hashes for one search"
