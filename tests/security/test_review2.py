@@ -389,3 +389,23 @@ def test_an_agent_wide_search_has_bounded_work(memory: Memory, monkeypatch: pyte
     monkeypatch.setattr(ScopeCipher, "token", counting)
     memory.search(" ".join(f"w{i}" for i in range(400)), agent_id="bot", mode="bm25")
     assert calls <= 5_000, f"{calls} keyed token hashes for one search"
+
+
+def test_the_audit_jsonl_sink_is_created_private(home: Path, tmp_path: Path) -> None:
+    """``AuditLog.append`` opens the optional JSONL sink with ``open(path, "a")``: created with
+    the umask (0644), it lists every namespace, key id, user id, memory id and client address
+    for any local user to read, while every file in the home is 0600."""
+    import os
+
+    from memvault.security.audit import AuditEntry
+
+    sink = tmp_path / "audit.jsonl"
+    previous = os.umask(0o022)
+    try:
+        with Memory(home, embedder=HashEmbedder(), audit_jsonl=sink) as m:
+            m.audit.record(AuditEntry(action="test", outcome="ok", user_id="alice"))
+            m.audit.flush()
+    finally:
+        os.umask(previous)
+    assert sink.exists()
+    assert sink.stat().st_mode & 0o077 == 0, oct(sink.stat().st_mode & 0o777)
