@@ -409,3 +409,18 @@ def test_the_audit_jsonl_sink_is_created_private(home: Path, tmp_path: Path) -> 
         os.umask(previous)
     assert sink.exists()
     assert sink.stat().st_mode & 0o077 == 0, oct(sink.stat().st_mode & 0o777)
+
+
+# --- any writer: a secret in a metadata key passes the namespace's secret policy -----------------
+
+
+def test_a_secret_in_a_metadata_key_is_refused_under_reject(memory: Memory) -> None:
+    """``redact._walk`` cleans every string *value* of the metadata but keeps the keys as they
+    are: under ``reject`` a secret sent as a key is stored (and returned by every read), under
+    ``redact`` it is kept in the clear inside the ciphertext. (Message ``name`` -- stored as the
+    plaintext ``actor_id`` column -- is not checked either.)"""
+    from memvault.errors import SecretDetected
+
+    memory.configure_namespace(secret_policy="reject")
+    with pytest.raises(SecretDetected):
+        memory.add("a note", user_id="u", metadata={"AKIAIOSFODNN7EXAMPLE": "aws"})
