@@ -424,3 +424,23 @@ def test_a_secret_in_a_metadata_key_is_refused_under_reject(memory: Memory) -> N
     memory.configure_namespace(secret_policy="reject")
     with pytest.raises(SecretDetected):
         memory.add("a note", user_id="u", metadata={"AKIAIOSFODNN7EXAMPLE": "aws"})
+
+
+# --- a tenant admin: the only budget is per key, and keys are free ------------------------------
+
+
+def test_a_tenant_cannot_multiply_its_request_budget_by_minting_keys(start_server) -> None:  # type: ignore[no-untyped-def]
+    """``RateLimiter.spend`` counts per key id, and an unbound admin of a namespace may create any
+    number of keys (no quota) over ``POST /v1/keys/``: N keys are N budgets, so the limit caps
+    nothing for a tenant (and with the costly requests above, nothing protects the others)."""
+    server = start_server(rate_limit="3/minute")
+    tenant_admin = server.key("admin", namespace="acme")
+    with server.http(tenant_admin) as admin:
+        minted = [
+            admin.post("/v1/keys/", json={"role": "read"}).json()["key"] for _ in range(2)
+        ]
+    codes = []
+    for key in minted:
+        with server.http(key) as client:
+            codes += [client.get("/v1/ping/").status_code for _ in range(3)]
+    assert 429 in codes, f"{codes.count(200)} requests in a minute on a 3/minute budget"
