@@ -444,3 +444,48 @@ def test_a_tenant_cannot_multiply_its_request_budget_by_minting_keys(start_serve
         with server.http(key) as client:
             codes += [client.get("/v1/ping/").status_code for _ in range(3)]
     assert 429 in codes, f"{codes.count(200)} requests in a minute on a 3/minute budget"
+
+
+# --- the Python client: a memory id is spliced into the URL path unescaped ----------------------
+
+
+def test_client_delete_of_a_hostile_memory_id_cannot_erase_a_user(server) -> None:  # type: ignore[no-untyped-def]
+    """``memvault.Client`` builds ``f"/v1/memories/{memory_id}/"``: an id such as
+    ``../users/alice`` (from an LLM tool call, a prompt-injected memory, a URL parameter) is
+    resolved by the URL parser into ``DELETE /v1/users/alice/``: a one-memory delete erases a
+    whole user (crypto-shredding, irreversible) with the client's key. ``get("../keys")`` lists
+    the API keys the same way. Ids must be percent-encoded as one path segment (``quote(id,
+    safe="")``) and ``.``/``..`` refused, in every method that puts an id in a path."""
+    from memvault.client import Client
+
+    alice = server.memory.add("alice keeps bees", user_id="alice")["results"][0]["id"]
+    answer: object = None
+    with Client(server.base_url, server.admin_key) as client:
+        try:
+            answer = client.delete("../users/alice")
+        except Exception:  # noqa: BLE001,S110 - any refusal will do
+            pass
+    assert server.memory.get(alice) is not None, f"deleting a 'memory' erased alice: {answer}"
+
+
+def test_client_puts_every_memory_id_in_one_path_segment() -> None:
+    import httpx
+
+    from memvault.client import Client
+
+    sent: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        return httpx.Response(404, json={"error": {"code": "not_found", "message": "no"}})
+
+    hostile = ["../keys", "../users/alice", "..", ".", "a/../../namespaces"]
+    with Client("http://127.0.0.1:9", "k", transport=httpx.MockTransport(record)) as client:
+        for memory_id in hostile:
+            for call in (client.get, client.delete, client.history):
+                try:
+                    call(memory_id)
+                except Exception:  # noqa: BLE001,S112 - refusing the id is fine
+                    continue
+    escaped = [p for p in sent if not p.startswith("/v1/memories/") or p.count("/") > 4]
+    assert not escaped, escaped
