@@ -512,3 +512,32 @@ def test_made_up_http_methods_do_not_grow_the_metrics(server) -> None:  # type: 
         for sample in metric.samples
     }
     assert len(methods) <= 8, f"{len(methods)} method labels: {sorted(methods)[:5]}..."
+
+
+# --- a local client of a plainly-run uvicorn: a forwarded "address" that is not an IP ------------
+
+
+def test_a_runner_believing_forwarded_for_cannot_hand_out_non_ip_addresses(start_server) -> None:  # type: ignore[no-untyped-def]
+    """Run as plain ``uvicorn`` (proxy headers believed from 127.0.0.1), a request's peer is
+    whatever X-Forwarded-For said. ``Proxies.client_address`` recognises the rewrite only when
+    the peer parses as an IP that is also in the header: ``X-Forwarded-For: nobody-1`` becomes
+    the peer ``nobody-1``, which ``_ip`` cannot parse, so it is not found in the chain (``[None]``)
+    and is believed. Each value is a fresh failed-login budget (no lockout) and lands verbatim
+    in the audit log's ``source``. The IP case is handled (test_network.py); this is the rest."""
+    from memvault.server.network import UNVERIFIED_ADDRESS
+
+    server = start_server(auth_failure_limit="3/minute", uvicorn_defaults=True)
+    bad_key = "mvk_abcdefghijkm_" + "b" * 49
+    with server.http(bad_key) as http:
+        codes = [
+            http.get("/v1/ping/", headers={"X-Forwarded-For": f"nobody-{i}"}).status_code
+            for i in range(5)
+        ]
+    server.memory.audit.flush()
+    sources = {
+        e["source"]
+        for e in server.memory.audit.entries(None, limit=100)
+        if e["outcome"] in ("unauthorized", "lockout")
+    }
+    assert codes == [401, 401, 401, 429, 429], codes
+    assert sources == {UNVERIFIED_ADDRESS}, sources
