@@ -541,3 +541,25 @@ def test_a_runner_believing_forwarded_for_cannot_hand_out_non_ip_addresses(start
     }
     assert codes == [401, 401, 401, 429, 429], codes
     assert sources == {UNVERIFIED_ADDRESS}, sources
+
+
+# --- a write key: an integer too large for a float is a 500 -------------------------------------
+
+
+def test_an_importance_too_large_for_a_float_is_invalid_input(memory: Memory) -> None:
+    """``check_importance`` calls ``math.isfinite`` on an ``int``, which raises ``OverflowError``
+    for an integer beyond a double (JSON ``1`` followed by 400 zeros parses to such an int, and
+    the REST schema's ``StrictInt`` lets it through): a 500 for any write key."""
+    from memvault.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        memory.add("huge importance", user_id="u", importance=10**400)
+
+
+def test_an_importance_too_large_for_a_float_is_not_a_500(server) -> None:  # type: ignore[no-untyped-def]
+    body = '{"messages": "x", "user_id": "u", "importance": 1' + "0" * 400 + "}"
+    with server.http(server.admin_key) as client:
+        answer = client.post(
+            "/v1/memories/", content=body, headers={"content-type": "application/json"}
+        )
+    assert answer.status_code == 422, (answer.status_code, answer.text[:120])
