@@ -563,3 +563,19 @@ def test_an_importance_too_large_for_a_float_is_not_a_500(server) -> None:  # ty
             "/v1/memories/", content=body, headers={"content-type": "application/json"}
         )
     assert answer.status_code == 422, (answer.status_code, answer.text[:120])
+
+
+# --- a read key: every query word is kept in a process-wide cache, whatever its length ----------
+
+
+def test_the_stemmer_cache_has_a_byte_budget(memory: Memory) -> None:
+    """``retrieval.text._stem`` is an ``lru_cache(maxsize=65536)`` over words, and a word is any
+    run of letters: up to the whole 32 KB text or query. Measured: 300 distinct 32 KB words
+    held 29 MB (~96 KB each: the word and its stem), so 65,536 of them hold ~6 GB for the life of
+    the process; a write key reaches that with ~2,200 batch adds of 1 MB, a read key with
+    searches. The cache is shared by every tenant. Words should be capped in length (BM25 gains
+    nothing from a 32 KB "word") or the cache bounded in bytes."""
+    from memvault.retrieval import text
+
+    worst = text._stem.cache_info().maxsize * 2 * memory.settings.max_text_bytes
+    assert worst <= memory.settings.vector_cache_bytes, f"worst case {worst / 2**30:.1f} GiB"
