@@ -36,14 +36,15 @@ def read_items(path: Path) -> list[dict[str, Any]]:
     times; their history is not replayed), header and history lines are skipped.
     """
     items = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(f"line {number} is not UTF-8 text") from None
             if not line.strip():
                 continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                raise InvalidInput(f"line {number} is not JSON") from None
+            item = _parse_line(line, number)
             if not isinstance(item, dict):
                 raise InvalidInput(f"line {number} is not a JSON object")
             kind = item.get("type")
@@ -65,6 +66,17 @@ def read_items(path: Path) -> list[dict[str, Any]]:
                     item["messages"] = item.pop(alias)
             items.append(item)
     return items
+
+
+def _parse_line(line: str, number: int) -> Any:
+    """One JSON value; a line too deep for the parser is refused like any other bad line (the
+    library would refuse its metadata anyway: ``validation.MAX_METADATA_DEPTH``)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        raise InvalidInput(f"line {number} is not JSON") from None
+    except RecursionError:
+        raise InvalidInput(f"line {number} nests too deeply") from None
 
 
 def import_jsonl(
