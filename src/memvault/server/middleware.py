@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memvault.security.audit import AuditEntry, AuditLog
@@ -180,6 +181,10 @@ class Observability:
                 await self._refuse(
                     send, request_id, status, "payload_too_large", "the body is too large"
                 )
+        except ClientDisconnect:
+            # The client went away (or was cut off by server.deadline) before its body was in:
+            # nobody to answer; logged as nginx's 499 "client closed request", not as an error.
+            status = 499
         except Exception as exc:  # noqa: BLE001 - the one place unexpected errors end
             errors_log.error("unexpected error %s (request id %s)", type(exc).__name__, request_id)
             if not started_response:
