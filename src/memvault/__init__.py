@@ -34,6 +34,7 @@ from memvault.errors import (
     SecretDetected,
     StorageError,
     TextTooLong,
+    TooManyKeys,
     Unauthorized,
     WrongMasterKey,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "Settings",
     "StorageError",
     "TextTooLong",
+    "TooManyKeys",
     "Unauthorized",
     "WrongMasterKey",
     "__version__",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -52,6 +53,24 @@ def _error(response: httpx.Response) -> MemvaultError:
         return RateLimited(message, int(response.headers.get("Retry-After", "1")))
     error = cls(message)
     return error
+
+
+def _segment(value: str) -> str:
+    """One path segment, whatever ``value`` holds: ``%``, ``?``, ``#`` are escaped, and dots are
+    written ``%2E`` so that ``.`` and ``..`` cannot become dot-segments the URL parser resolves
+    (``delete("../users/alice")`` must never reach ``DELETE /v1/users/alice/``)."""
+    if not isinstance(value, str):
+        raise errors.InvalidInput("an id is a string")
+    if value in ("", ".", "..") or "/" in value:
+        # Memory ids are server-made: never empty, a dot-segment or holding "/". Refused here,
+        # so no URL parser (or proxy) on the way can read the id as anything but one segment.
+        raise errors.NotFound("no memory has this id")
+    return quote(value, safe="").replace(".", "%2E")
+
+
+def _memory_path(memory_id: str, *rest: str) -> str:
+    """The only way a path with an id is built: ``/v1/memories/{id}/[rest/]``."""
+    return "/".join(("/v1/memories", _segment(memory_id), *rest, ""))
 
 
 def _iso(value: str | datetime | None) -> str | None:
@@ -131,7 +150,7 @@ class _Calls:
 
     @staticmethod
     def get(memory_id: str) -> Call:
-        return Call("GET", f"/v1/memories/{memory_id}/", read=_strip_nulls)
+        return Call("GET", _memory_path(memory_id), read=_strip_nulls)
 
     @staticmethod
     def get_all(
@@ -165,14 +184,14 @@ class _Calls:
             body["metadata"] = dict(metadata)
         return Call(
             "PUT",
-            f"/v1/memories/{memory_id}/",
+            _memory_path(memory_id),
             {k: v for k, v in body.items() if v is not None},
             read=lambda r: {**r, "result": _strip_nulls(r["result"])},
         )
 
     @staticmethod
     def delete(memory_id: str) -> Call:
-        return Call("DELETE", f"/v1/memories/{memory_id}/")
+        return Call("DELETE", _memory_path(memory_id))
 
     @staticmethod
     def delete_all(
@@ -182,7 +201,7 @@ class _Calls:
 
     @staticmethod
     def history(memory_id: str) -> Call:
-        return Call("GET", f"/v1/memories/{memory_id}/history/")
+        return Call("GET", _memory_path(memory_id, "history"))
 
 
 def _strip_nulls(item: dict[str, Any]) -> dict[str, Any]:

@@ -98,11 +98,29 @@ class Settings(BaseSettings):
         " (with or without a port); other Host headers get 421.",
     )
     rate_limit: str = Field("600/minute", description="Requests per API key (limits syntax).")
+    namespace_rate_limit: str | None = Field(
+        None,
+        description="Requests per namespace, over all its keys (default: twice rate_limit):"
+        " minting keys does not multiply a tenant's budget.",
+    )
+    max_keys_per_namespace: int = Field(
+        1000, gt=0, description="Live API keys a namespace may hold (POST /v1/keys/ refuses more)."
+    )
     auth_failure_limit: str = Field(
         "30/minute", description="Failed authentications per client address."
     )
     redis_url: str | None = Field(None, description="Shared rate-limit counters across nodes.")
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest request body.")
+    request_timeout_seconds: float = Field(
+        8,
+        gt=0,
+        description="A request's head and body must arrive within this many seconds of the"
+        " connection opening (or of the previous answer on it); else 408 and the connection"
+        " is closed (slowloris).",
+    )
+    max_connections: int = Field(
+        1000, gt=0, description="Open connections (or running requests) before new ones get 503."
+    )
     gc_interval_seconds: float = Field(
         3600, ge=0, description="How often the server purges expired memories (0: never)."
     )

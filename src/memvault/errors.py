@@ -156,6 +156,13 @@ class PayloadTooLarge(MemvaultError):
     http_status = 413
 
 
+class TooManyKeys(MemvaultError):
+    """The namespace already has ``max_keys_per_namespace`` live API keys: revoke one first."""
+
+    code = "too_many_keys"
+    http_status = 409
+
+
 class RateLimited(MemvaultError):
     """Too many requests for this key (or client address); retry after ``retry_after`` seconds."""
 

@@ -72,3 +72,12 @@ def test_a_bound_key_reaches_its_odd_id_and_no_other(server: RunningServer) -> N
         assert http.get("/v1/users/org/alice/export/").status_code == 200
         for other in ("org/alice/x", "org", "org/alice/"):
             assert http.get(f"/v1/users/{encoded(other)}/export/").status_code == 403, other
+
+
+@pytest.mark.parametrize("raw", ["%2E%2E", "%2E", "%2E%2E%2Fusers%2Falice", "..%2Fusers%2Falice"])
+def test_an_escaped_dot_segment_is_a_memory_id_not_a_path(server: RunningServer, raw: str) -> None:
+    alice = server.memory.add("alice keeps bees", user_id="alice")["results"][0]["id"]
+    with server.http(server.admin_key) as http:
+        answer = http.delete(f"/v1/memories/{raw}/")
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+    assert server.memory.get(alice) is not None

@@ -92,6 +92,9 @@ def test_a_listed_proxy_is_believed(start_server) -> None:  # type: ignore[no-un
         ("127.0.0.1", None, [], "127.0.0.1"),
         ("10.0.0.5", "1.2.3.4", [], "10.0.0.5"),
         ("1.2.3.4", "1.2.3.4", [], UNVERIFIED_ADDRESS),  # a runner replaced the peer
+        ("nobody-1", "nobody-1", [], UNVERIFIED_ADDRESS),  # ... with a value that is no IP
+        ("nobody-1", None, [], UNVERIFIED_ADDRESS),  # a peer that is no IP is never a source
+        ("nobody-1", "1.2.3.4", ["10.0.0.0/8"], UNVERIFIED_ADDRESS),
         ("10.0.0.5", "1.2.3.4, 10.0.0.9", ["10.0.0.0/8"], "1.2.3.4"),
         ("10.0.0.5", "6.6.6.6, 1.2.3.4", ["10.0.0.0/8"], "1.2.3.4"),  # the nearest untrusted
         ("10.0.0.5", "not-an-ip", ["10.0.0.0/8"], "10.0.0.5"),

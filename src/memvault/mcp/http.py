@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Receive, Scope, Send
@@ -72,7 +73,10 @@ class McpGateway:
             state = scope.setdefault("state", {})
             address = state.get("client_address") or "unknown"
             try:
-                key = self._gate.authenticate(authorization, address, f"{scope['method']} /mcp")
+                # Before any byte of the body is read, off the event loop (as for REST).
+                key = await anyio.to_thread.run_sync(
+                    self._gate.authenticate, authorization, address, f"{scope['method']} /mcp"
+                )
                 state.update(key_id=key.id, namespace=key.namespace, bound_user=key.user_id)
                 principal = Principal.of_key(self._memory, key)
                 authorize(principal, self.action)

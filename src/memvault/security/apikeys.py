@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from memvault.clock import iso, now_iso
-from memvault.errors import InvalidInput, NotFound, Unauthorized
+from memvault.errors import InvalidInput, NotFound, TooManyKeys, Unauthorized
 from memvault.storage.sqlite import SQLiteStore
 from memvault.validation import check_id, check_namespace, check_utf8
 
@@ -109,8 +109,12 @@ class ApiKeyStore:
         name: str | None = None,
         user_id: str | None = None,
         expires_in_days: float | None = None,
+        max_live: int | None = None,
     ) -> NewKey:
-        """Make a key; the returned ``key`` is the only time the secret exists outside a hash."""
+        """Make a key; the returned ``key`` is the only time the secret exists outside a hash.
+
+        ``max_live``: refuse (``TooManyKeys``) when the namespace already has that many live
+        (neither revoked nor expired) keys; counted in the same transaction as the insert."""
         check_namespace(namespace)
         if role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
@@ -130,6 +134,17 @@ class ApiKeyStore:
         body = f"{PREFIX}{key_id}_{secret}"
         info = ApiKey(key_id, namespace, role, name, user_id, now_iso(), expires_at, None, None)
         with self._store.transaction() as db:
+            if max_live is not None:
+                live = db.execute(
+                    "SELECT count(*) FROM api_keys WHERE namespace = ? AND revoked_at IS NULL"
+                    " AND (expires_at IS NULL OR expires_at > ?)",
+                    (namespace, now_iso()),
+                ).fetchone()[0]
+                if live >= max_live:
+                    raise TooManyKeys(
+                        f"this namespace has {max_live} live API keys, the most it may hold:"
+                        " revoke one first"
+                    )
             db.execute(
                 "INSERT INTO api_keys (id, namespace, role, name, user_id, secret_hash,"
                 " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -71,7 +71,12 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
     owned = memory is None
     store = memory or Memory(settings=settings)
     # One limiter for REST and /mcp: two would give each budget twice over.
-    limiter = RateLimiter(settings.rate_limit, settings.auth_failure_limit, settings.redis_url)
+    limiter = RateLimiter(
+        settings.rate_limit,
+        settings.auth_failure_limit,
+        settings.redis_url,
+        settings.namespace_rate_limit,
+    )
     gate = Gate(store, limiter)
     gateway = _mcp_gateway(store, gate, settings)
 

@@ -54,7 +54,7 @@ class Gate:
             if self.limiter.may_audit(outcome):
                 self._audit_failure(token, address, action, outcome)
             raise
-        self.limiter.spend(key.id)
+        self.limiter.spend(key.id, key.namespace)
         return key
 
     def _audit_failure(self, token: str | None, address: str, action: str, outcome: str) -> None:
@@ -79,12 +79,26 @@ def client_address(request: Request) -> str:
 
 
 class Require:
-    """A FastAPI dependency: pass the gate, then the policy for ``action``."""
+    """A FastAPI dependency: pass the gate, then the policy for ``action``.
+
+    ``CheckedRoute`` calls ``before_body`` before it reads the body (in a worker thread); the
+    dependency FastAPI runs later returns the same principal, so the budget is spent once."""
 
     def __init__(self, action: Action) -> None:
         self.action = action
 
+    def before_body(self, request: Request) -> Principal:
+        principals: dict[Action, Principal] | None = getattr(request.state, "principals", None)
+        if principals is None:
+            principals = request.state.principals = {}
+        if self.action not in principals:
+            principals[self.action] = self._check(request)
+        return principals[self.action]
+
     def __call__(self, request: Request) -> Principal:
+        return self.before_body(request)
+
+    def _check(self, request: Request) -> Principal:
         state = request.app.state
         memory: Memory = state.memory
         if not state.settings.auth:

@@ -10,11 +10,15 @@ sequence as U+FFFD, so ``%FF`` and ``%FE`` would name the same user).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import anyio.to_thread
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.types import Scope
 
@@ -70,25 +74,76 @@ def _is_json(request: Request) -> bool:
     return kind == "application/json" or kind.endswith("+json")
 
 
+def _parse(body: bytes) -> Any:
+    """``json.loads`` and ``check_json``: run in a worker thread, never on the event loop."""
+    try:
+        parsed = json.loads(body)
+    except RecursionError:
+        raise InvalidInput(
+            f"the body is nested too deeply (the limit is {MAX_JSON_DEPTH})"
+        ) from None
+    except json.JSONDecodeError as exc:
+        # What FastAPI answers for a body that is not JSON, without parsing it a second time.
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", exc.pos),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": exc.msg},
+                }
+            ]
+        ) from None
+    except ValueError:
+        return _NOT_JSON  # not text at all: FastAPI answers that (it fails at decoding, fast)
+    check_json(parsed)
+    return parsed
+
+
+_NOT_JSON = object()
+
+
+def _gates(dependant: Dependant) -> list[Callable[[Request], Any]]:
+    """The ``before_body`` step of every dependency of a route (``auth.Require``'s gate)."""
+    found: list[Callable[[Request], Any]] = []
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        gate = getattr(current.call, "before_body", None)
+        if callable(gate):
+            found.append(gate)
+        stack.extend(current.dependencies)
+    return found
+
+
 class CheckedRoute(APIRoute):
-    """Parses a JSON body first (FastAPI then reuses the parsed value) and checks it."""
+    """Authenticates first, then reads and checks the JSON body, then runs FastAPI's handler.
+
+    The order is the point: a caller without a valid key (or from a locked-out address) is
+    refused, and counted as a failed login, before a byte of its body is parsed. Only then is
+    the body parsed and walked, in a worker thread so a large one cannot stall the event loop
+    (``/healthz`` included); FastAPI then reuses the parsed value (Starlette caches it)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if self.body_field is None:
-            return handler
+        gates = _gates(self.dependant)
+        has_body = self.body_field is not None
+        if has_body and not gates and self.path not in _UNGATED_BODIES:
+            raise RuntimeError(f"{self.path} takes a body but declares no require(action)")
 
         async def checked(request: Request) -> Response:
-            if _is_json(request) and await request.body():
-                try:
-                    parsed = await request.json()
-                except RecursionError:
-                    raise InvalidInput(
-                        f"the body is nested too deeply (the limit is {MAX_JSON_DEPTH})"
-                    ) from None
-                except ValueError:
-                    parsed = None  # not JSON: FastAPI answers that, as for any route
-                check_json(parsed)
+            for gate in gates:
+                await anyio.to_thread.run_sync(gate, request)
+            if has_body and _is_json(request):
+                body = await request.body()
+                parsed = await anyio.to_thread.run_sync(_parse, body) if body else _NOT_JSON
+                if parsed is not _NOT_JSON:
+                    request._json = parsed
             return await handler(request)
 
         return checked
+
+
+# Routes that may take a body without a key: none.
+_UNGATED_BODIES: frozenset[str] = frozenset()

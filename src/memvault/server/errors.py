@@ -41,6 +41,7 @@ ERRORS = {
     401: "Missing, malformed, unknown, revoked or expired API key.",
     403: "The key's role or user binding does not allow this.",
     404: "No such memory in this namespace (or not visible to this key).",
+    409: "Conflict with the stored state (too_many_keys: revoke a key first, ...).",
     413: "The body or a text is over its size limit.",
     422: "Invalid input: the error's code names the rule (invalid_filter, missing_scope, ...).",
     429: "Rate limited; Retry-After says when to retry.",
@@ -49,7 +50,7 @@ ERRORS = {
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error answers a route can give."""
-    chosen = statuses or tuple(ERRORS)
+    chosen = statuses or tuple(status for status in ERRORS if status != 409)
     return {status: {"model": ErrorBody, "description": ERRORS[status]} for status in chosen}
 
 

@@ -20,13 +20,14 @@ from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memvault.security.audit import AuditEntry, AuditLog
 from memvault.server.bodies import url_is_utf8
 from memvault.server.network import Proxies
 
-__all__ = ["Observability", "metrics_registry", "route_template"]
+__all__ = ["METHODS", "Observability", "method_label", "metrics_registry", "route_template"]
 
 errors_log = logging.getLogger("memvault.server")
 
@@ -54,6 +55,20 @@ def metrics_registry() -> tuple[CollectorRegistry, Counter, Histogram]:
         buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     )
     return registry, requests, latency
+
+
+# Metrics labels come from fixed sets: a label taken from the request as it is (a made-up method
+# ``M00001``, a path) would add series that live as long as the process.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(scope: Scope) -> str:
+    method = str(scope.get("method", ""))
+    return method if method in METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else "other"
 
 
 def route_template(scope: Scope) -> str:
@@ -166,6 +181,10 @@ class Observability:
                 await self._refuse(
                     send, request_id, status, "payload_too_large", "the body is too large"
                 )
+        except ClientDisconnect:
+            # The client went away (or was cut off by server.deadline) before its body was in:
+            # nobody to answer; logged as nginx's 499 "client closed request", not as an error.
+            status = 499
         except Exception as exc:  # noqa: BLE001 - the one place unexpected errors end
             errors_log.error("unexpected error %s (request id %s)", type(exc).__name__, request_id)
             if not started_response:
@@ -215,8 +234,8 @@ class Observability:
     def _observe(self, scope: Scope, status: int, started: float, request_id: str) -> None:
         elapsed = time.perf_counter() - started
         template = route_template(scope)
-        method = scope.get("method", "-")
-        self.requests.labels(method, template, str(status)).inc()
+        method = method_label(scope)
+        self.requests.labels(method, template, status_label(status)).inc()
         self.latency.labels(method, template).observe(elapsed)
         state = scope.get("state") or {}
         self.log.info(

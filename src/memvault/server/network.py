@@ -74,7 +74,13 @@ class Proxies:
 
     def client_address(self, scope: Scope) -> str:
         client = scope.get("client")
-        seen = _ip(str(client[0])) or str(client[0]) if client else "unknown"
+        if not client:
+            return "unknown"  # a Unix socket: no address (the same for every client)
+        seen = _ip(str(client[0]))
+        if seen is None:
+            # Not an IP: a runner replaced the peer with a header value (``nobody-1``). Each
+            # such value would be a fresh failed-login budget and a made-up audit ``source``.
+            return UNVERIFIED_ADDRESS
         values = [v for k, v in scope.get("headers") or () if k == b"x-forwarded-for"]
         if not values:
             return seen

@@ -1,10 +1,11 @@
 """Rate limits with the ``limits`` library: in memory by default, in Redis when configured.
 
-Two budgets: requests per API key, and failed authentications per client address (so guessing
-keys is slow, and a client without a valid key can never spend another client's budget: the
-address comes from the connection, never from a header the client chooses). One limiter serves
-REST and ``/mcp`` alike. Two global budgets cap how many failed attempts and lockouts are audited,
-so no number of addresses can grow the audit log faster than that.
+Three budgets: requests per API key, requests per namespace (over all its keys, so a tenant
+admin who mints keys does not multiply its budget), and failed authentications per client address
+(so guessing keys is slow, and a client without a valid key can never spend another client's
+budget: the address comes from the connection, never from a header the client chooses). One
+limiter serves REST and ``/mcp`` alike. Two global budgets cap how many failed attempts and
+lockouts are audited, so no number of addresses can grow the audit log faster than that.
 """
 
 from __future__ import annotations
@@ -25,10 +26,21 @@ AUDITED = {"unauthorized": "600/minute", "lockout": "600/minute"}
 
 
 class RateLimiter:
-    def __init__(self, per_key: str, auth_failures: str, redis_url: str | None = None) -> None:
+    def __init__(
+        self,
+        per_key: str,
+        auth_failures: str,
+        redis_url: str | None = None,
+        per_namespace: str | None = None,
+    ) -> None:
         try:
             self._per_key: RateLimitItem = parse(per_key)
             self._failures: RateLimitItem = parse(auth_failures)
+            self._per_namespace: RateLimitItem = (
+                parse(per_namespace)
+                if per_namespace
+                else type(self._per_key)(self._per_key.amount * 2, self._per_key.multiples)
+            )
         except ValueError:
             raise InvalidConfig("rate limits look like '600/minute' or '10/second'") from None
         uri = redis_url or "memory://"
@@ -41,11 +53,19 @@ class RateLimiter:
         reset, _ = self._limiter.get_window_stats(item, *identifiers)
         return max(1, math.ceil(reset - time.time()))
 
-    def spend(self, key_id: str) -> None:
-        """One request of a valid key; ``RateLimited`` once its budget is spent."""
+    def spend(self, key_id: str, namespace: str | None = None) -> None:
+        """One request of a valid key, from its budget and its namespace's; ``RateLimited``
+        once either is spent."""
         if not self._limiter.hit(self._per_key, "key", key_id):
             raise RateLimited(
                 "too many requests for this key", self._retry_after(self._per_key, "key", key_id)
+            )
+        if namespace is not None and not self._limiter.hit(
+            self._per_namespace, "namespace", namespace
+        ):
+            raise RateLimited(
+                "too many requests for this namespace",
+                self._retry_after(self._per_namespace, "namespace", namespace),
             )
 
     def check_address(self, address: str) -> None:

@@ -10,6 +10,7 @@ from rich.panel import Panel
 from memvault.config import Settings
 from memvault.memory import Memory
 from memvault.server.app import check_settings, create_app
+from memvault.server.deadline import deadline_protocol
 
 __all__ = ["first_start_key", "serve", "uvicorn_options"]
 
@@ -20,6 +21,15 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     could pick the address its failed logins count against and the audit log records."""
     proxies = [entry.strip() for entry in settings.forwarded_allow_ips]
     return {
+        # Limits against clients that hold connections: a whole request must arrive within
+        # request_timeout_seconds (uvicorn has no head or body timeout: see server.deadline),
+        # idle connections close after 5 s, at most max_connections are served at once, and
+        # a request head is at most 16 KiB.
+        "http": deadline_protocol(settings.request_timeout_seconds),
+        "timeout_keep_alive": 5,
+        "limit_concurrency": settings.max_connections,
+        "h11_max_incomplete_event_size": 16 * 1024,
+        "timeout_graceful_shutdown": 30,
         "host": settings.host,
         "port": settings.port,
         "proxy_headers": bool(proxies),

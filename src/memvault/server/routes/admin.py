@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from memvault.security.policy import OPERATOR_NAMESPACE, Action
 from memvault.security.principal import Principal
@@ -60,9 +60,9 @@ def list_keys(principal: KeysReader) -> list[dict[str, Any]]:
     summary="Create an API key",
     response_model=KeyCreated,
     status_code=201,
-    responses=error_responses(401, 403, 422, 429),
+    responses=error_responses(401, 403, 409, 422, 429),
 )
-def create_key(body: KeyCreate, principal: KeysManager) -> dict[str, Any]:
+def create_key(body: KeyCreate, principal: KeysManager, request: Request) -> dict[str, Any]:
     """A new key in the caller's namespace; its secret is in this answer and nowhere else."""
     made = principal.memory.api_keys.create(
         principal.namespace,
@@ -70,6 +70,7 @@ def create_key(body: KeyCreate, principal: KeysManager) -> dict[str, Any]:
         name=body.name,
         user_id=body.user_id,
         expires_in_days=body.expires_in_days,
+        max_live=request.app.state.settings.max_keys_per_namespace,
     )
     return {"key": made.key, "info": made.info.public()}
 
