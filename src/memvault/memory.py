@@ -47,7 +47,7 @@ from memvault.security.audit import AuditLog
 from memvault.security.crypto import ScopeCipher, derive_key
 from memvault.security.keyring import KEYS_DB_NAME, KeyRing, load_master_key
 from memvault.security.keyscope import API_KEYS, AUDIT, KeyScope
-from memvault.security.redact import apply_policy
+from memvault.security.redact import apply_policy, check_id_secrets
 from memvault.storage.files import ensure_private_dir
 from memvault.storage.sqlite import HistoryRow, MemoryRow, SQLiteStore
 from memvault.validation import (
@@ -409,9 +409,11 @@ class Memory:
         if actor is not None:
             actor = check_id("actor_id", actor)
         policy = rules["secret_policy"]
+        actor = check_id_secrets(actor, policy, "actor_id")  # ids are refused, never redacted
         metadata, metadata_secrets = apply_policy(metadata, policy, "metadata")
         pending = []
         for message in parse_messages(item.get("messages"), limits.max_text_bytes):
+            check_id_secrets(message.name, policy, "a message name")
             content, secrets = apply_policy(message.content, policy, "the text")
             pending.append(
                 _Pending(
