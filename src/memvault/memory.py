@@ -657,6 +657,30 @@ class Memory:
         )
         return {"results": [self._codec.public(row) for row in rows]}
 
+    def get_page(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        top_k: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """``get_all``'s page and ``count``'s total, the filter run once for both."""
+        scope, node = self._query_scope(user_id, agent_id, run_id, filters)
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**62:
+            raise InvalidInput("offset must be a non-negative integer")
+        rows, total = self._store.page_rows(
+            self.namespace,
+            scope,
+            node,
+            now=now_iso(),
+            limit=check_top_k(top_k, 100_000),
+            offset=offset,
+        )
+        return [self._codec.public(row) for row in rows], total
+
     def count(
         self,
         *,

@@ -6,8 +6,8 @@ registered on each connection and decrypts a row's metadata inside the query, so
 compiled, not applied after the fact. The metadata part of a filter is one ``mv_match`` call per
 row (``filters.to_sql``): the row's metadata is decrypted and parsed once per row and statement,
 whatever the number of conditions, and the parsed filter is named by a bound token, never re-sent
-per row. ``mv_match`` also checks the statement's time budget (``max_filter_seconds``). Every read is restricted to one namespace and one scope in
-its WHERE clause.
+per row. ``mv_match`` also checks the statement's time budget (``max_filter_seconds``). Every
+read is restricted to one namespace and one scope in its WHERE clause.
 
 Connections are per thread (SQLite in WAL mode lets readers run beside the writer); writes take
 ``BEGIN IMMEDIATE`` so two writers queue instead of failing half-way.
@@ -500,6 +500,34 @@ class SQLiteStore:
             filtered=node is not None,
         )
         return [MemoryRow(**dict(row)) for row in rows]
+
+    def page_rows(
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        *,
+        now: str,
+        limit: int,
+        offset: int = 0,
+    ) -> tuple[list[MemoryRow], int]:
+        """One page of the scope's live rows passing the filter, newest first, and how many pass
+        in all: the filter runs once (a page then a count ran it twice per list request)."""
+        where, params = self._where(namespace, scope, node, now)
+        matched = self._query(
+            f"SELECT m.rowid FROM memories m WHERE {where} ORDER BY m.rowid DESC",
+            params,
+            filtered=node is not None,
+        )
+        chosen = [row[0] for row in matched[offset : offset + limit]]
+        if not chosen:
+            return [], len(matched)
+        rows = self._query(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m"
+            " WHERE m.rowid IN (SELECT value FROM json_each(?)) ORDER BY m.rowid DESC",
+            [json.dumps(chosen)],
+        )
+        return [MemoryRow(**dict(row)) for row in rows], len(matched)
 
     def ids_matching(
         self,
