@@ -61,8 +61,10 @@ __all__ = [
     "And",
     "Condition",
     "FilterNode",
+    "Matcher",
     "Not",
     "Or",
+    "compile_matcher",
     "decode_filter",
     "encode_filter",
     "fold",
@@ -518,3 +520,48 @@ def _test(op: str, value: Any, actual: Any, present: bool) -> bool:
     if op == "lt":
         return bool(actual < value)
     return bool(actual <= value)
+
+
+Matcher = Callable[[Mapping[str, Any]], bool]
+
+
+def compile_matcher(node: FilterNode) -> Matcher:
+    """:func:`matches` for one filter, compiled once to closures (no dispatch on the tree per
+    row): what ``mv_match`` runs per row. It agrees with :func:`matches` on every record."""
+    if isinstance(node, And):
+        parts = tuple(compile_matcher(p) for p in node.parts)
+        return lambda record: all(part(record) for part in parts)
+    if isinstance(node, Or):
+        parts = tuple(compile_matcher(p) for p in node.parts)
+        return lambda record: any(part(record) for part in parts)
+    if isinstance(node, Not):
+        inner = compile_matcher(node.part)
+        return lambda record: not inner(record)
+    field, op, value = node.field, node.op, node.value
+    if field in COLUMNS:
+
+        def actual(record: Mapping[str, Any]) -> Any:
+            return record.get(field)
+
+    else:
+
+        def actual(record: Mapping[str, Any]) -> Any:
+            return (record.get("metadata") or {}).get(field)
+
+    if op == "*":
+        return lambda record: actual(record) is not None
+    if op == "ne":
+        return lambda record: not _present_test("eq", value, actual(record))
+    if op in ("in", "nin"):
+        wanted = value
+
+        def hit(record: Mapping[str, Any]) -> bool:
+            found = actual(record)
+            return found is not None and any(_test("eq", v, found, True) for v in wanted)
+
+        return hit if op == "in" else lambda record: not hit(record)
+    return lambda record: _present_test(op, value, actual(record))
+
+
+def _present_test(op: str, value: Any, actual: Any) -> bool:
+    return actual is not None and _test(op, value, actual, True)

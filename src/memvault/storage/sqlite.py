@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from memvault.errors import FilterTooExpensive, MemvaultError, StorageError
-from memvault.filters import COLUMNS, MATCH_ARITY, FilterNode, fold, matches, to_sql
+from memvault.filters import (
+    COLUMNS,
+    MATCH_ARITY,
+    FilterNode,
+    Matcher,
+    compile_matcher,
+    fold,
+    to_sql,
+)
 from memvault.security.crypto import SEAL_VERSION
 from memvault.storage.files import open_sqlite
 from memvault.storage.migrations import migrate
@@ -209,26 +217,27 @@ class SQLiteStore:
     def _bind_filter(self, node: FilterNode) -> int:
         """A token naming ``node`` for the next statement of this thread (``mv_match``'s last
         argument): the parsed filter is used as it is, never re-sent or re-parsed per row."""
-        bound: dict[int, FilterNode] | None = getattr(self._local, "bound", None)
+        bound: dict[int, Matcher] | None = getattr(self._local, "bound", None)
         if bound is None:
             bound = self._local.bound = {}
         token = len(bound) + 1
-        bound[token] = node
+        bound[token] = compile_matcher(node)
         return token
 
     def _mv_match(self, meta_json: str | None, *args: Any) -> int:
         """Whether a row passes the metadata part of a filter: one call per row, the metadata
-        decrypted (``mv_meta``, the first argument) and parsed once, then :func:`matches`."""
+        decrypted (``mv_meta``, the first argument) and parsed once, then the filter's compiled
+        ``filters.matches``."""
         budget: _WorkBudget | None = getattr(self._local, "budget", None)
         if budget is not None and budget.exhausted():
             raise sqlite3.OperationalError("interrupted")  # _query reports FilterTooExpensive
         if meta_json is None:  # the decryption failed: _query raises its error
             return 0
         *columns, token = args
-        node = self._local.bound[token]
+        matcher: Matcher = self._local.bound[token]
         record: dict[str, Any] = dict(zip(COLUMNS, columns, strict=True))
         record["metadata"] = json.loads(meta_json)
-        return int(matches(node, record))
+        return int(matcher(record))
 
     def _raise_udf_error(self) -> None:
         error = getattr(self._udf_errors, "error", None)
