@@ -21,11 +21,13 @@ field is one key of the metadata object, compared exactly: ``a.b``, ``x[0]``, ``
 ``InvalidFilter``: a filter is never ignored.
 
 The binding rule: nothing a caller sent is ever part of the SQL text. The SQL is a function of the
-filter's *shape* only (the tree of AND/OR/NOT, each condition's operator, whether its field is a
-metadata key or which built-in column it is, and the kind of each value); metadata keys and all
-values are bound parameters. A metadata field is found with ``json_each`` over the row's
-metadata and ``key = ?``, never with a JSON path, whose syntax gives ``.``, ``[`` and ``"`` a
-meaning.
+filter's *shape* only (which top-level AND parts are on built-in columns only, and for those the
+tree of AND/OR/NOT, each condition's operator and column and the kind of each value); values are
+bound parameters. Everything that reads a metadata key is evaluated by :func:`matches` in one
+function call per row (``mv_match``, see :func:`to_sql`): the row's metadata is decrypted and
+parsed once per row and statement, whatever the number of conditions, and a metadata field is a
+key of the parsed object, never a JSON path, whose syntax gives ``.``, ``[`` and ``"`` a meaning.
+The filter reaches that function as a bound parameter.
 
 Limits, refused with ``InvalidFilter`` (a filter is never cut short):
 - at most ``MAX_CONDITIONS`` (1,000) conditions, counting every item of an ``in``/``nin`` list;
@@ -42,6 +44,7 @@ grows with the logarithm of their length, not with the length.
 
 from __future__ import annotations
 
+import json
 import math
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -58,11 +61,16 @@ __all__ = [
     "And",
     "Condition",
     "FilterNode",
+    "Matcher",
     "Not",
     "Or",
+    "compile_matcher",
+    "decode_filter",
+    "encode_filter",
     "fold",
     "matches",
     "parse_filter",
+    "reads_metadata",
     "scope_ids",
     "to_sql",
 ]
@@ -320,54 +328,108 @@ def _balanced(operator: Literal["AND", "OR"], parts: Sequence[_Sql]) -> _Sql:
 
 @dataclass(frozen=True, slots=True)
 class _Field:
-    """Where a condition reads its field: SQL for the value and its JSON-style type name."""
+    """Where a condition reads a built-in column: SQL for the value and its type name."""
 
     value: str
     type: str
-    is_metadata: bool
 
 
 _COLUMN_TYPE = "typeof({})"  # SQLite's storage class: 'null', 'integer', 'real', 'text'
-_METADATA_FIELD = _Field("f.value", "f.type", is_metadata=True)
 _KIND_TYPES = {"text": "('text')", "number": "('integer','real')"}
 _COMPARE = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+# mv_match(<the row's decrypted metadata>, <every built-in column, in COLUMNS order>, <filter>)
+MATCH_FUNCTION = "mv_match"
+MATCH_ARITY = 1 + len(COLUMNS) + 1
 
 
-def to_sql(node: FilterNode, column: Callable[[str], str], meta_json: str) -> tuple[str, list[Any]]:
-    """Compile to a SQL condition for SQLite with its JSON1 functions, plus parameters.
+def reads_metadata(node: FilterNode) -> bool:
+    """Whether any condition of the filter is on a metadata key (not a built-in column)."""
+    if isinstance(node, And | Or):
+        return any(reads_metadata(p) for p in node.parts)
+    if isinstance(node, Not):
+        return reads_metadata(node.part)
+    return node.field not in COLUMNS
+
+
+def to_sql(
+    node: FilterNode,
+    column: Callable[[str], str],
+    meta_json: str,
+    bind: Callable[[FilterNode], Any] | None = None,
+) -> tuple[str, list[Any]]:
+    """Compile to a SQL condition, plus parameters.
 
     ``column(name)`` gives the SQL of a built-in column; ``meta_json`` is the SQL expression of a
     row's decrypted metadata (JSON text). Both are the store's constants; the text returned
     depends on them and on the filter's shape only.
+
+    The top-level AND parts on built-in columns only are plain SQL (an index serves them). The
+    rest -- every part that reads a metadata key -- is *one* call per row,
+    ``mv_match(<meta_json>, <the columns>, ?)``, whose parameter is ``bind(rest)``: the store
+    binds a token that names the parsed filter for this statement, and :func:`matches` evaluates
+    it on the row's metadata, decrypted and parsed once, whatever the number of conditions (a
+    condition per ``json_each`` scan re-read the metadata once per condition). By default the
+    parameter is the filter as JSON (:func:`encode_filter`). Nothing the caller sent is SQL text.
     """
-    compiled = _node_sql(node, column, meta_json)
+    parts = node.parts if isinstance(node, And) else (node,)
+    plain = [p for p in parts if not reads_metadata(p)]
+    rest = [p for p in parts if reads_metadata(p)]
+    pieces = [_node_sql(p, column) for p in plain]
+    if rest:
+        matched = rest[0] if len(rest) == 1 else And(tuple(rest))
+        columns = ", ".join(column(name) for name in COLUMNS)
+        parameter = encode_filter(matched) if bind is None else bind(matched)
+        pieces.append(_Sql(f"{MATCH_FUNCTION}({meta_json}, {columns}, ?)", (parameter,)))
+    compiled = _balanced("AND", pieces)
     return compiled.text, list(compiled.params)
 
 
-def _node_sql(node: FilterNode, column: Callable[[str], str], meta: str) -> _Sql:
-    if isinstance(node, And):
-        return _balanced("AND", [_node_sql(p, column, meta) for p in node.parts])
-    if isinstance(node, Or):
-        return _balanced("OR", [_node_sql(p, column, meta) for p in node.parts])
+def encode_filter(node: FilterNode) -> str:
+    """A parsed filter as JSON (the inverse of :func:`decode_filter`)."""
+    return json.dumps(_encode(node), ensure_ascii=False, allow_nan=False)
+
+
+def _encode(node: FilterNode) -> Any:
+    if isinstance(node, And | Or):
+        return ["AND" if isinstance(node, And) else "OR", [_encode(p) for p in node.parts]]
     if isinstance(node, Not):
-        return _cat("(NOT ", _node_sql(node.part, column, meta), ")")
-    return _condition_sql(node, column, meta)
+        return ["NOT", _encode(node.part)]
+    value = list(node.value) if isinstance(node.value, tuple) else node.value
+    return ["C", node.field, node.op, value]
 
 
-def _condition_sql(node: Condition, column: Callable[[str], str], meta: str) -> _Sql:
-    """A positive test that is false, never NULL, for a missing field; ``ne``/``nin`` negate it."""
-    if node.field in COLUMNS:
-        value_sql = column(node.field)
-        field = _Field(value_sql, _COLUMN_TYPE.format(value_sql), is_metadata=False)
-    else:
-        field = _METADATA_FIELD
-    test = _test_sql(node, field)
-    if field.is_metadata:
-        # One row of json_each per metadata key: ``f.key = ?`` finds the field, whatever its name.
-        found = _Sql(f"EXISTS (SELECT 1 FROM json_each({meta}) AS f WHERE f.key = ?", (node.field,))
-        positive = _cat(found, " AND ", test, ")")
-    else:
-        positive = _cat("coalesce(", test, ", 0)")
+def decode_filter(text: str) -> FilterNode:
+    """A filter encoded by :func:`encode_filter` (already parsed and checked once)."""
+    return _decode(json.loads(text))
+
+
+def _decode(item: Any) -> FilterNode:
+    tag = item[0]
+    if tag == "AND":
+        return And(tuple(_decode(p) for p in item[1]))
+    if tag == "OR":
+        return Or(tuple(_decode(p) for p in item[1]))
+    if tag == "NOT":
+        return Not(_decode(item[1]))
+    _, field, op, value = item
+    return Condition(field, op, tuple(value) if isinstance(value, list) else value)
+
+
+def _node_sql(node: FilterNode, column: Callable[[str], str]) -> _Sql:
+    if isinstance(node, And):
+        return _balanced("AND", [_node_sql(p, column) for p in node.parts])
+    if isinstance(node, Or):
+        return _balanced("OR", [_node_sql(p, column) for p in node.parts])
+    if isinstance(node, Not):
+        return _cat("(NOT ", _node_sql(node.part, column), ")")
+    return _condition_sql(node, column)
+
+
+def _condition_sql(node: Condition, column: Callable[[str], str]) -> _Sql:
+    """A positive test that is false, never NULL, for a NULL column; ``ne``/``nin`` negate it."""
+    value_sql = column(node.field)
+    field = _Field(value_sql, _COLUMN_TYPE.format(value_sql))
+    positive = _cat("coalesce(", _test_sql(node, field), ", 0)")
     return _cat("(NOT ", positive, ")") if node.op in ("ne", "nin") else positive
 
 
@@ -380,39 +442,20 @@ def _test_sql(node: Condition, field: _Field) -> _Sql:
 
 
 def _value_sql(op: str, value: Any, field: _Field) -> _Sql:
-    """One operator against one value (may be NULL for a missing column: the caller coalesces)."""
+    """One operator against one value (may be NULL for a NULL column: the caller coalesces)."""
     kind = _kind(value)
     if kind == "bool":
-        type_name = "true" if value else "false"
-        if op == "eq":
-            return _Sql(f"{field.type} = ?", (type_name,))
-        # contains: a boolean is only ever an element of a list.
-        return _element_sql(field, "e.type = ?", (type_name,))
+        return _Sql("0")  # a built-in column never holds a boolean (nor a list to contain one)
     assert kind is not None
     types = _KIND_TYPES[kind]
     if op in _COMPARE:
         return _Sql(f"({field.type} IN {types} AND {field.value} {_COMPARE[op]} ?)", (value,))
-    fold_sql = "mv_fold" if op == "icontains" else ""
-    element = _element_sql(
-        field, f"e.type IN {types} AND {fold_sql}(e.value) = {fold_sql}(?)", (value,)
-    )
     if kind != "text":
-        return element
-    substring = _Sql(
+        return _Sql("0")  # contains a number: a built-in column never holds a list
+    fold_sql = "mv_fold" if op == "icontains" else ""
+    return _Sql(
         f"({field.type} = 'text' AND instr({fold_sql}({field.value}), {fold_sql}(?)) > 0)",
         (value,),
-    )
-    return _cat("(", substring, " OR ", element, ")")
-
-
-def _element_sql(field: _Field, test: str, params: tuple[Any, ...]) -> _Sql:
-    """``contains`` on a list: some element of the field's JSON array passes ``test``."""
-    if not field.is_metadata:
-        return _Sql("0")  # a built-in column never holds a list
-    return _Sql(
-        f"({field.type} = 'array' AND EXISTS"
-        f" (SELECT 1 FROM json_each({field.value}) AS e WHERE {test}))",
-        params,
     )
 
 
@@ -477,3 +520,48 @@ def _test(op: str, value: Any, actual: Any, present: bool) -> bool:
     if op == "lt":
         return bool(actual < value)
     return bool(actual <= value)
+
+
+Matcher = Callable[[Mapping[str, Any]], bool]
+
+
+def compile_matcher(node: FilterNode) -> Matcher:
+    """:func:`matches` for one filter, compiled once to closures (no dispatch on the tree per
+    row): what ``mv_match`` runs per row. It agrees with :func:`matches` on every record."""
+    if isinstance(node, And):
+        parts = tuple(compile_matcher(p) for p in node.parts)
+        return lambda record: all(part(record) for part in parts)
+    if isinstance(node, Or):
+        parts = tuple(compile_matcher(p) for p in node.parts)
+        return lambda record: any(part(record) for part in parts)
+    if isinstance(node, Not):
+        inner = compile_matcher(node.part)
+        return lambda record: not inner(record)
+    field, op, value = node.field, node.op, node.value
+    if field in COLUMNS:
+
+        def actual(record: Mapping[str, Any]) -> Any:
+            return record.get(field)
+
+    else:
+
+        def actual(record: Mapping[str, Any]) -> Any:
+            return (record.get("metadata") or {}).get(field)
+
+    if op == "*":
+        return lambda record: actual(record) is not None
+    if op == "ne":
+        return lambda record: not _present_test("eq", value, actual(record))
+    if op in ("in", "nin"):
+        wanted = value
+
+        def hit(record: Mapping[str, Any]) -> bool:
+            found = actual(record)
+            return found is not None and any(_test("eq", v, found, True) for v in wanted)
+
+        return hit if op == "in" else lambda record: not hit(record)
+    return lambda record: _present_test(op, value, actual(record))
+
+
+def _present_test(op: str, value: Any, actual: Any) -> bool:
+    return actual is not None and _test(op, value, actual, True)

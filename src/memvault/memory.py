@@ -47,7 +47,7 @@ from memvault.security.audit import AuditLog
 from memvault.security.crypto import ScopeCipher, derive_key
 from memvault.security.keyring import KEYS_DB_NAME, KeyRing, load_master_key
 from memvault.security.keyscope import API_KEYS, AUDIT, KeyScope
-from memvault.security.redact import apply_policy
+from memvault.security.redact import apply_policy, check_id_secrets
 from memvault.storage.files import ensure_private_dir
 from memvault.storage.sqlite import HistoryRow, MemoryRow, SQLiteStore
 from memvault.validation import (
@@ -409,9 +409,11 @@ class Memory:
         if actor is not None:
             actor = check_id("actor_id", actor)
         policy = rules["secret_policy"]
+        actor = check_id_secrets(actor, policy, "actor_id")  # ids are refused, never redacted
         metadata, metadata_secrets = apply_policy(metadata, policy, "metadata")
         pending = []
         for message in parse_messages(item.get("messages"), limits.max_text_bytes):
+            check_id_secrets(message.name, policy, "a message name")
             content, secrets = apply_policy(message.content, policy, "the text")
             pending.append(
                 _Pending(
@@ -654,6 +656,30 @@ class Memory:
             offset=offset,
         )
         return {"results": [self._codec.public(row) for row in rows]}
+
+    def get_page(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        top_k: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """``get_all``'s page and ``count``'s total, the filter run once for both."""
+        scope, node = self._query_scope(user_id, agent_id, run_id, filters)
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**62:
+            raise InvalidInput("offset must be a non-negative integer")
+        rows, total = self._store.page_rows(
+            self.namespace,
+            scope,
+            node,
+            now=now_iso(),
+            limit=check_top_k(top_k, 100_000),
+            offset=offset,
+        )
+        return [self._codec.public(row) for row in rows], total
 
     def count(
         self,

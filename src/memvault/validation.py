@@ -19,6 +19,10 @@ read the other's memories. Look-alikes from other scripts (Cyrillic ``\\u0430``)
 distinct ids. Ordinary punctuation (``# / : . @ - _``) is allowed: ids are data, never file
 names, and SQL parameters and key-store ids keep them apart by construction.
 
+Every conversion turns ``OverflowError``/``ValueError`` into ``InvalidInput``: dates must fall
+between 0001-01-01 and 9999-12-31T23:59:59 *in UTC* (``9999-12-31T23:59:59-05:00`` is refused),
+numbers must fit a double (an ``int`` such as ``10**400`` is refused as an importance).
+
 Metadata is walked iteratively before any JSON encoding: at most ``MAX_METADATA_DEPTH`` levels of
 nesting and ``MAX_METADATA_ELEMENTS`` values, string keys at every level.
 """
@@ -209,15 +213,29 @@ def parse_datetime(field: str, value: object) -> datetime | None:
         raise InvalidInput(f"{field} must be an ISO 8601 string or a datetime")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        # OverflowError: a valid local time whose UTC instant is before year 1 or after 9999;
+        # ValueError/TypeError: a datetime whose tzinfo returns nonsense.
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError, TypeError):
+        raise InvalidInput(
+            f"{field} must be between 0001-01-01 and 9999-12-31T23:59:59 in UTC"
+        ) from None
 
 
 def check_importance(value: object) -> float | None:
+    """A finite number; an ``int`` too large for a double (``10**400``) is refused, not a 500."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput("importance must be a finite number")
-    return float(value)
+    try:
+        number = float(value)  # OverflowError for an int beyond a double
+    except (OverflowError, ValueError):
+        raise InvalidInput("importance must be a finite number") from None
+    if not math.isfinite(number):
+        raise InvalidInput("importance must be a finite number")
+    return number
 
 
 @dataclass(frozen=True, slots=True)

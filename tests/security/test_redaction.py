@@ -127,3 +127,41 @@ def test_default_ttl_per_namespace(memory: Memory) -> None:
     assert memory.namespaced("other").get_all(user_id="u")["results"][0]["expires_at"] is None
     memory.configure_namespace(default_ttl_seconds=None)
     assert memory.namespace_settings()["default_ttl_seconds"] is None
+
+
+def test_metadata_keys_are_redacted_without_losing_a_value(memory: Memory) -> None:
+    other = "AKIAIOSFODNN7EXAMPL2"
+    added = memory.add(
+        "a note",
+        user_id="u",
+        metadata={
+            "AKIAIOSFODNN7EXAMPLE": "one",
+            other: "two",
+            "[REDACTED:aws_access_key]#2": "three",
+            "nested": {"AKIAIOSFODNN7EXAMPLE": 1},
+        },
+    )["results"][0]
+    stored = memory.get(added["id"])
+    assert stored is not None
+    assert stored["metadata"] == {
+        "[REDACTED:aws_access_key]": "one",
+        "[REDACTED:aws_access_key]#3": "two",
+        "[REDACTED:aws_access_key]#2": "three",
+        "nested": {"[REDACTED:aws_access_key]": 1},
+    }
+    assert "AKIA" not in str(stored)
+
+
+@pytest.mark.parametrize("policy", ["redact", "reject"])
+def test_an_id_holding_a_secret_is_refused_not_redacted(memory: Memory, policy: str) -> None:
+    memory.configure_namespace(secret_policy=policy)
+    with pytest.raises(SecretDetected) as caught:
+        memory.add("a note", user_id="u", actor_id="AKIAIOSFODNN7EXAMPLE")
+    assert "AKIA" not in str(caught.value)
+    with pytest.raises(SecretDetected):
+        memory.add([{"role": "user", "content": "hi", "name": "ghp_" + "a" * 36}], user_id="u")
+    # a numeric id that happens to pass the Luhn check is an id, not a card number
+    memory.add("a note", user_id="u", actor_id="4111111111111111")
+    assert memory.get_all(user_id="u")["results"][0]["memory"] == "a note"
+    memory.configure_namespace(secret_policy="allow")
+    memory.add("kept", user_id="u", actor_id="AKIAIOSFODNN7EXAMPLE")

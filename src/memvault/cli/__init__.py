@@ -427,11 +427,13 @@ def user_export(
                 sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
             return
         count = 0
-        with open(out, "x", encoding="utf-8") as handle:
+        from memvault.storage.files import open_private
+
+        # 0600 from the first byte (os.open with the mode), never chmod-ed afterwards.
+        with open_private(out, "x") as handle:
             for line in lines:
                 handle.write(json.dumps(line, ensure_ascii=False) + "\n")
                 count += line.get("type") == "memory"
-        out.chmod(0o600)
     errors.print(f"exported {count} memories of {user_id} to {out}")
 
 

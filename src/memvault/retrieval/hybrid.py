@@ -3,6 +3,13 @@
 Both candidate lists come from the key scope's in-memory index (decrypted vectors and keyword
 postings, which hold that key scope's rows only) and are masked by owner, expiry and filter before
 any score counts; metadata filters become an id set computed in SQL.
+
+Bounded work per search, whatever the query and the scope (a search holds one of the process's
+few search slots): BM25 uses the first ``MAX_QUERY_TERMS`` (64) distinct terms of the query, in
+order (a longer query adds nothing to rank by, and each term is hashed with every key scope's
+key), and one search visits at most ``MAX_SEARCH_SCOPES`` (1,000) key scopes -- a search by
+``agent_id`` or ``run_id`` alone visits one per user holding such rows; beyond that it is refused
+with ``InvalidInput`` (422): narrow it with ``user_id``. So a search hashes at most 64,000 terms.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy.typing as npt
 
 from memvault.clock import now_iso
 from memvault.codec import Codec
+from memvault.errors import InvalidInput
 from memvault.filters import FilterNode
 from memvault.retrieval.fusion import FusedHit, fuse
 from memvault.retrieval.text import words
@@ -33,6 +41,13 @@ Mode = Literal["hybrid", "vector", "bm25"]
 Owners = tuple[str | None, str | None, str | None]
 CANDIDATES = 100
 FILTER_POOL = 500
+MAX_QUERY_TERMS = 64
+MAX_SEARCH_SCOPES = 1_000
+
+
+def query_terms(text: str) -> list[str]:
+    """The distinct index terms of a query, in order, at most ``MAX_QUERY_TERMS``."""
+    return list(dict.fromkeys(words(text)))[:MAX_QUERY_TERMS]
 
 
 @dataclass(slots=True)
@@ -149,7 +164,7 @@ class HybridSearcher:
         limit: int,
         own: frozenset[str] = frozenset(),
     ) -> list[tuple[str, float]]:
-        terms = set(words(text))
+        terms = query_terms(text)
         tokens: dict[str, set[str]] = {}  # each scope hashes the words with its own key
         for scope_id in scope_ids:
             cipher = self._codec.existing_cipher(scope_id)
@@ -180,6 +195,11 @@ class HybridSearcher:
         scope_ids, own = self._scope_ids(scope)
         if not scope_ids:
             return []
+        if len(scope_ids) > MAX_SEARCH_SCOPES:
+            raise InvalidInput(
+                f"this search spans {len(scope_ids)} key scopes (one per user holding such rows);"
+                f" a search spans at most {MAX_SEARCH_SCOPES}: add user_id"
+            )
         limit = max(CANDIDATES, top_k)
         query_vector = embed_query() if embed_query is not None else None
 

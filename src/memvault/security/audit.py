@@ -25,6 +25,7 @@ from typing import Any
 
 from memvault.clock import now_iso
 from memvault.errors import MemvaultError
+from memvault.storage.files import open_private
 from memvault.storage.sqlite import SQLiteStore
 
 __all__ = ["AuditEntry", "AuditLog", "Verification"]
@@ -116,7 +117,7 @@ class AuditLog:
                 lines.append({"seq": seq, **asdict(entry), "hash": digest})
                 previous = digest
         if self._sink is not None:
-            with open(self._sink, "a", encoding="utf-8") as handle:
+            with open_private(self._sink, "a") as handle:  # 0600, tightened if wider
                 for line in lines:
                     handle.write(json.dumps(line, sort_keys=True) + "\n")
 

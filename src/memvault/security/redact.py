@@ -11,6 +11,16 @@ quantifiers that cannot give back characters are possessive (``++``, ``{8,}+``),
 could start at many points of one run of characters tries only the first (a lookbehind and an
 atomic group), private key blocks look for their footer once per header instead of lazily
 re-scanning (``.*?``), and the overlap check between detectors is a binary search.
+
+What the policy covers: the memory text, every string of the metadata -- values *and keys* (under
+``redact`` a key holding a secret is replaced by its redacted form; two keys that redact to the
+same name become ``[REDACTED:<kind>]``, ``[REDACTED:<kind>]#2``, ... so no value is lost), and the
+ids stored in the clear beside the ciphertext (``actor_id``, a message's ``name``). An id cannot
+be redacted safely -- two ids would become one, and the caller would no longer find its own id --
+so an id holding a secret is refused under ``reject`` *and* under ``redact``
+(:func:`check_id_secrets`); only ``allow`` stores it. Ids are checked against every detector but
+the card number one: a numeric id of 13-19 digits (snowflake ids, account numbers) passes the Luhn
+check one time in ten.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from typing import Any, Literal
 
 from memvault.errors import SecretDetected
 
-__all__ = ["DETECTORS", "Policy", "apply_policy", "find_secrets", "redact_text"]
+__all__ = ["DETECTORS", "Policy", "apply_policy", "check_id_secrets", "find_secrets", "redact_text"]
 
 Policy = Literal["redact", "reject", "allow"]
 
@@ -176,9 +186,52 @@ def _walk(value: Any, policy: Policy, kinds: list[str], where: str) -> Any:
         kinds.extend(found)
         return cleaned
     if isinstance(value, dict):
-        return {k: _walk(v, policy, kinds, where) for k, v in value.items()}
+        return _walk_object(value, policy, kinds, where)
     if isinstance(value, list):
         return [_walk(v, policy, kinds, where) for v in value]
+    return value
+
+
+def _walk_object(
+    value: dict[str, Any], policy: Policy, kinds: list[str], where: str
+) -> dict[str, Any]:
+    """An object with its keys cleaned as well as its values (see the module doc)."""
+    names: dict[str, str] = {}
+    for key in value:
+        cleaned, found = redact_text(key)
+        if found and policy == "reject":
+            raise SecretDetected(
+                f"{where} has a key holding a secret ({', '.join(sorted(set(found)))}); not stored"
+            )
+        kinds.extend(found)
+        names[key] = cleaned
+    taken = {key for key, cleaned in names.items() if cleaned == key}
+    for key, cleaned in names.items():
+        if cleaned == key:
+            continue
+        candidate, number = cleaned, 1
+        while candidate in taken:  # two secrets redacted alike, or a key already named so
+            number += 1
+            candidate = f"{cleaned}#{number}"
+        taken.add(candidate)
+        names[key] = candidate
+    return {names[k]: _walk(v, policy, kinds, where) for k, v in value.items()}
+
+
+_ID_DETECTORS = tuple(d for d in DETECTORS if d.kind != "card_number")
+
+
+def check_id_secrets(value: str | None, policy: Policy, field: str) -> str | None:
+    """An id stored in the clear (``actor_id``, a message ``name``) must not hold a secret.
+
+    Refused under ``reject`` and ``redact`` alike (an id cannot be redacted: see the module
+    doc); ``allow`` stores it. The message names the field and the kind, never the id.
+    """
+    if value is None or policy == "allow":
+        return value
+    kinds = sorted({d.kind for d in _ID_DETECTORS if next(d.spans(value), None) is not None})
+    if kinds:
+        raise SecretDetected(f"{field} holds a secret ({', '.join(kinds)}); not stored")
     return value
 
 

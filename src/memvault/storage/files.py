@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from typing import IO, Literal, overload
 
 from memvault.errors import StorageError
 
-__all__ = ["create_private_file", "ensure_private_dir", "open_sqlite"]
+__all__ = ["create_private_file", "ensure_private_dir", "open_private", "open_sqlite"]
 
 # SQL is never built from a value (tests/security/test_sql_splicing.py): one statement per level.
 _SYNCHRONOUS = {"FULL": "PRAGMA synchronous=FULL", "NORMAL": "PRAGMA synchronous=NORMAL"}
@@ -22,10 +23,44 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+_OPEN_FLAGS = {
+    # "x": a new file, never an existing one nor a symlink (O_EXCL does not follow links).
+    "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+    # "a": append, creating the file if needed.
+    "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+}
+
+
+@overload
+def open_private(path: Path | str, mode: Literal["x", "a"]) -> IO[str]: ...
+@overload
+def open_private(path: Path | str, mode: Literal["xb", "ab"]) -> IO[bytes]: ...
+def open_private(path: Path | str, mode: str) -> IO[str] | IO[bytes]:
+    """Open a file memvault writes outside SQLite, readable by its owner only from its first byte.
+
+    Every such file goes through here (exports, the audit JSONL sink, key files): it is created
+    with ``os.open(..., 0o600)`` -- never with the umask and a ``chmod`` afterwards, which leaves
+    a window (and a world-readable file when the write fails half-way). An existing file opened
+    for appending is tightened to 0600 with ``fchmod`` on the open descriptor. ``mode`` is ``x``
+    (create, refuse an existing path) or ``a`` (append), ``b`` for bytes; text is UTF-8.
+    """
+    if mode not in ("x", "a", "xb", "ab"):
+        raise ValueError(f"open_private mode must be x, a, xb or ab, not {mode!r}")
+    fd = os.open(path, _OPEN_FLAGS[mode[0]], 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+        if mode.endswith("b"):
+            return os.fdopen(fd, "wb" if mode[0] == "x" else "ab")
+        return os.fdopen(fd, "w" if mode[0] == "x" else "a", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def create_private_file(path: Path, content: bytes) -> None:
     """Write a new file readable by its owner only; refuse to overwrite one."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
+    with open_private(path, "xb") as handle:
         handle.write(content)
         handle.flush()
         os.fsync(handle.fileno())

@@ -3,8 +3,11 @@
 The store sees ciphertext and keyed token hashes only. Metadata filters still run in SQL: the
 function ``mv_meta`` (a row's key id, id, box, namespace, owner columns and seal version) is
 registered on each connection and decrypts a row's metadata inside the query, so the filter is
-compiled, not applied after the fact. Every read is restricted to one namespace and one scope in
-its WHERE clause.
+compiled, not applied after the fact. The metadata part of a filter is one ``mv_match`` call per
+row (``filters.to_sql``): the row's metadata is decrypted and parsed once per row and statement,
+whatever the number of conditions, and the parsed filter is named by a bound token, never re-sent
+per row. ``mv_match`` also checks the statement's time budget (``max_filter_seconds``). Every
+read is restricted to one namespace and one scope in its WHERE clause.
 
 Connections are per thread (SQLite in WAL mode lets readers run beside the writer); writes take
 ``BEGIN IMMEDIATE`` so two writers queue instead of failing half-way.
@@ -30,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from memvault.errors import FilterTooExpensive, MemvaultError, StorageError
-from memvault.filters import FilterNode, fold, to_sql
+from memvault.filters import (
+    COLUMNS,
+    MATCH_ARITY,
+    FilterNode,
+    Matcher,
+    compile_matcher,
+    fold,
+    to_sql,
+)
 from memvault.security.crypto import SEAL_VERSION
 from memvault.storage.files import open_sqlite
 from memvault.storage.migrations import migrate
@@ -46,7 +57,7 @@ MetaDecryptor = Callable[[str, str, bytes, str, Owners, int], str]
 
 _PRAGMAS = frozenset({"wal_checkpoint"})
 _FILTER_TABLES = frozenset({"memories", "json_each"})
-_FILTER_FUNCTIONS = frozenset({"mv_meta", "mv_fold", "coalesce", "typeof", "instr"})
+_FILTER_FUNCTIONS = frozenset({"mv_meta", "mv_match", "mv_fold", "coalesce", "typeof", "instr"})
 _META_SQL = (
     "mv_meta(m.scope_id, m.id, m.metadata_box, m.namespace, m.user_id, m.agent_id,"
     " m.run_id, m.seal_version)"
@@ -155,6 +166,7 @@ class SQLiteStore:
         db.row_factory = sqlite3.Row
         db.create_function("mv_meta", 8, self._mv_meta, deterministic=True)
         db.create_function("mv_fold", 1, _fold_or_none, deterministic=True)
+        db.create_function("mv_match", MATCH_ARITY, self._mv_match)
         db.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
         db.set_authorizer(self._authorize)
         # json_each declares its table on first use (a write to the schema, as the authorizer
@@ -202,6 +214,31 @@ class SQLiteStore:
             self._udf_errors.error = exc
             return None
 
+    def _bind_filter(self, node: FilterNode) -> int:
+        """A token naming ``node`` for the next statement of this thread (``mv_match``'s last
+        argument): the parsed filter is used as it is, never re-sent or re-parsed per row."""
+        bound: dict[int, Matcher] | None = getattr(self._local, "bound", None)
+        if bound is None:
+            bound = self._local.bound = {}
+        token = len(bound) + 1
+        bound[token] = compile_matcher(node)
+        return token
+
+    def _mv_match(self, meta_json: str | None, *args: Any) -> int:
+        """Whether a row passes the metadata part of a filter: one call per row, the metadata
+        decrypted (``mv_meta``, the first argument) and parsed once, then the filter's compiled
+        ``filters.matches``."""
+        budget: _WorkBudget | None = getattr(self._local, "budget", None)
+        if budget is not None and budget.exhausted():
+            raise sqlite3.OperationalError("interrupted")  # _query reports FilterTooExpensive
+        if meta_json is None:  # the decryption failed: _query raises its error
+            return 0
+        *columns, token = args
+        matcher: Matcher = self._local.bound[token]
+        record: dict[str, Any] = dict(zip(COLUMNS, columns, strict=True))
+        record["metadata"] = json.loads(meta_json)
+        return int(matcher(record))
+
     def _raise_udf_error(self) -> None:
         error = getattr(self._udf_errors, "error", None)
         if error is not None:
@@ -245,6 +282,7 @@ class SQLiteStore:
         db = self._db()
         self._local.filtered = filtered
         budget = _WorkBudget(self._max_filter_seconds) if filtered else None
+        self._local.budget = budget
         if budget is not None:
             # A filter's cost is the caller's choice (conditions x rows): it gets a time budget,
             # checked every few thousand SQLite instructions, so no request can hold a core.
@@ -261,6 +299,8 @@ class SQLiteStore:
             raise StorageError(f"read failed: {exc}") from exc
         finally:
             self._local.filtered = False
+            self._local.budget = None
+            self._local.bound = None  # the filters bound for this statement
             if budget is not None:
                 db.set_progress_handler(None, 0)
         self._raise_udf_error()
@@ -443,7 +483,7 @@ class SQLiteStore:
             where += " AND (m.expires_at IS NULL OR m.expires_at > ?)"
             params.append(now)
         if node is not None:
-            sql, filter_params = to_sql(node, _column_sql, _META_SQL)
+            sql, filter_params = to_sql(node, _column_sql, _META_SQL, self._bind_filter)
             where += f" AND {sql}"
             params.extend(filter_params)
         return where, params
@@ -469,6 +509,34 @@ class SQLiteStore:
             filtered=node is not None,
         )
         return [MemoryRow(**dict(row)) for row in rows]
+
+    def page_rows(
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        *,
+        now: str,
+        limit: int,
+        offset: int = 0,
+    ) -> tuple[list[MemoryRow], int]:
+        """One page of the scope's live rows passing the filter, newest first, and how many pass
+        in all: the filter runs once (a page then a count ran it twice per list request)."""
+        where, params = self._where(namespace, scope, node, now)
+        matched = self._query(
+            f"SELECT m.rowid FROM memories m WHERE {where} ORDER BY m.rowid DESC",
+            params,
+            filtered=node is not None,
+        )
+        chosen = [row[0] for row in matched[offset : offset + limit]]
+        if not chosen:
+            return [], len(matched)
+        rows = self._query(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m"
+            " WHERE m.rowid IN (SELECT value FROM json_each(?)) ORDER BY m.rowid DESC",
+            [json.dumps(chosen)],
+        )
+        return [MemoryRow(**dict(row)) for row in rows], len(matched)
 
     def ids_matching(
         self,

@@ -74,8 +74,8 @@ def list_page(principal: Principal, body: ListRequest, base_path: str) -> dict[s
         "filters": principal.pin_filters(body.filters),
     }
     offset = (body.page - 1) * body.page_size
-    page = principal.memory.get_all(**scope, top_k=body.page_size, offset=offset)
-    count = principal.memory.count(**scope)
+    # One filtered statement for the page and the count (get_all then count ran the filter twice).
+    results, count = principal.memory.get_page(**scope, top_k=body.page_size, offset=offset)
     next_page = (
         f"{base_path}?page={body.page + 1}&page_size={body.page_size}"
         if offset + body.page_size < count
@@ -84,7 +84,7 @@ def list_page(principal: Principal, body: ListRequest, base_path: str) -> dict[s
     previous = (
         f"{base_path}?page={body.page - 1}&page_size={body.page_size}" if body.page > 1 else None
     )
-    return {"count": count, "next": next_page, "previous": previous, "results": page["results"]}
+    return {"count": count, "next": next_page, "previous": previous, "results": results}
 
 
 @router.post(
