@@ -121,6 +121,9 @@ def _added(memory_id: str, text: str, event: str, redactions: list[str]) -> dict
     return result
 
 
+QueryKey = tuple[str, str | None, str | None, str | None, str]
+
+
 class Memory:
     """Long-term memory for agents: add, search, get, update, delete, history."""
 
@@ -155,6 +158,7 @@ class Memory:
                 decrypt_metadata=self._codec.metadata_json,
                 max_filter_seconds=self.settings.max_filter_seconds,
             )
+            self._codec.store = self._store
             self._embedder: Embedder | None = None
             self._embedder_lock = threading.Lock()
             if embedder is not None and not isinstance(embedder, str):
@@ -168,10 +172,14 @@ class Memory:
                 self._store.close()
             raise
         self._cache = VectorCache(self.settings.vector_cache_bytes)
+        # A key destroyed by another process (erase, reset): its plaintext goes from here too.
+        self._keyring.on_forget(self._forget_scopes)
         self._searcher: HybridSearcher | None = None
         self._searcher_lock = threading.Lock()
         self._access = AccessRecorder(self._store.touch)
-        self._query_vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        # Query text -> vector, per caller: keyed by namespace, query scope and text, so a hit
+        # (no model call: faster) never tells one tenant or user what another one searched for.
+        self._query_vectors: OrderedDict[QueryKey, npt.NDArray[np.float32]] = OrderedDict()
         self._query_lock = threading.Lock()
         self._query_batcher = QueryBatcher(
             self._embed, max_running=self.settings.max_concurrent_searches
@@ -204,7 +212,7 @@ class Memory:
         view = object.__new__(Memory)
         view.__dict__.update(self.__dict__)
         view.namespace = namespace
-        view._codec = Codec(self._keyring, namespace)
+        view._codec = Codec(self._keyring, namespace, self._store)
         view._searcher = None
         view._searcher_lock = threading.Lock()
         view._owns_resources = False
@@ -296,15 +304,24 @@ class Memory:
             )
         return vectors
 
-    def _embed_query(self, text: str) -> npt.NDArray[np.float32]:
+    def _forget_scopes(self, scope_ids: list[str]) -> None:
+        """Keys another process destroyed: drop their vector indexes and decrypted metadata."""
+        for scope_id in scope_ids:
+            self._cache.drop(scope_id)
+        self._store.forget_decrypted()
+
+    def _embed_query(self, text: str, scope: Scope) -> npt.NDArray[np.float32]:
+        # The batcher embeds every caller's text itself (it batches, never shares a result),
+        # so only this cache could answer one caller from another's query.
+        key = (self.namespace, scope.user_id, scope.agent_id, scope.run_id, text)
         with self._query_lock:
-            cached = self._query_vectors.get(text)
+            cached = self._query_vectors.get(key)
             if cached is not None:
-                self._query_vectors.move_to_end(text)
+                self._query_vectors.move_to_end(key)
                 return cached
         vector = self._query_batcher.embed(text)
         with self._query_lock:
-            self._query_vectors[text] = vector
+            self._query_vectors[key] = vector
             if len(self._query_vectors) > 1024:
                 self._query_vectors.popitem(last=False)
         return vector
@@ -604,7 +621,7 @@ class Memory:
             raise InvalidInput("threshold must be a number")
         needs_vector = mode != "bm25" or threshold is not None
         # Outside the search slots, so that queries waiting for a slot are embedded together.
-        query_vector = self._embed_query(query) if needs_vector else None
+        query_vector = self._embed_query(query, scope) if needs_vector else None
         with self._search_slots:
             hits = self._get_searcher().search(
                 (lambda: query_vector) if query_vector is not None else None,
