@@ -25,6 +25,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -51,6 +52,9 @@ CIPHER_CACHE_ENTRIES = 4096
 CIPHER_CACHE_BYTES = 8 * 1024 * 1024
 # The pre-v2 names of the two system keys: constants, never computed from a key scope. No tenant
 # can spell them ("_system" is not a namespace), so their adoption needs no row to vouch for it.
+# How often (at most) a use of a cached key looks at keys.db for keys destroyed by another process:
+# a search uses ~20 keys in a millisecond; one look costs ~6 us (Python's sqlite3 call overhead).
+RECHECK_SECONDS = 0.001
 _SYSTEM_LEGACY_NAMES = {API_KEYS: "_system/api-keys", AUDIT: "_system/audit"}
 
 
@@ -194,11 +198,11 @@ def load_master_key(home: Path, from_env: str | None, *, create: bool) -> Master
 class KeyRing:
     """Data keys by scope, unwrapped on first use and kept in memory while the store is open.
 
-    Another process may destroy a key (erase, reset) at any time: every use of the cache first
+    Another process may destroy a key (erase, reset) at any time: a use of the cache first
     reads ``PRAGMA data_version`` of the ``keys.db`` connection (it changes when another
-    connection commits; about a microsecond), and when it changed, cached keys no longer in
-    ``data_keys`` are dropped and the ``on_forget`` listeners told (they drop the decrypted
-    metadata and vector indexes of those scopes)."""
+    connection commits), at most once per ``RECHECK_SECONDS``; when it changed, cached keys no
+    longer in ``data_keys`` are dropped and the ``on_forget`` listeners told (they drop the
+    decrypted metadata and vector indexes of those scopes)."""
 
     def __init__(self, home: Path, master: MasterRing) -> None:
         self._ring = master
@@ -216,6 +220,7 @@ class KeyRing:
             self._migrate()
             self._check_master()
             self._seen_version = self._data_version()
+            self._checked_at = time.monotonic()
         except BaseException:
             self._db.close()
             raise
@@ -243,6 +248,10 @@ class KeyRing:
     def _revalidate(self) -> list[str]:
         """(Under the lock.) The cached keys another connection destroyed since the last look,
         now dropped from the cache; empty when ``keys.db`` did not change."""
+        now = time.monotonic()
+        if now - self._checked_at < RECHECK_SECONDS:
+            return []
+        self._checked_at = now
         version = self._data_version()
         if version == self._seen_version:
             return []
@@ -363,7 +372,8 @@ class KeyRing:
 
     def cipher(self, scope_id: str) -> ScopeCipher | None:
         """The cipher of the key named ``scope_id`` (a ``KeyScope.id``, or a pre-v2 name), or
-        None when no such key exists (never made, or destroyed, by this or another process).
+        None when no such key exists (never made, or destroyed: by this process, or by another
+        one more than ``RECHECK_SECONDS`` before).
         Never creates a key: readers use this, so a row whose ``scope_id`` was edited cannot
         conjure a fresh key."""
         with self._lock:
