@@ -12,7 +12,7 @@ Thread-safe: one ``Memory`` may serve many threads (``AsyncMemory`` does exactly
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +38,7 @@ from memvault.errors import (
     NotFound,
 )
 from memvault.filters import parse_filter, scope_ids
+from memvault.lru import ByteLRU, text_size
 from memvault.reseal import reseal_legacy, reseal_row
 from memvault.retrieval.hybrid import HybridSearcher, Mode
 from memvault.retrieval.text import normalize_for_dedup
@@ -122,6 +123,9 @@ def _added(memory_id: str, text: str, event: str, redactions: list[str]) -> dict
 
 
 QueryKey = tuple[str, str | None, str | None, str | None, str]
+# Query vectors by (namespace, query scope, text): an entry holds up to a 32 KB query text.
+QUERY_CACHE_BYTES = 16 * 1024 * 1024
+QUERY_CACHE_ENTRIES = 1024
 
 
 class Memory:
@@ -179,8 +183,11 @@ class Memory:
         self._access = AccessRecorder(self._store.touch)
         # Query text -> vector, per caller: keyed by namespace, query scope and text, so a hit
         # (no model call: faster) never tells one tenant or user what another one searched for.
-        self._query_vectors: OrderedDict[QueryKey, npt.NDArray[np.float32]] = OrderedDict()
-        self._query_lock = threading.Lock()
+        self._query_vectors: ByteLRU[QueryKey, npt.NDArray[np.float32]] = ByteLRU(
+            max_bytes=QUERY_CACHE_BYTES,
+            max_entries=QUERY_CACHE_ENTRIES,
+            size=lambda key, vector: text_size(key) + vector.nbytes,
+        )
         self._query_batcher = QueryBatcher(
             self._embed, max_running=self.settings.max_concurrent_searches
         )
@@ -314,16 +321,11 @@ class Memory:
         # The batcher embeds every caller's text itself (it batches, never shares a result),
         # so only this cache could answer one caller from another's query.
         key = (self.namespace, scope.user_id, scope.agent_id, scope.run_id, text)
-        with self._query_lock:
-            cached = self._query_vectors.get(key)
-            if cached is not None:
-                self._query_vectors.move_to_end(key)
-                return cached
+        cached = self._query_vectors.get(key)
+        if cached is not None:
+            return cached
         vector = self._query_batcher.embed(text)
-        with self._query_lock:
-            self._query_vectors[key] = vector
-            if len(self._query_vectors) > 1024:
-                self._query_vectors.popitem(last=False)
+        self._query_vectors.put(key, vector)
         return vector
 
     def _get_searcher(self) -> HybridSearcher:
