@@ -11,8 +11,10 @@ says.
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +26,7 @@ from memvault.retrieval.vector_index import VectorEntry
 from memvault.security.crypto import Binding, ScopeCipher
 from memvault.security.keyring import KeyRing
 from memvault.security.keyscope import KeyScope
-from memvault.storage.sqlite import HistoryRow, MemoryRow
+from memvault.storage.sqlite import HistoryRow, MemoryRow, SQLiteStore
 from memvault.validation import Scope
 
 __all__ = ["Codec", "Plain", "binding"]
@@ -43,10 +45,95 @@ def binding(row: MemoryRow | HistoryRow) -> Binding:
     return Binding(row.namespace, row.user_id, row.agent_id, row.run_id, row.id)
 
 
+class Reader(Protocol):
+    def _query(self, sql: str, params: Sequence[Any] = ...) -> Sequence[Any]: ...
+
+
+class OnConnection:
+    """A ``Reader`` over one connection (inside its transaction)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._db.execute(sql, params).fetchall()
+
+
+# The scope ids legacy rows of an owner name, by (table, kind): rows whose key owner is
+# (kind, owner) by the same rule as ``Scope.key_owner``.
+_LEGACY_NAMES = {
+    ("memories", "user"): "SELECT DISTINCT scope_id FROM memories"
+    " WHERE seal_version = 1 AND namespace = ? AND user_id IS ?",
+    ("memories", "agent"): "SELECT DISTINCT scope_id FROM memories"
+    " WHERE seal_version = 1 AND namespace = ? AND user_id IS NULL AND agent_id IS ?",
+    ("memories", "run"): "SELECT DISTINCT scope_id FROM memories WHERE seal_version = 1"
+    " AND namespace = ? AND user_id IS NULL AND agent_id IS NULL AND run_id IS ?",
+    ("history", "user"): "SELECT DISTINCT scope_id FROM history"
+    " WHERE seal_version = 1 AND namespace = ? AND user_id IS ?",
+    ("history", "agent"): "SELECT DISTINCT scope_id FROM history"
+    " WHERE seal_version = 1 AND namespace = ? AND user_id IS NULL AND agent_id IS ?",
+    ("history", "run"): "SELECT DISTINCT scope_id FROM history WHERE seal_version = 1"
+    " AND namespace = ? AND user_id IS NULL AND agent_id IS NULL AND run_id IS ?",
+}
+# Whether legacy rows of any *other* owner name a scope id, by (table, kind).
+_NAMED_BY_OTHERS = {
+    ("memories", "user"): "SELECT 1 FROM memories WHERE seal_version = 1 AND scope_id = ?"
+    " AND NOT (namespace = ? AND user_id IS ?) LIMIT 1",
+    ("memories", "agent"): "SELECT 1 FROM memories WHERE seal_version = 1 AND scope_id = ?"
+    " AND NOT (namespace = ? AND user_id IS NULL AND agent_id IS ?) LIMIT 1",
+    ("memories", "run"): "SELECT 1 FROM memories WHERE seal_version = 1 AND scope_id = ? AND NOT"
+    " (namespace = ? AND user_id IS NULL AND agent_id IS NULL AND run_id IS ?) LIMIT 1",
+    ("history", "user"): "SELECT 1 FROM history WHERE seal_version = 1 AND scope_id = ?"
+    " AND NOT (namespace = ? AND user_id IS ?) LIMIT 1",
+    ("history", "agent"): "SELECT 1 FROM history WHERE seal_version = 1 AND scope_id = ?"
+    " AND NOT (namespace = ? AND user_id IS NULL AND agent_id IS ?) LIMIT 1",
+    ("history", "run"): "SELECT 1 FROM history WHERE seal_version = 1 AND scope_id = ? AND NOT"
+    " (namespace = ? AND user_id IS NULL AND agent_id IS NULL AND run_id IS ?) LIMIT 1",
+}
+
+
+def legacy_keys(
+    reader: Reader, keyring: KeyRing, owner: KeyScope, *, exclusive: bool = False
+) -> dict[KeyScope, str]:
+    """The pre-v2 key names that ``owner``'s own legacy rows (memories and history, seal
+    version 1) name, by the live generation each one is.
+
+    Driven by rows, as ``reseal`` reads them: a name counts only when a row *of this owner*
+    (its namespace and owner columns) names it and it is the old name of one of the owner's live
+    generations. Nothing is looked up by a name computed from a key scope alone, which another
+    owner can spell (user ``alice#g2`` vs generation 2 of ``alice``). ``exclusive``: leave out a
+    name that legacy rows of any other owner also name (the old format shared that key between
+    them; destroying it would destroy the other owner's data).
+    """
+    if owner.kind == "system":
+        return {}
+    tables = ("memories", "history")
+    names = {
+        str(row[0])
+        for table in tables
+        for row in reader._query(_LEGACY_NAMES[(table, owner.kind)], (owner.namespace, owner.owner))
+    }
+    found: dict[KeyScope, str] = {}
+    for generation in keyring.live(owner):
+        name = generation.legacy_id  # compared with names rows hold, as reseal._keys does
+        if name not in names:
+            continue
+        if exclusive and any(
+            reader._query(
+                _NAMED_BY_OTHERS[(table, owner.kind)], (name, owner.namespace, owner.owner)
+            )
+            for table in tables
+        ):
+            continue
+        found[generation] = name
+    return found
+
+
 class Codec:
-    def __init__(self, keyring: KeyRing, namespace: str) -> None:
+    def __init__(self, keyring: KeyRing, namespace: str, store: SQLiteStore | None = None) -> None:
         self._keyring = keyring
         self.namespace = namespace
+        self.store = store  # set once the store is open: legacy key names are read from rows
 
     def key_scope(self, scope: Scope) -> KeyScope:
         return KeyScope.of(self.namespace, scope)
@@ -61,11 +148,21 @@ class Codec:
         return [k.id for k in self._keyring.live(self.key_scope(scope))]
 
     def legacy_scopes(self, scope: Scope) -> list[str]:
-        """The pre-v2 names the same keys had (rows not yet resealed may still use them)."""
-        return [k.legacy_id for k in self._keyring.live(self.key_scope(scope))]
+        """The pre-v2 names of the same keys that this owner's rows not yet resealed use."""
+        if self.store is None:
+            return []
+        return list(legacy_keys(self.store, self._keyring, self.key_scope(scope)).values())
 
     def writer(self, key_scope: KeyScope) -> ScopeCipher:
-        return self._keyring.cipher_for(key_scope)
+        """The key new rows are sealed with; made on first use, adopting the pre-v2 key that
+        this owner's own legacy rows of that generation name (if any)."""
+        cipher = self._keyring.cipher(key_scope.id)
+        if cipher is not None:
+            return cipher
+        adopt = None
+        if self.store is not None:
+            adopt = legacy_keys(self.store, self._keyring, key_scope).get(key_scope)
+        return self._keyring.cipher_for(key_scope, adopt=adopt)
 
     def existing_cipher(self, scope_id: str) -> ScopeCipher | None:
         return self._keyring.cipher(scope_id)

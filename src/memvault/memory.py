@@ -12,7 +12,7 @@ Thread-safe: one ``Memory`` may serve many threads (``AsyncMemory`` does exactly
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +38,7 @@ from memvault.errors import (
     NotFound,
 )
 from memvault.filters import parse_filter, scope_ids
+from memvault.lru import ByteLRU, text_size
 from memvault.reseal import reseal_legacy, reseal_row
 from memvault.retrieval.hybrid import HybridSearcher, Mode
 from memvault.retrieval.text import normalize_for_dedup
@@ -121,6 +122,12 @@ def _added(memory_id: str, text: str, event: str, redactions: list[str]) -> dict
     return result
 
 
+QueryKey = tuple[str, str | None, str | None, str | None, str]
+# Query vectors by (namespace, query scope, text): an entry holds up to a 32 KB query text.
+QUERY_CACHE_BYTES = 16 * 1024 * 1024
+QUERY_CACHE_ENTRIES = 1024
+
+
 class Memory:
     """Long-term memory for agents: add, search, get, update, delete, history."""
 
@@ -155,6 +162,7 @@ class Memory:
                 decrypt_metadata=self._codec.metadata_json,
                 max_filter_seconds=self.settings.max_filter_seconds,
             )
+            self._codec.store = self._store
             self._embedder: Embedder | None = None
             self._embedder_lock = threading.Lock()
             if embedder is not None and not isinstance(embedder, str):
@@ -168,11 +176,18 @@ class Memory:
                 self._store.close()
             raise
         self._cache = VectorCache(self.settings.vector_cache_bytes)
+        # A key destroyed by another process (erase, reset): its plaintext goes from here too.
+        self._keyring.on_forget(self._forget_scopes)
         self._searcher: HybridSearcher | None = None
         self._searcher_lock = threading.Lock()
         self._access = AccessRecorder(self._store.touch)
-        self._query_vectors: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
-        self._query_lock = threading.Lock()
+        # Query text -> vector, per caller: keyed by namespace, query scope and text, so a hit
+        # (no model call: faster) never tells one tenant or user what another one searched for.
+        self._query_vectors: ByteLRU[QueryKey, npt.NDArray[np.float32]] = ByteLRU(
+            max_bytes=QUERY_CACHE_BYTES,
+            max_entries=QUERY_CACHE_ENTRIES,
+            size=lambda key, vector: text_size(key) + vector.nbytes,
+        )
         self._query_batcher = QueryBatcher(
             self._embed, max_running=self.settings.max_concurrent_searches
         )
@@ -204,7 +219,7 @@ class Memory:
         view = object.__new__(Memory)
         view.__dict__.update(self.__dict__)
         view.namespace = namespace
-        view._codec = Codec(self._keyring, namespace)
+        view._codec = Codec(self._keyring, namespace, self._store)
         view._searcher = None
         view._searcher_lock = threading.Lock()
         view._owns_resources = False
@@ -296,17 +311,21 @@ class Memory:
             )
         return vectors
 
-    def _embed_query(self, text: str) -> npt.NDArray[np.float32]:
-        with self._query_lock:
-            cached = self._query_vectors.get(text)
-            if cached is not None:
-                self._query_vectors.move_to_end(text)
-                return cached
+    def _forget_scopes(self, scope_ids: list[str]) -> None:
+        """Keys another process destroyed: drop their vector indexes and decrypted metadata."""
+        for scope_id in scope_ids:
+            self._cache.drop(scope_id)
+        self._store.forget_decrypted()
+
+    def _embed_query(self, text: str, scope: Scope) -> npt.NDArray[np.float32]:
+        # The batcher embeds every caller's text itself (it batches, never shares a result),
+        # so only this cache could answer one caller from another's query.
+        key = (self.namespace, scope.user_id, scope.agent_id, scope.run_id, text)
+        cached = self._query_vectors.get(key)
+        if cached is not None:
+            return cached
         vector = self._query_batcher.embed(text)
-        with self._query_lock:
-            self._query_vectors[text] = vector
-            if len(self._query_vectors) > 1024:
-                self._query_vectors.popitem(last=False)
+        self._query_vectors.put(key, vector)
         return vector
 
     def _get_searcher(self) -> HybridSearcher:
@@ -606,7 +625,7 @@ class Memory:
             raise InvalidInput("threshold must be a number")
         needs_vector = mode != "bm25" or threshold is not None
         # Outside the search slots, so that queries waiting for a slot are embedded together.
-        query_vector = self._embed_query(query) if needs_vector else None
+        query_vector = self._embed_query(query, scope) if needs_vector else None
         with self._search_slots:
             hits = self._get_searcher().search(
                 (lambda: query_vector) if query_vector is not None else None,

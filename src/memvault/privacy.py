@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from memvault.clock import now_iso
+from memvault.codec import OnConnection, legacy_keys
 from memvault.errors import NotFound
 from memvault.validation import Scope, check_id
 
@@ -27,6 +28,8 @@ def require_user(memory: Memory, user_id: str) -> None:
     """``NotFound`` for a user this namespace never had: no memory, no history, no data key."""
     owner = memory._codec.key_scope(Scope(user_id=user_id))
     memories, events = memory._store.user_rows(memory.namespace, user_id)
+    # Only asks whether a key exists (the old name may be another owner's: nothing is done
+    # with it; erase destroys old names only as the user's own rows name them).
     keys = [name for k in memory._keyring.live(owner) for name in (k.id, k.legacy_id)]
     if not memories and not events and not any(memory._keyring.has(name) for name in keys):
         raise NotFound(f"no user {user_id} in namespace {memory.namespace}")
@@ -40,8 +43,13 @@ def erase_user(memory: Memory, user_id: str) -> dict[str, Any]:
     # The write lock first, so no add for this user can commit between the two steps: a writer
     # reads the key generation under the same lock, and sees the new one once this commits.
     with store.transaction() as db:
-        scopes = [k.id for k in keyring.live(owner)] + [k.legacy_id for k in keyring.live(owner)]
+        # The pre-v2 names of the user's keys, as the user's own legacy rows name them (a name
+        # computed from the key scope may be another user's key: ``alice#g2`` vs ``alice``),
+        # less any that another owner's legacy rows name too (one key shared by the old format).
+        legacy = legacy_keys(OnConnection(db), keyring, owner, exclusive=True)
+        scopes = [k.id for k in keyring.live(owner)] + list(legacy.values())
         keyring.destroy_scope(owner)  # every generation, and on to a new, never used one
+        keyring.destroy_legacy(list(legacy.values()))
         deleted, deleted_events = store.delete_user(db, memory.namespace, user_id)
         for scope_id in scopes:
             # Versions only grow: a cache elsewhere of these scopes sees that it is stale.

@@ -4,8 +4,10 @@ Before format 2 a row's fields were bound to ``"memvault/v1|<scope>|<row id>|<fi
 the key scope was a joined string (``"default/user:alice#g2"``) that another owner's id could
 spell. A legacy row is resealed under its owner's ``KeyScope`` id with the owner columns bound
 (``crypto.Binding``). The data key stays the same: ``KeyRing.cipher_for`` adopts the key stored
-under the old name (same bytes, re-wrapped under the new id), so dedup hashes and full-text
-tokens stay valid and the FTS index is not touched.
+under the old name the row names (same bytes, re-wrapped under the new id), so dedup hashes and
+full-text tokens stay valid and the FTS index is not touched. Adoption is driven by rows only
+(here, and for a writer by ``codec.legacy_keys``): an old name computed from a key scope alone
+might be another owner's key (the user ``alice#g2`` spells ``alice``'s second generation).
 
 Which key generation a legacy row used is found by computing the old name of each live generation
 of the owner given by the row's columns and comparing it with the row's ``scope_id``: nothing is
@@ -60,7 +62,7 @@ def _keys(memory: Memory, row: MemoryRow | HistoryRow) -> tuple[ScopeCipher, Sco
             old = keyring.cipher(row.scope_id)
             if old is None:
                 break
-            new = keyring.cipher_for(generation)
+            new = keyring.cipher_for(generation, adopt=row.scope_id)
             if new.data_key != old.data_key:  # cipher_for adopts the old key: cannot differ
                 raise IntegrityError(f"the key of {row.id} changed while resealing")
             return old, new

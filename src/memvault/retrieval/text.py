@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
 
 import snowballstemmer
+
+from memvault.lru import memoize
 
 __all__ = ["normalize_for_dedup", "words"]
 
@@ -244,9 +245,18 @@ STOP_WORDS = frozenset(
 _stemmer = snowballstemmer.stemmer("english")
 
 
-@lru_cache(maxsize=65536)
-def _stem(word: str) -> str:
+# Stems of words up to this length are cached (a byte-budgeted LRU shared by every tenant);
+# a longer "word" (any run of letters, up to a whole 32 KB text) is stemmed each time, uncached.
+MAX_CACHED_WORD = 64
+_STEM_CACHE_BYTES = 8 * 1024 * 1024
+_STEM_CACHE_ENTRIES = 4096
+
+
+def _stem_word(word: str) -> str:
     return str(_stemmer.stemWord(word))
+
+
+_stem = memoize(_stem_word, max_bytes=_STEM_CACHE_BYTES, max_entries=_STEM_CACHE_ENTRIES)
 
 
 def words(text: str) -> list[str]:
@@ -256,7 +266,7 @@ def words(text: str) -> list[str]:
         word = match.group().replace("'", "")
         if match.group() in STOP_WORDS or word in STOP_WORDS:
             continue
-        terms.append(_stem(word))
+        terms.append(_stem(word) if len(word) <= MAX_CACHED_WORD else _stem_word(word))
     return terms
 
 

@@ -25,7 +25,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +34,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from memvault.errors import IntegrityError, InvalidConfig, StorageError, WrongMasterKey
+from memvault.lru import ByteLRU, text_size
 from memvault.security.crypto import KEY_BYTES, ScopeCipher, open_box, seal_box
-from memvault.security.keyscope import KeyScope
+from memvault.security.keyscope import API_KEYS, AUDIT, KeyScope
 from memvault.storage.files import create_private_file, open_sqlite
 
 __all__ = ["KeyRing", "MasterKey", "MasterRing", "load_master_key"]
@@ -44,6 +46,16 @@ KEYS_DB_NAME = "keys.db"
 _CHECK_PLAINTEXT = b"memvault master key check v1"
 _DELETE_KEY = "DELETE FROM data_keys WHERE scope_id = ?"
 _DELETE_LEGACY_KEY = "DELETE FROM data_keys WHERE scope_id = ? AND format = 1"
+# Unwrapped data keys kept in memory: at most this many (an AES-GCM context and a 32-byte key
+# each, charged ~1 KB), least recently used first out.
+CIPHER_CACHE_ENTRIES = 4096
+CIPHER_CACHE_BYTES = 8 * 1024 * 1024
+# The pre-v2 names of the two system keys: constants, never computed from a key scope. No tenant
+# can spell them ("_system" is not a namespace), so their adoption needs no row to vouch for it.
+# How often (at most) a use of a cached key looks at keys.db for keys destroyed by another process:
+# a search uses ~20 keys in a millisecond; one look costs ~6 us (Python's sqlite3 call overhead).
+RECHECK_SECONDS = 0.001
+_SYSTEM_LEGACY_NAMES = {API_KEYS: "_system/api-keys", AUDIT: "_system/audit"}
 
 
 class MasterKey:
@@ -184,18 +196,31 @@ def load_master_key(home: Path, from_env: str | None, *, create: bool) -> Master
 
 
 class KeyRing:
-    """Data keys by scope, unwrapped on first use and kept in memory while the store is open."""
+    """Data keys by scope, unwrapped on first use and kept in memory while the store is open.
+
+    Another process may destroy a key (erase, reset) at any time: a use of the cache first
+    reads ``PRAGMA data_version`` of the ``keys.db`` connection (it changes when another
+    connection commits), at most once per ``RECHECK_SECONDS``; when it changed, cached keys no
+    longer in ``data_keys`` are dropped and the ``on_forget`` listeners told (they drop the
+    decrypted metadata and vector indexes of those scopes)."""
 
     def __init__(self, home: Path, master: MasterRing) -> None:
         self._ring = master
         # Re-entrant: generation and rotation helpers call each other under it, and it also
         # serialises every use of the one keys.db connection across threads.
         self._lock = threading.RLock()
-        self._ciphers: dict[str, ScopeCipher] = {}
+        self._ciphers: ByteLRU[str, ScopeCipher] = ByteLRU(
+            max_bytes=CIPHER_CACHE_BYTES,
+            max_entries=CIPHER_CACHE_ENTRIES,
+            size=lambda scope_id, _cipher: text_size(scope_id) + 1024,
+        )
+        self._listeners: list[Callable[[list[str]], None]] = []
         self._db = open_sqlite(home / KEYS_DB_NAME, synchronous="FULL")
         try:
             self._migrate()
             self._check_master()
+            self._seen_version = self._data_version()
+            self._checked_at = time.monotonic()
         except BaseException:
             self._db.close()
             raise
@@ -208,6 +233,49 @@ class KeyRing:
         with self._lock:
             self._ciphers.clear()
             self._db.close()
+
+    def on_forget(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener(scope_ids)`` when cached keys turn out destroyed by another process."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _data_version(self) -> int:
+        try:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise StorageError(f"key store: {exc}") from exc
+
+    def _revalidate(self) -> list[str]:
+        """(Under the lock.) The cached keys another connection destroyed since the last look,
+        now dropped from the cache; empty when ``keys.db`` did not change."""
+        now = time.monotonic()
+        if now - self._checked_at < RECHECK_SECONDS:
+            return []
+        self._checked_at = now
+        version = self._data_version()
+        if version == self._seen_version:
+            return []
+        self._seen_version = version
+        cached = self._ciphers.keys()
+        if not cached:
+            return []
+        present = {
+            row[0]
+            for row in self._db.execute(
+                "SELECT scope_id FROM data_keys WHERE scope_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(cached),),
+            )
+        }
+        gone = [scope_id for scope_id in cached if scope_id not in present]
+        for scope_id in gone:
+            self._ciphers.pop(scope_id)
+        return gone
+
+    def _tell(self, gone: list[str]) -> None:
+        """Outside the lock: the listeners take their own locks."""
+        if gone:
+            for listener in list(self._listeners):
+                listener(gone)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -304,27 +372,41 @@ class KeyRing:
 
     def cipher(self, scope_id: str) -> ScopeCipher | None:
         """The cipher of the key named ``scope_id`` (a ``KeyScope.id``, or a pre-v2 name), or
-        None when no such key exists (never made, or destroyed). Never creates a key: readers
-        use this, so a row whose ``scope_id`` was edited cannot conjure a fresh key."""
-        cached = self._ciphers.get(scope_id)
-        if cached is not None:
-            return cached
+        None when no such key exists (never made, or destroyed: by this process, or by another
+        one more than ``RECHECK_SECONDS`` before).
+        Never creates a key: readers use this, so a row whose ``scope_id`` was edited cannot
+        conjure a fresh key."""
         with self._lock:
-            row = self._stored(scope_id)
-            return None if row is None else self._remember(scope_id, self._unwrap(scope_id, row))
+            gone = self._revalidate()
+            cached = self._ciphers.get(scope_id)
+            if cached is None:
+                row = self._stored(scope_id)
+                if row is not None:
+                    cached = self._remember(scope_id, self._unwrap(scope_id, row))
+        self._tell(gone)
+        return cached
 
-    def cipher_for(self, key_scope: KeyScope) -> ScopeCipher:
-        """The cipher of ``key_scope``, its data key made now if it has none yet. A key written
-        by an older version under the pre-v2 name is adopted (the same key bytes, re-wrapped
-        under the new id), so dedup and token hashes of old rows stay valid."""
+    def cipher_for(self, key_scope: KeyScope, *, adopt: str | None = None) -> ScopeCipher:
+        """The cipher of ``key_scope``, its data key made now if it has none yet.
+
+        ``adopt``: the pre-v2 name of the key that rows of this very owner and generation name
+        (the caller read it from those rows, with their owner columns: see ``codec.legacy_keys``);
+        a new key takes that key's bytes (re-wrapped under the new id), so dedup and token
+        hashes of old rows stay valid. No old name is ever computed here from a key scope: the
+        user ``alice#g2`` spells the old name of ``alice``'s second generation."""
         scope_id = key_scope.id
-        cached = self._ciphers.get(scope_id)
-        if cached is not None:
-            return cached
         with self._lock:
-            row = self._stored(scope_id)
-            data_key = self._unwrap(scope_id, row) if row is not None else self._create(key_scope)
-            return self._remember(scope_id, data_key)
+            gone = self._revalidate()
+            cached = self._ciphers.get(scope_id)
+            if cached is None:
+                row = self._stored(scope_id)
+                if row is not None:
+                    data_key = self._unwrap(scope_id, row)
+                else:
+                    data_key = self._create(key_scope, adopt)
+                cached = self._remember(scope_id, data_key)
+        self._tell(gone)
+        return cached
 
     def _stored(self, scope_id: str) -> tuple[int, bytes] | None:
         """The key's (master version, wrapped key) row, or None (call under the lock)."""
@@ -335,21 +417,26 @@ class KeyRing:
 
     def _remember(self, scope_id: str, data_key: bytes) -> ScopeCipher:
         cipher = ScopeCipher(scope_id, data_key)
-        self._ciphers[scope_id] = cipher
+        self._ciphers.put(scope_id, cipher)
         return cipher
 
     def _unwrap(self, scope_id: str, row: tuple[int, bytes]) -> bytes:
         return self._master_for(int(row[0])).unwrap(bytes(row[1]), scope_id)
 
-    def _create(self, key_scope: KeyScope) -> bytes:
+    def _create(self, key_scope: KeyScope, adopt: str | None) -> bytes:
         self._refresh()
         master = self._ring.current
         scope_id = key_scope.id
-        legacy = self._db.execute(
-            "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ? AND format = 1",
-            (key_scope.legacy_id,),
-        ).fetchone()
-        data_key = self._unwrap(key_scope.legacy_id, legacy) if legacy else os.urandom(KEY_BYTES)
+        adopt = adopt or _SYSTEM_LEGACY_NAMES.get(key_scope)
+        legacy = None
+        if adopt is not None:
+            legacy = self._db.execute(
+                "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ? AND format = 1",
+                (adopt,),
+            ).fetchone()
+        data_key = (
+            self._unwrap(adopt, legacy) if adopt is not None and legacy else os.urandom(KEY_BYTES)
+        )
         current, previous = self._generations(key_scope)
         with self._transaction() as db:
             # Another process may have created it a moment ago: keep theirs.
@@ -436,8 +523,15 @@ class KeyRing:
             self._set_generations(key_scope, current + 1, None)
 
     def _destroy_generation(self, key_scope: KeyScope) -> None:
+        # Only the key's own id: its pre-v2 name might be another owner's key (see
+        # ``destroy_legacy``, which takes names read from the owner's own rows).
         self.destroy(key_scope.id)
-        self.destroy(key_scope.legacy_id, legacy_only=True)
+
+    def destroy_legacy(self, names: list[str]) -> None:
+        """Crypto-shred keys stored under pre-v2 names, as read from an owner's own legacy rows
+        (``codec.legacy_keys``); never a name computed from a key scope."""
+        for name in names:
+            self.destroy(name, legacy_only=True)
 
     # --- rotation -----------------------------------------------------------------------------
 
@@ -526,7 +620,7 @@ class KeyRing:
                     (_like_prefix(f"{namespace}/"),),
                 ).fetchall()
             for scope_id in [*ids, *(row[0] for row in gone)]:
-                self._ciphers.pop(scope_id, None)
+                self._ciphers.pop(scope_id)
             self._flush_wal()
 
     def drop_legacy_keys(self) -> int:
@@ -538,7 +632,7 @@ class KeyRing:
                     "DELETE FROM data_keys WHERE format = 1 RETURNING scope_id"
                 ).fetchall()
             for (scope_id,) in gone:
-                self._ciphers.pop(scope_id, None)
+                self._ciphers.pop(scope_id)
             self._flush_wal()
         return len(gone)
 
@@ -559,7 +653,7 @@ class KeyRing:
         with self._lock:
             with self._transaction() as db:
                 gone = db.execute(sql, (scope_id,)).rowcount
-            self._ciphers.pop(scope_id, None)
+            self._ciphers.pop(scope_id)
             self._flush_wal()
         return bool(gone)
 

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from memvault.filters import (
     fold,
     to_sql,
 )
+from memvault.lru import memoize
 from memvault.security.crypto import SEAL_VERSION
 from memvault.storage.files import open_sqlite
 from memvault.storage.migrations import migrate
@@ -50,6 +50,10 @@ from memvault.validation import Scope
 __all__ = ["HistoryRow", "MemoryRow", "SQLiteStore"]
 
 DB_NAME = "memvault.db"
+# The decrypted-metadata cache (``mv_meta``): a byte budget, and an entry cap that keeps even
+# entries of the largest metadata (box + JSON) within ``METADATA_CACHE_ENTRIES`` x 32 KB.
+METADATA_CACHE_BYTES = 32 * 1024 * 1024
+METADATA_CACHE_ENTRIES = 8192
 
 Owners = tuple[str | None, str | None, str | None]
 # scope_id, memory id, box, namespace, (user_id, agent_id, run_id), seal_version
@@ -151,7 +155,10 @@ class SQLiteStore:
         self._connections_lock = threading.Lock()
         self._closed = False
         self._udf_errors = threading.local()
-        self._decrypt_metadata = lru_cache(maxsize=65536)(decrypt_metadata)
+        # Decrypted metadata (every tenant's plaintext): bounded in bytes, not only entries.
+        self._decrypt_metadata = memoize(
+            decrypt_metadata, max_bytes=METADATA_CACHE_BYTES, max_entries=METADATA_CACHE_ENTRIES
+        )
         migrate(self._db())
 
     # --- connections and transactions ---------------------------------------------------------
