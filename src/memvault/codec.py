@@ -253,11 +253,15 @@ class Codec:
         )
 
     def public(self, row: MemoryRow) -> dict[str, Any]:
-        """The memory as the API returns it."""
+        """The memory as the API returns it (one key look-up and binding for both fields)."""
+        cipher, bound = self.reader(row.scope_id, row.id), binding(row)
+        metadata = json.loads(cipher.open(bound, "metadata", row.metadata_box, row.seal_version))
+        if not isinstance(metadata, dict):
+            raise IntegrityError(f"metadata of {row.id} is not an object")
         return {
             "id": row.id,
-            "memory": self.open_text(row),
-            "metadata": self.open_metadata(row),
+            "memory": cipher.open(bound, "text", row.text_box, row.seal_version).decode(),
+            "metadata": metadata,
             "user_id": row.user_id,
             "agent_id": row.agent_id,
             "run_id": row.run_id,

@@ -60,6 +60,7 @@ from memvault.validation import (
     check_memory_type,
     check_metadata,
     check_namespace,
+    check_offset,
     check_text,
     check_top_k,
     parse_datetime,
@@ -664,8 +665,7 @@ class Memory:
         """The scope's memories that match ``filters``, newest first, at most ``top_k``
         (after skipping ``offset``, for pages)."""
         scope, node = self._query_scope(user_id, agent_id, run_id, filters)
-        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**62:
-            raise InvalidInput("offset must be a non-negative integer")
+        check_offset(offset)
         rows = self._store.list_rows(
             self.namespace,
             scope,
@@ -688,8 +688,7 @@ class Memory:
     ) -> tuple[list[dict[str, Any]], int]:
         """``get_all``'s page and ``count``'s total, the filter run once for both."""
         scope, node = self._query_scope(user_id, agent_id, run_id, filters)
-        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**62:
-            raise InvalidInput("offset must be a non-negative integer")
+        check_offset(offset)
         rows, total = self._store.page_rows(
             self.namespace,
             scope,

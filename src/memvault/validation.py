@@ -322,6 +322,13 @@ def check_memory_type(value: object) -> str:
     return str(value)
 
 
+def check_offset(value: object) -> int:
+    """How many rows a page skips: a non-negative integer SQLite can bind."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
+        raise InvalidInput("offset must be a non-negative integer")
+    return value
+
+
 def check_top_k(value: object, limit: int = 1000) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
         raise InvalidInput(f"top_k must be an integer from 1 to {limit}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 
+import anyio.to_thread
 from fastapi import Request
 
 from memvault.errors import MemvaultError, Unauthorized
@@ -95,8 +96,12 @@ class Require:
             principals[self.action] = self._check(request)
         return principals[self.action]
 
-    def __call__(self, request: Request) -> Principal:
-        return self.before_body(request)
+    async def __call__(self, request: Request) -> Principal:
+        # ``CheckedRoute`` has usually run the gate already: then no thread hop is needed.
+        principals: dict[Action, Principal] | None = getattr(request.state, "principals", None)
+        if principals is not None and self.action in principals:
+            return principals[self.action]
+        return await anyio.to_thread.run_sync(self.before_body, request)
 
     def _check(self, request: Request) -> Principal:
         state = request.app.state
