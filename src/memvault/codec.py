@@ -200,12 +200,6 @@ class Codec:
     def open_text(self, row: MemoryRow) -> str:
         return self.open_field(row, "text", row.text_box).decode()
 
-    def open_metadata(self, row: MemoryRow) -> dict[str, Any]:
-        value = json.loads(self.open_field(row, "metadata", row.metadata_box))
-        if not isinstance(value, dict):
-            raise IntegrityError(f"metadata of {row.id} is not an object")
-        return value
-
     def metadata_json(
         self,
         scope_id: str,

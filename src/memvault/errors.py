@@ -19,6 +19,7 @@ responses. Never match on message text: match on the class or on ``code``.
     │   └── OriginNotAllowed           origin_not_allowed
     ├── HostNotAllowed                 host_not_allowed 421
     ├── NotFound                       not_found        404
+    ├── TooManyKeys                    too_many_keys    409
     ├── PayloadTooLarge                payload_too_large 413
     ├── RateLimited                    rate_limited     429
     ├── EmbeddingModelMismatch         embedding_model_mismatch 409
@@ -60,6 +61,7 @@ __all__ = [
     "SecretDetected",
     "StorageError",
     "TextTooLong",
+    "TooManyKeys",
     "Unauthorized",
     "WrongMasterKey",
 ]

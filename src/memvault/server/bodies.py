@@ -75,7 +75,8 @@ def _is_json(request: Request) -> bool:
 
 
 def _parse(body: bytes) -> Any:
-    """``json.loads`` and ``check_json``: run in a worker thread, never on the event loop."""
+    """``json.loads`` and ``check_json``: in a worker thread for bodies over
+    ``INLINE_PARSE_BYTES``, so a large body never runs on the event loop."""
     try:
         parsed = json.loads(body)
     except RecursionError:
@@ -125,14 +126,15 @@ class CheckedRoute(APIRoute):
 
     The order is the point: a caller without a valid key (or from a locked-out address) is
     refused, and counted as a failed login, before a byte of its body is parsed. Only then is
-    the body parsed and walked, in a worker thread so a large one cannot stall the event loop
-    (``/healthz`` included); FastAPI then reuses the parsed value (Starlette caches it)."""
+    the body parsed and walked (in a worker thread when it is over ``INLINE_PARSE_BYTES``, so
+    a large one cannot stall the event loop, ``/healthz`` included); FastAPI then reuses the
+    parsed value (Starlette caches it)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         gates = _gates(self.dependant)
         has_body = self.body_field is not None
-        if has_body and not gates and self.path not in _UNGATED_BODIES:
+        if has_body and not gates:  # no route may take a body from a caller without a key
             raise RuntimeError(f"{self.path} takes a body but declares no require(action)")
 
         async def checked(request: Request) -> Response:
@@ -151,7 +153,3 @@ class CheckedRoute(APIRoute):
             return await handler(request)
 
         return checked
-
-
-# Routes that may take a body without a key: none.
-_UNGATED_BODIES: frozenset[str] = frozenset()

@@ -73,7 +73,7 @@ def _request_id(request: Request) -> str:
 
 def _specificity(template: str) -> tuple[int, int]:
     """Fewer parameters, then more literal text: ``/batch/`` over ``/{id}/``, and
-    ``/{user_id:path}/export/`` over ``/{user_id:path}/``."""
+    ``/{user_id:anyid}/export/`` over ``/{user_id:anyid}/``."""
     return template.count("{"), -len(re.sub(r"\{[^}]*\}", "", template))
 
 

@@ -72,7 +72,7 @@ def status_label(status: int) -> str:
 
 
 def route_template(scope: Scope) -> str:
-    """``/v1/users/{user_id}/``: the matched route without converters (``:path``), or
+    """``/v1/users/{user_id}/``: the matched route without converters (``:anyid``), or
     ``unmatched``. Never the path itself, which holds ids."""
     route = scope.get("route")
     return str(getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched")
