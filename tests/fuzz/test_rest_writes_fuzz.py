@@ -138,13 +138,16 @@ def _valid_id(text: str) -> bool:
 @example(user_id="\uff21\uff4c\uff49\uff43\uff45")  # fullwidth: its own user, not folded
 @example(user_id="a'\"--;")
 @example(user_id="\U0001f600")
+@example(user_id=".")  # found by make fuzz: a client must send it as %2E
+@example(user_id="..")
 def test_users_with_hostile_ids_can_be_exported_rotated_and_erased(
     scenario: Scenario, user_id: str
 ) -> None:
     """The user routes for a user that exists, whose valid id is made of hostile characters."""
     memory = scenario.server.memory
     memory.add(f"a memory of a user named {user_id!r}", user_id=user_id)
-    segment = quote(user_id.encode("utf-8"), safe="")
+    # As docs/rest.md says: one percent-encoded segment, dots as %2E (no dot-segments).
+    segment = quote(user_id.encode("utf-8"), safe="").replace(".", "%2E")
     with scenario.server.http(scenario.server.admin_key) as client:
         for method, path in (
             ("GET", f"/v1/users/{segment}/export/"),
