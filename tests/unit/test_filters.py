@@ -44,15 +44,20 @@ def conditions(draw: st.DrawFn) -> dict[str, Any]:
     return {field: {op: draw(scalars)}}
 
 
-filters = st.recursive(
-    conditions(),
-    lambda children: st.one_of(
-        st.builds(lambda xs: {"AND": xs}, st.lists(children, min_size=1, max_size=3)),
-        st.builds(lambda xs: {"OR": xs}, st.lists(children, min_size=1, max_size=3)),
-        st.builds(lambda xs: {"NOT": xs}, st.lists(children, min_size=1, max_size=2)),
-    ),
-    max_leaves=6,
-)
+def filter_trees(leaves: st.SearchStrategy[Any], max_leaves: int) -> st.SearchStrategy[Any]:
+    """AND/OR/NOT trees over ``leaves``."""
+    return st.recursive(
+        leaves,
+        lambda children: st.one_of(
+            st.builds(lambda xs: {"AND": xs}, st.lists(children, min_size=1, max_size=3)),
+            st.builds(lambda xs: {"OR": xs}, st.lists(children, min_size=1, max_size=3)),
+            st.builds(lambda xs: {"NOT": xs}, st.lists(children, min_size=1, max_size=2)),
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+filters = filter_trees(conditions(), max_leaves=6)
 records = st.lists(
     st.fixed_dictionaries(
         {
@@ -211,15 +216,7 @@ def odd_conditions(draw: st.DrawFn) -> dict[str, Any]:
     return {field: {op: draw(scalars)}}
 
 
-odd_filters = st.recursive(
-    odd_conditions(),
-    lambda children: st.one_of(
-        st.builds(lambda xs: {"AND": xs}, st.lists(children, min_size=1, max_size=3)),
-        st.builds(lambda xs: {"OR": xs}, st.lists(children, min_size=1, max_size=3)),
-        st.builds(lambda xs: {"NOT": xs}, st.lists(children, min_size=1, max_size=2)),
-    ),
-    max_leaves=4,
-)
+odd_filters = filter_trees(odd_conditions(), max_leaves=4)
 
 
 @settings(

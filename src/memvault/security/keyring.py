@@ -376,15 +376,7 @@ class KeyRing:
         one more than ``RECHECK_SECONDS`` before).
         Never creates a key: readers use this, so a row whose ``scope_id`` was edited cannot
         conjure a fresh key."""
-        with self._lock:
-            gone = self._revalidate()
-            cached = self._ciphers.get(scope_id)
-            if cached is None:
-                row = self._stored(scope_id)
-                if row is not None:
-                    cached = self._remember(scope_id, self._unwrap(scope_id, row))
-        self._tell(gone)
-        return cached
+        return self._lookup(scope_id, None)
 
     def cipher_for(self, key_scope: KeyScope, *, adopt: str | None = None) -> ScopeCipher:
         """The cipher of ``key_scope``, its data key made now if it has none yet.
@@ -394,17 +386,22 @@ class KeyRing:
         a new key takes that key's bytes (re-wrapped under the new id), so dedup and token
         hashes of old rows stay valid. No old name is ever computed here from a key scope: the
         user ``alice#g2`` spells the old name of ``alice``'s second generation."""
-        scope_id = key_scope.id
+        cipher = self._lookup(key_scope.id, lambda: self._create(key_scope, adopt))
+        assert cipher is not None  # made when missing
+        return cipher
+
+    def _lookup(self, scope_id: str, make: Callable[[], bytes] | None) -> ScopeCipher | None:
+        """The cached cipher (once destroyed keys are dropped), else the stored key, else the
+        key ``make`` creates (None when there is no ``make``)."""
         with self._lock:
             gone = self._revalidate()
             cached = self._ciphers.get(scope_id)
             if cached is None:
                 row = self._stored(scope_id)
                 if row is not None:
-                    data_key = self._unwrap(scope_id, row)
-                else:
-                    data_key = self._create(key_scope, adopt)
-                cached = self._remember(scope_id, data_key)
+                    cached = self._remember(scope_id, self._unwrap(scope_id, row))
+                elif make is not None:
+                    cached = self._remember(scope_id, make())
         self._tell(gone)
         return cached
 
