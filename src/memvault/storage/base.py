@@ -1,0 +1,334 @@
+"""The storage seam: what the core asks of a store, as small typed protocols.
+
+A backend (``storage/sqlite``, ``storage/postgres``) implements them with its own SQL; nothing
+outside a backend's folder holds SQL or a driver object. Rows cross the seam as the types of
+``storage.rows``, sealed: a store never sees plaintext, and never needs to.
+
+- ``MemoryStore``: memories, history, scope versions, namespace settings; reads, plus
+  ``transaction()``, which hands out a ``WriteTx`` owned by the store. Every change of one unit of
+  work (an add batch, an update, an erase, a rotation batch) goes through one ``WriteTx`` and
+  commits or rolls back as a whole.
+- ``KeyStore``: wrapped data keys, their generations and the master key checks, kept apart from the
+  data (``keys.db``; a Postgres schema or database of its own) so a data backup never holds keys.
+- ``ApiKeyRecords`` and ``AuditRecords``: the API key table and the audit chain.
+
+Concurrency contract. ``WriteTx.lock`` takes a lock on a name until the transaction ends: writers
+lock their namespace (shared) and each key owner they write (exclusive), in sorted order, before
+they read the owner's key generation; erase and rotation lock the owner, reset the namespace
+(exclusive). SQLite's ``BEGIN IMMEDIATE`` already serialises every writer, so there it costs
+nothing; Postgres uses transaction-scoped advisory locks. So a writer always seals with the
+generation that holds when it commits, on one node or many.
+
+Filters: ``parse_filter`` and the Python evaluator (``filters.compile_matcher``) are shared; each
+backend decides how much of a filter runs inside its engine (SQLite: all of it, the metadata part
+through a registered function; Postgres: the scope and expiry in SQL, the rest in Python). Both
+honour ``max_filter_seconds`` with ``FilterTooExpensive``.
+
+Errors: each backend turns its driver's errors into ``StorageError`` / ``StorageBusy`` with a
+message of its own; driver text (which can carry row values) never reaches a caller or a log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from memvault.filters import FilterNode
+from memvault.storage.rows import (
+    ApiKeyRow,
+    AuditRow,
+    HistoryRow,
+    IndexTerms,
+    MemoryRow,
+    StoreStatus,
+    VectorRow,
+    WrappedKey,
+)
+from memvault.validation import Scope
+
+__all__ = [
+    "ApiKeyRecords",
+    "AuditRecords",
+    "DataStore",
+    "KeyStore",
+    "MemoryStore",
+    "MetaDecryptor",
+    "Owners",
+    "WriteTx",
+]
+
+Owners = tuple[str | None, str | None, str | None]
+# scope_id, memory id, box, namespace, (user_id, agent_id, run_id), seal_version -> metadata JSON
+MetaDecryptor = Callable[[str, str, bytes, str, Owners, int], str]
+
+
+class WriteTx(Protocol):
+    """One unit of work; the store commits it when the ``with`` block ends without error."""
+
+    def lock(self, name: str, *, exclusive: bool = True) -> None:
+        """Hold a lock on ``name`` (a namespace or a key owner) until the transaction ends."""
+        ...
+
+    # reads inside the transaction (see its own writes; on Postgres the rows read are locked)
+    def get(self, namespace: str, memory_id: str) -> MemoryRow | None: ...
+
+    def scope_rows(self, namespace: str, scope: Scope, *, limit: int) -> list[MemoryRow]:
+        """Rows of ``scope`` (a query scope: unnamed owner columns unconstrained), newest first."""
+        ...
+
+    def recent_rows(self, namespace: str, scope: Scope, limit: int) -> list[MemoryRow]:
+        """The last rows added to exactly ``scope`` (unnamed owner columns absent), newest first."""
+        ...
+
+    def find_duplicate(self, row: MemoryRow) -> str | None:
+        """The id of a row of the same exact scope with the same text hash, if any."""
+        ...
+
+    def rows_under_key(
+        self, namespace: str, user_id: str, scope_id: str, limit: int
+    ) -> list[MemoryRow]: ...
+
+    def events_under_key(
+        self, namespace: str, user_id: str, scope_id: str, limit: int
+    ) -> list[HistoryRow]: ...
+
+    def legacy_rows(self, after: int, limit: int) -> list[MemoryRow]:
+        """Rows still in seal format 1, by ``rowid`` after ``after``."""
+        ...
+
+    def legacy_events(self, after: str, limit: int) -> list[HistoryRow]:
+        """History events still in seal format 1, by id after ``after``."""
+        ...
+
+    def legacy_key_names(self, namespace: str, kind: str, owner: str) -> set[str]: ...
+
+    def legacy_name_shared(self, name: str, namespace: str, kind: str, owner: str) -> bool: ...
+
+    # writes
+    def insert(self, row: MemoryRow, terms: IndexTerms) -> None:
+        """Store a new row (sets ``row.rowid``) and its keyword index entry."""
+        ...
+
+    def rewrite(self, row: MemoryRow, terms: IndexTerms | None) -> None:
+        """Store a changed row: its key scope, seal version, hash, sealed fields and
+        ``updated_at``; and, when given, its new keyword index entry."""
+        ...
+
+    def delete(self, row: MemoryRow) -> None: ...
+
+    def add_history(self, event: HistoryRow) -> None: ...
+
+    def rewrite_event(self, event: HistoryRow) -> None:
+        """Store a history event's new key scope, seal version and sealed texts."""
+        ...
+
+    def bump_version(self, scope_id: str) -> tuple[int, int]:
+        """Raise a key scope's version by one (versions only ever grow); (before, after)."""
+        ...
+
+    def delete_user(self, namespace: str, user_id: str) -> tuple[int, int]:
+        """Delete a user's memories, index entries and history: (memories, events)."""
+        ...
+
+    def delete_namespace(self, namespace: str) -> None: ...
+
+
+class MemoryStore(Protocol):
+    """Memories, history and scope versions; every read bounded to one namespace."""
+
+    backend: str
+
+    def transaction(self) -> AbstractContextManager[WriteTx]: ...
+
+    def close(self) -> None: ...
+
+    def status(self) -> StoreStatus: ...
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Set ``key`` unless set; return the value that holds now."""
+        ...
+
+    def get(self, namespace: str, memory_id: str, now: str | None = None) -> MemoryRow | None: ...
+
+    def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, MemoryRow]: ...
+
+    def list_rows(
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        *,
+        now: str | None,
+        limit: int,
+        newest_first: bool = True,
+        offset: int = 0,
+    ) -> list[MemoryRow]: ...
+
+    def page_rows(
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        *,
+        now: str,
+        limit: int,
+        offset: int = 0,
+    ) -> tuple[list[MemoryRow], int]: ...
+
+    def ids_matching(
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        now: str | None,
+        *,
+        among: Collection[str] | None = None,
+    ) -> set[str]: ...
+
+    def scope_ids(self, namespace: str, scope: Scope) -> list[str]:
+        """The key scopes that hold rows of a query scope."""
+        ...
+
+    def scope_version(self, scope_id: str) -> int: ...
+
+    def scope_vectors(self, scope_id: str, consume: Callable[[list[VectorRow]], None]) -> int:
+        """Hand every vector and index entry of one key scope to ``consume`` in chunks, from one
+        snapshot; return the scope version of that snapshot."""
+        ...
+
+    def user_rows(self, namespace: str, user_id: str) -> tuple[int, int]:
+        """How many memories and history events a user has in a namespace."""
+        ...
+
+    def history(self, namespace: str, memory_id: str) -> list[HistoryRow]: ...
+
+    def history_of_user(self, namespace: str, user_id: str) -> list[HistoryRow]: ...
+
+    def expired(self, now: str, limit: int) -> list[MemoryRow]: ...
+
+    def legacy_key_names(self, namespace: str, kind: str, owner: str) -> set[str]: ...
+
+    def touch(self, namespace: str, ids: Sequence[str], when: str) -> None: ...
+
+    def namespace_settings(self, namespace: str) -> dict[str, Any]: ...
+
+    def set_namespace_settings(self, namespace: str, policy: str, ttl: float | None) -> None: ...
+
+    def namespace_stats(self) -> list[dict[str, Any]]: ...
+
+    def after_erase(self) -> None:
+        """Leave no freed page of erased rows behind where the backend can (SQLite: truncate
+        the WAL)."""
+        ...
+
+    def forget_decrypted(self) -> None:
+        """Drop every cache of decrypted data (after an erase, nothing of it stays in memory)."""
+        ...
+
+
+class ApiKeyRecords(Protocol):
+    def insert_api_key(self, row: ApiKeyRow, *, max_live: int | None, now: str) -> bool:
+        """Insert unless ``max_live`` live keys of the namespace exist (then False), atomically."""
+        ...
+
+    def api_key(self, key_id: str) -> ApiKeyRow | None: ...
+
+    def api_keys(self, namespace: str | None) -> list[ApiKeyRow]: ...
+
+    def revoke_api_key(self, key_id: str, namespace: str | None, now: str) -> bool: ...
+
+    def touch_api_key(self, key_id: str, now: str) -> None: ...
+
+    def count_api_keys(self) -> int: ...
+
+
+class AuditRecords(Protocol):
+    def append_audit(self, build: Callable[[int, str], list[AuditRow]]) -> list[AuditRow]:
+        """Append the rows ``build(last_seq, last_hash)`` makes, atomically, with no other
+        append between reading the head and writing (0 and '' for an empty log)."""
+        ...
+
+    def audit_rows(
+        self, namespace: str | None, *, limit: int, before: int | None
+    ) -> list[AuditRow]: ...
+
+    def audit_chain(self) -> Iterator[AuditRow]:
+        """Every entry in ``seq`` order."""
+        ...
+
+
+class DataStore(MemoryStore, ApiKeyRecords, AuditRecords, Protocol):
+    """What one backend's data database offers."""
+
+
+class KeyStore(Protocol):
+    """Wrapped data keys and their generations. Each method is atomic on its own."""
+
+    def close(self) -> None: ...
+
+    def changes(self) -> int:
+        """A number that changes when another process (or node) changed the key store; cheap
+        enough to read on every use of a cached key."""
+        ...
+
+    def master_checks(self) -> dict[int, bytes]: ...
+
+    def add_master_checks(self, checks: dict[int, bytes]) -> None:
+        """Record check values of master key versions the store does not know yet."""
+        ...
+
+    def drop_master_check(self, version: int) -> None: ...
+
+    def wrapped(self, scope_id: str, *, legacy_only: bool = False) -> WrappedKey | None: ...
+
+    def present(self, scope_ids: Sequence[str]) -> set[str]: ...
+
+    def create(
+        self,
+        scope_id: str,
+        key: WrappedKey,
+        generation: tuple[str, str, str, int, int | None],
+    ) -> WrappedKey:
+        """Store a key unless one exists under ``scope_id`` (another process may have made it a
+        moment ago: theirs is kept and returned), and record the (namespace, kind, owner,
+        current, previous) generation unless one is recorded."""
+        ...
+
+    def generations(
+        self, namespace: str, kind: str, owner: str, legacy_base: str
+    ) -> tuple[int, int | None] | None:
+        """(current, previous) of a key owner, or of its pre-v2 record, or None."""
+        ...
+
+    def namespace_generations(self, namespace: str) -> list[tuple[str, str, int]]:
+        """(kind, owner, current) of every key owner of a namespace."""
+        ...
+
+    def set_generations(
+        self, namespace: str, kind: str, owner: str, current: int, previous: int | None
+    ) -> None: ...
+
+    def delete(self, scope_ids: Sequence[str], *, legacy_only: bool = False) -> list[str]:
+        """Crypto-shred keys (the freed pages overwritten where the backend can); the ids that
+        were there."""
+        ...
+
+    def delete_namespace(self, namespace: str, scope_ids: Sequence[str]) -> list[str]:
+        """Delete the given keys and every pre-v2 key of the namespace, and move every key owner
+        of the namespace to a new generation, in one transaction; the ids deleted."""
+        ...
+
+    def drop_legacy(self) -> list[str]:
+        """Delete every key still under a pre-v2 name; the names deleted."""
+        ...
+
+    def versions_in_use(self) -> dict[int, int]: ...
+
+    def not_wrapped_by(self, version: int, limit: int) -> list[tuple[str, WrappedKey]]: ...
+
+    def rewrap(self, scope_id: str, old: WrappedKey, new: WrappedKey) -> bool:
+        """Compare-and-set: replace ``old`` by ``new`` unless the key changed meanwhile."""
+        ...

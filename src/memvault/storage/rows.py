@@ -1,0 +1,149 @@
+"""The row types every store reads and writes: sealed fields stay sealed, ids stay ids.
+
+They belong to the storage seam, not to a backend: the core builds them, a backend maps them to its
+tables. ``rowid`` is a store's own insertion order (an SQLite rowid, a Postgres identity): it orders
+lists newest first and is never shown to callers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memvault.security.crypto import SEAL_VERSION
+
+__all__ = [
+    "ApiKeyRow",
+    "AuditRow",
+    "HistoryRow",
+    "IndexTerms",
+    "MemoryRow",
+    "StoreStatus",
+    "VectorRow",
+    "WrappedKey",
+]
+
+
+@dataclass(slots=True)
+class MemoryRow:
+    """One stored memory, its secret fields still sealed."""
+
+    rowid: int | None
+    id: str
+    namespace: str
+    scope_id: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    actor_id: str | None
+    role: str | None
+    memory_type: str
+    hash: str
+    text_box: bytes
+    metadata_box: bytes
+    vector_box: bytes
+    context_box: bytes
+    created_at: str
+    updated_at: str
+    expires_at: str | None
+    importance: float | None
+    access_count: int = 0
+    last_accessed_at: str | None = None
+    seal_version: int = SEAL_VERSION  # the associated-data format of the sealed fields
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    """One change to a memory; the old and new texts sealed with the memory's key."""
+
+    id: str
+    memory_id: str
+    namespace: str
+    scope_id: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    event: str
+    old_box: bytes | None
+    new_box: bytes | None
+    actor_id: str | None
+    role: str | None
+    created_at: str
+    seal_version: int = SEAL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class IndexTerms:
+    """What the keyword index holds of a memory: keyed token hashes, space-separated."""
+
+    body: str
+    context: str
+
+
+@dataclass(frozen=True, slots=True)
+class VectorRow:
+    """What a key scope's in-process index is built from (``MemoryStore.scope_vectors``)."""
+
+    id: str
+    namespace: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    seal_version: int
+    expires_at: str | None
+    vector_box: bytes
+    body: str
+    context: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRow:
+    """An API key as stored: the secret only as its keyed hash."""
+
+    id: str
+    namespace: str
+    role: str
+    name: str | None
+    user_id: str | None
+    secret_hash: str
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    last_used_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One entry of the audit chain; ``memory_ids`` is a JSON array."""
+
+    seq: int
+    at: str
+    namespace: str | None
+    key_id: str | None
+    action: str
+    user_id: str | None
+    memory_ids: str
+    source: str | None
+    outcome: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedKey:
+    """A data key as the key store holds it: wrapped by master key version ``kek_version``."""
+
+    kek_version: int
+    wrapped: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatus:
+    """What ``memvault db status`` shows of a store."""
+
+    backend: str
+    location: str
+    schema_version: str
+    migrations: tuple[str, ...]
+    memories: int
+    history_events: int
+    bytes_used: int | None
