@@ -11,8 +11,6 @@ says.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,7 +24,7 @@ from memvault.retrieval.vector_index import VectorEntry
 from memvault.security.crypto import Binding, ScopeCipher
 from memvault.security.keyring import KeyRing
 from memvault.security.keyscope import KeyScope
-from memvault.storage.sqlite import HistoryRow, MemoryRow, SQLiteStore
+from memvault.storage.rows import HistoryRow, MemoryRow, VectorRow
 from memvault.validation import Scope
 
 __all__ = ["Codec", "Plain", "binding"]
@@ -45,55 +43,18 @@ def binding(row: MemoryRow | HistoryRow) -> Binding:
     return Binding(row.namespace, row.user_id, row.agent_id, row.run_id, row.id)
 
 
-class Reader(Protocol):
-    def _query(self, sql: str, params: Sequence[Any] = ...) -> Sequence[Any]: ...
+class LegacyNames(Protocol):
+    """Where legacy key names are read: the store, or a write transaction (``WriteTx``)."""
+
+    def legacy_key_names(self, namespace: str, kind: str, owner: str) -> set[str]: ...
 
 
-class OnConnection:
-    """A ``Reader`` over one connection (inside its transaction)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self._db.execute(sql, params).fetchall()
-
-
-# The scope ids legacy rows of an owner name, by (table, kind): rows whose key owner is
-# (kind, owner) by the same rule as ``Scope.key_owner``.
-_LEGACY_NAMES = {
-    ("memories", "user"): "SELECT DISTINCT scope_id FROM memories"
-    " WHERE seal_version = 1 AND namespace = ? AND user_id IS ?",
-    ("memories", "agent"): "SELECT DISTINCT scope_id FROM memories"
-    " WHERE seal_version = 1 AND namespace = ? AND user_id IS NULL AND agent_id IS ?",
-    ("memories", "run"): "SELECT DISTINCT scope_id FROM memories WHERE seal_version = 1"
-    " AND namespace = ? AND user_id IS NULL AND agent_id IS NULL AND run_id IS ?",
-    ("history", "user"): "SELECT DISTINCT scope_id FROM history"
-    " WHERE seal_version = 1 AND namespace = ? AND user_id IS ?",
-    ("history", "agent"): "SELECT DISTINCT scope_id FROM history"
-    " WHERE seal_version = 1 AND namespace = ? AND user_id IS NULL AND agent_id IS ?",
-    ("history", "run"): "SELECT DISTINCT scope_id FROM history WHERE seal_version = 1"
-    " AND namespace = ? AND user_id IS NULL AND agent_id IS NULL AND run_id IS ?",
-}
-# Whether legacy rows of any *other* owner name a scope id, by (table, kind).
-_NAMED_BY_OTHERS = {
-    ("memories", "user"): "SELECT 1 FROM memories WHERE seal_version = 1 AND scope_id = ?"
-    " AND NOT (namespace = ? AND user_id IS ?) LIMIT 1",
-    ("memories", "agent"): "SELECT 1 FROM memories WHERE seal_version = 1 AND scope_id = ?"
-    " AND NOT (namespace = ? AND user_id IS NULL AND agent_id IS ?) LIMIT 1",
-    ("memories", "run"): "SELECT 1 FROM memories WHERE seal_version = 1 AND scope_id = ? AND NOT"
-    " (namespace = ? AND user_id IS NULL AND agent_id IS NULL AND run_id IS ?) LIMIT 1",
-    ("history", "user"): "SELECT 1 FROM history WHERE seal_version = 1 AND scope_id = ?"
-    " AND NOT (namespace = ? AND user_id IS ?) LIMIT 1",
-    ("history", "agent"): "SELECT 1 FROM history WHERE seal_version = 1 AND scope_id = ?"
-    " AND NOT (namespace = ? AND user_id IS NULL AND agent_id IS ?) LIMIT 1",
-    ("history", "run"): "SELECT 1 FROM history WHERE seal_version = 1 AND scope_id = ? AND NOT"
-    " (namespace = ? AND user_id IS NULL AND agent_id IS NULL AND run_id IS ?) LIMIT 1",
-}
+class SharedNames(LegacyNames, Protocol):
+    def legacy_name_shared(self, name: str, namespace: str, kind: str, owner: str) -> bool: ...
 
 
 def legacy_keys(
-    reader: Reader, keyring: KeyRing, owner: KeyScope, *, exclusive: bool = False
+    reader: LegacyNames, keyring: KeyRing, owner: KeyScope, *, shared: SharedNames | None = None
 ) -> dict[KeyScope, str]:
     """The pre-v2 key names that ``owner``'s own legacy rows (memories and history, seal
     version 1) name, by the live generation each one is.
@@ -101,28 +62,20 @@ def legacy_keys(
     Driven by rows, as ``reseal`` reads them: a name counts only when a row *of this owner*
     (its namespace and owner columns) names it and it is the old name of one of the owner's live
     generations. Nothing is looked up by a name computed from a key scope alone, which another
-    owner can spell (user ``alice#g2`` vs generation 2 of ``alice``). ``exclusive``: leave out a
-    name that legacy rows of any other owner also name (the old format shared that key between
-    them; destroying it would destroy the other owner's data).
+    owner can spell (user ``alice#g2`` vs generation 2 of ``alice``). ``shared`` (a write
+    transaction, for erase): leave out a name that legacy rows of any other owner also name (the
+    old format shared that key between them; destroying it would destroy the other owner's data).
     """
     if owner.kind == "system":
         return {}
-    tables = ("memories", "history")
-    names = {
-        str(row[0])
-        for table in tables
-        for row in reader._query(_LEGACY_NAMES[(table, owner.kind)], (owner.namespace, owner.owner))
-    }
+    names = reader.legacy_key_names(owner.namespace, owner.kind, owner.owner)
     found: dict[KeyScope, str] = {}
     for generation in keyring.live(owner):
         name = generation.legacy_id  # compared with names rows hold, as reseal._keys does
         if name not in names:
             continue
-        if exclusive and any(
-            reader._query(
-                _NAMED_BY_OTHERS[(table, owner.kind)], (name, owner.namespace, owner.owner)
-            )
-            for table in tables
+        if shared is not None and shared.legacy_name_shared(
+            name, owner.namespace, owner.kind, owner.owner
         ):
             continue
         found[generation] = name
@@ -130,7 +83,7 @@ def legacy_keys(
 
 
 class Codec:
-    def __init__(self, keyring: KeyRing, namespace: str, store: SQLiteStore | None = None) -> None:
+    def __init__(self, keyring: KeyRing, namespace: str, store: LegacyNames | None = None) -> None:
         self._keyring = keyring
         self.namespace = namespace
         self.store = store  # set once the store is open: legacy key names are read from rows
@@ -222,28 +175,23 @@ class Codec:
             np.float32
         )
 
-    def vector_entry(self, scope_id: str, stored: Any) -> VectorEntry:
-        """From a ``scope_vectors`` row: id, namespace, user_id, agent_id, run_id, seal_version,
-        expires_at, vector_box, body, context."""
+    def vector_entry(self, scope_id: str, stored: VectorRow) -> VectorEntry:
+        """What the scope's in-process index holds of a ``scope_vectors`` row."""
         bound = Binding(
-            stored["namespace"],
-            stored["user_id"],
-            stored["agent_id"],
-            stored["run_id"],
-            stored["id"],
+            stored.namespace, stored.user_id, stored.agent_id, stored.run_id, stored.id
         )
-        raw = self.reader(scope_id, stored["id"]).open(
-            bound, "vector", stored["vector_box"], stored["seal_version"]
+        raw = self.reader(scope_id, stored.id).open(
+            bound, "vector", bytes(stored.vector_box), stored.seal_version
         )
         return VectorEntry(
-            stored["id"],
-            stored["user_id"],
-            stored["agent_id"],
-            stored["run_id"],
-            to_epoch(stored["expires_at"]),
+            stored.id,
+            stored.user_id,
+            stored.agent_id,
+            stored.run_id,
+            to_epoch(stored.expires_at),
             np.frombuffer(raw, dtype="<f4").astype(np.float32),
-            stored["body"],
-            stored["context"],
+            stored.body,
+            stored.context,
         )
 
     def public(self, row: MemoryRow) -> dict[str, Any]:

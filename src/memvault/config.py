@@ -40,6 +40,19 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = Field(
         None, description="Base64 of 32 bytes. Without it a 0600 key file in the home is used."
     )
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://user:password@host/db for the Postgres store (several nodes);"
+        " unset: SQLite files in the home.",
+    )
+    keys_database_url: SecretStr | None = Field(
+        None,
+        description="Postgres only: a separate database for the key store (default: its own"
+        " schema, memvault_keys, in the data database).",
+    )
+    database_pool_size: int = Field(
+        8, ge=1, le=256, description="Postgres only: connections per process."
+    )
     synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="SQLite durability: FULL survives power loss, NORMAL only a crash."
     )

@@ -59,6 +59,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "SecretDetected",
+    "StorageBusy",
     "StorageError",
     "TextTooLong",
     "TooManyKeys",
@@ -229,3 +230,13 @@ class StorageError(MemvaultError):
     """The database failed; the driver's error is chained as ``__cause__``."""
 
     code = "storage_error"
+
+
+class StorageBusy(StorageError):
+    """The database is unreachable, locked or shedding load for now: retry after a moment.
+
+    Nothing of the request was applied (its transaction rolled back)."""
+
+    code = "storage_busy"
+    http_status = 503
+    retry_after = 1

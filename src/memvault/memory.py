@@ -12,9 +12,7 @@ Thread-safe: one ``Memory`` may serve many threads (``AsyncMemory`` does exactly
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -22,11 +20,15 @@ from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import SecretStr
 
 from memvault.access import AccessRecorder
-from memvault.clock import iso, now_iso, to_epoch, uuid7
-from memvault.codec import Codec, binding
+from memvault.clock import iso, now_iso
+from memvault.codec import Codec
 from memvault.config import Settings
+from memvault.core import changes, rekey, reseal, rights
+from memvault.core.changes import Add, Change, Delete, Update
+from memvault.core.engine import Engine
 from memvault.embedding import Embedder, check_embedder_name, create_embedder
 from memvault.embedding.batching import QueryBatcher
 from memvault.errors import (
@@ -35,22 +37,21 @@ from memvault.errors import (
     InvalidConfig,
     InvalidFilter,
     InvalidInput,
-    NotFound,
 )
 from memvault.filters import parse_filter, scope_ids
 from memvault.lru import ByteLRU, text_size
-from memvault.reseal import reseal_legacy, reseal_row
 from memvault.retrieval.hybrid import HybridSearcher, Mode
-from memvault.retrieval.text import normalize_for_dedup
-from memvault.retrieval.vector_index import VectorCache, VectorEntry
+from memvault.retrieval.vector_index import VectorCache
 from memvault.security.apikeys import ApiKeyStore
 from memvault.security.audit import AuditLog
-from memvault.security.crypto import ScopeCipher, derive_key
-from memvault.security.keyring import KEYS_DB_NAME, KeyRing, load_master_key
-from memvault.security.keyscope import API_KEYS, AUDIT, KeyScope
+from memvault.security.crypto import derive_key
+from memvault.security.keyring import KeyRing, load_master_key
+from memvault.security.keyscope import API_KEYS, AUDIT
 from memvault.security.redact import apply_policy, check_id_secrets
+from memvault.storage import StoreConfig, backend_for
+from memvault.storage.base import DataStore, KeyStore
 from memvault.storage.files import ensure_private_dir
-from memvault.storage.sqlite import HistoryRow, MemoryRow, SQLiteStore
+from memvault.storage.rows import StoreStatus
 from memvault.validation import (
     Message,
     Scope,
@@ -88,41 +89,6 @@ _ADD_KEYS = frozenset(
 )
 
 
-@dataclass(slots=True)
-class _Pending:
-    """One validated memory waiting for its batch: nothing is written before all are valid."""
-
-    message: Message
-    scope: Scope
-    metadata: dict[str, Any]
-    memory_type: str
-    expires_at: str | None
-    importance: float | None
-    actor_id: str | None
-    redactions: list[str]
-
-
-def _entry(row: MemoryRow, vector: npt.NDArray[np.float32], body: str, context: str) -> VectorEntry:
-    """What the scope's in-memory index holds of a row just written."""
-    return VectorEntry(
-        row.id,
-        row.user_id,
-        row.agent_id,
-        row.run_id,
-        to_epoch(row.expires_at),
-        vector,
-        body,
-        context,
-    )
-
-
-def _added(memory_id: str, text: str, event: str, redactions: list[str]) -> dict[str, Any]:
-    result: dict[str, Any] = {"id": memory_id, "memory": text, "event": event}
-    if redactions:
-        result["redactions"] = redactions
-    return result
-
-
 QueryKey = tuple[str, str | None, str | None, str | None, str]
 # Query vectors by (namespace, query scope, text): an entry holds up to a 32 KB query text.
 QUERY_CACHE_BYTES = 16 * 1024 * 1024
@@ -152,17 +118,26 @@ class Memory:
         )
         self.home = ensure_private_dir(Path(self.settings.home).expanduser())
         self.namespace = self.settings.namespace
-        secret = self.settings.master_key.get_secret_value() if self.settings.master_key else None
-        fresh = not (self.home / KEYS_DB_NAME).exists()
-        self._keyring = KeyRing(self.home, load_master_key(self.home, secret, create=fresh))
+        config = StoreConfig(
+            home=self.home,
+            database_url=_secret(self.settings.database_url),
+            keys_database_url=_secret(self.settings.keys_database_url),
+            synchronous=self.settings.synchronous,
+            max_filter_seconds=self.settings.max_filter_seconds,
+            pool_size=self.settings.database_pool_size,
+        )
+        backend = backend_for(config.database_url)
+        keys: KeyStore = backend.open_keys(config)
+        try:
+            secret = _secret(self.settings.master_key)
+            master = load_master_key(self.home, secret, create=not keys.master_checks())
+            self._keyring = KeyRing(keys, master)
+        except BaseException:
+            keys.close()
+            raise
         self._codec = Codec(self._keyring, self.namespace)
         try:
-            self._store = SQLiteStore(
-                self.home,
-                synchronous=self.settings.synchronous,
-                decrypt_metadata=self._codec.metadata_json,
-                max_filter_seconds=self.settings.max_filter_seconds,
-            )
+            self._store: DataStore = backend.open_data(config, self._codec.metadata_json)
             self._codec.store = self._store
             self._embedder: Embedder | None = None
             self._embedder_lock = threading.Lock()
@@ -177,6 +152,15 @@ class Memory:
                 self._store.close()
             raise
         self._cache = VectorCache(self.settings.vector_cache_bytes)
+        self._engine = Engine(
+            self.settings,
+            self.namespace,
+            self._store,
+            self._keyring,
+            self._codec,
+            self._cache,
+            self._embed,
+        )
         # A key destroyed by another process (erase, reset): its plaintext goes from here too.
         self._keyring.on_forget(self._forget_scopes)
         self._searcher: HybridSearcher | None = None
@@ -220,7 +204,8 @@ class Memory:
         view = object.__new__(Memory)
         view.__dict__.update(self.__dict__)
         view.namespace = namespace
-        view._codec = Codec(self._keyring, namespace, self._store)
+        view._engine = self._engine.view(namespace)
+        view._codec = view._engine.codec
         view._searcher = None
         view._searcher_lock = threading.Lock()
         view._owns_resources = False
@@ -235,6 +220,10 @@ class Memory:
     def namespaces(self) -> list[dict[str, Any]]:
         """Every namespace that holds memories or keys, with counts."""
         return self._store.namespace_stats()
+
+    def store_status(self) -> StoreStatus:
+        """The backend, its location, schema version and sizes (``memvault db status``)."""
+        return self._store.status()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Memory:
@@ -398,7 +387,7 @@ class Memory:
         if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
             raise InvalidInput("items must be a list of objects with add()'s arguments")
         rules = self._store.namespace_settings(self.namespace)
-        pending = [p for item in items for p in self._validate(item, rules)]
+        pending: list[Change] = [p for item in items for p in self._validate(item, rules)]
         results: list[dict[str, Any]] = []
         for start in range(0, len(pending), batch_size):
             results.extend(self._write_batch(pending[start : start + batch_size]))
@@ -406,7 +395,7 @@ class Memory:
                 on_progress(min(start + batch_size, len(pending)), len(pending))
         return {"results": results}
 
-    def _validate(self, item: Mapping[str, Any], rules: Mapping[str, Any]) -> list[_Pending]:
+    def _validate(self, item: Mapping[str, Any], rules: Mapping[str, Any]) -> list[Add]:
         if not isinstance(item, Mapping):
             raise InvalidInput("each item must be an object with add()'s arguments")
         unknown = set(item) - _ADD_KEYS
@@ -436,7 +425,7 @@ class Memory:
             check_id_secrets(message.name, policy, "a message name")
             content, secrets = apply_policy(message.content, policy, "the text")
             pending.append(
-                _Pending(
+                Add(
                     Message(content, message.role, message.name),
                     scope,
                     metadata,
@@ -449,129 +438,12 @@ class Memory:
             )
         return pending
 
-    def _write_batch(self, batch: list[_Pending]) -> list[dict[str, Any]]:
-        vectors = self._embed([p.message.content for p in batch])
-        results: list[dict[str, Any]] = []
-        added: dict[str, list[VectorEntry]] = {}
-        versions: dict[str, tuple[int, int]] = {}
-        recent: dict[Scope, deque[str]] = {}
-        seen: dict[tuple[Scope, str], str] = {}
-        keys: dict[Scope, KeyScope] = {}
-        with self._store.transaction() as db:
-            for pending, vector in zip(batch, vectors, strict=True):
-                # The generation is read here, under the write lock that erase and rotation
-                # also take, once per scope and batch: never a key of an erased generation.
-                key_scope = keys.get(pending.scope)
-                if key_scope is None:
-                    key_scope = keys[pending.scope] = self._codec.current(pending.scope)
-                scope_id = key_scope.id
-                cipher = self._codec.writer(key_scope)
-                text = pending.message.content
-                row = self._new_row(pending, scope_id, cipher, text, vector)
-                duplicate = seen.get((pending.scope, row.hash)) or self._store.find_duplicate(
-                    db, row
-                )
-                if duplicate is not None:
-                    self._store.add_history(
-                        db, self._event(row, duplicate, "NONE", None, None, cipher)
-                    )
-                    results.append(_added(duplicate, text, "NONE", pending.redactions))
-                    continue
-                window = recent.get(pending.scope)
-                if window is None:
-                    window = recent[pending.scope] = self._recent_texts(pending.scope)
-                context = " ".join(window)
-                row.context_box = cipher.seal(binding(row), "context", context.encode())
-                body = self._codec.index_terms(cipher, text)
-                context_terms = self._codec.index_terms(cipher, context)
-                self._store.insert(db, row, body, context_terms)
-                self._store.add_history(db, self._event(row, row.id, "ADD", None, text, cipher))
-                window.append(text)
-                seen[(pending.scope, row.hash)] = row.id
-                added.setdefault(scope_id, []).append(_entry(row, vector, body, context_terms))
-                results.append(_added(row.id, text, "ADD", pending.redactions))
-            for scope_id in added:
-                versions[scope_id] = self._store.bump_version(db, scope_id)
-        for scope_id, entries in added.items():
-            before, after = versions[scope_id]
-            self._cache.apply(scope_id, before, after, added=entries)
-        return results
-
-    def _new_row(
-        self,
-        pending: _Pending,
-        scope_id: str,
-        cipher: ScopeCipher,
-        text: str,
-        vector: npt.NDArray[np.float32],
-    ) -> MemoryRow:
-        memory_id = uuid7()
-        now = now_iso()
-        row = MemoryRow(
-            rowid=None,
-            id=memory_id,
-            namespace=self.namespace,
-            scope_id=scope_id,
-            user_id=pending.scope.user_id,
-            agent_id=pending.scope.agent_id,
-            run_id=pending.scope.run_id,
-            actor_id=pending.actor_id,
-            role=pending.message.role,
-            memory_type=pending.memory_type,
-            hash=cipher.text_hash(normalize_for_dedup(text)),
-            text_box=b"",
-            metadata_box=b"",
-            vector_box=b"",
-            context_box=b"",
-            created_at=now,
-            updated_at=now,
-            expires_at=pending.expires_at,
-            importance=pending.importance,
-        )
-        bound = binding(row)
-        row.text_box = cipher.seal(bound, "text", text.encode())
-        row.metadata_box = self._codec.seal_metadata(cipher, bound, pending.metadata)
-        row.vector_box = self._codec.seal_vector(cipher, bound, vector)
-        return row
-
-    def _recent_texts(self, scope: Scope) -> deque[str]:
-        """The texts added last to exactly this scope: the context of the next memory."""
-        size = self.settings.context_window
-        window: deque[str] = deque(maxlen=size)
-        if size:
-            rows = self._store.list_rows(
-                self.namespace, scope, None, now=None, limit=size, exact=True
-            )
-            window.extend(self._codec.open_text(row) for row in reversed(rows))
-        return window
-
-    def _event(
-        self,
-        row: MemoryRow,
-        memory_id: str,
-        event_name: str,
-        old: str | None,
-        new: str | None,
-        cipher: ScopeCipher,
-    ) -> HistoryRow:
-        event = HistoryRow(
-            id=uuid7(),
-            memory_id=memory_id,
-            namespace=row.namespace,
-            scope_id=row.scope_id,
-            user_id=row.user_id,
-            agent_id=row.agent_id,
-            run_id=row.run_id,
-            event=event_name,
-            old_box=None,
-            new_box=None,
-            actor_id=row.actor_id,
-            role=row.role,
-            created_at=now_iso(),
-        )
-        event.old_box = self._codec.seal_history_text(cipher, event, "history_old", old)
-        event.new_box = self._codec.seal_history_text(cipher, event, "history_new", new)
-        return event
+    def _write_batch(self, batch: list[Change]) -> list[dict[str, Any]]:
+        adds = [change for change in batch if isinstance(change, Add)]
+        vectors = self._embed([add.message.content for add in adds])
+        for add, vector in zip(adds, vectors, strict=True):
+            add.vector = vector
+        return changes.apply(self._engine, batch)
 
     # --- search and read ----------------------------------------------------------------------
 
@@ -718,13 +590,6 @@ class Memory:
 
     # --- update and delete --------------------------------------------------------------------
 
-    def _require(self, db: Any, memory_id: str) -> MemoryRow:
-        """The row to change, in the current seal format (an older row is resealed first)."""
-        row = self._store.get(self.namespace, check_id("memory_id", memory_id))
-        if row is None:
-            raise NotFound(f"no memory {memory_id} in namespace {self.namespace}")
-        return reseal_row(db, self, row)
-
     def update(
         self,
         memory_id: str,
@@ -752,55 +617,16 @@ class Memory:
         if new_metadata is not None:
             new_metadata = apply_policy(new_metadata, policy, "metadata")[0]
         vector = self._embed([text])[0] if text is not None else None
-        with self._store.transaction() as db:
-            row = self._require(db, memory_id)
-            cipher = self._codec.reader(row.scope_id, row.id)
-            bound = binding(row)
-            old_text = self._codec.open_text(row)
-            body = context = None
-            if text is not None and vector is not None:
-                row.hash = cipher.text_hash(normalize_for_dedup(text))
-                other = self._store.find_duplicate(db, row)
-                if other is not None and other != row.id:
-                    raise InvalidInput(f"memory {other} of the same scope already holds this text")
-                row.text_box = cipher.seal(bound, "text", text.encode())
-                row.vector_box = self._codec.seal_vector(cipher, bound, vector)
-                body = self._codec.index_terms(cipher, text)
-                context = self._codec.index_terms(cipher, self._codec.open_context(row))
-            if new_metadata is not None:
-                row.metadata_box = self._codec.seal_metadata(cipher, bound, new_metadata)
-            row.updated_at = now_iso()
-            self._store.update(db, row, body, context)
-            self._store.add_history(
-                db,
-                self._event(
-                    row, row.id, "UPDATE", old_text, text if text is not None else old_text, cipher
-                ),
-            )
-            before, after = self._store.bump_version(db, row.scope_id)
-        if vector is not None and body is not None:
-            entry = _entry(row, vector, body, context or "")
-            self._cache.apply(row.scope_id, before, after, added=[entry])
-        else:
-            self._cache.apply(row.scope_id, before, after)
-        return {"message": "Memory updated successfully!", "result": self._codec.public(row)}
+        change = Update(check_id("memory_id", memory_id), text, new_metadata, vector)
+        result = changes.apply(self._engine, [change])[0]
+        for extra in ("event", "previous_memory"):
+            result.pop(extra)
+        return {"message": "Memory updated successfully!", "result": result}
 
     def delete(self, memory_id: str) -> dict[str, str]:
         """Delete one memory; its history stays (with a DELETE event) until the user is erased."""
-        with self._store.transaction() as db:
-            row = self._require(db, memory_id)
-            self._delete_row(db, row)
-            before, after = self._store.bump_version(db, row.scope_id)
-        self._cache.apply(row.scope_id, before, after, removed=[row.id])
-        return {"message": "Memory deleted successfully!", "id": row.id}
-
-    def _delete_row(self, db: Any, row: MemoryRow) -> None:
-        row = reseal_row(db, self, row)
-        assert row.rowid is not None
-        cipher = self._codec.reader(row.scope_id, row.id)
-        old = self._codec.open_text(row)
-        self._store.delete(db, row.rowid)
-        self._store.add_history(db, self._event(row, row.id, "DELETE", old, None, cipher))
+        result = changes.apply(self._engine, [Delete(check_id("memory_id", memory_id))])[0]
+        return {"message": "Memory deleted successfully!", "id": result["id"]}
 
     def delete_all(
         self,
@@ -811,20 +637,12 @@ class Memory:
     ) -> dict[str, Any]:
         """Delete every memory of a scope (a scope id is required: this never empties a store)."""
         scope = Scope.of(user_id, agent_id, run_id)
-        removed: dict[str, list[str]] = {}
-        versions: dict[str, tuple[int, int]] = {}
-        with self._store.transaction() as db:
-            rows = self._store.list_rows(self.namespace, scope, None, now=None, limit=-1)
-            for row in rows:
-                removed.setdefault(row.scope_id, []).append(row.id)  # as the index knows it
-                self._delete_row(db, row)
-            for scope_id in removed:
-                versions[scope_id] = self._store.bump_version(db, scope_id)
-        for scope_id, ids in removed.items():
-            self._cache.apply(scope_id, *versions[scope_id], removed=ids)
+        ids = self._store.ids_matching(self.namespace, scope, None, None)
+        plan: list[Change] = [Delete(memory_id, missing_ok=True) for memory_id in sorted(ids)]
+        results = changes.apply(self._engine, plan) if plan else []
         return {
             "message": "Memories deleted successfully!",
-            "deleted": sum(map(len, removed.values())),
+            "deleted": sum(result["event"] == "DELETE" for result in results),
         }
 
     # --- a user's rights --------------------------------------------------------------------
@@ -835,15 +653,11 @@ class Memory:
         Copies of the database made before (backups, replicas) cannot be decrypted afterwards.
         Raises ``NotFound`` for a user this namespace never had.
         """
-        from memvault.privacy import erase_user
-
-        return erase_user(self, user_id)
+        return rights.erase_user(self._engine, user_id)
 
     def export_user(self, user_id: str) -> Iterator[dict[str, Any]]:
         """GDPR export: every memory of the user with metadata and history, as JSON-ready dicts."""
-        from memvault.privacy import export_user
-
-        return export_user(self, user_id)
+        return rights.export_user(self._engine, user_id)
 
     def namespace_settings(self) -> dict[str, Any]:
         """This namespace's rules: ``secret_policy`` and ``default_ttl_seconds``."""
@@ -876,9 +690,7 @@ class Memory:
     def rotate_user_key(self, user_id: str) -> dict[str, Any]:
         """Re-encrypt every memory and history event of a user under a new data key, in
         batches, while reads and writes go on; the old key is destroyed at the end."""
-        from memvault.rekey import rotate_user_key
-
-        return rotate_user_key(self, user_id)
+        return rekey.rotate_user_key(self._engine, user_id)
 
     def rotate_master_key(self, *, retire_old: bool = False) -> dict[str, Any]:
         """Rewrap every data key under a new master key version, without stopping readers.
@@ -910,18 +722,26 @@ class Memory:
         """Move rows written by an older version to the current seal format (owner columns
         bound), ``batch`` rows per transaction; ``on_progress(memories, events)`` after each.
         Runs on open; safe to call again (a no-op once done)."""
-        return reseal_legacy(self, batch=batch, on_progress=on_progress)
+        return reseal.reseal_legacy(self._engine, batch=batch, on_progress=on_progress)
 
     def purge_expired(self) -> int:
         """Delete expired memories of every namespace now (the server also does it hourly)."""
-        from memvault.privacy import purge_expired
+        def delete(namespace: str, memory_id: str) -> bool:
+            view = self._engine.view(namespace)
+            done = changes.apply(view, [Delete(memory_id, missing_ok=True)])
+            return bool(done[0]["event"] == "DELETE")
 
-        return purge_expired(self)
+        return rights.purge_expired(self._engine, delete)
 
     def reset(self) -> None:
         """Erase this namespace: its data keys first (so copies become unreadable), then rows."""
-        with self._store.transaction() as db:  # the write lock first, as erase does
+        with self._store.transaction() as tx:  # the namespace's lock first, alone
+            self._engine.lock_owners(tx, [], alone=True)
             self._keyring.destroy_all(self.namespace)
-            self._store.delete_namespace(db, self.namespace)
+            tx.delete_namespace(self.namespace)
         self._cache.drop()
         self._store.forget_decrypted()
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

@@ -36,8 +36,9 @@ def test_an_expensive_filter_is_refused_with_its_own_code(crowded: Memory) -> No
             assert refused.value.http_status == 422
         with pytest.raises(FilterTooExpensive):
             crowded.search("fact", user_id="u", filters=WIDE)
-        # The budget is per statement: the connection is usable at once, cheap filters answer.
-        assert crowded.count(user_id="u", filters={"k1": 7}) == 1
+        # The budget is per statement: the connection is usable at once, cheap filters answer
+        # (one on a built-in column: a metadata filter over 1,500 rows is itself ~40 ms here).
+        assert crowded.count(user_id="u", filters={"memory_type": "semantic"}) == ROWS
         assert len(crowded.get_all(user_id="u", top_k=ROWS)["results"]) == ROWS
 
 

@@ -29,9 +29,9 @@ STORE_SINKS = {"read": 0}  # only on a receiver named *store (file handles also 
 TRUSTED_BUILDERS = {
     # The filter compiler: tests/unit/test_filter_sql.py proves its text is a function of the
     # filter's shape and never holds a key or value.
-    "to_sql": "memvault/filters.py",
+    "to_sql": "memvault/storage/sqlite/filter_sql.py",
     # Gives m.<name> for names of filters.COLUMNS only (the compiler's whitelist).
-    "_column_sql": "memvault/storage/sqlite.py",
+    "_column_sql": "memvault/storage/sqlite/store.py",
 }
 CHECKED_BUILDERS = {"_scope_sql", "_where"}  # their returns are linted like sinks
 SAFE_STR_METHODS = {"split", "strip", "lower", "upper", "join"}

@@ -24,8 +24,8 @@ from memvault.filters import (
     Not,
     decode_filter,
     parse_filter,
-    to_sql,
 )
+from memvault.storage.sqlite.filter_sql import to_sql
 from tests.hostile import (
     INJECTION_KEY,
     fuzz_examples,

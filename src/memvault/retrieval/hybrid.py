@@ -2,7 +2,7 @@
 
 Both candidate lists come from the key scope's in-memory index (decrypted vectors and keyword
 postings, which hold that key scope's rows only) and are masked by owner, expiry and filter before
-any score counts; metadata filters become an id set computed in SQL.
+any score counts; metadata filters become an id set computed by the store.
 
 Bounded work per search, whatever the query and the scope (a search holds one of the process's
 few search slots): BM25 uses the first ``MAX_QUERY_TERMS`` (64) distinct terms of the query, in
@@ -30,7 +30,8 @@ from memvault.filters import FilterNode
 from memvault.retrieval.fusion import FusedHit, fuse
 from memvault.retrieval.text import words
 from memvault.retrieval.vector_index import ScopeIndex, VectorCache
-from memvault.storage.sqlite import MemoryRow, SQLiteStore
+from memvault.storage.base import MemoryStore
+from memvault.storage.rows import MemoryRow
 from memvault.validation import Scope
 
 __all__ = ["HybridSearcher", "Mode", "SearchHit"]
@@ -73,7 +74,7 @@ def _implied_owners(scope: Scope, scope_id: str, own: Collection[str]) -> Owners
 class HybridSearcher:
     def __init__(
         self,
-        store: SQLiteStore,
+        store: MemoryStore,
         codec: Codec,
         cache: VectorCache,
         embedder_dimensions: Callable[[], int],

@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,8 @@ from typing import Literal
 
 from memvault.clock import iso, now_iso
 from memvault.errors import InvalidInput, NotFound, TooManyKeys, Unauthorized
-from memvault.storage.sqlite import SQLiteStore
+from memvault.storage.base import ApiKeyRecords
+from memvault.storage.rows import ApiKeyRow
 from memvault.validation import check_id, check_namespace, check_utf8
 
 __all__ = ["ApiKey", "ApiKeyStore", "NewKey", "Role"]
@@ -92,9 +92,9 @@ def _split(token: str) -> tuple[str, str] | None:
 
 
 class ApiKeyStore:
-    """Keys in ``memvault.db`` (table ``api_keys``), usable by the CLI while a server runs."""
+    """Keys in the data store (table ``api_keys``), usable by the CLI while a server runs."""
 
-    def __init__(self, store: SQLiteStore, pepper: bytes) -> None:
+    def __init__(self, store: ApiKeyRecords, pepper: bytes) -> None:
         self._store = store
         self._pepper = pepper
 
@@ -133,31 +133,22 @@ class ApiKeyStore:
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         body = f"{PREFIX}{key_id}_{secret}"
         info = ApiKey(key_id, namespace, role, name, user_id, now_iso(), expires_at, None, None)
-        with self._store.transaction() as db:
-            if max_live is not None:
-                live = db.execute(
-                    "SELECT count(*) FROM api_keys WHERE namespace = ? AND revoked_at IS NULL"
-                    " AND (expires_at IS NULL OR expires_at > ?)",
-                    (namespace, now_iso()),
-                ).fetchone()[0]
-                if live >= max_live:
-                    raise TooManyKeys(
-                        f"this namespace has {max_live} live API keys, the most it may hold:"
-                        " revoke one first"
-                    )
-            db.execute(
-                "INSERT INTO api_keys (id, namespace, role, name, user_id, secret_hash,"
-                " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key_id,
-                    namespace,
-                    role,
-                    name,
-                    user_id,
-                    self._digest(secret),
-                    info.created_at,
-                    expires_at,
-                ),
+        row = ApiKeyRow(
+            key_id,
+            namespace,
+            role,
+            name,
+            user_id,
+            self._digest(secret),
+            info.created_at,
+            expires_at,
+            None,
+            None,
+        )
+        if not self._store.insert_api_key(row, max_live=max_live, now=now_iso()):
+            raise TooManyKeys(
+                f"this namespace has {max_live} live API keys, the most it may hold:"
+                " revoke one first"
             )
         return NewKey(body + _check(body), info)
 
@@ -168,7 +159,7 @@ class ApiKeyStore:
         if parts is not None:
             row = self._row(parts[0])
         # Compare even when there is no row, so a missing id costs what a wrong secret costs.
-        expected = row["secret_hash"] if row is not None else "0" * 64
+        expected = row.secret_hash if row is not None else "0" * 64
         ok = hmac.compare_digest(expected, self._digest(parts[1] if parts else ""))
         if row is None or not ok:
             raise Unauthorized("missing or invalid API key")
@@ -179,50 +170,37 @@ class ApiKeyStore:
         return info
 
     def touch(self, key_id: str) -> None:
-        with self._store.transaction() as db:
-            db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now_iso(), key_id))
+        self._store.touch_api_key(key_id, now_iso())
 
-    def _row(self, key_id: str) -> sqlite3.Row | None:
-        rows = self._store.read("SELECT * FROM api_keys WHERE id = ?", (key_id,))
-        return rows[0] if rows else None
+    def _row(self, key_id: str) -> ApiKeyRow | None:
+        return self._store.api_key(key_id)
 
     def list(self, namespace: str | None = None) -> list[ApiKey]:
-        if namespace is None:
-            rows = self._store.read("SELECT * FROM api_keys ORDER BY created_at")
-        else:
-            rows = self._store.read(
-                "SELECT * FROM api_keys WHERE namespace = ? ORDER BY created_at", (namespace,)
-            )
-        return [_info(row) for row in rows]
+        return [_info(row) for row in self._store.api_keys(namespace)]
 
     def revoke(self, key_id: str, namespace: str | None = None) -> ApiKey:
         if not isinstance(key_id, str) or not key_id.isascii():
             raise NotFound("no such API key")  # ids are ASCII: this one names no key
-        with self._store.transaction() as db:
-            sql = "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?"
-            params: list[str] = [now_iso(), key_id]
-            if namespace is not None:
-                sql += " AND namespace = ?"
-                params.append(namespace)
-            if db.execute(sql, params).rowcount == 0:
-                raise NotFound(f"no API key {key_id}")
+        if not self._store.revoke_api_key(key_id, namespace, now_iso()):
+            raise NotFound(f"no API key {key_id}")
         row = self._row(key_id)
         assert row is not None
         return _info(row)
 
     def count(self) -> int:
-        return int(self._store.read("SELECT count(*) FROM api_keys")[0][0])
+        return self._store.count_api_keys()
 
 
-def _info(row: sqlite3.Row) -> ApiKey:
+def _info(row: ApiKeyRow) -> ApiKey:
+    role: Role = row.role  # type: ignore[assignment]  # written from ROLES only
     return ApiKey(
-        row["id"],
-        row["namespace"],
-        row["role"],
-        row["name"],
-        row["user_id"],
-        row["created_at"],
-        row["expires_at"],
-        row["revoked_at"],
-        row["last_used_at"],
+        row.id,
+        row.namespace,
+        role,
+        row.name,
+        row.user_id,
+        row.created_at,
+        row.expires_at,
+        row.revoked_at,
+        row.last_used_at,
     )

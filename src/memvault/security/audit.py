@@ -25,8 +25,9 @@ from typing import Any
 
 from memvault.clock import now_iso
 from memvault.errors import MemvaultError
+from memvault.storage.base import AuditRecords
 from memvault.storage.files import open_private
-from memvault.storage.sqlite import SQLiteStore
+from memvault.storage.rows import AuditRow
 
 __all__ = ["AuditEntry", "AuditLog", "Verification"]
 
@@ -60,7 +61,7 @@ class Verification:
 
 
 class AuditLog:
-    def __init__(self, store: SQLiteStore, key: bytes, sink: Path | None = None) -> None:
+    def __init__(self, store: AuditRecords, key: bytes, sink: Path | None = None) -> None:
         self._store = store
         self._key = key
         self._sink = sink
@@ -87,20 +88,15 @@ class AuditLog:
         """Append now, in order, in one transaction (the chain continues from the stored head)."""
         if not entries:
             return
-        lines = []
-        with self._store.transaction() as db:
-            head = db.execute(
-                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            seq, previous = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+
+        def chained(seq: int, previous: str) -> list[AuditRow]:
+            previous = previous or GENESIS
+            rows = []
             for entry in entries:
                 seq += 1
                 digest = self._chain(previous, entry)
-                db.execute(
-                    "INSERT INTO audit_log (seq, at, namespace, key_id, action, user_id,"
-                    " memory_ids, source, outcome, prev_hash, hash)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
+                rows.append(
+                    AuditRow(
                         seq,
                         entry.at,
                         entry.namespace,
@@ -112,10 +108,16 @@ class AuditLog:
                         entry.outcome,
                         previous,
                         digest,
-                    ),
+                    )
                 )
-                lines.append({"seq": seq, **asdict(entry), "hash": digest})
                 previous = digest
+            return rows
+
+        written = self._store.append_audit(chained)
+        lines = [
+            {"seq": row.seq, **asdict(entry), "hash": row.hash}
+            for row, entry in zip(written, entries, strict=True)
+        ]
         if self._sink is not None:
             with open_private(self._sink, "a") as handle:  # 0600, tightened if wider
                 for line in lines:
@@ -154,27 +156,19 @@ class AuditLog:
         self, namespace: str | None, *, limit: int = 100, before: int | None = None
     ) -> list[dict[str, Any]]:
         """Newest first; ``before`` pages back from a sequence number."""
-        sql = "SELECT * FROM audit_log WHERE 1 = 1"
-        params: list[Any] = []
-        if namespace is not None:
-            sql += " AND namespace = ?"
-            params.append(namespace)
-        if before is not None:
-            sql += " AND seq < ?"
-            params.append(before)
-        rows = self._store.read(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit])
+        rows = self._store.audit_rows(namespace, limit=limit, before=before)
         return [
             {
-                "seq": row["seq"],
-                "at": row["at"],
-                "namespace": row["namespace"],
-                "key_id": row["key_id"],
-                "action": row["action"],
-                "user_id": row["user_id"],
-                "memory_ids": json.loads(row["memory_ids"]),
-                "source": row["source"],
-                "outcome": row["outcome"],
-                "hash": row["hash"],
+                "seq": row.seq,
+                "at": row.at,
+                "namespace": row.namespace,
+                "key_id": row.key_id,
+                "action": row.action,
+                "user_id": row.user_id,
+                "memory_ids": json.loads(row.memory_ids),
+                "source": row.source,
+                "outcome": row.outcome,
+                "hash": row.hash,
             }
             for row in rows
         ]
@@ -182,25 +176,25 @@ class AuditLog:
     def verify(self) -> Verification:
         """Walk the whole chain; report the first entry that was edited, removed or moved."""
         previous, expected_seq, count = GENESIS, 1, 0
-        for row in self._store.read("SELECT * FROM audit_log ORDER BY seq"):
+        for row in self._store.audit_chain():
             count += 1
-            seq = int(row["seq"])
+            seq = row.seq
             if seq != expected_seq:
                 return Verification(False, count, expected_seq, "an entry is missing")
             entry = AuditEntry(
-                action=row["action"],
-                outcome=row["outcome"],
-                namespace=row["namespace"],
-                key_id=row["key_id"],
-                user_id=row["user_id"],
-                memory_ids=tuple(json.loads(row["memory_ids"])),
-                source=row["source"],
-                at=row["at"],
+                action=row.action,
+                outcome=row.outcome,
+                namespace=row.namespace,
+                key_id=row.key_id,
+                user_id=row.user_id,
+                memory_ids=tuple(json.loads(row.memory_ids)),
+                source=row.source,
+                at=row.at,
             )
-            if row["prev_hash"] != previous:
+            if row.prev_hash != previous:
                 return Verification(False, count, seq, "an entry was removed, inserted or moved")
-            if not hmac.compare_digest(row["hash"], self._chain(previous, entry)):
+            if not hmac.compare_digest(row.hash, self._chain(previous, entry)):
                 return Verification(False, count, seq, "an entry was modified")
-            previous = row["hash"]
+            previous = row.hash
             expected_seq += 1
         return Verification(True, count)

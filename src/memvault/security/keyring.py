@@ -2,9 +2,10 @@
 
 Envelope encryption: each key scope (``keyscope.KeyScope``: namespace, kind, owner, generation)
 gets a random 256-bit data key, stored only wrapped (AES-256-GCM) by the master key with the key
-scope's id as associated data. ``keys.db`` is a separate
-file from ``memvault.db`` so that it can be backed up on its own schedule, and so that forgetting a
-scope's key (crypto-shredding) makes every copy of that scope's rows unreadable.
+scope's id as associated data, in a ``KeyStore`` (``storage.base``) apart from the data:
+``keys.db`` beside ``memvault.db``, or a Postgres schema (or database) of its own, so that it can
+be backed up on its own schedule, and so that forgetting a scope's key (crypto-shredding) makes
+every copy of that scope's rows unreadable.
 
 The master key comes from ``MEMVAULT_MASTER_KEY`` (base64 of 32 bytes) or, for the embedded
 default, from ``master.key`` created 0600 in the home on first start. A key file beside the data
@@ -14,7 +15,8 @@ so. A check value wrapped by the master key tells a wrong key apart from a corru
 Generations are never reused: rotation, erase and reset move a key scope to a new generation
 (a new id) and keep the record, so an id names one data key forever and a cipher cached by id in
 any process can only ever open rows of that very key. Writers read the current generation from
-``keys.db`` inside their write transaction (``current``), never from a cache.
+the key store inside their write transaction, under the key owner's lock (``current``), never
+from a cache.
 """
 
 from __future__ import annotations
@@ -23,37 +25,34 @@ import base64
 import binascii
 import json
 import os
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from memvault.errors import IntegrityError, InvalidConfig, StorageError, WrongMasterKey
+from memvault.errors import IntegrityError, InvalidConfig, WrongMasterKey
 from memvault.lru import ByteLRU, text_size
 from memvault.security.crypto import KEY_BYTES, ScopeCipher, open_box, seal_box
 from memvault.security.keyscope import API_KEYS, AUDIT, KeyScope
-from memvault.storage.files import create_private_file, open_sqlite
+from memvault.storage.base import KeyStore
+from memvault.storage.files import create_private_file
+from memvault.storage.rows import WrappedKey
 
 __all__ = ["KeyRing", "MasterKey", "MasterRing", "load_master_key"]
 
 KEY_FILE_NAME = "master.key"
-KEYS_DB_NAME = "keys.db"
 _CHECK_PLAINTEXT = b"memvault master key check v1"
-_DELETE_KEY = "DELETE FROM data_keys WHERE scope_id = ?"
-_DELETE_LEGACY_KEY = "DELETE FROM data_keys WHERE scope_id = ? AND format = 1"
 # Unwrapped data keys kept in memory: at most this many (an AES-GCM context and a 32-byte key
 # each, charged ~1 KB), least recently used first out.
 CIPHER_CACHE_ENTRIES = 4096
 CIPHER_CACHE_BYTES = 8 * 1024 * 1024
 # The pre-v2 names of the two system keys: constants, never computed from a key scope. No tenant
 # can spell them ("_system" is not a namespace), so their adoption needs no row to vouch for it.
-# How often (at most) a use of a cached key looks at keys.db for keys destroyed by another process:
-# a search uses ~20 keys in a millisecond; one look costs ~6 us (Python's sqlite3 call overhead).
+# How often (at most) a use of a cached key asks the key store whether another process changed it
+# (``KeyStore.changes``): a search uses ~20 keys in a millisecond; one look costs ~6 us on SQLite
+# (Python's sqlite3 call overhead) and nothing on Postgres (a counter LISTEN/NOTIFY moves).
 RECHECK_SECONDS = 0.001
 _SYSTEM_LEGACY_NAMES = {API_KEYS: "_system/api-keys", AUDIT: "_system/audit"}
 
@@ -72,6 +71,9 @@ class MasterKey:
 
     def wrap(self, data_key: bytes, scope_id: str) -> bytes:
         return seal_box(self._aead, data_key, _wrap_ad(scope_id, self.version))
+
+    def wrapped(self, data_key: bytes, scope_id: str) -> WrappedKey:
+        return WrappedKey(self.version, self.wrap(data_key, scope_id))
 
     def unwrap(self, wrapped: bytes, scope_id: str) -> bytes:
         return open_box(self._aead, wrapped, _wrap_ad(scope_id, self.version), "data key")
@@ -198,16 +200,16 @@ def load_master_key(home: Path, from_env: str | None, *, create: bool) -> Master
 class KeyRing:
     """Data keys by scope, unwrapped on first use and kept in memory while the store is open.
 
-    Another process may destroy a key (erase, reset) at any time: a use of the cache first
-    reads ``PRAGMA data_version`` of the ``keys.db`` connection (it changes when another
-    connection commits), at most once per ``RECHECK_SECONDS``; when it changed, cached keys no
-    longer in ``data_keys`` are dropped and the ``on_forget`` listeners told (they drop the
+    Another process may destroy a key (erase, reset) at any time: a use of the cache first asks
+    the key store for its change counter (``KeyStore.changes``: SQLite's ``data_version``, a
+    LISTEN/NOTIFY counter on Postgres), at most once per ``RECHECK_SECONDS``; when it moved,
+    cached keys no longer stored are dropped and the ``on_forget`` listeners told (they drop the
     decrypted metadata and vector indexes of those scopes)."""
 
-    def __init__(self, home: Path, master: MasterRing) -> None:
+    def __init__(self, keys: KeyStore, master: MasterRing) -> None:
         self._ring = master
-        # Re-entrant: generation and rotation helpers call each other under it, and it also
-        # serialises every use of the one keys.db connection across threads.
+        self._keys = keys
+        # Re-entrant: generation and rotation helpers call each other under it.
         self._lock = threading.RLock()
         self._ciphers: ByteLRU[str, ScopeCipher] = ByteLRU(
             max_bytes=CIPHER_CACHE_BYTES,
@@ -215,57 +217,43 @@ class KeyRing:
             size=lambda scope_id, _cipher: text_size(scope_id) + 1024,
         )
         self._listeners: list[Callable[[list[str]], None]] = []
-        self._db = open_sqlite(home / KEYS_DB_NAME, synchronous="FULL")
-        try:
-            self._migrate()
-            self._check_master()
-            self._seen_version = self._data_version()
-            self._checked_at = time.monotonic()
-        except BaseException:
-            self._db.close()
-            raise
+        self._check_master()
+        self._seen_version = self._keys.changes()
+        self._checked_at = time.monotonic()
 
     @property
     def master(self) -> MasterRing:
         return self._ring
 
+    @property
+    def store(self) -> KeyStore:
+        return self._keys
+
     def close(self) -> None:
         with self._lock:
             self._ciphers.clear()
-            self._db.close()
+            self._keys.close()
 
     def on_forget(self, listener: Callable[[list[str]], None]) -> None:
         """Call ``listener(scope_ids)`` when cached keys turn out destroyed by another process."""
         with self._lock:
             self._listeners.append(listener)
 
-    def _data_version(self) -> int:
-        try:
-            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
-        except sqlite3.Error as exc:
-            raise StorageError(f"key store: {exc}") from exc
-
     def _revalidate(self) -> list[str]:
-        """(Under the lock.) The cached keys another connection destroyed since the last look,
-        now dropped from the cache; empty when ``keys.db`` did not change."""
+        """(Under the lock.) The cached keys another process destroyed since the last look,
+        now dropped from the cache; empty when the key store did not change."""
         now = time.monotonic()
         if now - self._checked_at < RECHECK_SECONDS:
             return []
         self._checked_at = now
-        version = self._data_version()
+        version = self._keys.changes()
         if version == self._seen_version:
             return []
         self._seen_version = version
         cached = self._ciphers.keys()
         if not cached:
             return []
-        present = {
-            row[0]
-            for row in self._db.execute(
-                "SELECT scope_id FROM data_keys WHERE scope_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(cached),),
-            )
-        }
+        present = self._keys.present(cached)
         gone = [scope_id for scope_id in cached if scope_id not in present]
         for scope_id in gone:
             self._ciphers.pop(scope_id)
@@ -277,79 +265,34 @@ class KeyRing:
             for listener in list(self._listeners):
                 listener(gone)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StorageError(f"key store: {exc}") from exc
-
-    def _migrate(self) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS master_checks ("
-                " version INTEGER PRIMARY KEY, check_box BLOB NOT NULL, created_at TEXT NOT NULL)"
-            )
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS data_keys ("
-                " scope_id TEXT PRIMARY KEY, kek_version INTEGER NOT NULL,"
-                " wrapped BLOB NOT NULL, created_at TEXT NOT NULL)"
-            )
-            # Pre-v2 generation records, by an ambiguous joined name: read, never written.
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS scope_generations ("
-                " base TEXT PRIMARY KEY, current INTEGER NOT NULL, previous INTEGER)"
-            )
-            # A key scope's data key can be replaced: new rows use ``current``, and while rows
-            # move to it (rotation) the ``previous`` generation stays readable.
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS key_generations (namespace TEXT NOT NULL,"
-                " kind TEXT NOT NULL, owner TEXT NOT NULL, current INTEGER NOT NULL,"
-                " previous INTEGER, PRIMARY KEY (namespace, kind, owner))"
-            )
-            columns = {row[1] for row in db.execute("PRAGMA table_info(data_keys)")}
-            if "format" not in columns:
-                # 1: named by a pre-v2 joined string; 2: by ``KeyScope.id``.
-                db.execute("ALTER TABLE data_keys ADD COLUMN format INTEGER NOT NULL DEFAULT 1")
-
     def _check_master(self) -> None:
         """Every ring version the store knows must open its check value, and at least one must
         be known (unless the store is new); a new version is recorded once an old one vouched."""
-        with self._transaction() as db:
-            checks = {
-                int(v): bytes(box)
-                for v, box in db.execute("SELECT version, check_box FROM master_checks")
-            }
-            vouched = False
-            for version, box in checks.items():
-                key = self._ring.keys.get(version)
-                if key is None:
-                    continue
-                try:
-                    key.unwrap(box, "check")
-                except IntegrityError:
-                    raise WrongMasterKey(
-                        f"master key version {version} does not open this store"
-                        " (wrong MEMVAULT_MASTER_KEY or key file)"
-                    ) from None
-                vouched = True
-            if checks and not vouched:
+        checks = self._keys.master_checks()
+        vouched = False
+        for version, box in checks.items():
+            key = self._ring.keys.get(version)
+            if key is None:
+                continue
+            try:
+                key.unwrap(box, "check")
+            except IntegrityError:
                 raise WrongMasterKey(
-                    "the master key does not open this store"
+                    f"master key version {version} does not open this store"
                     " (wrong MEMVAULT_MASTER_KEY or key file)"
-                )
-            for version, key in self._ring.keys.items():
-                if version not in checks:
-                    db.execute(
-                        "INSERT INTO master_checks VALUES (?, ?, ?)",
-                        (version, key.wrap(_CHECK_PLAINTEXT, "check"), _now()),
-                    )
+                ) from None
+            vouched = True
+        if checks and not vouched:
+            raise WrongMasterKey(
+                "the master key does not open this store (wrong MEMVAULT_MASTER_KEY or key file)"
+            )
+        missing = {
+            version: key.wrap(_CHECK_PLAINTEXT, "check")
+            for version, key in self._ring.keys.items()
+            if version not in checks
+        }
+        if missing:
+            self._keys.add_master_checks(missing)
 
     def _refresh(self) -> None:
         """Pick up a rotated key file (a running server sees ``rotate-master`` at once)."""
@@ -397,80 +340,52 @@ class KeyRing:
             gone = self._revalidate()
             cached = self._ciphers.get(scope_id)
             if cached is None:
-                row = self._stored(scope_id)
-                if row is not None:
-                    cached = self._remember(scope_id, self._unwrap(scope_id, row))
+                stored = self._keys.wrapped(scope_id)
+                if stored is not None:
+                    cached = self._remember(scope_id, self._unwrap(scope_id, stored))
                 elif make is not None:
                     cached = self._remember(scope_id, make())
         self._tell(gone)
         return cached
-
-    def _stored(self, scope_id: str) -> tuple[int, bytes] | None:
-        """The key's (master version, wrapped key) row, or None (call under the lock)."""
-        row = self._db.execute(
-            "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ?", (scope_id,)
-        ).fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]))
 
     def _remember(self, scope_id: str, data_key: bytes) -> ScopeCipher:
         cipher = ScopeCipher(scope_id, data_key)
         self._ciphers.put(scope_id, cipher)
         return cipher
 
-    def _unwrap(self, scope_id: str, row: tuple[int, bytes]) -> bytes:
-        return self._master_for(int(row[0])).unwrap(bytes(row[1]), scope_id)
+    def _unwrap(self, scope_id: str, stored: WrappedKey) -> bytes:
+        return self._master_for(stored.kek_version).unwrap(stored.wrapped, scope_id)
 
     def _create(self, key_scope: KeyScope, adopt: str | None) -> bytes:
         self._refresh()
         master = self._ring.current
         scope_id = key_scope.id
         adopt = adopt or _SYSTEM_LEGACY_NAMES.get(key_scope)
-        legacy = None
-        if adopt is not None:
-            legacy = self._db.execute(
-                "SELECT kek_version, wrapped FROM data_keys WHERE scope_id = ? AND format = 1",
-                (adopt,),
-            ).fetchone()
+        legacy = self._keys.wrapped(adopt, legacy_only=True) if adopt is not None else None
         data_key = (
-            self._unwrap(adopt, legacy) if adopt is not None and legacy else os.urandom(KEY_BYTES)
+            self._unwrap(adopt, legacy)
+            if adopt is not None and legacy is not None
+            else os.urandom(KEY_BYTES)
         )
         current, previous = self._generations(key_scope)
-        with self._transaction() as db:
-            # Another process may have created it a moment ago: keep theirs.
-            db.execute(
-                "INSERT OR IGNORE INTO data_keys VALUES (?, ?, ?, ?, 2)",
-                (scope_id, master.version, master.wrap(data_key, scope_id), _now()),
-            )
-            # Record the generation, so that reset can move past it (ids are never reused).
-            db.execute(
-                "INSERT OR IGNORE INTO key_generations VALUES (?, ?, ?, ?, ?)",
-                (key_scope.namespace, key_scope.kind, key_scope.owner, current, previous),
-            )
-            row = self._stored(scope_id)  # ours, or another process's made a moment before
-        assert row is not None  # inserted above in this transaction, or there already
-        return self._unwrap(scope_id, row)
+        generation = (key_scope.namespace, key_scope.kind, key_scope.owner, current, previous)
+        # Ours, or another process's made a moment before (then theirs is kept).
+        stored = self._keys.create(scope_id, master.wrapped(data_key, scope_id), generation)
+        return self._unwrap(scope_id, stored)
 
     # --- data key generations -----------------------------------------------------------------
 
     def _generations(self, key_scope: KeyScope) -> tuple[int, int | None]:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT current, previous FROM key_generations"
-                " WHERE namespace = ? AND kind = ? AND owner = ?",
-                (key_scope.namespace, key_scope.kind, key_scope.owner),
-            ).fetchone()
-            if row is None:  # an older version's record, if any
-                row = self._db.execute(
-                    "SELECT current, previous FROM scope_generations WHERE base = ?",
-                    (key_scope.owner_legacy_base,),
-                ).fetchone()
-        return (1, None) if row is None else (int(row[0]), None if row[1] is None else int(row[1]))
+        found = self._keys.generations(
+            key_scope.namespace, key_scope.kind, key_scope.owner, key_scope.owner_legacy_base
+        )
+        return (1, None) if found is None else found
 
     def current(self, key_scope: KeyScope) -> KeyScope:
-        """The generation new rows of ``key_scope`` are sealed with, read from ``keys.db`` now.
+        """The generation new rows of ``key_scope`` are sealed with, read from the key store now.
 
-        Call it inside the write transaction of ``memvault.db``: erase and rotation change the
-        generation while holding that lock, so the answer holds until the write commits."""
+        Call it inside the write transaction, holding the key owner's lock: erase and rotation
+        change the generation under the same lock, so the answer holds until the write commits."""
         return key_scope.at(self._generations(key_scope)[0])
 
     def live(self, key_scope: KeyScope) -> list[KeyScope]:
@@ -483,13 +398,9 @@ class KeyRing:
         return scopes
 
     def _set_generations(self, key_scope: KeyScope, current: int, previous: int | None) -> None:
-        with self._lock, self._transaction() as db:
-            db.execute(
-                "INSERT INTO key_generations VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (namespace, kind, owner)"
-                " DO UPDATE SET current = excluded.current, previous = excluded.previous",
-                (key_scope.namespace, key_scope.kind, key_scope.owner, current, previous),
-            )
+        self._keys.set_generations(
+            key_scope.namespace, key_scope.kind, key_scope.owner, current, previous
+        )
 
     def start_generation(self, key_scope: KeyScope) -> tuple[KeyScope, KeyScope]:
         """Begin (or resume) replacing the data key: returns (old generation, new generation)."""
@@ -506,7 +417,7 @@ class KeyRing:
             current, previous = self._generations(key_scope)
             if previous is None:
                 return
-            self._destroy_generation(key_scope.at(previous))
+            self.destroy(key_scope.at(previous).id)
             self._set_generations(key_scope, current, None)
 
     def destroy_scope(self, key_scope: KeyScope) -> None:
@@ -515,30 +426,27 @@ class KeyRing:
         that new rows use."""
         with self._lock:
             current, _ = self._generations(key_scope)
-            for generation in range(1, current + 1):
-                self._destroy_generation(key_scope.at(generation))
+            # Only the keys' own ids: a pre-v2 name might be another owner's key (see
+            # ``destroy_legacy``, which takes names read from the owner's own rows).
+            ids = [key_scope.at(generation).id for generation in range(1, current + 1)]
+            self._keys.delete(ids)
+            self._forget(ids)
             self._set_generations(key_scope, current + 1, None)
-
-    def _destroy_generation(self, key_scope: KeyScope) -> None:
-        # Only the key's own id: its pre-v2 name might be another owner's key (see
-        # ``destroy_legacy``, which takes names read from the owner's own rows).
-        self.destroy(key_scope.id)
 
     def destroy_legacy(self, names: list[str]) -> None:
         """Crypto-shred keys stored under pre-v2 names, as read from an owner's own legacy rows
         (``codec.legacy_keys``); never a name computed from a key scope."""
-        for name in names:
-            self.destroy(name, legacy_only=True)
+        with self._lock:
+            self._forget(self._keys.delete(names, legacy_only=True))
+
+    def _forget(self, scope_ids: list[str]) -> None:
+        for scope_id in scope_ids:
+            self._ciphers.pop(scope_id)
 
     # --- rotation -----------------------------------------------------------------------------
 
     def versions_in_use(self) -> dict[int, int]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT kek_version, count(*) FROM data_keys"
-                " GROUP BY kek_version ORDER BY kek_version"
-            ).fetchall()
-        return {int(v): int(n) for v, n in rows}
+        return self._keys.versions_in_use()
 
     def rotate_master(self, *, new_version: bool) -> int:
         """Rewrap every data key under the current master version (adding one first when asked).
@@ -555,23 +463,16 @@ class KeyRing:
         while True:
             with self._lock:
                 current = self._ring.current
-                rows = self._db.execute(
-                    "SELECT scope_id, kek_version, wrapped FROM data_keys WHERE kek_version != ?"
-                    " LIMIT 200",
-                    (current.version,),
-                ).fetchall()
-                if not rows:
+                found = self._keys.not_wrapped_by(current.version, 200)
+                if not found:
                     break
-                with self._transaction() as db:
-                    for scope_id, version, wrapped in rows:
-                        data_key = self._master_for(int(version)).unwrap(bytes(wrapped), scope_id)
-                        rewrapped += db.execute(
-                            "UPDATE data_keys SET kek_version = ?, wrapped = ?"
-                            " WHERE scope_id = ? AND kek_version = ?",
-                            (current.version, current.wrap(data_key, scope_id), scope_id, version),
-                        ).rowcount
-        with self._lock:
-            self._flush_wal()
+                rewrapped += self._keys.rewrap(
+                    [
+                        (scope_id, old, current.wrapped(self._unwrap(scope_id, old), scope_id))
+                        for scope_id, old in found
+                    ]
+                )
+        self._keys.flush()
         return rewrapped
 
     def retire_master(self, version: int) -> None:
@@ -585,85 +486,38 @@ class KeyRing:
                 raise InvalidConfig(
                     f"{in_use} data keys are still wrapped by version {version}: run rotate-master"
                 )
-            with self._transaction() as db:
-                db.execute("DELETE FROM master_checks WHERE version = ?", (version,))
+            self._keys.drop_master_check(version)
             self._ring.drop_version(version)
-            self._flush_wal()
 
     def destroy_all(self, namespace: str) -> None:
         """Forget every data key of a namespace (used by ``reset``): its rows become noise.
         Each key scope moves to a new generation, so no id is ever reused."""
         with self._lock:
-            with self._transaction() as db:
-                recorded = db.execute(
-                    "SELECT kind, owner, current FROM key_generations WHERE namespace = ?",
-                    (namespace,),
-                ).fetchall()
-                ids = [
-                    KeyScope(namespace, kind, owner, generation).id
-                    for kind, owner, current in recorded
-                    for generation in range(1, int(current) + 1)
-                ]
-                db.executemany(_DELETE_KEY, [(i,) for i in ids])
-                db.execute(
-                    "UPDATE key_generations SET current = current + 1, previous = NULL"
-                    " WHERE namespace = ?",
-                    (namespace,),
-                )
-                # Keys of older versions, by their joined names.
-                gone = db.execute(
-                    "DELETE FROM data_keys WHERE format = 1 AND scope_id LIKE ? ESCAPE '\\'"
-                    " RETURNING scope_id",
-                    (_like_prefix(f"{namespace}/"),),
-                ).fetchall()
-            for scope_id in [*ids, *(row[0] for row in gone)]:
-                self._ciphers.pop(scope_id)
-            self._flush_wal()
+            ids = [
+                KeyScope(namespace, kind, owner, generation).id  # type: ignore[arg-type]
+                for kind, owner, current in self._keys.namespace_generations(namespace)
+                for generation in range(1, current + 1)
+            ]
+            self._forget([*ids, *self._keys.delete_namespace(namespace, ids)])
 
     def drop_legacy_keys(self) -> int:
         """Forget every key still under a pre-v2 name (once no row needs one): each was adopted
         under its new id, or holds no rows."""
         with self._lock:
-            with self._transaction() as db:
-                gone = db.execute(
-                    "DELETE FROM data_keys WHERE format = 1 RETURNING scope_id"
-                ).fetchall()
-            for (scope_id,) in gone:
-                self._ciphers.pop(scope_id)
-            self._flush_wal()
+            gone = self._keys.drop_legacy()
+            self._forget(gone)
         return len(gone)
 
     def has(self, scope_id: str) -> bool:
-        with self._lock:
-            row = self._db.execute("SELECT 1 FROM data_keys WHERE scope_id = ?", (scope_id,))
-            return row.fetchone() is not None
+        return self._keys.wrapped(scope_id) is not None
 
-    def destroy(self, scope_id: str, *, legacy_only: bool = False) -> bool:
+    def destroy(self, scope_id: str) -> bool:
         """Crypto-shred one key: forget it everywhere this process can reach.
 
-        The row is deleted with ``secure_delete`` on (its page is overwritten), the cached key is
-        dropped, and the WAL is checkpointed and truncated so no old frame still holds the
-        wrapped key. Every copy of the rows it sealed, backups included, is then unreadable.
-        ``legacy_only``: only a key stored under a pre-v2 joined name.
+        The key store deletes it (overwriting the freed page where it can), and the cached key
+        is dropped. Every copy of the rows it sealed, backups included, is then unreadable.
         """
-        sql = _DELETE_LEGACY_KEY if legacy_only else _DELETE_KEY
         with self._lock:
-            with self._transaction() as db:
-                gone = db.execute(sql, (scope_id,)).rowcount
-            self._ciphers.pop(scope_id)
-            self._flush_wal()
+            gone = self._keys.delete([scope_id])
+            self._forget([scope_id])
         return bool(gone)
-
-    def _flush_wal(self) -> None:
-        try:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:
-            raise StorageError(f"key store checkpoint failed: {exc}") from exc
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()

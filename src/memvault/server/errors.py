@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from memvault.errors import MemvaultError, RateLimited, Unauthorized
+from memvault.errors import MemvaultError, RateLimited, StorageBusy, Unauthorized
 from memvault.server.schemas import ErrorBody
 
 __all__ = ["ERRORS", "error_response", "error_responses", "install_error_handlers"]
@@ -45,6 +45,8 @@ ERRORS = {
     413: "The body or a text is over its size limit.",
     422: "Invalid input: the error's code names the rule (invalid_filter, missing_scope, ...).",
     429: "Rate limited; Retry-After says when to retry.",
+    503: "The database is unreachable or busy (storage_busy); nothing was applied; retry after"
+    " Retry-After seconds.",
 }
 
 
@@ -61,7 +63,9 @@ def _body(code: str, message: str) -> dict[str, Any]:
 
 def error_response(exc: MemvaultError) -> JSONResponse:
     """The JSON answer for ``exc``, also for ASGI code outside FastAPI's handlers."""
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    headers = None
+    if isinstance(exc, RateLimited | StorageBusy):
+        headers = {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer realm="memvault"'}
     return JSONResponse(_body(exc.code, exc.message), status_code=exc.http_status, headers=headers)

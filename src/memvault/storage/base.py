@@ -329,6 +329,12 @@ class KeyStore(Protocol):
 
     def not_wrapped_by(self, version: int, limit: int) -> list[tuple[str, WrappedKey]]: ...
 
-    def rewrap(self, scope_id: str, old: WrappedKey, new: WrappedKey) -> bool:
-        """Compare-and-set: replace ``old`` by ``new`` unless the key changed meanwhile."""
+    def rewrap(self, changes: Sequence[tuple[str, WrappedKey, WrappedKey]]) -> int:
+        """Compare-and-set each (scope id, old, new): replace ``old`` by ``new`` unless the key
+        changed meanwhile; in one transaction; how many were replaced."""
+        ...
+
+    def flush(self) -> None:
+        """Leave no older copy of rewrapped or deleted keys where the backend can (SQLite:
+        truncate the WAL)."""
         ...

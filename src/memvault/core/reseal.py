@@ -22,40 +22,24 @@ opens skip the scan.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from memvault.codec import binding
+from memvault.core.engine import Engine
 from memvault.errors import IntegrityError
 from memvault.security.crypto import SEAL_VERSION, ScopeCipher
 from memvault.security.keyscope import API_KEYS, AUDIT, KeyScope
-from memvault.storage.sqlite import HistoryRow, MemoryRow
+from memvault.storage.base import WriteTx
+from memvault.storage.rows import HistoryRow, MemoryRow
 from memvault.validation import Scope
-
-if TYPE_CHECKING:
-    from memvault.memory import Memory
 
 __all__ = ["reseal_legacy", "reseal_row"]
 
 _FIELDS = ("text", "metadata", "vector", "context")
 _DONE_KEY = "seal_format"
-_LEGACY_ROWS = (
-    "SELECT rowid, id, namespace, scope_id, user_id, agent_id, run_id, actor_id, role,"
-    " memory_type, hash, text_box, metadata_box, vector_box, context_box, created_at,"
-    " updated_at, expires_at, importance, access_count, last_accessed_at, seal_version"
-    " FROM memories WHERE seal_version = 1 AND rowid > ? ORDER BY rowid LIMIT ?"
-)
-_LEGACY_EVENTS = (
-    "SELECT id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box,"
-    " new_box, actor_id, role, created_at, seal_version"
-    " FROM history WHERE seal_version = 1 AND id > ? ORDER BY id LIMIT ?"
-)
-
-
-def _keys(memory: Memory, row: MemoryRow | HistoryRow) -> tuple[ScopeCipher, ScopeCipher]:
+def _keys(engine: Engine, row: MemoryRow | HistoryRow) -> tuple[ScopeCipher, ScopeCipher]:
     """(the legacy row's key under its old name, the same key under its ``KeyScope`` id)."""
-    keyring = memory._keyring
+    keyring = engine.keyring
     owner = KeyScope.of(row.namespace, Scope(row.user_id, row.agent_id, row.run_id))
     for generation in keyring.live(owner):
         if generation.legacy_id == row.scope_id:
@@ -69,31 +53,27 @@ def _keys(memory: Memory, row: MemoryRow | HistoryRow) -> tuple[ScopeCipher, Sco
     raise IntegrityError(f"{row.id} names no key its owner had")
 
 
-def reseal_row(db: sqlite3.Connection, memory: Memory, row: MemoryRow) -> MemoryRow:
-    """``row`` in the current format (rewritten inside ``db``'s transaction if it was older)."""
+def reseal_row(tx: WriteTx, engine: Engine, row: MemoryRow) -> MemoryRow:
+    """``row`` in the current format (rewritten inside ``tx`` if it was older)."""
     if row.seal_version == SEAL_VERSION:
         return row
-    old, new = _keys(memory, row)
+    old, new = _keys(engine, row)
     plain = {f: old.open(binding(row), f, getattr(row, f"{f}_box"), 1) for f in _FIELDS}
     previous = row.scope_id
     row.scope_id, row.seal_version = new.scope_id, SEAL_VERSION
     boxes = {f: new.seal(binding(row), f, plain[f]) for f in _FIELDS}
     row.text_box, row.metadata_box = boxes["text"], boxes["metadata"]
     row.vector_box, row.context_box = boxes["vector"], boxes["context"]
-    db.execute(
-        "UPDATE memories SET scope_id = ?, seal_version = ?, text_box = ?, metadata_box = ?,"
-        " vector_box = ?, context_box = ? WHERE rowid = ?",
-        (row.scope_id, SEAL_VERSION, *(boxes[f] for f in _FIELDS), row.rowid),
-    )
+    tx.rewrite(row, None)  # the same key bytes: dedup hash and index terms stay valid
     for scope_id in (previous, row.scope_id):  # both indexes change: no cache may stay current
-        memory._store.bump_version(db, scope_id)
-    memory._cache.drop(previous)
-    memory._cache.drop(row.scope_id)
+        tx.bump_version(scope_id)
+    engine.cache.drop(previous)
+    engine.cache.drop(row.scope_id)
     return row
 
 
-def _reseal_event(db: sqlite3.Connection, memory: Memory, event: HistoryRow) -> None:
-    old, new = _keys(memory, event)
+def _reseal_event(tx: WriteTx, engine: Engine, event: HistoryRow) -> None:
+    old, new = _keys(engine, event)
     texts = [
         None if box is None else old.open(binding(event), name, box, 1)
         for name, box in (("history_old", event.old_box), ("history_new", event.new_box))
@@ -103,35 +83,38 @@ def _reseal_event(db: sqlite3.Connection, memory: Memory, event: HistoryRow) -> 
         None if t is None else new.seal(binding(event), n, t)
         for n, t in zip(("history_old", "history_new"), texts, strict=True)
     ]
-    db.execute(
-        "UPDATE history SET scope_id = ?, seal_version = ?, old_box = ?, new_box = ? WHERE id = ?",
-        (event.scope_id, SEAL_VERSION, boxes[0], boxes[1], event.id),
-    )
+    event.old_box, event.new_box = boxes
+    tx.rewrite_event(event)
 
 
 def reseal_legacy(
-    memory: Memory,
+    engine: Engine,
     *,
     batch: int = 200,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
     """Reseal every legacy memory and history event; returns the counts."""
-    store = memory._store
+    store = engine.store
     done = {"memories": 0, "events": 0, "unreadable": 0}
     if store.get_meta(_DONE_KEY) == str(SEAL_VERSION):
         return done
-    for table, query in (("memories", _LEGACY_ROWS), ("history", _LEGACY_EVENTS)):
-        after: object = -1 if table == "memories" else ""
+    after_row, after_event = -1, ""
+    for table in ("memories", "history"):
         while True:
-            with store.transaction() as db:
-                found = db.execute(query, (after, batch)).fetchall()
+            with store.transaction() as tx:
+                found: list[MemoryRow] | list[HistoryRow]
+                if table == "memories":
+                    found = tx.legacy_rows(after_row, batch)
+                else:
+                    found = tx.legacy_events(after_event, batch)
                 for record in found:
-                    after = record[0]  # the cursor: rowid, or the event id
                     try:
-                        if table == "memories":
-                            reseal_row(db, memory, MemoryRow(**dict(record)))
+                        if isinstance(record, MemoryRow):
+                            after_row = record.rowid or after_row
+                            reseal_row(tx, engine, record)
                         else:
-                            _reseal_event(db, memory, HistoryRow(**dict(record)))
+                            after_event = record.id
+                            _reseal_event(tx, engine, record)
                     except IntegrityError:
                         done["unreadable"] += 1
                         continue
@@ -142,9 +125,9 @@ def reseal_legacy(
                 break
     if done["unreadable"] == 0:
         # The system keys (API key pepper, audit chain) keep their bytes under their new ids.
-        memory._keyring.cipher_for(API_KEYS)
-        memory._keyring.cipher_for(AUDIT)
-        memory._keyring.drop_legacy_keys()
+        engine.keyring.cipher_for(API_KEYS)
+        engine.keyring.cipher_for(AUDIT)
+        engine.keyring.drop_legacy_keys()
         store.set_meta_once(_DONE_KEY, str(SEAL_VERSION))
     store.forget_decrypted()
     return done

@@ -1,0 +1,284 @@
+"""Changes planned first, then applied as one unit: one transaction, one version bump per key
+scope, the in-process indexes patched once it committed.
+
+A plan is a list of ``Add``, ``Update`` and ``Delete`` (an add batch, an update, a delete of a
+scope, and later one LLM reconciliation). ``apply`` locks the namespace (shared) and every key
+owner the plan touches in one sorted order, reads the current key generation under those locks,
+writes rows, index entries and history, and bumps each touched scope's version; any error rolls
+the whole plan back. It returns one result per change, in order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from memvault.clock import now_iso, to_epoch, uuid7
+from memvault.codec import binding
+from memvault.core.engine import Engine
+from memvault.core.reseal import reseal_row
+from memvault.errors import InvalidInput, NotFound
+from memvault.retrieval.text import normalize_for_dedup
+from memvault.retrieval.vector_index import VectorEntry
+from memvault.security.crypto import ScopeCipher
+from memvault.security.keyscope import KeyScope
+from memvault.storage.base import WriteTx
+from memvault.storage.rows import IndexTerms, MemoryRow
+from memvault.validation import Message, Scope
+
+__all__ = ["Add", "Change", "Delete", "Update", "apply"]
+
+
+@dataclass(slots=True)
+class Add:
+    """A new memory, validated, with its vector (nothing is written before all are valid)."""
+
+    message: Message
+    scope: Scope
+    metadata: dict[str, Any]
+    memory_type: str
+    expires_at: str | None
+    importance: float | None
+    actor_id: str | None
+    redactions: list[str]
+    vector: npt.NDArray[np.float32] | None = None
+
+
+@dataclass(slots=True)
+class Update:
+    """New text (with its vector) and/or new metadata for an existing memory."""
+
+    memory_id: str
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
+    vector: npt.NDArray[np.float32] | None = None
+
+
+@dataclass(slots=True)
+class Delete:
+    """``missing_ok``: a memory deleted meanwhile by someone else is skipped (event ``NONE``)."""
+
+    memory_id: str
+    missing_ok: bool = False
+
+
+Change = Add | Update | Delete
+
+
+@dataclass
+class _Applied:
+    """What one transaction did to each key scope: patched into the caches after commit."""
+
+    added: dict[str, list[VectorEntry]] = field(default_factory=dict)
+    removed: dict[str, list[str]] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)
+    versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def apply(engine: Engine, changes: list[Change]) -> list[dict[str, Any]]:
+    """Apply every change in one transaction; results in the changes' order."""
+    existing = _rows_to_change(engine, changes)
+    owners = [engine.key_scope(c.scope) for c in changes if isinstance(c, Add)]
+    owners += [engine.key_scope(Scope(r.user_id, r.agent_id, r.run_id)) for r in existing]
+    done = _Applied()
+    results: list[dict[str, Any]] = []
+    with engine.store.transaction() as tx:
+        engine.lock_owners(tx, owners)
+        writer = _Writer(engine, tx, done)
+        for change in changes:
+            if isinstance(change, Add):
+                results.append(writer.add(change))
+            elif isinstance(change, Update):
+                results.append(writer.update(change))
+            else:
+                results.append(writer.delete(change))
+        for scope_id in sorted(done.touched):
+            done.versions[scope_id] = tx.bump_version(scope_id)
+    for scope_id, (before, after) in done.versions.items():
+        engine.cache.apply(
+            scope_id,
+            before,
+            after,
+            added=done.added.get(scope_id, ()),
+            removed=done.removed.get(scope_id, ()),
+        )
+    return results
+
+
+def _rows_to_change(engine: Engine, changes: list[Change]) -> list[MemoryRow]:
+    """The rows updates and deletes name, read before the transaction only to learn their key
+    owners (owner columns never change); the transaction reads them again under the locks."""
+    ids = [c.memory_id for c in changes if not isinstance(c, Add)]
+    found = engine.store.get_many(engine.namespace, ids) if ids else {}
+    for change in changes:
+        skippable = isinstance(change, Delete) and change.missing_ok
+        if isinstance(change, Update | Delete) and change.memory_id not in found and not skippable:
+            raise NotFound(f"no memory {change.memory_id} in namespace {engine.namespace}")
+    return list(found.values())
+
+
+def vector_entry(row: MemoryRow, vector: npt.NDArray[np.float32], terms: IndexTerms) -> VectorEntry:
+    """What the scope's in-memory index holds of a row just written."""
+    return VectorEntry(
+        row.id,
+        row.user_id,
+        row.agent_id,
+        row.run_id,
+        to_epoch(row.expires_at),
+        vector,
+        terms.body,
+        terms.context,
+    )
+
+
+class _Writer:
+    """The changes of one plan inside its transaction."""
+
+    def __init__(self, engine: Engine, tx: WriteTx, done: _Applied) -> None:
+        self.engine = engine
+        self.tx = tx
+        self.done = done
+        self.keys: dict[Scope, tuple[KeyScope, ScopeCipher]] = {}
+        self.recent: dict[Scope, deque[str]] = {}
+        self.seen: dict[tuple[Scope, str], str] = {}
+
+    def _row(self, memory_id: str, *, missing_ok: bool = False) -> MemoryRow | None:
+        """The row to change, read under the locks, in the current seal format."""
+        row = self.tx.get(self.engine.namespace, memory_id)
+        if row is None:  # deleted by someone else since the plan was made
+            if missing_ok:
+                return None
+            raise NotFound(f"no memory {memory_id} in namespace {self.engine.namespace}")
+        return reseal_row(self.tx, self.engine, row)
+
+    def add(self, change: Add) -> dict[str, Any]:
+        engine, tx = self.engine, self.tx
+        assert change.vector is not None
+        # Read once per scope and plan, under the owner's lock that erase and rotation also
+        # take: never a key of an erased generation.
+        if change.scope not in self.keys:
+            self.keys[change.scope] = engine.writer_key(change.scope)
+        key_scope, cipher = self.keys[change.scope]
+        text = change.message.content
+        row = self._new_row(change, key_scope.id, cipher)
+        duplicate = self.seen.get((change.scope, row.hash)) or tx.find_duplicate(row)
+        if duplicate is not None:
+            tx.add_history(engine.event(row, duplicate, "NONE", None, None, cipher))
+            return _result(duplicate, text, "NONE", change.redactions)
+        window = self.recent.get(change.scope)
+        if window is None:
+            window = self.recent[change.scope] = self._recent_texts(change.scope)
+        context = " ".join(window)
+        row.context_box = cipher.seal(binding(row), "context", context.encode())
+        terms = IndexTerms(
+            engine.codec.index_terms(cipher, text), engine.codec.index_terms(cipher, context)
+        )
+        tx.insert(row, terms)
+        tx.add_history(engine.event(row, row.id, "ADD", None, text, cipher))
+        window.append(text)
+        self.seen[(change.scope, row.hash)] = row.id
+        self.done.added.setdefault(row.scope_id, []).append(
+            vector_entry(row, change.vector, terms)
+        )
+        self.done.touched.add(row.scope_id)
+        return _result(row.id, text, "ADD", change.redactions)
+
+    def _new_row(self, change: Add, scope_id: str, cipher: ScopeCipher) -> MemoryRow:
+        engine = self.engine
+        assert change.vector is not None
+        text = change.message.content
+        now = now_iso()
+        row = MemoryRow(
+            rowid=None,
+            id=uuid7(),
+            namespace=engine.namespace,
+            scope_id=scope_id,
+            user_id=change.scope.user_id,
+            agent_id=change.scope.agent_id,
+            run_id=change.scope.run_id,
+            actor_id=change.actor_id,
+            role=change.message.role,
+            memory_type=change.memory_type,
+            hash=cipher.text_hash(normalize_for_dedup(text)),
+            text_box=b"",
+            metadata_box=b"",
+            vector_box=b"",
+            context_box=b"",
+            created_at=now,
+            updated_at=now,
+            expires_at=change.expires_at,
+            importance=change.importance,
+        )
+        bound = binding(row)
+        row.text_box = cipher.seal(bound, "text", text.encode())
+        row.metadata_box = engine.codec.seal_metadata(cipher, bound, change.metadata)
+        row.vector_box = engine.codec.seal_vector(cipher, bound, change.vector)
+        return row
+
+    def _recent_texts(self, scope: Scope) -> deque[str]:
+        """The texts added last to exactly this scope: the context of the next memory."""
+        size = self.engine.settings.context_window
+        window: deque[str] = deque(maxlen=size)
+        if size:
+            rows = self.tx.recent_rows(self.engine.namespace, scope, size)
+            window.extend(self.engine.codec.open_text(row) for row in reversed(rows))
+        return window
+
+    def update(self, change: Update) -> dict[str, Any]:
+        engine, tx = self.engine, self.tx
+        row = self._row(change.memory_id)
+        assert row is not None
+        cipher = engine.codec.reader(row.scope_id, row.id)
+        bound = binding(row)
+        old_text = engine.codec.open_text(row)
+        terms = None
+        if change.text is not None and change.vector is not None:
+            row.hash = cipher.text_hash(normalize_for_dedup(change.text))
+            other = tx.find_duplicate(row)
+            if other is not None and other != row.id:
+                raise InvalidInput(f"memory {other} of the same scope already holds this text")
+            row.text_box = cipher.seal(bound, "text", change.text.encode())
+            row.vector_box = engine.codec.seal_vector(cipher, bound, change.vector)
+            terms = IndexTerms(
+                engine.codec.index_terms(cipher, change.text),
+                engine.codec.index_terms(cipher, engine.codec.open_context(row)),
+            )
+        if change.metadata is not None:
+            row.metadata_box = engine.codec.seal_metadata(cipher, bound, change.metadata)
+        row.updated_at = now_iso()
+        tx.rewrite(row, terms)
+        new_text = change.text if change.text is not None else old_text
+        tx.add_history(engine.event(row, row.id, "UPDATE", old_text, new_text, cipher))
+        if change.vector is not None and terms is not None:
+            self.done.added.setdefault(row.scope_id, []).append(
+                vector_entry(row, change.vector, terms)
+            )
+        self.done.touched.add(row.scope_id)
+        result = engine.codec.public(row)
+        result["event"] = "UPDATE"
+        result["previous_memory"] = old_text
+        return result
+
+    def delete(self, change: Delete) -> dict[str, Any]:
+        engine = self.engine
+        row = self._row(change.memory_id, missing_ok=change.missing_ok)
+        if row is None:
+            return {"id": change.memory_id, "memory": None, "event": "NONE"}
+        cipher = engine.codec.reader(row.scope_id, row.id)
+        old = engine.codec.open_text(row)
+        self.tx.delete(row)
+        self.tx.add_history(engine.event(row, row.id, "DELETE", old, None, cipher))
+        self.done.removed.setdefault(row.scope_id, []).append(row.id)
+        self.done.touched.add(row.scope_id)
+        return {"id": row.id, "memory": old, "event": "DELETE"}
+
+
+def _result(memory_id: str, text: str, event: str, redactions: list[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {"id": memory_id, "memory": text, "event": event}
+    if redactions:
+        result["redactions"] = redactions
+    return result
