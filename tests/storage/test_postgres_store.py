@@ -793,3 +793,62 @@ def test_changes_move_on_every_call_while_not_listening(keys: PostgresKeyStore) 
     # The listener notices, counts every look as a change, then reconnects.
     assert _wait_for(lambda: keys.changes() != keys.changes())
     assert _wait_for(lambda: keys.changes() == keys.changes())
+
+
+def test_a_slow_statement_is_cut_by_the_budget(pg_url: str) -> None:
+    from memvault.storage.postgres.store import _FILTER_COLUMNS
+
+    store = PostgresStore(pg_url, decrypt_metadata=_decrypt, max_filter_seconds=0.1)
+    try:
+        insert(store, make_row(Scope("alice")))
+        node = parse_filter({"user_id": "alice"})
+        assert node is not None
+        # The SQL part runs under the transaction's statement_timeout (query_canceled).
+        slow = f"SELECT {_FILTER_COLUMNS} FROM memories m, pg_sleep(2) WHERE m.namespace = %s"
+        started = time.monotonic()
+        with pytest.raises(FilterTooExpensive):
+            list(store._filtered(node, slow, [NS]))
+        assert time.monotonic() - started < 1.5
+        # The connection went back to the pool usable, without the timeout.
+        assert len(store.list_rows(NS, Scope("alice"), node, now=None, limit=5)) == 1
+    finally:
+        store.close()
+
+
+def test_nodes_starting_together_migrate_once(pg_url: str) -> None:
+    start = threading.Barrier(3)
+    stores: list[PostgresStore] = []
+
+    def open_store() -> None:
+        start.wait()
+        stores.append(PostgresStore(pg_url, decrypt_metadata=_decrypt, pool_min=1, pool_max=1))
+
+    threads = [threading.Thread(target=open_store) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert len(stores) == 3
+        assert {s.status().migrations for s in stores} == {("m001_create_tables",)}
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_hostile_names_stay_values(pg_url: str) -> None:
+    schema = 'odd"schema; DROP TABLE x; --'
+    store = PostgresStore(pg_url, decrypt_metadata=_decrypt, schema=schema)
+    keys = PostgresKeyStore(pg_url, schema=schema + " keys")
+    try:
+        namespace = "ns'); DELETE FROM memories; --"
+        row = make_row(Scope("o'neil %_\\", 'a"b'), namespace=namespace)
+        insert(store, row)
+        node = parse_filter({"it's": {"ne": "x"}, "user_id": "o'neil %_\\"})
+        assert store.ids_matching(namespace, Scope("o'neil %_\\"), node, None) == {row.id}
+        assert store.status().location.endswith(f"(schema {schema})")
+        keys.create("k'1", WrappedKey(1, b"x"), (namespace, "user", "o'neil", 1, None))
+        assert keys.delete_namespace(namespace, ["k'1"]) == ["k'1"]
+    finally:
+        store.close()
+        keys.close()
