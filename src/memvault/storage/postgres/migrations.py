@@ -1,0 +1,168 @@
+"""Named migrations of the Postgres data schema, applied in order, each in its own transaction.
+
+The same rule as ``storage/migrations.py``: a released migration is never edited; a change is a
+new function appended to ``MIGRATIONS``, and applied names are recorded in ``migrations``.
+
+Nodes that start together do not race: :func:`migrate` holds a session-level advisory lock (on
+``hashtextextended('memvault.migrate.<schema>', 0)``) while it creates the schema and applies
+what is missing, and releases it after. The schema name reaches SQL only as an identifier
+composed by ``psycopg.sql.Identifier``.
+
+Column types: sealed fields are ``bytea``; timestamps are ``text`` holding ISO-8601 strings,
+compared as text exactly as in SQLite; ``rowid`` is an identity (insertion order, newest first);
+``history.seq`` is one global identity, so concurrent writers never race on ``max(seq) + 1`` and
+a memory's events are ordered by it. The keyword index entry of a memory (keyed token hashes,
+never words) is two text columns of ``memories`` (``terms_body``, ``terms_context``): BM25 runs
+in process over a scope's entries (``scope_vectors``), so Postgres needs no full-text index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg import sql
+
+__all__ = ["MIGRATIONS", "applied", "migrate"]
+
+Migration = Callable[[psycopg.Connection[tuple[object, ...]]], None]
+
+
+def _run(conn: psycopg.Connection[tuple[object, ...]], script: str) -> None:
+    for statement in script.split(";\n"):
+        if statement.strip():
+            conn.execute(statement.encode())
+
+
+def m001_create_tables(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    _run(
+        conn,
+        """
+        CREATE TABLE store_meta (key text PRIMARY KEY, value text NOT NULL);
+        CREATE TABLE memories (
+            rowid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id text NOT NULL UNIQUE,
+            namespace text NOT NULL,
+            scope_id text NOT NULL,
+            user_id text, agent_id text, run_id text, actor_id text, role text,
+            memory_type text NOT NULL,
+            hash text NOT NULL,
+            text_box bytea NOT NULL,
+            metadata_box bytea NOT NULL,
+            vector_box bytea NOT NULL,
+            context_box bytea NOT NULL,
+            created_at text COLLATE "C" NOT NULL,
+            updated_at text COLLATE "C" NOT NULL,
+            expires_at text COLLATE "C",
+            importance double precision,
+            access_count bigint NOT NULL DEFAULT 0,
+            last_accessed_at text COLLATE "C",
+            seal_version integer NOT NULL DEFAULT 2,
+            terms_body text NOT NULL DEFAULT '',
+            terms_context text NOT NULL DEFAULT ''
+        );
+        CREATE UNIQUE INDEX memories_dedup ON memories (
+            namespace, coalesce(user_id, ''), coalesce(agent_id, ''), coalesce(run_id, ''), hash);
+        CREATE INDEX memories_user ON memories (namespace, user_id, rowid);
+        CREATE INDEX memories_agent ON memories (namespace, agent_id, rowid);
+        CREATE INDEX memories_run ON memories (namespace, run_id, rowid);
+        CREATE INDEX memories_scope ON memories (scope_id, rowid);
+        CREATE INDEX memories_expiry ON memories (expires_at) WHERE expires_at IS NOT NULL;
+        CREATE INDEX memories_legacy_seal ON memories (rowid) WHERE seal_version = 1;
+        CREATE TABLE history (
+            id text COLLATE "C" PRIMARY KEY,
+            seq bigint GENERATED ALWAYS AS IDENTITY,
+            memory_id text NOT NULL,
+            namespace text NOT NULL,
+            scope_id text NOT NULL,
+            user_id text, agent_id text, run_id text,
+            event text NOT NULL,
+            old_box bytea,
+            new_box bytea,
+            actor_id text,
+            role text,
+            created_at text COLLATE "C" NOT NULL,
+            seal_version integer NOT NULL DEFAULT 2
+        );
+        CREATE INDEX history_memory ON history (namespace, memory_id, seq);
+        CREATE INDEX history_user ON history (namespace, user_id);
+        CREATE INDEX history_scope ON history (scope_id);
+        CREATE INDEX history_legacy_seal ON history (id) WHERE seal_version = 1;
+        CREATE TABLE scope_versions (scope_id text PRIMARY KEY, version bigint NOT NULL);
+        CREATE TABLE api_keys (
+            id text PRIMARY KEY,
+            namespace text NOT NULL,
+            role text NOT NULL,
+            name text,
+            user_id text,
+            secret_hash text NOT NULL,
+            created_at text COLLATE "C" NOT NULL,
+            expires_at text COLLATE "C",
+            revoked_at text COLLATE "C",
+            last_used_at text COLLATE "C"
+        );
+        CREATE INDEX api_keys_namespace ON api_keys (namespace);
+        CREATE TABLE audit_log (
+            seq bigint PRIMARY KEY,
+            at text COLLATE "C" NOT NULL,
+            namespace text,
+            key_id text,
+            action text NOT NULL,
+            user_id text,
+            memory_ids text NOT NULL,
+            source text,
+            outcome text NOT NULL,
+            prev_hash text NOT NULL,
+            hash text NOT NULL
+        );
+        CREATE INDEX audit_log_namespace ON audit_log (namespace, seq);
+        CREATE TABLE namespace_settings (
+            namespace text PRIMARY KEY,
+            secret_policy text NOT NULL DEFAULT 'redact',
+            default_ttl_seconds double precision
+        )
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_create_tables]
+
+
+def _lock_key(schema: str) -> str:
+    return f"memvault.migrate.{schema}"
+
+
+def applied(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    """Names applied so far, in order (the search path names the schema)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS migrations (seq bigint GENERATED ALWAYS AS IDENTITY,"
+        " name text PRIMARY KEY, applied_at text NOT NULL)"
+    )
+    return [str(row[0]) for row in conn.execute("SELECT name FROM migrations ORDER BY seq")]
+
+
+def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> list[str]:
+    """Create ``schema`` if missing and apply what is missing; the names applied now.
+
+    ``conn`` is an autocommit connection; its search path is set to ``schema`` on return."""
+    key = _lock_key(schema)
+    conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+    try:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        done = set(applied(conn))
+        ran = []
+        for migration in MIGRATIONS:
+            if migration.__name__ in done:
+                continue
+            with conn.transaction():
+                migration(conn)
+                conn.execute(
+                    "INSERT INTO migrations (name, applied_at) VALUES (%s, %s)",
+                    (migration.__name__, datetime.now(UTC).isoformat()),
+                )
+            ran.append(migration.__name__)
+        return ran
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))

@@ -1,0 +1,899 @@
+"""The Postgres data store: memories, history, scope versions, API keys and the audit chain.
+
+Like every store it sees ciphertext (``bytea``), ids, owner columns and ISO-8601 timestamps
+(``text COLLATE "C"``, compared as text exactly as SQLite compares them). Nothing a caller sends
+is ever part of the SQL text: values are ``%s`` parameters, and the schema name is an identifier
+composed by ``psycopg.sql.Identifier`` (the pool's ``configure`` callback sets the search path).
+
+Why the keyword index is two columns. A memory's index entry is keyed token hashes (never words),
+and BM25 runs in process over one key scope's entries (``scope_vectors``); Postgres has nothing
+to search, so ``terms_body`` and ``terms_context`` live on the memory row and go with it.
+
+Why filters run in Python. Metadata is sealed with the row's key, so Postgres cannot read it.
+SQL narrows to the namespace, the scope, the expiry (and ``among``); each remaining row is then
+tested by ``filters.compile_matcher`` (the same evaluator SQLite's ``mv_match`` calls), its
+metadata decrypted by the ``decrypt_metadata`` callback (memoized, bounded in bytes;
+``forget_decrypted`` empties it) only when the filter reads metadata. Rows stream from a
+server-side cursor, and the whole read has ``max_filter_seconds``: the SQL part under a
+transaction-local ``statement_timeout``, the Python part checked between rows; over budget it
+raises ``FilterTooExpensive``.
+
+Locks. ``WriteTx.lock(name)`` takes a transaction-scoped advisory lock,
+``pg_advisory_xact_lock`` (exclusive) or ``pg_advisory_xact_lock_shared`` (shared), on
+``hashtextextended(name, 0)``; it is released when the transaction commits or rolls back, so
+every node that shares the database serialises writers of one key owner, as ``BEGIN IMMEDIATE``
+does for SQLite. ``WriteTx.get`` reads with ``FOR UPDATE``. ``append_audit`` and
+``insert_api_key`` take advisory locks of their own (the audit head; the namespace's key count).
+
+Errors: every driver call runs under ``errors.guard``: ``StorageBusy`` for what a retry may fix,
+``StorageError`` otherwise, never with the driver's text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Collection, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from memvault.errors import FilterTooExpensive
+from memvault.filters import COLUMNS, FilterNode, compile_matcher, reads_metadata
+from memvault.lru import memoize
+from memvault.storage.base import MetaDecryptor, WriteTx
+from memvault.storage.postgres.errors import guard
+from memvault.storage.postgres.migrations import applied, migrate
+from memvault.storage.rows import (
+    ApiKeyRow,
+    AuditRow,
+    HistoryRow,
+    IndexTerms,
+    MemoryRow,
+    StoreStatus,
+    VectorRow,
+)
+from memvault.validation import Scope
+
+__all__ = ["PostgresStore"]
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+# The decrypted-metadata cache: the same budgets as SQLiteStore's.
+METADATA_CACHE_BYTES = 32 * 1024 * 1024
+METADATA_CACHE_ENTRIES = 8192
+_FETCH = 512  # rows per round trip of a filtered read
+_VECTOR_CHUNK = 8192
+_AUDIT_LOCK = "memvault.audit_log"
+
+_MEMORY_COLUMNS = (
+    "m.rowid, m.id, m.namespace, m.scope_id, m.user_id, m.agent_id, m.run_id, m.actor_id,"
+    " m.role, m.memory_type, m.hash, m.text_box, m.metadata_box, m.vector_box, m.context_box,"
+    " m.created_at, m.updated_at, m.expires_at, m.importance, m.access_count,"
+    " m.last_accessed_at, m.seal_version"
+)
+_HISTORY_COLUMNS = (
+    "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
+    " actor_id, role, created_at, seal_version"
+)
+_API_KEY_COLUMNS = (
+    "id, namespace, role, name, user_id, secret_hash, created_at, expires_at, revoked_at,"
+    " last_used_at"
+)
+_AUDIT_COLUMNS = (
+    "seq, at, namespace, key_id, action, user_id, memory_ids, source, outcome, prev_hash, hash"
+)
+# What a filtered read needs of a row: the filter's columns, then what decrypting metadata needs.
+_FILTER_COLUMNS = ", ".join(f"m.{c}" for c in COLUMNS) + (
+    ", m.rowid, m.scope_id, m.namespace, m.metadata_box, m.seal_version"
+)
+_NOT_EXPIRED = " AND (m.expires_at IS NULL OR m.expires_at > %s)"
+
+# Legacy (seal format 1) key names an owner's own rows name, by kind: the owner is the first id
+# set, by the rule of ``Scope.key_owner``.
+_OWNER_SQL = {
+    "user": "user_id = %s",
+    "agent": "user_id IS NULL AND agent_id = %s",
+    "run": "user_id IS NULL AND agent_id IS NULL AND run_id = %s",
+}
+_OTHER_OWNER_SQL = {
+    "user": "NOT (namespace = %s AND user_id IS NOT DISTINCT FROM %s)",
+    "agent": "NOT (namespace = %s AND user_id IS NULL AND agent_id IS NOT DISTINCT FROM %s)",
+    "run": "NOT (namespace = %s AND user_id IS NULL AND agent_id IS NULL"
+    " AND run_id IS NOT DISTINCT FROM %s)",
+}
+
+
+def _scope_sql(namespace: str, scope: Scope, *, exact: bool = False) -> tuple[str, list[Any]]:
+    """``exact``: the other owner columns must be absent too (``IS NULL``), not merely
+    unconstrained. ``= %s`` / ``IS NULL`` (not ``IS NOT DISTINCT FROM``) so indexes apply."""
+    clauses = ["m.namespace = %s"]
+    params: list[Any] = [namespace]
+    for name in ("user_id", "agent_id", "run_id"):
+        value = getattr(scope, name)
+        if value is not None:
+            clauses.append(f"m.{name} = %s")
+            params.append(value)
+        elif exact:
+            clauses.append(f"m.{name} IS NULL")
+    return " AND ".join(clauses), params
+
+
+def _limit(limit: int) -> int | None:
+    """SQLite's ``LIMIT -1`` (no limit) is Postgres's ``LIMIT NULL``."""
+    return None if limit < 0 else limit
+
+
+def _memory(row: Sequence[Any]) -> MemoryRow:
+    return MemoryRow(*row)
+
+
+def _event(row: Sequence[Any]) -> HistoryRow:
+    return HistoryRow(*row)
+
+
+def _masked(url: str) -> str:
+    """The URL without its password (``user:secret@`` -> ``user:***@``; ``password=`` too)."""
+    masked = re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", r"\1***", masked)
+
+
+class PostgresStore:
+    """A ``DataStore`` in one Postgres schema, shared by every node that opens it."""
+
+    backend = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        decrypt_metadata: MetaDecryptor,
+        max_filter_seconds: float = 2.0,
+        schema: str = "memvault",
+        pool_min: int = 1,
+        pool_max: int = 8,
+    ) -> None:
+        self._url = url
+        self._schema = schema
+        self._max_filter_seconds = max_filter_seconds
+        # Decrypted metadata (every tenant's plaintext): bounded in bytes, not only entries.
+        self._decrypt_metadata = memoize(
+            decrypt_metadata, max_bytes=METADATA_CACHE_BYTES, max_entries=METADATA_CACHE_ENTRIES
+        )
+        with guard("opening the store"):
+            with psycopg.connect(url, autocommit=True) as conn:
+                migrate(conn, schema)
+            self._pool: ConnectionPool[Conn] = ConnectionPool(
+                url,
+                min_size=pool_min,
+                max_size=pool_max,
+                kwargs={"autocommit": True},
+                configure=self._configure,
+                open=False,
+            )
+            self._pool.open(wait=True)
+
+    def _configure(self, conn: Conn) -> None:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
+
+    # --- connections and transactions ---------------------------------------------------------
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def _connection(self, action: str) -> Iterator[Conn]:
+        with guard(action), self._pool.connection() as conn:
+            yield conn
+
+    def _fetch(self, query: Any, params: Sequence[Any] = (), action: str = "read") -> list[Any]:
+        with self._connection(action) as conn:
+            return conn.execute(query, params).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[WriteTx]:
+        """One transaction on one pooled connection: committed when the block ends, rolled back
+        (advisory locks released either way) when it raises."""
+        with self._connection("write") as conn, conn.transaction():
+            yield _PgTx(conn)
+
+    def forget_decrypted(self) -> None:
+        """Drop the cache of decrypted metadata (after an erase: nothing of it stays in memory)."""
+        self._decrypt_metadata.cache_clear()
+
+    def after_erase(self) -> None:
+        """Nothing to do beyond the commit that already happened.
+
+        Postgres has no WAL file a store could truncate. What remains of erased rows after the
+        commit: their old tuple versions in the heap and index pages until (auto)VACUUM reclaims
+        them and later writes reuse the space, and the WAL segments that logged them until the
+        server recycles them (and any WAL archive or replica, which the operator owns). The rows
+        are ciphertext under keys the key store has destroyed, which is what makes an erase
+        final; no VACUUM is run here (it cannot run in a transaction and is not cheap on a
+        large table)."""
+
+    # --- store metadata -----------------------------------------------------------------------
+
+    def status(self) -> StoreStatus:
+        with self._connection("reading the store status") as conn:
+            names = applied(conn)
+            memories = conn.execute("SELECT count(*) FROM memories").fetchone()
+            events = conn.execute("SELECT count(*) FROM history").fetchone()
+            size = conn.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relkind = 'r'",
+                (self._schema,),
+            ).fetchone()
+        return StoreStatus(
+            backend=self.backend,
+            location=f"{_masked(self._url)} (schema {self._schema})",
+            schema_version=names[-1] if names else "",
+            migrations=tuple(names),
+            memories=int(memories[0]) if memories else 0,
+            history_events=int(events[0]) if events else 0,
+            bytes_used=int(size[0]) if size else None,
+        )
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._fetch("SELECT value FROM store_meta WHERE key = %s", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        with self._connection("writing store metadata") as conn, conn.transaction():
+            conn.execute(
+                "INSERT INTO store_meta VALUES (%s, %s) ON CONFLICT (key) DO NOTHING", (key, value)
+            )
+            row = conn.execute("SELECT value FROM store_meta WHERE key = %s", (key,)).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def get(self, namespace: str, memory_id: str, now: str | None = None) -> MemoryRow | None:
+        query = f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s"
+        params: list[Any] = [namespace, memory_id]
+        if now is not None:
+            query += _NOT_EXPIRED
+            params.append(now)
+        rows = self._fetch(query, params)
+        return _memory(rows[0]) if rows else None
+
+    def get_many(self, namespace: str, ids: Sequence[str]) -> dict[str, MemoryRow]:
+        if not ids:
+            return {}
+        rows = self._fetch(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = ANY(%s)",
+            (namespace, list(ids)),
+        )
+        return {row.id: row for row in map(_memory, rows)}
+
+    def _where(
+        self, namespace: str, scope: Scope, now: str | None, *, exact: bool = False
+    ) -> tuple[str, list[Any]]:
+        where, params = _scope_sql(namespace, scope, exact=exact)
+        if now is not None:
+            where += _NOT_EXPIRED
+            params.append(now)
+        return where, params
+
+    def _filtered(
+        self, node: FilterNode, query: str, params: Sequence[Any]
+    ) -> Generator[int, None, None]:
+        """The ``rowid`` of each row of ``query`` (which selects ``_FILTER_COLUMNS``) that passes
+        ``node``, in the query's order, within the time budget."""
+        matcher = compile_matcher(node)
+        needs_metadata = reads_metadata(node)
+        budget = self._max_filter_seconds
+        deadline = time.monotonic() + budget
+        width = len(COLUMNS)
+
+        def matches(row: Sequence[Any]) -> bool:
+            record: dict[str, Any] = dict(zip(COLUMNS, row[:width], strict=True))
+            if needs_metadata:
+                _rowid, scope_id, namespace, box, seal_version = row[width:]
+                owners = (record["user_id"], record["agent_id"], record["run_id"])
+                record["metadata"] = json.loads(
+                    self._decrypt_metadata(
+                        scope_id, record["id"], bytes(box), namespace, owners, seal_version
+                    )
+                )
+            return matcher(record)
+
+        try:
+            with self._connection("filtered read") as conn, conn.transaction():
+                conn.execute(
+                    "SELECT set_config('statement_timeout', %s, true)",
+                    (str(max(1, int(budget * 1000))),),
+                )
+                try:
+                    with conn.cursor(name="memvault_filter") as cursor:
+                        cursor.execute(query, params)
+                        while rows := cursor.fetchmany(_FETCH):
+                            for row in rows:
+                                if time.monotonic() > deadline:
+                                    raise _OverBudget
+                                if matches(row):
+                                    yield int(row[width])
+                except psycopg.errors.QueryCanceled:  # the statement_timeout
+                    raise _OverBudget from None
+        except _OverBudget:
+            raise self._too_expensive() from None
+
+    def _too_expensive(self) -> FilterTooExpensive:
+        return FilterTooExpensive(
+            f"the filter took more than {self._max_filter_seconds:g} s over this scope:"
+            " use fewer conditions on metadata, or raise max_filter_seconds"
+        )
+
+    def _by_rowids(self, rowids: Sequence[int]) -> list[MemoryRow]:
+        """Rows by ``rowid``, in the order given."""
+        if not rowids:
+            return []
+        rows = self._fetch(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.rowid = ANY(%s)", (list(rowids),)
+        )
+        found = {row.rowid: row for row in map(_memory, rows)}
+        return [found[r] for r in rowids if r in found]
+
+    def list_rows(
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        *,
+        now: str | None,
+        limit: int,
+        newest_first: bool = True,
+        offset: int = 0,
+        exact: bool = False,
+    ) -> list[MemoryRow]:
+        where, params = self._where(namespace, scope, now, exact=exact)
+        order = "DESC" if newest_first else "ASC"
+        if node is None:
+            rows = self._fetch(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {where}"
+                f" ORDER BY m.rowid {order} LIMIT %s OFFSET %s",
+                [*params, _limit(limit), offset],
+            )
+            return [_memory(row) for row in rows]
+        chosen: list[int] = []
+        query = f"SELECT {_FILTER_COLUMNS} FROM memories m WHERE {where} ORDER BY m.rowid {order}"
+        skipped = 0
+        stream = self._filtered(node, query, params)
+        try:
+            for rowid in stream:
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                if 0 <= limit <= len(chosen):
+                    break
+                chosen.append(rowid)
+        finally:
+            stream.close()
+        return self._by_rowids(chosen)
+
+    def page_rows(
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        *,
+        now: str,
+        limit: int,
+        offset: int = 0,
+    ) -> tuple[list[MemoryRow], int]:
+        """One page of the scope's live rows passing the filter, newest first, and how many pass
+        in all (the filter runs once)."""
+        where, params = self._where(namespace, scope, now)
+        if node is None:
+            matched = [
+                int(row[0])
+                for row in self._fetch(
+                    f"SELECT m.rowid FROM memories m WHERE {where} ORDER BY m.rowid DESC", params
+                )
+            ]
+        else:
+            query = f"SELECT {_FILTER_COLUMNS} FROM memories m WHERE {where} ORDER BY m.rowid DESC"
+            matched = list(self._filtered(node, query, params))
+        page = matched[offset:] if limit < 0 else matched[offset : offset + limit]
+        return self._by_rowids(page), len(matched)
+
+    def ids_matching(
+        self,
+        namespace: str,
+        scope: Scope,
+        node: FilterNode | None,
+        now: str | None,
+        *,
+        among: Collection[str] | None = None,
+    ) -> set[str]:
+        """Ids of the scope's live rows that pass the filter (only those in ``among``, if given)."""
+        where, params = self._where(namespace, scope, now)
+        if among is not None:
+            where += " AND m.id = ANY(%s)"
+            params.append(list(among))
+        if node is None:
+            rows = self._fetch(f"SELECT m.id FROM memories m WHERE {where}", params)
+            return {str(row[0]) for row in rows}
+        query = f"SELECT {_FILTER_COLUMNS} FROM memories m WHERE {where}"
+        rowids = list(self._filtered(node, query, params))
+        if not rowids:
+            return set()
+        rows = self._fetch("SELECT id FROM memories WHERE rowid = ANY(%s)", (rowids,))
+        return {str(row[0]) for row in rows}
+
+    def scope_ids(self, namespace: str, scope: Scope) -> list[str]:
+        where, params = _scope_sql(namespace, scope)
+        rows = self._fetch(f"SELECT DISTINCT m.scope_id FROM memories m WHERE {where}", params)
+        return [str(row[0]) for row in rows]
+
+    def scope_version(self, scope_id: str) -> int:
+        rows = self._fetch("SELECT version FROM scope_versions WHERE scope_id = %s", (scope_id,))
+        return int(rows[0][0]) if rows else 0
+
+    def scope_vectors(self, scope_id: str, consume: Callable[[list[VectorRow]], None]) -> int:
+        """Every vector and index entry of one key scope, ``_VECTOR_CHUNK`` rows at a time, from
+        one snapshot (a REPEATABLE READ, read-only transaction); the version of that snapshot."""
+        with self._connection("reading a scope's vectors") as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            found = conn.execute(
+                "SELECT version FROM scope_versions WHERE scope_id = %s", (scope_id,)
+            ).fetchone()
+            with conn.cursor(name="memvault_vectors") as cursor:
+                cursor.execute(
+                    "SELECT id, namespace, user_id, agent_id, run_id, seal_version,"
+                    " expires_at, vector_box, terms_body, terms_context FROM memories"
+                    " WHERE scope_id = %s ORDER BY rowid",
+                    (scope_id,),
+                )
+                while rows := cursor.fetchmany(_VECTOR_CHUNK):
+                    consume([VectorRow(*row) for row in rows])
+        return int(found[0]) if found else 0
+
+    def user_rows(self, namespace: str, user_id: str) -> tuple[int, int]:
+        rows = self._fetch(
+            "SELECT (SELECT count(*) FROM memories WHERE namespace = %s AND user_id = %s),"
+            " (SELECT count(*) FROM history WHERE namespace = %s AND user_id = %s)",
+            (namespace, user_id, namespace, user_id),
+        )
+        return int(rows[0][0]), int(rows[0][1])
+
+    def history(self, namespace: str, memory_id: str) -> list[HistoryRow]:
+        rows = self._fetch(
+            f"SELECT {_HISTORY_COLUMNS} FROM history WHERE namespace = %s AND memory_id = %s"
+            " ORDER BY seq",
+            (namespace, memory_id),
+        )
+        return [_event(row) for row in rows]
+
+    def history_of_user(self, namespace: str, user_id: str) -> list[HistoryRow]:
+        rows = self._fetch(
+            f"SELECT {_HISTORY_COLUMNS} FROM history WHERE namespace = %s AND user_id = %s"
+            ' ORDER BY memory_id COLLATE "C", seq',
+            (namespace, user_id),
+        )
+        return [_event(row) for row in rows]
+
+    def expired(self, now: str, limit: int) -> list[MemoryRow]:
+        """Expired memories of every namespace, oldest expiry first."""
+        rows = self._fetch(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.expires_at IS NOT NULL"
+            " AND m.expires_at <= %s ORDER BY m.expires_at LIMIT %s",
+            (now, _limit(limit)),
+        )
+        return [_memory(row) for row in rows]
+
+    def legacy_key_names(self, namespace: str, kind: str, owner: str) -> set[str]:
+        with self._connection("read") as conn:
+            return _legacy_key_names(conn, namespace, kind, owner)
+
+    def touch(self, namespace: str, ids: Sequence[str], when: str) -> None:
+        """Count reads (``access_count``, ``last_accessed_at``); one statement for all."""
+        if not ids:
+            return
+        with self._connection("counting reads") as conn:
+            conn.execute(
+                "UPDATE memories SET access_count = access_count + 1, last_accessed_at = %s"
+                " WHERE namespace = %s AND id = ANY(%s)",
+                (when, namespace, list(ids)),
+            )
+
+    def namespace_settings(self, namespace: str) -> dict[str, Any]:
+        rows = self._fetch(
+            "SELECT secret_policy, default_ttl_seconds FROM namespace_settings"
+            " WHERE namespace = %s",
+            (namespace,),
+        )
+        if not rows:
+            return {"secret_policy": "redact", "default_ttl_seconds": None}
+        return {"secret_policy": rows[0][0], "default_ttl_seconds": rows[0][1]}
+
+    def set_namespace_settings(self, namespace: str, policy: str, ttl: float | None) -> None:
+        with self._connection("writing namespace settings") as conn:
+            conn.execute(
+                "INSERT INTO namespace_settings VALUES (%s, %s, %s) ON CONFLICT (namespace)"
+                " DO UPDATE SET secret_policy = excluded.secret_policy,"
+                " default_ttl_seconds = excluded.default_ttl_seconds",
+                (namespace, policy, ttl),
+            )
+
+    def namespace_stats(self) -> list[dict[str, Any]]:
+        rows = self._fetch(
+            "SELECT namespace, sum(memories) AS memories, sum(keys) AS keys FROM ("
+            " SELECT namespace, count(*) AS memories, 0 AS keys FROM memories GROUP BY namespace"
+            " UNION ALL SELECT namespace, 0, count(*) FROM api_keys GROUP BY namespace) AS t"
+            ' GROUP BY namespace ORDER BY namespace COLLATE "C"'
+        )
+        return [{"name": r[0], "memories": int(r[1]), "keys": int(r[2])} for r in rows]
+
+    # --- API keys -----------------------------------------------------------------------------
+
+    def insert_api_key(self, row: ApiKeyRow, *, max_live: int | None, now: str) -> bool:
+        with self._connection("creating an API key") as conn, conn.transaction():
+            if max_live is not None:
+                # Two creators in one namespace count one after the other.
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    ("memvault.api_keys:" + row.namespace,),
+                )
+                live = conn.execute(
+                    "SELECT count(*) FROM api_keys WHERE namespace = %s AND revoked_at IS NULL"
+                    " AND (expires_at IS NULL OR expires_at > %s)",
+                    (row.namespace, now),
+                ).fetchone()
+                if live is not None and int(live[0]) >= max_live:
+                    return False
+            conn.execute(
+                f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES"
+                " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    row.id,
+                    row.namespace,
+                    row.role,
+                    row.name,
+                    row.user_id,
+                    row.secret_hash,
+                    row.created_at,
+                    row.expires_at,
+                    row.revoked_at,
+                    row.last_used_at,
+                ),
+            )
+        return True
+
+    def api_key(self, key_id: str) -> ApiKeyRow | None:
+        rows = self._fetch(f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE id = %s", (key_id,))
+        return ApiKeyRow(*rows[0]) if rows else None
+
+    def api_keys(self, namespace: str | None) -> list[ApiKeyRow]:
+        if namespace is None:
+            rows = self._fetch(f"SELECT {_API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")
+        else:
+            rows = self._fetch(
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE namespace = %s"
+                " ORDER BY created_at, id",
+                (namespace,),
+            )
+        return [ApiKeyRow(*row) for row in rows]
+
+    def revoke_api_key(self, key_id: str, namespace: str | None, now: str) -> bool:
+        query = "UPDATE api_keys SET revoked_at = coalesce(revoked_at, %s) WHERE id = %s"
+        params: list[Any] = [now, key_id]
+        if namespace is not None:
+            query += " AND namespace = %s"
+            params.append(namespace)
+        with self._connection("revoking an API key") as conn:
+            return conn.execute(query, params).rowcount > 0
+
+    def touch_api_key(self, key_id: str, now: str) -> None:
+        with self._connection("recording an API key's use") as conn:
+            conn.execute("UPDATE api_keys SET last_used_at = %s WHERE id = %s", (now, key_id))
+
+    def count_api_keys(self) -> int:
+        return int(self._fetch("SELECT count(*) FROM api_keys")[0][0])
+
+    # --- audit chain --------------------------------------------------------------------------
+
+    def append_audit(self, build: Callable[[int, str], list[AuditRow]]) -> list[AuditRow]:
+        """Under an exclusive advisory lock (every node appends one after the other): read the
+        head, let ``build`` chain the new rows to it, insert them, commit."""
+        with self._connection("appending to the audit log") as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_AUDIT_LOCK,))
+            head = conn.execute(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            rows = build(int(head[0]), str(head[1])) if head else build(0, "")
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES"
+                    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            r.seq,
+                            r.at,
+                            r.namespace,
+                            r.key_id,
+                            r.action,
+                            r.user_id,
+                            r.memory_ids,
+                            r.source,
+                            r.outcome,
+                            r.prev_hash,
+                            r.hash,
+                        )
+                        for r in rows
+                    ],
+                )
+        return rows
+
+    def audit_rows(
+        self, namespace: str | None, *, limit: int, before: int | None
+    ) -> list[AuditRow]:
+        """Newest first; ``before`` pages back from a sequence number."""
+        query = f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE true"
+        params: list[Any] = []
+        if namespace is not None:
+            query += " AND namespace = %s"
+            params.append(namespace)
+        if before is not None:
+            query += " AND seq < %s"
+            params.append(before)
+        rows = self._fetch(query + " ORDER BY seq DESC LIMIT %s", [*params, _limit(limit)])
+        return [AuditRow(*row) for row in rows]
+
+    def audit_chain(self) -> Iterator[AuditRow]:
+        """Every entry in ``seq`` order, streamed (a server-side cursor in one snapshot)."""
+        with (
+            self._connection("reading the audit log") as conn,
+            conn.transaction(),
+            conn.cursor(name="memvault_audit") as cursor,
+        ):
+            cursor.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY seq")
+            while rows := cursor.fetchmany(_FETCH):
+                yield from (AuditRow(*row) for row in rows)
+
+
+class _OverBudget(Exception):
+    """A filtered read ran out of time between rows."""
+
+
+def _legacy_key_names(conn: Conn, namespace: str, kind: str, owner: str) -> set[str]:
+    if kind not in _OWNER_SQL:
+        return set()
+    who = _OWNER_SQL[kind]
+    rows = conn.execute(
+        f"SELECT scope_id FROM memories WHERE seal_version = 1 AND namespace = %s AND {who}"
+        f" UNION SELECT scope_id FROM history WHERE seal_version = 1 AND namespace = %s"
+        f" AND {who}",
+        (namespace, owner, namespace, owner),
+    ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+class _PgTx:
+    """A ``WriteTx`` on one connection inside its transaction (see ``PostgresStore``)."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    def _all(self, query: Any, params: Sequence[Any]) -> list[Any]:
+        return self._conn.execute(query, params).fetchall()
+
+    def lock(self, name: str, *, exclusive: bool = True) -> None:
+        if exclusive:
+            self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
+        else:
+            self._conn.execute(
+                "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", (name,)
+            )
+
+    def get(self, namespace: str, memory_id: str) -> MemoryRow | None:
+        rows = self._all(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s"
+            " FOR UPDATE",
+            (namespace, memory_id),
+        )
+        return _memory(rows[0]) if rows else None
+
+    def scope_rows(self, namespace: str, scope: Scope, *, limit: int) -> list[MemoryRow]:
+        where, params = _scope_sql(namespace, scope)
+        rows = self._all(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {where}"
+            " ORDER BY m.rowid DESC LIMIT %s",
+            [*params, _limit(limit)],
+        )
+        return [_memory(row) for row in rows]
+
+    def recent_rows(self, namespace: str, scope: Scope, limit: int) -> list[MemoryRow]:
+        where, params = _scope_sql(namespace, scope, exact=True)
+        rows = self._all(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {where}"
+            " ORDER BY m.rowid DESC LIMIT %s",
+            [*params, _limit(limit)],
+        )
+        return [_memory(row) for row in rows]
+
+    def find_duplicate(self, row: MemoryRow) -> str | None:
+        rows = self._all(
+            "SELECT id FROM memories WHERE namespace = %s AND coalesce(user_id, '') = %s"
+            " AND coalesce(agent_id, '') = %s AND coalesce(run_id, '') = %s AND hash = %s",
+            (row.namespace, row.user_id or "", row.agent_id or "", row.run_id or "", row.hash),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def rows_under_key(
+        self, namespace: str, user_id: str, scope_id: str, limit: int
+    ) -> list[MemoryRow]:
+        rows = self._all(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s"
+            " AND m.user_id = %s AND m.scope_id = %s ORDER BY m.rowid LIMIT %s",
+            (namespace, user_id, scope_id, _limit(limit)),
+        )
+        return [_memory(row) for row in rows]
+
+    def events_under_key(
+        self, namespace: str, user_id: str, scope_id: str, limit: int
+    ) -> list[HistoryRow]:
+        rows = self._all(
+            f"SELECT {_HISTORY_COLUMNS} FROM history WHERE namespace = %s AND user_id = %s"
+            " AND scope_id = %s ORDER BY seq LIMIT %s",
+            (namespace, user_id, scope_id, _limit(limit)),
+        )
+        return [_event(row) for row in rows]
+
+    def legacy_rows(self, after: int, limit: int) -> list[MemoryRow]:
+        rows = self._all(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.seal_version = 1"
+            " AND m.rowid > %s ORDER BY m.rowid LIMIT %s",
+            (after, _limit(limit)),
+        )
+        return [_memory(row) for row in rows]
+
+    def legacy_events(self, after: str, limit: int) -> list[HistoryRow]:
+        rows = self._all(
+            f"SELECT {_HISTORY_COLUMNS} FROM history WHERE seal_version = 1 AND id > %s"
+            " ORDER BY id LIMIT %s",
+            (after, _limit(limit)),
+        )
+        return [_event(row) for row in rows]
+
+    def legacy_key_names(self, namespace: str, kind: str, owner: str) -> set[str]:
+        return _legacy_key_names(self._conn, namespace, kind, owner)
+
+    def legacy_name_shared(self, name: str, namespace: str, kind: str, owner: str) -> bool:
+        if kind not in _OTHER_OWNER_SQL:
+            return False
+        other = _OTHER_OWNER_SQL[kind]
+        rows = self._all(
+            f"SELECT 1 FROM memories WHERE seal_version = 1 AND scope_id = %s AND {other}"
+            f" UNION ALL SELECT 1 FROM history WHERE seal_version = 1 AND scope_id = %s"
+            f" AND {other} LIMIT 1",
+            (name, namespace, owner, name, namespace, owner),
+        )
+        return bool(rows)
+
+    # writes
+
+    def insert(self, row: MemoryRow, terms: IndexTerms) -> None:
+        found = self._conn.execute(
+            "INSERT INTO memories (id, namespace, scope_id, user_id, agent_id, run_id, actor_id,"
+            " role, memory_type, hash, text_box, metadata_box, vector_box, context_box,"
+            " created_at, updated_at, expires_at, importance, access_count, last_accessed_at,"
+            " seal_version, terms_body, terms_context) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
+            " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING rowid",
+            (
+                row.id,
+                row.namespace,
+                row.scope_id,
+                row.user_id,
+                row.agent_id,
+                row.run_id,
+                row.actor_id,
+                row.role,
+                row.memory_type,
+                row.hash,
+                row.text_box,
+                row.metadata_box,
+                row.vector_box,
+                row.context_box,
+                row.created_at,
+                row.updated_at,
+                row.expires_at,
+                row.importance,
+                row.access_count,
+                row.last_accessed_at,
+                row.seal_version,
+                terms.body,
+                terms.context,
+            ),
+        ).fetchone()
+        assert found is not None
+        row.rowid = int(found[0])
+
+    def rewrite(self, row: MemoryRow, terms: IndexTerms | None) -> None:
+        params: list[Any] = [
+            row.scope_id,
+            row.seal_version,
+            row.hash,
+            row.text_box,
+            row.metadata_box,
+            row.vector_box,
+            row.context_box,
+            row.updated_at,
+        ]
+        query = (
+            "UPDATE memories SET scope_id = %s, seal_version = %s, hash = %s, text_box = %s,"
+            " metadata_box = %s, vector_box = %s, context_box = %s, updated_at = %s"
+        )
+        if terms is not None:
+            query += ", terms_body = %s, terms_context = %s"
+            params += [terms.body, terms.context]
+        self._conn.execute(query + " WHERE rowid = %s", [*params, row.rowid])
+
+    def delete(self, row: MemoryRow) -> None:
+        self._conn.execute("DELETE FROM memories WHERE rowid = %s", (row.rowid,))
+
+    def add_history(self, event: HistoryRow) -> None:
+        self._conn.execute(
+            f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES"
+            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                event.id,
+                event.memory_id,
+                event.namespace,
+                event.scope_id,
+                event.user_id,
+                event.agent_id,
+                event.run_id,
+                event.event,
+                event.old_box,
+                event.new_box,
+                event.actor_id,
+                event.role,
+                event.created_at,
+                event.seal_version,
+            ),
+        )
+
+    def rewrite_event(self, event: HistoryRow) -> None:
+        self._conn.execute(
+            "UPDATE history SET scope_id = %s, seal_version = %s, old_box = %s, new_box = %s"
+            " WHERE id = %s",
+            (event.scope_id, event.seal_version, event.old_box, event.new_box, event.id),
+        )
+
+    def bump_version(self, scope_id: str) -> tuple[int, int]:
+        found = self._conn.execute(
+            "INSERT INTO scope_versions AS v VALUES (%s, 1) ON CONFLICT (scope_id)"
+            " DO UPDATE SET version = v.version + 1 RETURNING version",
+            (scope_id,),
+        ).fetchone()
+        assert found is not None
+        after = int(found[0])
+        return after - 1, after
+
+    def delete_user(self, namespace: str, user_id: str) -> tuple[int, int]:
+        memories = self._conn.execute(
+            "DELETE FROM memories WHERE namespace = %s AND user_id = %s", (namespace, user_id)
+        ).rowcount
+        events = self._conn.execute(
+            "DELETE FROM history WHERE namespace = %s AND user_id = %s", (namespace, user_id)
+        ).rowcount
+        return memories, events
+
+    def delete_namespace(self, namespace: str) -> None:
+        # Every key scope that held rows gets a later version: no cache elsewhere stays current.
+        # scope_versions rows stay: a version only ever grows.
+        self._conn.execute(
+            "UPDATE scope_versions SET version = version + 1 WHERE scope_id IN"
+            " (SELECT scope_id FROM memories WHERE namespace = %s"
+            " UNION SELECT scope_id FROM history WHERE namespace = %s)",
+            (namespace, namespace),
+        )
+        self._conn.execute("DELETE FROM memories WHERE namespace = %s", (namespace,))
+        self._conn.execute("DELETE FROM history WHERE namespace = %s", (namespace,))

