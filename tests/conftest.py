@@ -63,3 +63,24 @@ def local_embedder() -> Any:
     from memvault.embedding.onnx import OnnxEmbedder
 
     return OnnxEmbedder()
+
+
+# --- Postgres: one embedded server per session, a fresh database per test ----------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.pg import start_server, stop_server
+
+    data = tmp_path_factory.mktemp("pg") / "data"
+    data.mkdir()
+    url = start_server(data)
+    yield url
+    stop_server()
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    from tests.pg import fresh_database_url
+
+    return fresh_database_url()

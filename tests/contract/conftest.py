@@ -10,16 +10,28 @@ import pytest
 
 from memvault import HashEmbedder, Memory
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
-def open_memory(request: pytest.FixtureRequest, home: Path) -> Iterator[Callable[..., Memory]]:
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """The backend of a contract case: None for SQLite in the home, else a fresh Postgres
+    database on the session's embedded server."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def open_memory(database_url: str | None, home: Path) -> Iterator[Callable[..., Memory]]:
     """Opens ``Memory`` objects on one backend (several may share it, like several processes)."""
     opened: list[Memory] = []
 
     def factory(**options: Any) -> Memory:
         options.setdefault("embedder", HashEmbedder())
+        if database_url is not None:
+            options.setdefault("database_url", database_url)
         m = Memory(home, **options)
         opened.append(m)
         return m

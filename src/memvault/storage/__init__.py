@@ -83,3 +83,26 @@ def _sqlite_keys(config: StoreConfig) -> KeyStore:
 
 
 register_backend("sqlite", Backend("sqlite", _sqlite_data, _sqlite_keys))
+
+
+def _postgres_data(config: StoreConfig, decrypt: MetaDecryptor) -> DataStore:
+    from memvault.storage.postgres import PostgresStore
+
+    assert config.database_url is not None  # selected by its scheme
+    return PostgresStore(
+        config.database_url,
+        decrypt_metadata=decrypt,
+        max_filter_seconds=config.max_filter_seconds,
+        pool_max=config.pool_size,
+    )
+
+
+def _postgres_keys(config: StoreConfig) -> KeyStore:
+    from memvault.storage.postgres import PostgresKeyStore
+
+    url = config.keys_database_url or config.database_url
+    assert url is not None
+    return PostgresKeyStore(url)
+
+
+register_backend("postgresql", Backend("postgresql", _postgres_data, _postgres_keys))

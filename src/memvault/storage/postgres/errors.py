@@ -8,9 +8,6 @@ and is raised ``from None`` so no traceback carries the driver's text either.
 ``StorageBusy`` (HTTP 503) is for what a retry may fix: the connection is gone or refused, the
 server is starting or shutting down, out of resources, a serialization failure, a deadlock, a
 lock not available. Everything else is a ``StorageError`` (500).
-
-``StorageBusy`` is defined here for now; it belongs in ``memvault.errors`` next to
-``StorageError`` (it subclasses it, so callers that catch ``StorageError`` keep working).
 """
 
 from __future__ import annotations
@@ -21,16 +18,9 @@ from contextlib import contextmanager
 import psycopg
 import psycopg_pool
 
-from memvault.errors import MemvaultError, StorageError
+from memvault.errors import MemvaultError, StorageBusy, StorageError
 
-__all__ = ["StorageBusy", "guard", "translate"]
-
-
-class StorageBusy(StorageError):
-    """The database cannot serve the request now (connection, resources, lock, conflict)."""
-
-    code = "storage_busy"
-    http_status = 503
+__all__ = ["guard", "translate"]
 
 
 # SQLSTATE classes and codes a retry may fix.

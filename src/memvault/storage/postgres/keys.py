@@ -351,11 +351,17 @@ class PostgresKeyStore:
         )
         return [(str(s), WrappedKey(int(v), bytes(w))) for s, v, w in rows]
 
-    def rewrap(self, scope_id: str, old: WrappedKey, new: WrappedKey) -> bool:
-        with self._write("rewrapping a data key") as conn:
-            done = conn.execute(
-                "UPDATE data_keys SET kek_version = %s, wrapped = %s"
-                " WHERE scope_id = %s AND kek_version = %s AND wrapped = %s",
-                (new.kek_version, new.wrapped, scope_id, old.kek_version, old.wrapped),
-            ).rowcount
-        return done > 0
+    def rewrap(self, changes: Sequence[tuple[str, WrappedKey, WrappedKey]]) -> int:
+        with self._write("rewrapping data keys") as conn:
+            return sum(
+                conn.execute(
+                    "UPDATE data_keys SET kek_version = %s, wrapped = %s"
+                    " WHERE scope_id = %s AND kek_version = %s AND wrapped = %s",
+                    (new.kek_version, new.wrapped, scope_id, old.kek_version, old.wrapped),
+                ).rowcount
+                for scope_id, old, new in changes
+            )
+
+    def flush(self) -> None:
+        """Old tuple versions of rewrapped or deleted keys go with a VACUUM of the table."""
+        self._vacuum()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -493,14 +494,17 @@ class PostgresStore:
             return _legacy_key_names(conn, namespace, kind, owner)
 
     def touch(self, namespace: str, ids: Sequence[str], when: str) -> None:
-        """Count reads (``access_count``, ``last_accessed_at``); one statement for all."""
+        """Count reads (``access_count``, ``last_accessed_at``); one statement for all, an id
+        read n times counted n times."""
         if not ids:
             return
+        counts = Counter(ids)
         with self._connection("counting reads") as conn:
             conn.execute(
-                "UPDATE memories SET access_count = access_count + 1, last_accessed_at = %s"
-                " WHERE namespace = %s AND id = ANY(%s)",
-                (when, namespace, list(ids)),
+                "UPDATE memories m SET access_count = m.access_count + r.n, last_accessed_at = %s"
+                " FROM unnest(%s::text[], %s::int[]) AS r(id, n)"
+                " WHERE m.namespace = %s AND m.id = r.id",
+                (when, list(counts), list(counts.values()), namespace),
             )
 
     def namespace_settings(self, namespace: str) -> dict[str, Any]:
