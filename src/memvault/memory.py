@@ -23,10 +23,10 @@ import numpy.typing as npt
 from pydantic import SecretStr
 
 from memvault.access import AccessRecorder
-from memvault.clock import iso, now_iso
+from memvault.clock import iso
 from memvault.codec import Codec
 from memvault.config import Settings
-from memvault.core import changes, rekey, reseal, rights
+from memvault.core import changes, reads, rekey, reseal, rights
 from memvault.core.changes import Add, Change, Delete, Update
 from memvault.core.engine import Engine
 from memvault.embedding import Embedder, check_embedder_name, create_embedder
@@ -35,10 +35,8 @@ from memvault.errors import (
     EmbedderError,
     EmbeddingModelMismatch,
     InvalidConfig,
-    InvalidFilter,
     InvalidInput,
 )
-from memvault.filters import parse_filter, scope_ids
 from memvault.lru import ByteLRU, text_size
 from memvault.retrieval.hybrid import HybridSearcher, Mode
 from memvault.retrieval.vector_index import VectorCache
@@ -57,11 +55,9 @@ from memvault.validation import (
     Scope,
     check_id,
     check_importance,
-    check_json_value,
     check_memory_type,
     check_metadata,
     check_namespace,
-    check_offset,
     check_text,
     check_top_k,
     parse_datetime,
@@ -447,28 +443,6 @@ class Memory:
 
     # --- search and read ----------------------------------------------------------------------
 
-    def _query_scope(
-        self,
-        user_id: str | None,
-        agent_id: str | None,
-        run_id: str | None,
-        filters: Mapping[str, Any] | None,
-    ) -> tuple[Scope, Any]:
-        # Strings and size first (a lone surrogate failed deep in the query as a 500).
-        node = parse_filter(check_json_value(filters, "filters", InvalidFilter, max_depth=64))
-        pinned = scope_ids(node)
-        for name, value in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id)):
-            if value is not None and name in pinned and pinned[name] != value:
-                raise InvalidInput(f"{name} is given twice with different values")
-        return (
-            Scope.of(
-                user_id or pinned.get("user_id"),
-                agent_id or pinned.get("agent_id"),
-                run_id or pinned.get("run_id"),
-            ),
-            node,
-        )
-
     def search(
         self,
         query: str,
@@ -488,7 +462,7 @@ class Memory:
         each hit's vector and BM25 parts; ``mode`` ``vector`` or ``bm25`` uses one side only.
         """
         check_text(query, self.settings.max_text_bytes, "query")
-        scope, node = self._query_scope(user_id, agent_id, run_id, filters)
+        scope, node = reads.query_scope(user_id, agent_id, run_id, filters)
         top_k = check_top_k(top_k)
         if mode not in ("hybrid", "vector", "bm25"):
             raise InvalidInput("mode must be hybrid, vector or bm25")
@@ -509,20 +483,13 @@ class Memory:
                 threshold=threshold,
                 mode=mode,
             )
-        results = []
-        for hit in hits:
-            item = self._codec.public(hit.row)
-            item["score"] = hit.score
-            if explain:
-                item["explain"] = hit.explain
-            results.append(item)
+        results = reads.search_results(self._engine, hits, explain=explain)
         self._access.record(self.namespace, [hit.row.id for hit in hits])
         return {"results": results}
 
     def get(self, memory_id: str) -> dict[str, Any] | None:
         """One memory of this namespace by id, or None (also for expired memories)."""
-        row = self._store.get(self.namespace, check_id("memory_id", memory_id), now_iso())
-        return None if row is None else self._codec.public(row)
+        return reads.get(self._engine, memory_id)
 
     def get_all(
         self,
@@ -536,17 +503,8 @@ class Memory:
     ) -> dict[str, list[dict[str, Any]]]:
         """The scope's memories that match ``filters``, newest first, at most ``top_k``
         (after skipping ``offset``, for pages)."""
-        scope, node = self._query_scope(user_id, agent_id, run_id, filters)
-        check_offset(offset)
-        rows = self._store.list_rows(
-            self.namespace,
-            scope,
-            node,
-            now=now_iso(),
-            limit=check_top_k(top_k, 100_000),
-            offset=offset,
-        )
-        return {"results": [self._codec.public(row) for row in rows]}
+        scope, node = reads.query_scope(user_id, agent_id, run_id, filters)
+        return {"results": reads.rows(self._engine, scope, node, top_k=top_k, offset=offset)}
 
     def get_page(
         self,
@@ -559,17 +517,8 @@ class Memory:
         offset: int = 0,
     ) -> tuple[list[dict[str, Any]], int]:
         """``get_all``'s page and ``count``'s total, the filter run once for both."""
-        scope, node = self._query_scope(user_id, agent_id, run_id, filters)
-        check_offset(offset)
-        rows, total = self._store.page_rows(
-            self.namespace,
-            scope,
-            node,
-            now=now_iso(),
-            limit=check_top_k(top_k, 100_000),
-            offset=offset,
-        )
-        return [self._codec.public(row) for row in rows], total
+        scope, node = reads.query_scope(user_id, agent_id, run_id, filters)
+        return reads.page(self._engine, scope, node, top_k=top_k, offset=offset)
 
     def count(
         self,
@@ -580,13 +529,12 @@ class Memory:
         filters: Mapping[str, Any] | None = None,
     ) -> int:
         """How many memories of the scope match ``filters`` (expired ones are not counted)."""
-        scope, node = self._query_scope(user_id, agent_id, run_id, filters)
-        return len(self._store.ids_matching(self.namespace, scope, node, now_iso()))
+        scope, node = reads.query_scope(user_id, agent_id, run_id, filters)
+        return reads.count(self._engine, scope, node)
 
     def history(self, memory_id: str) -> list[dict[str, Any]]:
         """Every change to a memory, oldest first, kept after the memory is deleted."""
-        events = self._store.history(self.namespace, check_id("memory_id", memory_id))
-        return [self._codec.public_history(event) for event in events]
+        return reads.history(self._engine, memory_id)
 
     # --- update and delete --------------------------------------------------------------------
 

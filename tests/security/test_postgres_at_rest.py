@@ -54,3 +54,41 @@ def test_no_plaintext_in_any_postgres_file(home: Path, pg_url: str) -> None:
     # The control: owner ids are plain columns by design (every read filters on them in SQL),
     # so the scan does find what is there.
     assert owner_seen
+
+
+def _tables(url: str) -> dict[str, set[str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables"
+            " WHERE table_schema LIKE 'memvault%'"
+        ).fetchall()
+    found: dict[str, set[str]] = {}
+    for schema, table in rows:
+        found.setdefault(str(schema), set()).add(str(table))
+    return found
+
+
+def test_keys_live_apart_from_the_data(home: Path, pg_url: str) -> None:
+    """A dump of the data schema (or database) holds no key: keys have a schema of their own,
+    or a database of their own with MEMVAULT_KEYS_DATABASE_URL."""
+    from tests.pg import fresh_database_url
+
+    with Memory(home, embedder=HashEmbedder(), database_url=pg_url) as m:
+        m.add("a fact", user_id="alice")
+    tables = _tables(pg_url)
+    assert "data_keys" in tables["memvault_keys"] and "memories" in tables["memvault"]
+    assert not tables["memvault"] & {"data_keys", "master_checks", "key_generations"}
+    assert not tables["memvault_keys"] & {"memories", "history", "api_keys", "audit_log"}
+
+    data_url, keys_url = fresh_database_url(), fresh_database_url()
+    other_home = home.parent / "other-home"
+    with Memory(
+        other_home, embedder=HashEmbedder(), database_url=data_url, keys_database_url=keys_url
+    ) as m:
+        memory_id = m.add("another fact", user_id="bob")["results"][0]["id"]
+    assert set(_tables(data_url)) == {"memvault"}
+    assert set(_tables(keys_url)) == {"memvault_keys"}
+    with Memory(
+        other_home, embedder=HashEmbedder(), database_url=data_url, keys_database_url=keys_url
+    ) as m:
+        assert m.get(memory_id)["memory"] == "another fact"

@@ -761,9 +761,9 @@ def test_master_checks_and_rewrap(keys: PostgresKeyStore) -> None:
     assert keys.versions_in_use() == {1: 1, 2: 1}
     assert keys.not_wrapped_by(2, 10) == [("s", old)]
     new = WrappedKey(2, b"new")
-    assert not keys.rewrap("s", WrappedKey(1, b"stale"), new)
-    assert keys.rewrap("s", old, new)
-    assert not keys.rewrap("s", old, WrappedKey(3, b"late"))
+    assert keys.rewrap([("s", WrappedKey(1, b"stale"), new)]) == 0
+    assert keys.rewrap([("s", old, new), ("t", WrappedKey(9, b"x"), new)]) == 1
+    assert keys.rewrap([("s", old, WrappedKey(3, b"late"))]) == 0
     assert keys.wrapped("s") == new
     assert keys.not_wrapped_by(2, 10) == []
 

@@ -1,0 +1,98 @@
+"""Reads: one memory, a scope's memories (filtered, paged, counted), history, and turning search
+hits into answers. Every read is bounded to the engine's namespace by the store, in its query."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from memvault.clock import now_iso
+from memvault.core.engine import Engine
+from memvault.errors import InvalidFilter, InvalidInput
+from memvault.filters import FilterNode, parse_filter, scope_ids
+from memvault.retrieval.hybrid import SearchHit
+from memvault.validation import Scope, check_id, check_json_value, check_offset, check_top_k
+
+__all__ = ["count", "get", "history", "page", "query_scope", "rows", "search_results"]
+
+MAX_PAGE = 100_000
+
+
+def query_scope(
+    user_id: str | None,
+    agent_id: str | None,
+    run_id: str | None,
+    filters: Mapping[str, Any] | None,
+) -> tuple[Scope, FilterNode | None]:
+    """The scope a read names (as arguments, or pinned by the filter as mem0 2.x does) and the
+    parsed filter."""
+    # Strings and size first (a lone surrogate failed deep in the query as a 500).
+    node = parse_filter(check_json_value(filters, "filters", InvalidFilter, max_depth=64))
+    pinned = scope_ids(node)
+    for name, value in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id)):
+        if value is not None and name in pinned and pinned[name] != value:
+            raise InvalidInput(f"{name} is given twice with different values")
+    scope = Scope.of(
+        user_id or pinned.get("user_id"),
+        agent_id or pinned.get("agent_id"),
+        run_id or pinned.get("run_id"),
+    )
+    return scope, node
+
+
+def get(engine: Engine, memory_id: str) -> dict[str, Any] | None:
+    row = engine.store.get(engine.namespace, check_id("memory_id", memory_id), now_iso())
+    return None if row is None else engine.codec.public(row)
+
+
+def rows(
+    engine: Engine, scope: Scope, node: FilterNode | None, *, top_k: int, offset: int
+) -> list[dict[str, Any]]:
+    check_offset(offset)
+    found = engine.store.list_rows(
+        engine.namespace,
+        scope,
+        node,
+        now=now_iso(),
+        limit=check_top_k(top_k, MAX_PAGE),
+        offset=offset,
+    )
+    return [engine.codec.public(row) for row in found]
+
+
+def page(
+    engine: Engine, scope: Scope, node: FilterNode | None, *, top_k: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    check_offset(offset)
+    found, total = engine.store.page_rows(
+        engine.namespace,
+        scope,
+        node,
+        now=now_iso(),
+        limit=check_top_k(top_k, MAX_PAGE),
+        offset=offset,
+    )
+    return [engine.codec.public(row) for row in found], total
+
+
+def count(engine: Engine, scope: Scope, node: FilterNode | None) -> int:
+    return len(engine.store.ids_matching(engine.namespace, scope, node, now_iso()))
+
+
+def history(engine: Engine, memory_id: str) -> list[dict[str, Any]]:
+    events = engine.store.history(engine.namespace, check_id("memory_id", memory_id))
+    return [engine.codec.public_history(event) for event in events]
+
+
+def search_results(
+    engine: Engine, hits: Sequence[SearchHit], *, explain: bool
+) -> list[dict[str, Any]]:
+    """Hits as the API returns them: the memory, its score, and (``explain``) the score's parts."""
+    results = []
+    for hit in hits:
+        item = engine.codec.public(hit.row)
+        item["score"] = hit.score
+        if explain:
+            item["explain"] = hit.explain
+        results.append(item)
+    return results
