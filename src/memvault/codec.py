@@ -177,9 +177,7 @@ class Codec:
 
     def vector_entry(self, scope_id: str, stored: VectorRow) -> VectorEntry:
         """What the scope's in-process index holds of a ``scope_vectors`` row."""
-        bound = Binding(
-            stored.namespace, stored.user_id, stored.agent_id, stored.run_id, stored.id
-        )
+        bound = Binding(stored.namespace, stored.user_id, stored.agent_id, stored.run_id, stored.id)
         raw = self.reader(scope_id, stored.id).open(
             bound, "vector", bytes(stored.vector_box), stored.seal_version
         )

@@ -674,6 +674,7 @@ class Memory:
 
     def purge_expired(self) -> int:
         """Delete expired memories of every namespace now (the server also does it hourly)."""
+
         def delete(namespace: str, memory_id: str) -> bool:
             view = self._engine.view(namespace)
             done = changes.apply(view, [Delete(memory_id, missing_ok=True)])

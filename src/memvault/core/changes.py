@@ -181,9 +181,7 @@ class _Writer:
         tx.add_history(engine.event(row, row.id, "ADD", None, text, cipher))
         window.append(text)
         self.seen[(change.scope, row.hash)] = row.id
-        self.done.added.setdefault(row.scope_id, []).append(
-            vector_entry(row, change.vector, terms)
-        )
+        self.done.added.setdefault(row.scope_id, []).append(vector_entry(row, change.vector, terms))
         self.done.touched.add(row.scope_id)
         return _result(row.id, text, "ADD", change.redactions)
 

@@ -37,6 +37,8 @@ __all__ = ["reseal_legacy", "reseal_row"]
 
 _FIELDS = ("text", "metadata", "vector", "context")
 _DONE_KEY = "seal_format"
+
+
 def _keys(engine: Engine, row: MemoryRow | HistoryRow) -> tuple[ScopeCipher, ScopeCipher]:
     """(the legacy row's key under its old name, the same key under its ``KeyScope`` id)."""
     keyring = engine.keyring

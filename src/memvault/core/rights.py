@@ -113,9 +113,7 @@ def _export_lines(engine: Engine, user_id: str) -> Iterator[dict[str, Any]]:
         yield {"type": "history", "memory_id": memory_id, "events": events_of_deleted}
 
 
-def purge_expired(
-    engine: Engine, delete: Callable[[str, str], bool], batch: int = 500
-) -> int:
+def purge_expired(engine: Engine, delete: Callable[[str, str], bool], batch: int = 500) -> int:
     """Delete expired memories of every namespace (``delete(namespace, id)``, which records a
     DELETE event and says whether the memory was still there); returns how many."""
     total = 0

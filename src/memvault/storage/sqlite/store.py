@@ -292,9 +292,7 @@ class SQLiteStore:
         memories = int(self._query("SELECT count(*) FROM memories")[0][0])
         events = int(self._query("SELECT count(*) FROM history")[0][0])
         size = sum(
-            path.stat().st_size
-            for path in (self.path, Path(f"{self.path}-wal"))
-            if path.exists()
+            path.stat().st_size for path in (self.path, Path(f"{self.path}-wal")) if path.exists()
         )
         return StoreStatus(
             backend=self.backend,
@@ -577,8 +575,7 @@ class SQLiteStore:
             rows = self._query(f"SELECT {_API_KEY_COLUMNS} FROM api_keys ORDER BY created_at")
         else:
             rows = self._query(
-                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE namespace = ?"
-                " ORDER BY created_at",
+                f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE namespace = ? ORDER BY created_at",
                 (namespace,),
             )
         return [ApiKeyRow(*row) for row in rows]
