@@ -217,6 +217,12 @@ class Memory:
         """Every namespace that holds memories or keys, with counts."""
         return self._store.namespace_stats()
 
+    def ping(self) -> None:
+        """Ask both stores a trivial question (``/readyz``): raises ``StorageError`` /
+        ``StorageBusy`` when either does not answer."""
+        self._store.get_meta("embedding_model")
+        self._keyring.store.changes()
+
     def store_status(self) -> StoreStatus:
         """The backend, its location, schema version and sizes (``memvault db status``)."""
         return self._store.status()

@@ -24,7 +24,18 @@ from pathlib import Path
 import memvault
 
 SRC = Path(memvault.__file__).parent
-SINKS = {"execute": 0, "executemany": 0, "executescript": 0, "_query": 0, "_run_script": 1}
+SINKS = {
+    "execute": 0,
+    "executemany": 0,
+    "executescript": 0,
+    "_query": 0,
+    "_run_script": 1,
+    # the Postgres backend's helpers: their SQL parameter is checked at every call
+    "_fetch": 0,
+    "_all": 0,
+    "_run": 1,
+    "_filtered_rowids": 1,
+}
 STORE_SINKS = {"read": 0}  # only on a receiver named *store (file handles also have read())
 TRUSTED_BUILDERS = {
     # The filter compiler: tests/unit/test_filter_sql.py proves its text is a function of the
@@ -34,7 +45,7 @@ TRUSTED_BUILDERS = {
     "_column_sql": "memvault/storage/sqlite/store.py",
 }
 CHECKED_BUILDERS = {"_scope_sql", "_where"}  # their returns are linted like sinks
-SAFE_STR_METHODS = {"split", "strip", "lower", "upper", "join"}
+SAFE_STR_METHODS = {"split", "strip", "lower", "upper", "join", "encode"}
 
 
 @dataclass
@@ -130,6 +141,8 @@ class Checker:
     def safe_call(self, call: ast.Call, func: Function | None, seen: frozenset[str]) -> bool:
         target = call.func
         name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
+        if _composed_identifiers(call):
+            return True
         if name in TRUSTED_BUILDERS or name in CHECKED_BUILDERS:
             return True
         if isinstance(target, ast.Attribute) and name in SAFE_STR_METHODS:
@@ -152,6 +165,28 @@ class Checker:
         if name in self.module_values:
             return all(self.safe(v, None, seen) for v in self.module_values[name])
         return False
+
+
+def _composed_identifiers(call: ast.Call) -> bool:
+    """psycopg's ``sql.SQL(<constant>).format(sql.Identifier(...), ...)``: the text is a
+    constant and every piece put into it is an identifier, quoted by psycopg (a schema name or a
+    channel from the configuration, never a value)."""
+    target = call.func
+    if not (isinstance(target, ast.Attribute) and target.attr == "format"):
+        return False
+    base = target.value
+    if not (
+        isinstance(base, ast.Call)
+        and ast.unparse(base.func) == "sql.SQL"
+        and len(base.args) == 1
+        and isinstance(base.args[0], ast.Constant)
+        and isinstance(base.args[0].value, str)
+    ):
+        return False
+    return not call.keywords and all(
+        isinstance(arg, ast.Call) and ast.unparse(arg.func) == "sql.Identifier"
+        for arg in call.args
+    )
 
 
 def _functions(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef]:

@@ -807,7 +807,7 @@ def test_a_slow_statement_is_cut_by_the_budget(pg_url: str) -> None:
         slow = f"SELECT {_FILTER_COLUMNS} FROM memories m, pg_sleep(2) WHERE m.namespace = %s"
         started = time.monotonic()
         with pytest.raises(FilterTooExpensive):
-            list(store._filtered(node, slow, [NS]))
+            list(store._filtered_rowids(node, slow, [NS]))
         assert time.monotonic() - started < 1.5
         # The connection went back to the pool usable, without the timeout.
         assert len(store.list_rows(NS, Scope("alice"), node, now=None, limit=5)) == 1

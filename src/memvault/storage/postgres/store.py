@@ -89,9 +89,15 @@ _AUDIT_COLUMNS = (
     "seq, at, namespace, key_id, action, user_id, memory_ids, source, outcome, prev_hash, hash"
 )
 # What a filtered read needs of a row: the filter's columns, then what decrypting metadata needs.
-_FILTER_COLUMNS = ", ".join(f"m.{c}" for c in COLUMNS) + (
-    ", m.rowid, m.scope_id, m.namespace, m.metadata_box, m.seal_version"
+# The filter grammar's built-in columns (``filters.COLUMNS``, in order), then what opening a row's
+# metadata needs. Spelled out: SQL text is made of constants only (tests/security/test_sql_splicing).
+_FILTER_COLUMNS = (
+    "m.id, m.user_id, m.agent_id, m.run_id, m.actor_id, m.role, m.memory_type, m.created_at,"
+    " m.updated_at, m.expires_at, m.importance,"
+    " m.rowid, m.scope_id, m.namespace, m.metadata_box, m.seal_version"
 )
+if not _FILTER_COLUMNS.startswith(", ".join(f"m.{c}" for c in COLUMNS) + ","):
+    raise ImportError("_FILTER_COLUMNS must start with filters.COLUMNS, in order")
 _NOT_EXPIRED = " AND (m.expires_at IS NULL OR m.expires_at > %s)"
 
 # Legacy (seal format 1) key names an owner's own rows name, by kind: the owner is the first id
@@ -282,7 +288,7 @@ class PostgresStore:
             params.append(now)
         return where, params
 
-    def _filtered(
+    def _filtered_rowids(
         self, node: FilterNode, query: str, params: Sequence[Any]
     ) -> Generator[int, None, None]:
         """The ``rowid`` of each row of ``query`` (which selects ``_FILTER_COLUMNS``) that passes
@@ -365,7 +371,7 @@ class PostgresStore:
         chosen: list[int] = []
         query = f"SELECT {_FILTER_COLUMNS} FROM memories m WHERE {where} ORDER BY m.rowid {order}"
         skipped = 0
-        stream = self._filtered(node, query, params)
+        stream = self._filtered_rowids(node, query, params)
         try:
             for rowid in stream:
                 if skipped < offset:
@@ -400,7 +406,7 @@ class PostgresStore:
             ]
         else:
             query = f"SELECT {_FILTER_COLUMNS} FROM memories m WHERE {where} ORDER BY m.rowid DESC"
-            matched = list(self._filtered(node, query, params))
+            matched = list(self._filtered_rowids(node, query, params))
         page = matched[offset:] if limit < 0 else matched[offset : offset + limit]
         return self._by_rowids(page), len(matched)
 
@@ -422,7 +428,7 @@ class PostgresStore:
             rows = self._fetch(f"SELECT m.id FROM memories m WHERE {where}", params)
             return {str(row[0]) for row in rows}
         query = f"SELECT {_FILTER_COLUMNS} FROM memories m WHERE {where}"
-        rowids = list(self._filtered(node, query, params))
+        rowids = list(self._filtered_rowids(node, query, params))
         if not rowids:
             return set()
         rows = self._fetch("SELECT id FROM memories WHERE rowid = ANY(%s)", (rowids,))
