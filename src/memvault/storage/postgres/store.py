@@ -88,9 +88,9 @@ _API_KEY_COLUMNS = (
 _AUDIT_COLUMNS = (
     "seq, at, namespace, key_id, action, user_id, memory_ids, source, outcome, prev_hash, hash"
 )
-# What a filtered read needs of a row: the filter's columns, then what decrypting metadata needs.
-# The filter grammar's built-in columns (``filters.COLUMNS``, in order), then what opening a row's
-# metadata needs. Spelled out: SQL text is made of constants only (tests/security/test_sql_splicing).
+# What a filtered read needs of a row: the filter grammar's built-in columns (``filters.COLUMNS``,
+# in order), then what opening its metadata needs. Spelled out: SQL text is made of constants
+# only (tests/security/test_sql_splicing.py).
 _FILTER_COLUMNS = (
     "m.id, m.user_id, m.agent_id, m.run_id, m.actor_id, m.role, m.memory_type, m.created_at,"
     " m.updated_at, m.expires_at, m.importance,"
