@@ -7,7 +7,8 @@ lists newest first and is never shown to callers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from typing import Any
 
 from memvault.security.crypto import SEAL_VERSION
 
@@ -20,6 +21,7 @@ __all__ = [
     "StoreStatus",
     "VectorRow",
     "WrappedKey",
+    "values",
 ]
 
 
@@ -147,3 +149,8 @@ class StoreStatus:
     memories: int
     history_events: int
     bytes_used: int | None
+
+
+def values(row: ApiKeyRow | AuditRow) -> tuple[Any, ...]:
+    """A row's fields in declaration order: the column order of its table in every backend."""
+    return astuple(row)

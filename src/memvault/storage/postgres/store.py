@@ -57,6 +57,7 @@ from memvault.storage.rows import (
     MemoryRow,
     StoreStatus,
     VectorRow,
+    values,
 )
 from memvault.validation import Scope
 
@@ -561,18 +562,7 @@ class PostgresStore:
             conn.execute(
                 f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES"
                 " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    row.id,
-                    row.namespace,
-                    row.role,
-                    row.name,
-                    row.user_id,
-                    row.secret_hash,
-                    row.created_at,
-                    row.expires_at,
-                    row.revoked_at,
-                    row.last_used_at,
-                ),
+                values(row),
             )
         return True
 
@@ -622,22 +612,7 @@ class PostgresStore:
                 cursor.executemany(
                     f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES"
                     " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [
-                        (
-                            r.seq,
-                            r.at,
-                            r.namespace,
-                            r.key_id,
-                            r.action,
-                            r.user_id,
-                            r.memory_ids,
-                            r.source,
-                            r.outcome,
-                            r.prev_hash,
-                            r.hash,
-                        )
-                        for r in rows
-                    ],
+                    [values(r) for r in rows],
                 )
         return rows
 

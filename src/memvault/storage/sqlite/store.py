@@ -43,6 +43,7 @@ from memvault.storage.rows import (
     MemoryRow,
     StoreStatus,
     VectorRow,
+    values,
 )
 from memvault.storage.sqlite.errors import translate, translated
 from memvault.storage.sqlite.filter_sql import MATCH_ARITY, to_sql
@@ -551,18 +552,7 @@ class SQLiteStore:
                     return False
             tx.db.execute(
                 f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES ({', '.join('?' * 10)})",
-                (
-                    row.id,
-                    row.namespace,
-                    row.role,
-                    row.name,
-                    row.user_id,
-                    row.secret_hash,
-                    row.created_at,
-                    row.expires_at,
-                    row.revoked_at,
-                    row.last_used_at,
-                ),
+                values(row),
             )
         return True
 
@@ -612,22 +602,7 @@ class SQLiteStore:
             rows = build(int(head[0]), str(head[1])) if head else build(0, "")
             tx.db.executemany(
                 f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 11)})",
-                [
-                    (
-                        r.seq,
-                        r.at,
-                        r.namespace,
-                        r.key_id,
-                        r.action,
-                        r.user_id,
-                        r.memory_ids,
-                        r.source,
-                        r.outcome,
-                        r.prev_hash,
-                        r.hash,
-                    )
-                    for r in rows
-                ],
+                [values(r) for r in rows],
             )
         return rows
 
