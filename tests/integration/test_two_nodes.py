@@ -1,0 +1,400 @@
+"""Two stateless ``memvault serve`` processes over one Postgres database (and one Redis): what
+one node writes, erases or rotates, the other sees at once; a node killed mid-write loses no
+acknowledged memory and leaves nothing half-written."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import string
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from memvault import Memory, Settings
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Node:
+    name: str
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+
+    def http(self, key: str, timeout: float = 30) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=timeout,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def start_node(name: str, home: Path, env: dict[str, str]) -> Node:
+    """``python -m memvault serve`` with ``env`` (MEMVAULT_*) on a free loopback port."""
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    log = home.parent / f"{name}.log"
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MEMVAULT_")}
+    full.update(env)
+    full.update(
+        MEMVAULT_HOME=str(home),
+        MEMVAULT_HOST="127.0.0.1",
+        MEMVAULT_PORT=str(port),
+        MEMVAULT_EMBEDDER="hash",
+        MEMVAULT_GC_INTERVAL_SECONDS="0",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
+    )
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "memvault", "serve"],
+            env=full,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Node(name, process, f"http://127.0.0.1:{port}", log)
+
+
+def wait_ready(node: Node, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if node.process.poll() is not None:
+            raise RuntimeError(f"node {node.name} exited:\n{node.output()}")
+        try:
+            if httpx.get(f"{node.base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"node {node.name} not ready after {seconds} s:\n{node.output()}")
+
+
+def stop(node: Node) -> None:
+    if node.process.poll() is None:
+        node.process.kill()
+    node.process.wait(timeout=20)
+
+
+@dataclass
+class Cluster:
+    a: Node
+    b: Node
+    admin: str
+    namespace: str
+    nodes: list[Node] = field(default_factory=list)
+
+
+def _cluster_factory(pg_server: str, tmp: Path, started: list[Node]) -> Callable[..., Cluster]:
+    from tests.pg import fresh_database_url
+
+    def make(**env: str) -> Cluster:
+        """A fresh database, an admin key bootstrapped through the library, nodes A and B."""
+        pg_url = fresh_database_url()
+        master = base64.b64encode(secrets.token_bytes(32)).decode()
+        namespace = f"n{uuid.uuid4().hex[:12]}"
+        common = {
+            "MEMVAULT_DATABASE_URL": pg_url,
+            "MEMVAULT_MASTER_KEY": master,
+            "MEMVAULT_RATE_LIMIT": "100000/minute",
+            **env,
+        }
+        root = tmp / uuid.uuid4().hex[:8]
+        settings = Settings.load(
+            home=root / "bootstrap",
+            embedder="hash",
+            database_url=pg_url,
+            master_key=master,
+            namespace=namespace,
+        )
+        with Memory(settings=settings) as memory:
+            admin = memory.api_keys.create(namespace, "admin", name="two nodes").key
+        a = start_node("a", root / "home-a", common)
+        started.append(a)
+        b = start_node("b", root / "home-b", common)
+        started.append(b)
+        wait_ready(a)
+        wait_ready(b)
+        return Cluster(a, b, admin, namespace, [a, b])
+
+    return make
+
+
+@pytest.fixture
+def make_cluster(pg_server: str, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    """Clusters of this test only (killed and reaped when it ends)."""
+    started: list[Node] = []
+    yield _cluster_factory(pg_server, tmp_path, started)
+    for node in started:
+        stop(node)
+
+
+@pytest.fixture(scope="module")
+def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster for the tests that leave both nodes running (each uses its own users):
+    starting two server processes costs seconds."""
+    started: list[Node] = []
+    try:
+        yield _cluster_factory(pg_server, tmp_path_factory.mktemp("nodes"), started)()
+    finally:
+        for node in started:
+            stop(node)
+
+
+def tag() -> str:
+    """A unique word without digits (a run of digits can look like a card number and be
+    redacted before it is stored)."""
+    return "".join(secrets.choice(string.ascii_lowercase) for _ in range(16))
+
+
+def add(http: httpx.Client, user: str, text: str) -> str:
+    response = http.post("/v1/memories/", json={"messages": text, "user_id": user})
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["results"]
+    assert result["event"] == "ADD" and result["memory"] == text
+    return str(result["id"])
+
+
+def texts(page: dict[str, Any]) -> set[str]:
+    return {item["memory"] for item in page["results"]}
+
+
+def test_read_your_writes_across_nodes(cluster: Cluster) -> None:
+    with cluster.a.http(cluster.admin) as a, cluster.b.http(cluster.admin) as b:
+        for n in range(5):
+            text = f"alice drinks green tea number {n}"
+            memory_id = add(a, "alice", text)
+            got = b.get(f"/v1/memories/{memory_id}/")
+            assert got.status_code == 200 and got.json()["memory"] == text
+            found = b.post("/v1/memories/search/", json={"query": text, "user_id": "alice"})
+            assert found.status_code == 200
+            assert found.json()["results"][0]["memory"] == text
+            listed = b.get("/v1/memories/", params={"user_id": "alice"}).json()
+            assert listed["count"] == n + 1 and text in texts(listed)
+
+
+def test_history_of_an_update_on_the_other_node(cluster: Cluster) -> None:
+    with cluster.a.http(cluster.admin) as a, cluster.b.http(cluster.admin) as b:
+        memory_id = add(a, "bob", "bob lives in Lyon")
+        assert b.get(f"/v1/memories/{memory_id}/history/").status_code == 200  # B caches
+        updated = a.put(f"/v1/memories/{memory_id}/", json={"text": "bob lives in Paris"})
+        assert updated.status_code == 200, updated.text
+        history = b.get(f"/v1/memories/{memory_id}/history/")
+        assert history.status_code == 200
+        events = [(e["event"], e["old_memory"], e["new_memory"]) for e in history.json()]
+        assert events == [
+            ("ADD", None, "bob lives in Lyon"),
+            ("UPDATE", "bob lives in Lyon", "bob lives in Paris"),
+        ]
+        assert b.get(f"/v1/memories/{memory_id}/").json()["memory"] == "bob lives in Paris"
+        found = b.post("/v1/memories/search/", json={"query": "Paris", "user_id": "bob"})
+        assert [r["memory"] for r in found.json()["results"]] == ["bob lives in Paris"]
+
+
+def test_erase_on_one_node_then_add_on_the_other(cluster: Cluster) -> None:
+    with cluster.a.http(cluster.admin) as a, cluster.b.http(cluster.admin) as b:
+        ids = [add(a, "carol", f"carol secret {n}") for n in range(3)]
+        # Both nodes hold carol's data key in their caches.
+        for node in (a, b):
+            assert node.get("/v1/memories/", params={"user_id": "carol"}).json()["count"] == 3
+            assert node.post(
+                "/v1/memories/search/", json={"query": "secret", "user_id": "carol"}
+            ).json()["results"]
+        erased = a.delete("/v1/users/carol/")
+        assert erased.status_code == 200, erased.text
+        assert erased.json()["data_key_destroyed"] is True
+        for memory_id in ids:
+            assert b.get(f"/v1/memories/{memory_id}/").status_code == 404
+            assert b.get(f"/v1/memories/{memory_id}/history/").status_code in (200, 404)
+        listed = b.get("/v1/memories/", params={"user_id": "carol"})
+        assert listed.status_code == 200 and listed.json()["count"] == 0
+        found = b.post("/v1/memories/search/", json={"query": "secret", "user_id": "carol"})
+        assert found.status_code == 200 and found.json()["results"] == []
+
+        # A new add on B after the erase: a new data key generation, readable on A.
+        fresh = add(b, "carol", "carol starts over")
+        for node in (a, b):
+            got = node.get(f"/v1/memories/{fresh}/")
+            assert got.status_code == 200, got.text
+            assert got.json()["memory"] == "carol starts over"
+            listed = node.get("/v1/memories/", params={"user_id": "carol"}).json()
+            assert [r["memory"] for r in listed["results"]] == ["carol starts over"]
+            found = node.post(
+                "/v1/memories/search/", json={"query": "starts over", "user_id": "carol"}
+            ).json()
+            assert [r["memory"] for r in found["results"]] == ["carol starts over"]
+        # And A can add for carol too, under the same new key.
+        again = add(a, "carol", "carol again")
+        assert b.get(f"/v1/memories/{again}/").json()["memory"] == "carol again"
+
+
+def test_rotate_on_one_node_while_the_other_reads(cluster: Cluster) -> None:
+    expected = {f"dave note {n}" for n in range(150)}
+    with cluster.a.http(cluster.admin) as a, cluster.b.http(cluster.admin, timeout=60) as b:
+        items = [{"messages": t, "user_id": "dave"} for t in sorted(expected)]
+        assert a.post("/v1/memories/batch/", json={"items": items}).status_code == 200
+        some_id = a.get("/v1/memories/", params={"user_id": "dave", "page_size": 1}).json()[
+            "results"
+        ][0]["id"]
+        some_text = a.get(f"/v1/memories/{some_id}/").json()["memory"]
+
+        done = threading.Event()
+        problems: list[str] = []
+        reads = 0
+
+        def reader() -> None:
+            nonlocal reads
+            with cluster.a.http(cluster.admin) as mine:
+                while not done.is_set() or reads < 3:
+                    listed = mine.get(
+                        "/v1/memories/", params={"user_id": "dave", "page_size": 1000}
+                    )
+                    if listed.status_code != 200 or texts(listed.json()) != expected:
+                        problems.append(f"list {listed.status_code} {listed.text[:200]}")
+                    got = mine.get(f"/v1/memories/{some_id}/")
+                    if got.status_code != 200 or got.json()["memory"] != some_text:
+                        problems.append(f"get {got.status_code} {got.text[:200]}")
+                    found = mine.post(
+                        "/v1/memories/search/", json={"query": some_text, "user_id": "dave"}
+                    )
+                    if found.status_code != 200 or not (texts(found.json()) <= expected):
+                        problems.append(f"search {found.status_code} {found.text[:200]}")
+                    reads += 1
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            rotated = b.post("/v1/users/dave/rotate-key/")
+        finally:
+            done.set()
+            thread.join(timeout=60)
+        assert rotated.status_code == 200, rotated.text
+        assert rotated.json()["memories_rekeyed"] == 150
+        assert problems == [], problems[:5]
+        assert reads >= 3
+        # After the rotation both nodes read and write under the new key.
+        for node in (a, b):
+            listed = node.get("/v1/memories/", params={"user_id": "dave", "page_size": 1000})
+            assert texts(listed.json()) == expected
+        new = add(a, "dave", "dave after rotation")
+        assert b.get(f"/v1/memories/{new}/").json()["memory"] == "dave after rotation"
+
+
+def test_rate_limits_are_one_budget_over_both_nodes(make_cluster: Callable[..., Cluster]) -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.fail("Redis is not running on 127.0.0.1:6379 (.ci/run starts it)")
+    cluster = make_cluster(
+        MEMVAULT_RATE_LIMIT="6/minute",
+        MEMVAULT_NAMESPACE_RATE_LIMIT="1000/minute",
+        MEMVAULT_REDIS_URL=REDIS_URL,
+    )
+    codes = []
+    for node in (cluster.a, cluster.b) * 4:
+        with node.http(cluster.admin) as http:
+            codes.append(http.get("/v1/memories/", params={"user_id": "erin"}).status_code)
+    assert codes == [200] * 6 + [429, 429]
+
+
+def test_sigkill_mid_stream_loses_no_acknowledged_add(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster()
+    lock = threading.Lock()
+    acked: dict[str, dict[str, str]] = {"frank": {}, "grace": {}}  # user -> id -> text
+    sent: dict[str, set[str]] = {"frank": set(), "grace": set()}
+    stop_b = threading.Event()
+    killed = threading.Event()
+
+    def sender(node: Node, user: str, worker: int, until: threading.Event) -> None:
+        with node.http(cluster.admin, timeout=10) as http:
+            n = 0
+            while not until.is_set():
+                text = f"{user} fact {worker} {n} {tag()}"
+                n += 1
+                with lock:
+                    sent[user].add(text)
+                try:
+                    response = http.post("/v1/memories/", json={"messages": text, "user_id": user})
+                except httpx.TransportError:
+                    return  # the node is gone: this add was never acknowledged
+                if response.status_code != 200:
+                    if killed.is_set():
+                        return
+                    raise AssertionError(response.text)
+                (result,) = response.json()["results"]
+                assert result["memory"] == text and result["event"] == "ADD"
+                with lock:
+                    acked[user][result["id"]] = text
+
+    a_threads = [
+        threading.Thread(target=sender, args=(cluster.a, "frank", w, threading.Event()))
+        for w in range(4)
+    ]
+    b_threads = [
+        threading.Thread(target=sender, args=(cluster.b, "grace", w, stop_b)) for w in range(2)
+    ]
+    for thread in a_threads + b_threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(acked["frank"]) < 60:
+        assert time.monotonic() < deadline, "node A acknowledged too few adds"
+        time.sleep(0.005)
+    killed.set()
+    os.kill(cluster.a.process.pid, signal.SIGKILL)
+    cluster.a.process.wait(timeout=10)
+    for thread in a_threads:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    time.sleep(0.2)  # B keeps taking adds after A died
+    stop_b.set()
+    for thread in b_threads:
+        thread.join(timeout=30)
+
+    with cluster.b.http(cluster.admin) as b:
+        assert b.get("/readyz").status_code == 200
+        for user in ("frank", "grace"):
+            for memory_id, text in acked[user].items():
+                got = b.get(f"/v1/memories/{memory_id}/")
+                assert got.status_code == 200, got.text
+                assert got.json()["memory"] == text
+            listed = b.get("/v1/memories/", params={"user_id": user, "page_size": 1000}).json()
+            ids = [r["id"] for r in listed["results"]]
+            assert len(ids) == len(set(ids)) == listed["count"]
+            # Every acknowledged add is there; anything else is one of the adds in flight
+            # when A died (committed, but its answer was lost), fully readable.
+            assert set(acked[user]) <= set(ids)
+            unacknowledged = [r for r in listed["results"] if r["id"] not in acked[user]]
+            assert all(r["memory"] in sent[user] for r in unacknowledged)
+            in_flight = len(a_threads) if user == "frank" else 0
+            assert len(unacknowledged) <= in_flight
+            for r in unacknowledged:
+                history = b.get(f"/v1/memories/{r['id']}/history/").json()
+                assert [e["event"] for e in history] == ["ADD"]
+        assert len(acked["grace"]) > 0
