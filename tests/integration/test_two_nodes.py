@@ -216,6 +216,42 @@ def test_history_of_an_update_on_the_other_node(cluster: Cluster) -> None:
         assert [r["memory"] for r in found.json()["results"]] == ["bob lives in Paris"]
 
 
+def test_keys_deletes_and_rules_across_nodes(cluster: Cluster) -> None:
+    """API keys, deletions and namespace rules live in the database: no node caches them."""
+    with cluster.a.http(cluster.admin) as a, cluster.b.http(cluster.admin) as b:
+        made = a.post("/v1/keys/", json={"role": "write", "user_id": "hank"})
+        assert made.status_code == 201, made.text
+        key, key_id = made.json()["key"], made.json()["info"]["id"]
+        with cluster.b.http(key) as hank_b:
+            memory_id = add(hank_b, "hank", "hank keeps bees")
+            assert a.delete(f"/v1/keys/{key_id}/").status_code == 200
+            assert hank_b.get("/v1/memories/", params={"user_id": "hank"}).status_code == 401
+
+        assert b.get(f"/v1/memories/{memory_id}/").status_code == 200  # B caches its index
+        assert b.post("/v1/memories/search/", json={"query": "bees", "user_id": "hank"}).json()[
+            "results"
+        ]
+        assert a.delete(f"/v1/memories/{memory_id}/").status_code == 200
+        assert b.get(f"/v1/memories/{memory_id}/").status_code == 404
+        found = b.post("/v1/memories/search/", json={"query": "bees", "user_id": "hank"})
+        assert found.status_code == 200 and found.json()["results"] == []
+        assert [e["event"] for e in b.get(f"/v1/memories/{memory_id}/history/").json()] == [
+            "ADD",
+            "DELETE",
+        ]
+
+        rules = a.put("/v1/namespace/settings/", json={"secret_policy": "reject"})
+        assert rules.status_code == 200, rules.text
+        try:
+            refused = b.post(
+                "/v1/memories/",
+                json={"messages": "hank card 4111 1111 1111 1111", "user_id": "hank"},
+            )
+            assert refused.status_code == 422, refused.text
+        finally:
+            a.put("/v1/namespace/settings/", json={"secret_policy": "redact"})
+
+
 def test_erase_on_one_node_then_add_on_the_other(cluster: Cluster) -> None:
     with cluster.a.http(cluster.admin) as a, cluster.b.http(cluster.admin) as b:
         ids = [add(a, "carol", f"carol secret {n}") for n in range(3)]
@@ -254,49 +290,58 @@ def test_erase_on_one_node_then_add_on_the_other(cluster: Cluster) -> None:
 
 
 def test_rotate_on_one_node_while_the_other_reads(cluster: Cluster) -> None:
-    expected = {f"dave note {n}" for n in range(150)}
+    # More rows than one rotation batch (200): reads meet both generations at once.
+    expected = {f"dave note {n}" for n in range(450)}
     with cluster.a.http(cluster.admin) as a, cluster.b.http(cluster.admin, timeout=60) as b:
         items = [{"messages": t, "user_id": "dave"} for t in sorted(expected)]
         assert a.post("/v1/memories/batch/", json={"items": items}).status_code == 200
-        some_id = a.get("/v1/memories/", params={"user_id": "dave", "page_size": 1}).json()[
-            "results"
-        ][0]["id"]
-        some_text = a.get(f"/v1/memories/{some_id}/").json()["memory"]
+        page = a.get("/v1/memories/", params={"user_id": "dave", "page_size": 1000}).json()
+        # Memories of each rotation batch (and of none yet), read one by one.
+        sample = {r["id"]: r["memory"] for r in page["results"][::45]}
 
         done = threading.Event()
+        rotating = threading.Event()
         problems: list[str] = []
         reads = 0
+        during = 0  # reads that began and ended while the rotation ran
+
+        def read(mine: httpx.Client, n: int) -> None:
+            if n % 4 == 0:  # the whole list, now and then (it decrypts 450 rows)
+                listed = mine.get("/v1/memories/", params={"user_id": "dave", "page_size": 1000})
+                if listed.status_code != 200 or texts(listed.json()) != expected:
+                    problems.append(f"list {listed.status_code} {listed.text[:200]}")
+            memory_id, text = list(sample.items())[n % len(sample)]
+            got = mine.get(f"/v1/memories/{memory_id}/")
+            if got.status_code != 200 or got.json()["memory"] != text:
+                problems.append(f"get {got.status_code} {got.text[:200]}")
+            found = mine.post("/v1/memories/search/", json={"query": text, "user_id": "dave"})
+            if found.status_code != 200 or text not in texts(found.json()):
+                problems.append(f"search {found.status_code} {found.text[:200]}")
+            if not texts(found.json()) <= expected:
+                problems.append(f"search {found.text[:200]}")
 
         def reader() -> None:
-            nonlocal reads
+            nonlocal reads, during
             with cluster.a.http(cluster.admin) as mine:
                 while not done.is_set() or reads < 3:
-                    listed = mine.get(
-                        "/v1/memories/", params={"user_id": "dave", "page_size": 1000}
-                    )
-                    if listed.status_code != 200 or texts(listed.json()) != expected:
-                        problems.append(f"list {listed.status_code} {listed.text[:200]}")
-                    got = mine.get(f"/v1/memories/{some_id}/")
-                    if got.status_code != 200 or got.json()["memory"] != some_text:
-                        problems.append(f"get {got.status_code} {got.text[:200]}")
-                    found = mine.post(
-                        "/v1/memories/search/", json={"query": some_text, "user_id": "dave"}
-                    )
-                    if found.status_code != 200 or not (texts(found.json()) <= expected):
-                        problems.append(f"search {found.status_code} {found.text[:200]}")
+                    began = rotating.is_set() and not done.is_set()
+                    read(mine, reads)
                     reads += 1
+                    during += began and not done.is_set()
 
         thread = threading.Thread(target=reader)
         thread.start()
         try:
+            rotating.set()
             rotated = b.post("/v1/users/dave/rotate-key/")
         finally:
             done.set()
             thread.join(timeout=60)
         assert rotated.status_code == 200, rotated.text
-        assert rotated.json()["memories_rekeyed"] == 150
+        assert rotated.json()["memories_rekeyed"] == 450
         assert problems == [], problems[:5]
         assert reads >= 3
+        assert during >= 3, f"{during} reads overlapped the rotation"
         # After the rotation both nodes read and write under the new key.
         for node in (a, b):
             listed = node.get("/v1/memories/", params={"user_id": "dave", "page_size": 1000})
