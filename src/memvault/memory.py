@@ -12,11 +12,12 @@ Thread-safe: one ``Memory`` may serve many threads (``AsyncMemory`` does exactly
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +25,7 @@ from pydantic import SecretStr
 
 from memvault.access import AccessRecorder
 from memvault.clock import iso, now_iso
-from memvault.codec import Codec
+from memvault.codec import Codec, KeyMissing
 from memvault.config import Settings
 from memvault.core import changes, rekey, reseal, rights
 from memvault.core.changes import Add, Change, Delete, Update
@@ -499,30 +500,40 @@ class Memory:
         needs_vector = mode != "bm25" or threshold is not None
         # Outside the search slots, so that queries waiting for a slot are embedded together.
         query_vector = self._embed_query(query, scope) if needs_vector else None
-        with self._search_slots:
-            hits = self._get_searcher().search(
-                (lambda: query_vector) if query_vector is not None else None,
-                query,
-                scope,
-                node,
-                top_k=top_k,
-                threshold=threshold,
-                mode=mode,
-            )
-        results = []
-        for hit in hits:
-            item = self._codec.public(hit.row)
-            item["score"] = hit.score
-            if explain:
-                item["explain"] = hit.explain
-            results.append(item)
-        self._access.record(self.namespace, [hit.row.id for hit in hits])
+
+        def run() -> tuple[list[dict[str, Any]], list[str]]:
+            with self._search_slots:
+                hits = self._get_searcher().search(
+                    (lambda: query_vector) if query_vector is not None else None,
+                    query,
+                    scope,
+                    node,
+                    top_k=top_k,
+                    threshold=threshold,
+                    mode=mode,
+                )
+            results = []
+            for hit in hits:
+                item = self._codec.public(hit.row)
+                item["score"] = hit.score
+                if explain:
+                    item["explain"] = hit.explain
+                results.append(item)
+            return results, [hit.row.id for hit in hits]
+
+        results, ids = _settled(run)
+        self._access.record(self.namespace, ids)
         return {"results": results}
 
     def get(self, memory_id: str) -> dict[str, Any] | None:
         """One memory of this namespace by id, or None (also for expired memories)."""
-        row = self._store.get(self.namespace, check_id("memory_id", memory_id), now_iso())
-        return None if row is None else self._codec.public(row)
+        memory_id = check_id("memory_id", memory_id)
+
+        def run() -> dict[str, Any] | None:
+            row = self._store.get(self.namespace, memory_id, now_iso())
+            return None if row is None else self._codec.public(row)
+
+        return _settled(run)
 
     def get_all(
         self,
@@ -538,15 +549,15 @@ class Memory:
         (after skipping ``offset``, for pages)."""
         scope, node = self._query_scope(user_id, agent_id, run_id, filters)
         check_offset(offset)
-        rows = self._store.list_rows(
-            self.namespace,
-            scope,
-            node,
-            now=now_iso(),
-            limit=check_top_k(top_k, 100_000),
-            offset=offset,
-        )
-        return {"results": [self._codec.public(row) for row in rows]}
+        limit = check_top_k(top_k, 100_000)
+
+        def run() -> list[dict[str, Any]]:
+            rows = self._store.list_rows(
+                self.namespace, scope, node, now=now_iso(), limit=limit, offset=offset
+            )
+            return [self._codec.public(row) for row in rows]
+
+        return {"results": _settled(run)}
 
     def get_page(
         self,
@@ -561,15 +572,15 @@ class Memory:
         """``get_all``'s page and ``count``'s total, the filter run once for both."""
         scope, node = self._query_scope(user_id, agent_id, run_id, filters)
         check_offset(offset)
-        rows, total = self._store.page_rows(
-            self.namespace,
-            scope,
-            node,
-            now=now_iso(),
-            limit=check_top_k(top_k, 100_000),
-            offset=offset,
-        )
-        return [self._codec.public(row) for row in rows], total
+        limit = check_top_k(top_k, 100_000)
+
+        def run() -> tuple[list[dict[str, Any]], int]:
+            rows, total = self._store.page_rows(
+                self.namespace, scope, node, now=now_iso(), limit=limit, offset=offset
+            )
+            return [self._codec.public(row) for row in rows], total
+
+        return _settled(run)
 
     def count(
         self,
@@ -585,8 +596,13 @@ class Memory:
 
     def history(self, memory_id: str) -> list[dict[str, Any]]:
         """Every change to a memory, oldest first, kept after the memory is deleted."""
-        events = self._store.history(self.namespace, check_id("memory_id", memory_id))
-        return [self._codec.public_history(event) for event in events]
+        memory_id = check_id("memory_id", memory_id)
+
+        def run() -> list[dict[str, Any]]:
+            events = self._store.history(self.namespace, memory_id)
+            return [self._codec.public_history(event) for event in events]
+
+        return _settled(run)
 
     # --- update and delete --------------------------------------------------------------------
 
@@ -726,6 +742,7 @@ class Memory:
 
     def purge_expired(self) -> int:
         """Delete expired memories of every namespace now (the server also does it hourly)."""
+
         def delete(namespace: str, memory_id: str) -> bool:
             view = self._engine.view(namespace)
             done = changes.apply(view, [Delete(memory_id, missing_ok=True)])
@@ -745,3 +762,30 @@ class Memory:
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
+
+
+_T = TypeVar("_T")
+
+# A read that meets a row whose data key is gone is tried again this many times, this long
+# apart (seconds, doubling): see ``_settled``.
+SETTLE_TRIES = 8
+SETTLE_FIRST_WAIT = 0.005
+
+
+def _settled(read: Callable[[], _T]) -> _T:
+    """Run a read (rows, then their keys), again when a row's key is missing.
+
+    Rows and keys are read in separate transactions (the key store may even be another
+    database), and erase destroys the key first, then deletes the rows; the end of a rotation
+    destroys the old key once the rows have moved. A read that took rows before such a change
+    committed (here or on another node) and their key after finds no key: a moment later the
+    rows are gone or moved, and the read answers as if it had started after the change. A key
+    still missing after ~1 s is a real integrity failure (a tampered ``scope_id``)."""
+    wait = SETTLE_FIRST_WAIT
+    for _ in range(SETTLE_TRIES - 1):
+        try:
+            return read()
+        except KeyMissing:
+            time.sleep(wait)
+            wait *= 2
+    return read()
