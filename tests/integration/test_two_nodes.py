@@ -289,6 +289,65 @@ def test_erase_on_one_node_then_add_on_the_other(cluster: Cluster) -> None:
         assert b.get(f"/v1/memories/{again}/").json()["memory"] == "carol again"
 
 
+def test_erase_races_a_stream_of_adds_on_the_other_node(cluster: Cluster) -> None:
+    """Adds keep coming to B while A erases the user: none fails, and every add B acknowledged
+    after A's erase answered is readable on both nodes (sealed under the new key generation)."""
+    erased_at = threading.Event()
+    stop_adding = threading.Event()
+    after: dict[str, str] = {}
+    failures: list[str] = []
+
+    def adder() -> None:
+        with cluster.b.http(cluster.admin) as b:
+            n = 0
+            while not stop_adding.is_set():
+                started_after = erased_at.is_set()
+                text = f"ivan fact {n} {tag()}"
+                n += 1
+                response = b.post("/v1/memories/", json={"messages": text, "user_id": "ivan"})
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text[:300]}")
+                    continue
+                if started_after:
+                    after[response.json()["results"][0]["id"]] = text
+                # Reads on B too, so its caches hold the user's key and index.
+                found = b.post("/v1/memories/search/", json={"query": text, "user_id": "ivan"})
+                if found.status_code != 200:
+                    failures.append(f"search {found.status_code} {found.text[:300]}")
+
+    with cluster.a.http(cluster.admin) as a, cluster.b.http(cluster.admin) as b:
+        add(a, "ivan", "ivan before")
+        thread = threading.Thread(target=adder)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while b.get("/v1/memories/", params={"user_id": "ivan"}).json()["count"] < 10:
+                assert time.monotonic() < deadline
+            for _ in range(3):  # erase several times while the adds go on
+                erased = a.delete("/v1/users/ivan/")
+                assert erased.status_code == 200, erased.text
+                erased_at.set()
+                after.clear()
+                deadline = time.monotonic() + 20
+                while len(after) < 5:
+                    assert time.monotonic() < deadline and not failures, failures[:3]
+                    time.sleep(0.01)
+        finally:
+            stop_adding.set()
+            thread.join(timeout=30)
+        assert failures == [], failures[:5]
+        acknowledged = dict(after)
+        assert len(acknowledged) >= 5
+        for node in (a, b):
+            listed = node.get("/v1/memories/", params={"user_id": "ivan", "page_size": 1000})
+            assert listed.status_code == 200, listed.text
+            assert set(acknowledged.values()) <= texts(listed.json())
+            for memory_id, text in acknowledged.items():
+                got = node.get(f"/v1/memories/{memory_id}/")
+                assert got.status_code == 200, got.text
+                assert got.json()["memory"] == text
+
+
 def test_rotate_on_one_node_while_the_other_reads(cluster: Cluster) -> None:
     # More rows than one rotation batch (200): reads meet both generations at once.
     expected = {f"dave note {n}" for n in range(450)}
