@@ -108,6 +108,16 @@ class Cluster:
     admin: str
     namespace: str
     nodes: list[Node] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    root: Path = Path()
+    started: list[Node] = field(default_factory=list)
+
+    def replace_a(self) -> Node:
+        """A new node A with a fresh, empty home over the same database: nodes keep no state."""
+        self.a = start_node("a2", self.root / "home-a2", self.env)
+        self.started.append(self.a)
+        wait_ready(self.a)
+        return self.a
 
 
 def _cluster_factory(pg_server: str, tmp: Path, started: list[Node]) -> Callable[..., Cluster]:
@@ -140,7 +150,7 @@ def _cluster_factory(pg_server: str, tmp: Path, started: list[Node]) -> Callable
         started.append(b)
         wait_ready(a)
         wait_ready(b)
-        return Cluster(a, b, admin, namespace, [a, b])
+        return Cluster(a, b, admin, namespace, [a, b], common, root, started)
 
     return make
 
@@ -481,8 +491,12 @@ def test_sigkill_mid_stream_loses_no_acknowledged_add(
     for thread in b_threads:
         thread.join(timeout=30)
 
-    with cluster.b.http(cluster.admin) as b:
+    fresh = cluster.replace_a()
+    with cluster.b.http(cluster.admin) as b, fresh.http(cluster.admin) as a2:
         assert b.get("/readyz").status_code == 200
+        for memory_id, text in acked["frank"].items():  # and through the replacement node
+            got = a2.get(f"/v1/memories/{memory_id}/")
+            assert got.status_code == 200 and got.json()["memory"] == text
         for user in ("frank", "grace"):
             for memory_id, text in acked[user].items():
                 got = b.get(f"/v1/memories/{memory_id}/")
