@@ -27,7 +27,7 @@ from memvault.security.keyscope import KeyScope
 from memvault.storage.rows import HistoryRow, MemoryRow, VectorRow
 from memvault.validation import Scope
 
-__all__ = ["Codec", "Plain", "binding"]
+__all__ = ["Codec", "KeyMissing", "Plain", "binding"]
 
 
 @dataclass(slots=True)
@@ -82,6 +82,15 @@ def legacy_keys(
     return found
 
 
+class KeyMissing(IntegrityError):
+    """A row names a data key that is not stored (same code on the wire: ``integrity_error``).
+
+    A tampered ``scope_id``; or, for a moment, a key that an erase or the end of a rotation
+    destroyed (here or on another node) after the row was read and before that change's rows
+    were deleted or moved. ``Memory``'s reads try again a moment later and raise it only when it
+    persists."""
+
+
 class Codec:
     def __init__(self, keyring: KeyRing, namespace: str, store: LegacyNames | None = None) -> None:
         self._keyring = keyring
@@ -125,7 +134,7 @@ class Codec:
         integrity failure, never a reason to make a new key."""
         cipher = self._keyring.cipher(scope_id)
         if cipher is None:
-            raise IntegrityError(f"no data key for the scope of {what}")
+            raise KeyMissing(f"no data key for the scope of {what}")
         return cipher
 
     # --- sealing ------------------------------------------------------------------------------

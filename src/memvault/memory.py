@@ -479,18 +479,23 @@ class Memory:
         needs_vector = mode != "bm25" or threshold is not None
         # Outside the search slots, so that queries waiting for a slot are embedded together.
         query_vector = self._embed_query(query, scope) if needs_vector else None
-        with self._search_slots:
-            hits = self._get_searcher().search(
-                (lambda: query_vector) if query_vector is not None else None,
-                query,
-                scope,
-                node,
-                top_k=top_k,
-                threshold=threshold,
-                mode=mode,
-            )
-        results = reads.search_results(self._engine, hits, explain=explain)
-        self._access.record(self.namespace, [hit.row.id for hit in hits])
+
+        def run() -> tuple[list[dict[str, Any]], list[str]]:
+            with self._search_slots:
+                hits = self._get_searcher().search(
+                    (lambda: query_vector) if query_vector is not None else None,
+                    query,
+                    scope,
+                    node,
+                    top_k=top_k,
+                    threshold=threshold,
+                    mode=mode,
+                )
+            found = reads.search_results(self._engine, hits, explain=explain)
+            return found, [hit.row.id for hit in hits]
+
+        results, ids = reads.settled(run)
+        self._access.record(self.namespace, ids)
         return {"results": results}
 
     def get(self, memory_id: str) -> dict[str, Any] | None:

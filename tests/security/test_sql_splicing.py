@@ -184,8 +184,7 @@ def _composed_identifiers(call: ast.Call) -> bool:
     ):
         return False
     return not call.keywords and all(
-        isinstance(arg, ast.Call) and ast.unparse(arg.func) == "sql.Identifier"
-        for arg in call.args
+        isinstance(arg, ast.Call) and ast.unparse(arg.func) == "sql.Identifier" for arg in call.args
     )
 
 

@@ -3,19 +3,54 @@ hits into answers. Every read is bounded to the engine's namespace by the store,
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from memvault.clock import now_iso
+from memvault.codec import KeyMissing
 from memvault.core.engine import Engine
 from memvault.errors import InvalidFilter, InvalidInput
 from memvault.filters import FilterNode, parse_filter, scope_ids
 from memvault.retrieval.hybrid import SearchHit
 from memvault.validation import Scope, check_id, check_json_value, check_offset, check_top_k
 
-__all__ = ["count", "get", "history", "page", "query_scope", "rows", "search_results"]
+__all__ = [
+    "count",
+    "get",
+    "history",
+    "page",
+    "query_scope",
+    "rows",
+    "search_results",
+    "settled",
+]
 
 MAX_PAGE = 100_000
+_T = TypeVar("_T")
+# A read that meets a row whose data key is gone is tried again this many times, this long
+# apart (seconds, doubling): ~0.6 s in all. See ``settled``.
+SETTLE_TRIES = 8
+SETTLE_FIRST_WAIT = 0.005
+
+
+def settled(read: Callable[[], _T]) -> _T:
+    """Run a read (rows, then their keys), again when a row's key is missing.
+
+    Rows and keys are read in separate transactions (the key store may even be another
+    database), and erase destroys the key first, then deletes the rows; the end of a rotation
+    destroys the old key once the rows have moved. A read that took rows before such a change
+    committed (here or on another node) and their key after finds no key: a moment later the
+    rows are gone or moved, and the read answers as if it had started after the change. A key
+    still missing after the last try is a real integrity failure (a tampered ``scope_id``)."""
+    wait = SETTLE_FIRST_WAIT
+    for _ in range(SETTLE_TRIES - 1):
+        try:
+            return read()
+        except KeyMissing:
+            time.sleep(wait)
+            wait *= 2
+    return read()
 
 
 def query_scope(
@@ -41,38 +76,43 @@ def query_scope(
 
 
 def get(engine: Engine, memory_id: str) -> dict[str, Any] | None:
-    row = engine.store.get(engine.namespace, check_id("memory_id", memory_id), now_iso())
-    return None if row is None else engine.codec.public(row)
+    memory_id = check_id("memory_id", memory_id)
+
+    def run() -> dict[str, Any] | None:
+        row = engine.store.get(engine.namespace, memory_id, now_iso())
+        return None if row is None else engine.codec.public(row)
+
+    return settled(run)
 
 
 def rows(
     engine: Engine, scope: Scope, node: FilterNode | None, *, top_k: int, offset: int
 ) -> list[dict[str, Any]]:
     check_offset(offset)
-    found = engine.store.list_rows(
-        engine.namespace,
-        scope,
-        node,
-        now=now_iso(),
-        limit=check_top_k(top_k, MAX_PAGE),
-        offset=offset,
-    )
-    return [engine.codec.public(row) for row in found]
+    limit = check_top_k(top_k, MAX_PAGE)
+
+    def run() -> list[dict[str, Any]]:
+        found = engine.store.list_rows(
+            engine.namespace, scope, node, now=now_iso(), limit=limit, offset=offset
+        )
+        return [engine.codec.public(row) for row in found]
+
+    return settled(run)
 
 
 def page(
     engine: Engine, scope: Scope, node: FilterNode | None, *, top_k: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
     check_offset(offset)
-    found, total = engine.store.page_rows(
-        engine.namespace,
-        scope,
-        node,
-        now=now_iso(),
-        limit=check_top_k(top_k, MAX_PAGE),
-        offset=offset,
-    )
-    return [engine.codec.public(row) for row in found], total
+    limit = check_top_k(top_k, MAX_PAGE)
+
+    def run() -> tuple[list[dict[str, Any]], int]:
+        found, total = engine.store.page_rows(
+            engine.namespace, scope, node, now=now_iso(), limit=limit, offset=offset
+        )
+        return [engine.codec.public(row) for row in found], total
+
+    return settled(run)
 
 
 def count(engine: Engine, scope: Scope, node: FilterNode | None) -> int:
@@ -80,8 +120,13 @@ def count(engine: Engine, scope: Scope, node: FilterNode | None) -> int:
 
 
 def history(engine: Engine, memory_id: str) -> list[dict[str, Any]]:
-    events = engine.store.history(engine.namespace, check_id("memory_id", memory_id))
-    return [engine.codec.public_history(event) for event in events]
+    memory_id = check_id("memory_id", memory_id)
+
+    def run() -> list[dict[str, Any]]:
+        events = engine.store.history(engine.namespace, memory_id)
+        return [engine.codec.public_history(event) for event in events]
+
+    return settled(run)
 
 
 def search_results(
