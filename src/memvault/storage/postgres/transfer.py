@@ -108,7 +108,7 @@ _EXPORT: dict[str, tuple[str, str, int]] = {
         "SELECT namespace AS _k0, kind AS _k1, owner AS _k2, namespace, kind, owner, current,"
         " previous FROM key_generations ORDER BY namespace, kind, owner LIMIT %s",
         "SELECT namespace AS _k0, kind AS _k1, owner AS _k2, namespace, kind, owner, current,"
-        " previous FROM key_generations WHERE (namespace, kind, owner) > (?, %s, %s)"
+        " previous FROM key_generations WHERE (namespace, kind, owner) > (%s, %s, %s)"
         " ORDER BY namespace, kind, owner LIMIT %s",
         3,
     ),
