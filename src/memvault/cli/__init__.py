@@ -699,7 +699,7 @@ class _Bars:
         self._tasks: dict[str, Any] = {}
 
     def start(self, table: str, total: int) -> None:
-        self._tasks[table] = self._progress.add_task(table, total=total or None)
+        self._tasks[table] = self._progress.add_task(table, total=total)
 
     def advance(self, table: str, rows: int) -> None:
         self._progress.advance(self._tasks[table], rows)
@@ -779,7 +779,8 @@ def migrate(
         console.print(table)
         console.print(
             f"verified: row counts equal, {s['verified_memories']} sampled memories read the"
-            f" same on both sides ({s['seconds']:.1f} s)"
+            f" same on both sides ({s['seconds']:.1f} s)",
+            highlight=False,
         )
 
     _emit(summary, as_json, render)
