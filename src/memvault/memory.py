@@ -49,7 +49,7 @@ from memvault.security.redact import apply_policy, check_id_secrets
 from memvault.storage import StoreConfig, backend_for
 from memvault.storage.base import DataStore, KeyStore
 from memvault.storage.files import ensure_private_dir
-from memvault.storage.rows import StoreStatus
+from memvault.storage.rows import KeyStoreStatus, StoreStatus
 from memvault.validation import (
     Message,
     Scope,
@@ -226,6 +226,10 @@ class Memory:
     def store_status(self) -> StoreStatus:
         """The backend, its location, schema version and sizes (``memvault db status``)."""
         return self._store.status()
+
+    def key_store_status(self) -> KeyStoreStatus:
+        """Where the wrapped data keys live and how many there are (``memvault db status``)."""
+        return self._keyring.store.status()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Memory:

@@ -646,6 +646,146 @@ def keys_rotate_master(
     )
 
 
+db_app = typer.Typer(help="The database behind the store.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("status")
+def db_status(as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Backend, location (password masked), schema version, migrations, counts and size."""
+    with _keys(home, None) as memory:
+        store = memory.store_status()
+        keys = memory.key_store_status()
+    data = {
+        "backend": store.backend,
+        "location": store.location,
+        "schema_version": store.schema_version,
+        "migrations": list(store.migrations),
+        "memories": store.memories,
+        "history_events": store.history_events,
+        "bytes_used": store.bytes_used,
+        "key_store": {
+            "location": keys.location,
+            "data_keys": keys.data_keys,
+            "master_key_versions": keys.master_key_versions,
+        },
+    }
+
+    def render(d: dict[str, Any]) -> None:
+        size = "unknown" if d["bytes_used"] is None else f"{d['bytes_used']:,} bytes"
+        lines = [
+            f"backend         {d['backend']}",
+            f"location        {d['location']}",
+            f"schema version  {d['schema_version'] or '(none)'}",
+            f"migrations      {', '.join(d['migrations']) or '(none)'}",
+            f"memories        {d['memories']:,}",
+            f"history events  {d['history_events']:,}",
+            f"bytes used      {size}",
+            f"key store       {d['key_store']['location']}",
+            f"data keys       {d['key_store']['data_keys']:,}"
+            f" (master key versions: {d['key_store']['master_key_versions']})",
+        ]
+        for line in lines:
+            console.print(escape(line), highlight=False)
+
+    _emit(data, as_json, render)
+
+
+class _Bars:
+    """A rich progress bar per table, on stderr."""
+
+    def __init__(self, progress: Any) -> None:
+        self._progress = progress
+        self._tasks: dict[str, Any] = {}
+
+    def start(self, table: str, total: int) -> None:
+        self._tasks[table] = self._progress.add_task(table, total=total)
+
+    def advance(self, table: str, rows: int) -> None:
+        self._progress.advance(self._tasks[table], rows)
+
+
+@app.command()
+def migrate(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="Where to copy the store: postgresql://user:password@host/db, or sqlite:PATH"
+            " (a home directory).",
+        ),
+    ],
+    to_keys: Annotated[
+        str | None,
+        typer.Option(
+            "--to-keys",
+            help="Postgres target only: a separate database for its key store.",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=10000, help="Rows per batch.")] = 500,
+    sample: Annotated[
+        int, typer.Option(min=0, max=10000, help="Memories re-read on both sides at the end.")
+    ] = 50,
+    fail_after_batches: Annotated[int | None, typer.Option(hidden=True)] = None,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+) -> None:
+    """Copy the whole store (every namespace, its keys, API keys and audit log) to another
+    backend, then verify the copy. The source is what MEMVAULT_DATABASE_URL / --home select.
+
+    Run it with writers stopped (servers, MCP, scripts). It is resumable: after an interruption,
+    run it again and it copies what is missing (nothing is doubled); new rows written to the
+    source since are picked up the same way. A target that holds another store is refused."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from memvault.core.transfer import migrate_store, parse_target
+
+    target = parse_target(to, to_keys)
+    show = not as_json and errors.is_terminal
+    with _keys(home, None) as memory:
+        if show:
+            columns = (
+                "{task.description:<18}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=errors, transient=False) as progress:
+                summary = migrate_store(
+                    memory,
+                    target,
+                    batch_size=batch_size,
+                    sample_size=sample,
+                    reporter=_Bars(progress),
+                    fail_after_batches=fail_after_batches,
+                )
+        else:
+            summary = migrate_store(
+                memory,
+                target,
+                batch_size=batch_size,
+                sample_size=sample,
+                fail_after_batches=fail_after_batches,
+            )
+
+    def render(s: dict[str, Any]) -> None:
+        table = Table(title=f"{escape(s['source'])} -> {escape(s['target'])}")
+        for column in ("table", "rows", "copied now", "already there"):
+            table.add_column(column, justify="left" if column == "table" else "right")
+        for name, counts in s["tables"].items():
+            table.add_row(
+                name, str(counts["target"]), str(counts["copied"]), str(counts["already_there"])
+            )
+        console.print(table)
+        console.print(
+            f"verified: row counts equal, {s['verified_memories']} sampled memories read the"
+            f" same on both sides ({s['seconds']:.1f} s)",
+            highlight=False,
+        )
+
+    _emit(summary, as_json, render)
+
+
 @app.command()
 def serve(
     host: Annotated[

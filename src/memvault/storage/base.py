@@ -38,8 +38,11 @@ from memvault.filters import FilterNode
 from memvault.storage.rows import (
     ApiKeyRow,
     AuditRow,
+    ExportRow,
     HistoryRow,
+    Imported,
     IndexTerms,
+    KeyStoreStatus,
     MemoryRow,
     StoreStatus,
     VectorRow,
@@ -48,9 +51,13 @@ from memvault.storage.rows import (
 from memvault.validation import Scope
 
 __all__ = [
+    "DATA_TABLES",
+    "KEY_TABLES",
     "ApiKeyRecords",
     "AuditRecords",
+    "Cursor",
     "DataStore",
+    "Exportable",
     "KeyStore",
     "MemoryStore",
     "MetaDecryptor",
@@ -260,14 +267,59 @@ class AuditRecords(Protocol):
         ...
 
 
-class DataStore(MemoryStore, ApiKeyRecords, AuditRecords, Protocol):
+# The tables ``memvault migrate`` copies, in copy order; a backend knows no other table names, so
+# a name never comes from a user. Keys first: data without its keys could not be read.
+DATA_TABLES = (
+    "store_meta",
+    "namespace_settings",
+    "scope_versions",
+    "api_keys",
+    "memories",
+    "history",
+    "audit_log",
+)
+KEY_TABLES = ("master_checks", "data_keys", "key_generations", "scope_generations")
+# Where an export stopped: the ordering key of the last row handed out (None: the beginning).
+# Opaque to callers; only the backend that made it reads it.
+Cursor = tuple[Any, ...] | None
+
+
+class Exportable(Protocol):
+    """Raw, still sealed rows in and out, for ``memvault migrate`` (``core/transfer.py``).
+
+    Rows are dicts of the same column names in every backend (a memory carries its keyword index
+    entry as ``terms_body`` and ``terms_context``; a backend's own ordering columns, rowid and
+    seq, are not part of them). A table is one of ``DATA_TABLES`` (a data store) or
+    ``KEY_TABLES`` (a key store); another name raises ``InvalidInput``.
+    """
+
+    def export_batch(self, table: str, after: Cursor, limit: int) -> tuple[list[ExportRow], Cursor]:
+        """Up to ``limit`` rows after ``after`` in the table's insertion (or key) order, and the
+        cursor to pass next; an empty list at the end."""
+        ...
+
+    def import_batch(self, table: str, rows: Sequence[ExportRow]) -> Imported:
+        """Insert each row unless its primary key is there already, in one transaction, in the
+        order given (a memory or an event gets the next insertion number; ``audit_log`` keeps its
+        ``seq``; ``scope_versions`` keeps the larger version). Rows not inserted come back with
+        the row the store holds under their key (None: another unique key refused the row)."""
+        ...
+
+    def count_rows(self, table: str) -> int: ...
+
+
+class DataStore(MemoryStore, ApiKeyRecords, AuditRecords, Exportable, Protocol):
     """What one backend's data database offers."""
 
 
-class KeyStore(Protocol):
+class KeyStore(Exportable, Protocol):
     """Wrapped data keys and their generations. Each method is atomic on its own."""
 
     def close(self) -> None: ...
+
+    def status(self) -> KeyStoreStatus:
+        """Where the keys live and how many there are (``memvault db status``)."""
+        ...
 
     def changes(self) -> int:
         """A number that changes when another process (or node) changed the key store; cheap

@@ -7,7 +7,7 @@ lists newest first and is never shown to callers.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 from typing import Any
 
 from memvault.security.crypto import SEAL_VERSION
@@ -15,8 +15,11 @@ from memvault.security.crypto import SEAL_VERSION
 __all__ = [
     "ApiKeyRow",
     "AuditRow",
+    "ExportRow",
     "HistoryRow",
+    "Imported",
     "IndexTerms",
+    "KeyStoreStatus",
     "MemoryRow",
     "StoreStatus",
     "VectorRow",
@@ -154,3 +157,25 @@ class StoreStatus:
 def values(row: ApiKeyRow | AuditRow) -> tuple[Any, ...]:
     """A row's fields in declaration order: the column order of its table in every backend."""
     return astuple(row)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStoreStatus:
+    """What ``memvault db status`` shows of a key store."""
+
+    location: str
+    data_keys: int
+    master_key_versions: int
+
+
+# One raw row of a table as ``Exportable`` moves it: column name -> value (bytes stay sealed).
+ExportRow = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Imported:
+    """What ``Exportable.import_batch`` did: rows written, and each row it did not write with the
+    row already held under its key (None: another unique constraint refused it)."""
+
+    inserted: int = 0
+    present: list[tuple[ExportRow, ExportRow | None]] = field(default_factory=list)

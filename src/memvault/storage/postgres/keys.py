@@ -38,8 +38,10 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from memvault.storage.base import Cursor
+from memvault.storage.postgres import transfer
 from memvault.storage.postgres.errors import guard
-from memvault.storage.rows import WrappedKey
+from memvault.storage.rows import ExportRow, Imported, KeyStoreStatus, WrappedKey
 
 __all__ = ["CHANNEL", "PostgresKeyStore"]
 
@@ -204,6 +206,35 @@ class PostgresKeyStore:
     def _fetch(self, query: Any, params: Sequence[Any] = ()) -> list[Any]:
         with self._connection("read") as conn:
             return conn.execute(query, params).fetchall()
+
+    def status(self) -> KeyStoreStatus:
+        with self._connection("reading the status") as conn:
+            keys = conn.execute("SELECT count(*) FROM data_keys").fetchone()
+            versions = conn.execute("SELECT count(*) FROM master_checks").fetchone()
+        from memvault.storage.postgres.store import _masked
+
+        return KeyStoreStatus(
+            f"{_masked(self._url)} (schema {self._schema})",
+            int(keys[0]) if keys else 0,
+            int(versions[0]) if versions else 0,
+        )
+
+    # --- raw rows (Exportable: memvault migrate) ----------------------------------------------
+
+    def export_batch(self, table: str, after: Cursor, limit: int) -> tuple[list[ExportRow], Cursor]:
+        transfer.check_table(table, keys=True)
+        with self._connection("exporting rows") as conn:
+            return transfer.export_batch(conn, table, after, limit)
+
+    def import_batch(self, table: str, rows: Sequence[ExportRow]) -> Imported:
+        transfer.check_table(table, keys=True)
+        with self._write("importing rows") as conn:
+            return transfer.import_batch(conn, table, rows)
+
+    def count_rows(self, table: str) -> int:
+        transfer.check_table(table, keys=True)
+        with self._connection("counting rows") as conn:
+            return transfer.count_rows(conn, table)
 
     # --- master key checks --------------------------------------------------------------------
 

@@ -19,8 +19,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from memvault.storage.base import Cursor
 from memvault.storage.files import open_sqlite
-from memvault.storage.rows import WrappedKey
+from memvault.storage.rows import ExportRow, Imported, KeyStoreStatus, WrappedKey
+from memvault.storage.sqlite import transfer
 from memvault.storage.sqlite.errors import translated
 
 __all__ = ["KEYS_DB_NAME", "SQLiteKeyStore"]
@@ -89,6 +91,29 @@ class SQLiteKeyStore:
             if "format" not in columns:
                 # 1: named by a pre-v2 joined string; 2: by ``KeyScope.id``.
                 db.execute("ALTER TABLE data_keys ADD COLUMN format INTEGER NOT NULL DEFAULT 1")
+
+    def status(self) -> KeyStoreStatus:
+        with self._reading() as db:
+            keys = int(db.execute("SELECT count(*) FROM data_keys").fetchone()[0])
+            versions = int(db.execute("SELECT count(*) FROM master_checks").fetchone()[0])
+        return KeyStoreStatus(str(self.path), keys, versions)
+
+    # --- raw rows (Exportable: memvault migrate) ----------------------------------------------
+
+    def export_batch(self, table: str, after: Cursor, limit: int) -> tuple[list[ExportRow], Cursor]:
+        transfer.check_table(table, keys=True)
+        with self._reading() as db:
+            return transfer.export_batch(db, table, after, limit)
+
+    def import_batch(self, table: str, rows: Sequence[ExportRow]) -> Imported:
+        transfer.check_table(table, keys=True)
+        with self._transaction() as db:
+            return transfer.import_batch(db, table, rows)
+
+    def count_rows(self, table: str) -> int:
+        transfer.check_table(table, keys=True)
+        with self._reading() as db:
+            return transfer.count_rows(db, table)
 
     def changes(self) -> int:
         with self._reading() as db:
