@@ -217,6 +217,12 @@ class Memory:
         """Every namespace that holds memories or keys, with counts."""
         return self._store.namespace_stats()
 
+    @property
+    def engine(self) -> Engine:
+        """The core behind this facade (its stores, key ring and caches), for memvault's own
+        tools that work below the API: ``memvault migrate``, ``memvault db status``."""
+        return self._engine
+
     def ping(self) -> None:
         """Ask both stores a trivial question (``/readyz``): raises ``StorageError`` /
         ``StorageBusy`` when either does not answer."""

@@ -520,11 +520,11 @@ def test_status(store: PostgresStore, pg_url: str) -> None:
 
 
 def test_password_is_masked() -> None:
-    from memvault.storage.postgres.store import _masked
+    from memvault.storage.postgres.store import masked_url
 
-    assert _masked("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
-    assert "s3cret" not in _masked("host=db password=s3cret dbname=x")
-    assert "s3cret" not in _masked("postgresql://db/x?password=s3cret&sslmode=require")
+    assert masked_url("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    assert "s3cret" not in masked_url("host=db password=s3cret dbname=x")
+    assert "s3cret" not in masked_url("postgresql://db/x?password=s3cret&sslmode=require")
 
 
 # --- API keys and audit -----------------------------------------------------------------------
@@ -855,7 +855,7 @@ def test_hostile_names_stay_values(pg_url: str) -> None:
 
 
 def test_quoted_password_is_masked() -> None:
-    from memvault.storage.postgres.store import _masked
+    from memvault.storage.postgres.store import masked_url
 
-    masked = _masked("host=db password='s3 cr\\'et' dbname=x")
+    masked = masked_url("host=db password='s3 cr\\'et' dbname=x")
     assert "s3" not in masked and "cr" not in masked and masked.endswith("dbname=x")

@@ -101,10 +101,10 @@ class Target:
     def describe(self) -> str:
         if self.home is not None:
             return f"sqlite:{self.home}"
-        from memvault.storage.postgres.store import _masked
+        from memvault.storage.postgres.store import masked_url
 
         assert self.database_url is not None
-        return _masked(self.database_url)
+        return masked_url(self.database_url)
 
 
 def parse_target(to: str, keys_url: str | None = None) -> Target:
@@ -194,7 +194,7 @@ def _bring_master_key(source: Memory, target: Target) -> None:
     must be the same key."""
     if target.home is None or source.settings.master_key is not None:
         return
-    ring_path = source._keyring.master.path
+    ring_path = source.engine.keyring.master.path
     if ring_path is None:
         return
     ensure_private_dir(target.home)
@@ -209,7 +209,7 @@ def _bring_master_key(source: Memory, target: Target) -> None:
 
 
 def _check_master(source: Memory, checks: list[ExportRow]) -> None:
-    ring = source._keyring.master
+    ring = source.engine.keyring.master
     for check in checks:
         key = ring.keys.get(int(check["version"]))
         try:
@@ -313,8 +313,8 @@ def migrate_store(
             if row["event"] == "DELETE":
                 deleted.offer((str(row["namespace"]), str(row["memory_id"])))
 
-    source_keys: Exportable = source._keyring.store
-    source_data: Exportable = source._store
+    source_keys: Exportable = source.engine.keyring.store
+    source_data: Exportable = source.engine.store
     tables: dict[str, dict[str, int]] = {}
     target_keys = backend.open_keys(config)
     try:

@@ -211,10 +211,10 @@ class PostgresKeyStore:
         with self._connection("reading the status") as conn:
             keys = conn.execute("SELECT count(*) FROM data_keys").fetchone()
             versions = conn.execute("SELECT count(*) FROM master_checks").fetchone()
-        from memvault.storage.postgres.store import _masked
+        from memvault.storage.postgres.store import masked_url
 
         return KeyStoreStatus(
-            f"{_masked(self._url)} (schema {self._schema})",
+            f"{masked_url(self._url)} (schema {self._schema})",
             int(keys[0]) if keys else 0,
             int(versions[0]) if versions else 0,
         )

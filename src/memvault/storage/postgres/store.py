@@ -147,7 +147,7 @@ def _event(row: Sequence[Any]) -> HistoryRow:
     return HistoryRow(*row)
 
 
-def _masked(url: str) -> str:
+def masked_url(url: str) -> str:
     """The URL without its password (``user:secret@`` -> ``user:***@``; ``password=`` too)."""
     masked = re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", url)
     return re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", r"\1***", masked)
@@ -259,7 +259,7 @@ class PostgresStore:
             ).fetchone()
         return StoreStatus(
             backend=self.backend,
-            location=f"{_masked(self._url)} (schema {self._schema})",
+            location=f"{masked_url(self._url)} (schema {self._schema})",
             schema_version=names[-1] if names else "",
             migrations=tuple(names),
             memories=int(memories[0]) if memories else 0,
