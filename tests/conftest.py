@@ -69,14 +69,24 @@ def local_embedder() -> Any:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
+    """Its data directory is not under pytest's base temp: the server runs as another user,
+    which needs to traverse the parents, and pytest makes ``pytest-of-<user>`` 0700 again when
+    another session starts on the machine."""
+    import shutil
+    import tempfile
+
     from tests.pg import start_server, stop_server
 
-    data = tmp_path_factory.mktemp("pg") / "data"
+    root = Path(tempfile.mkdtemp(prefix="memvault-test-pg-"))
+    data = root / "data"
     data.mkdir()
-    url = start_server(data)
-    yield url
-    stop_server()
+    try:
+        url = start_server(data)
+        yield url
+    finally:
+        stop_server()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
