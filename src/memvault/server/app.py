@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio.to_thread
 import structlog
@@ -23,6 +22,7 @@ from memvault.errors import InvalidConfig, MemvaultError
 from memvault.memory import Memory
 from memvault.server.auth import Gate, KeyUsage
 from memvault.server.errors import install_error_handlers
+from memvault.server.lazy_mcp import LazyMcp
 from memvault.server.middleware import Observability, metrics_registry
 from memvault.server.network import HostGuard, HostPolicy, Proxies, is_loopback
 from memvault.server.ratelimit import RateLimiter
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
         settings.namespace_rate_limit,
     )
     gate = Gate(store, limiter)
-    gateway = _mcp_gateway(store, gate, settings)
+    gateway = LazyMcp(store, gate, settings) if LazyMcp.available() else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
             if gateway is None:
                 yield
             else:
-                async with gateway.lifespan():
+                async with gateway.running():
                     yield
         finally:
             if sweeper is not None:
@@ -157,15 +157,6 @@ async def _sweep_expired(memory: Memory, interval: float) -> None:
         else:
             if purged:
                 log.info("purged %d expired memories", purged)
-
-
-def _mcp_gateway(memory: Memory, gate: Gate, settings: Settings) -> Any:
-    """The MCP endpoint, when the ``mcp`` extra is installed."""
-    try:
-        from memvault.mcp.http import McpGateway
-    except ImportError:
-        return None
-    return McpGateway(memory, gate, settings)
 
 
 def _mount_docs(app: FastAPI) -> None:
