@@ -276,14 +276,14 @@ class JobWorker:
             with self._running_lock:
                 self._running[job.id] = worker
             try:
-                self._run(job, worker)
+                self._process(job, worker)
             except MemvaultError as exc:  # the store failed: the lease expiry brings it back
                 log.warning("job %s: storing the outcome failed: %s", job.id, exc.code)
             finally:
                 with self._running_lock:
                     self._running.pop(job.id, None)
 
-    def _run(self, job: JobRow, worker: str) -> None:
+    def _process(self, job: JobRow, worker: str) -> None:
         store = self.store
         try:
             engine = self._engine_for(job.namespace)
