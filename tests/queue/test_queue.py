@@ -14,7 +14,7 @@ from memvault import Memory
 from memvault.clock import now_iso
 from memvault.codec import KeyMissing
 from memvault.core import jobs
-from memvault.errors import InvalidInput, NotFound
+from memvault.errors import InvalidInput, JobNotRetryable, NotFound
 
 OpenMemory = Callable[..., Memory]
 CANARY = "zebra-canary-7f3a9 lives at 12 Quay Street"
@@ -78,7 +78,7 @@ def test_fail_retry_dead_and_manual_retry(open_memory: OpenMemory) -> None:
     assert store.fail(job_id, "w", "llm_unreachable", now_iso(), now_iso())
     assert m.job(job_id)["status"] == "dead"  # attempts >= max
     assert store.claim("w", _later(30), now_iso()) is None
-    with pytest.raises(InvalidInput):
+    with pytest.raises(JobNotRetryable):
         m.retry_job(m.add("y", user_id="alice", infer=True)["job"]["id"])  # queued: no retry
     retried = m.retry_job(job_id)
     assert retried["status"] == "queued" and retried["attempts"] == 0

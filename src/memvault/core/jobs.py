@@ -35,7 +35,7 @@ from typing import Any
 
 from memvault.clock import iso, now_iso, uuid7
 from memvault.core.engine import Engine
-from memvault.errors import InvalidInput, MemvaultError, NotFound
+from memvault.errors import InvalidInput, JobNotRetryable, MemvaultError, NotFound
 from memvault.security.crypto import Binding
 from memvault.storage.base import DataStore
 from memvault.storage.rows import JOB_STATUSES, JobRow
@@ -168,7 +168,7 @@ def retry_job(engine: Engine, job_id: str) -> JobRow:
     job = get_job(engine, job_id)
     retried = engine.store.retry_job(engine.namespace, job.id, now_iso())
     if retried is None:
-        raise InvalidInput(f"job {job_id} is {job.status}: only a dead or failed job is retried")
+        raise JobNotRetryable(f"job {job_id} is {job.status}: only a dead or failed job is retried")
     return retried
 
 
