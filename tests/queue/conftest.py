@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from memvault import HashEmbedder, Memory
+from tests.server.conftest import RunningServer, launch_server
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -42,3 +43,18 @@ def open_memory(home: Path, backend: str | None) -> Iterator[Callable[..., Memor
     yield make
     for memory in opened:
         memory.close()
+
+
+@pytest.fixture
+def start_server(home: Path) -> Iterator[Callable[..., RunningServer]]:
+    """``start_server(**settings)``: a real server (``launch_server``) over the test's home."""
+    stops: list[Callable[[], None]] = []
+
+    def start(**options: Any) -> RunningServer:
+        running, stop = launch_server(home, **options)
+        stops.append(stop)
+        return running
+
+    yield start
+    for stop in stops:
+        stop()
