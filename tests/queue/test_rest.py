@@ -87,3 +87,24 @@ def test_user_bound_key_sees_only_its_jobs_and_read_cannot_retry(
         server.memory.stop_jobs()
         again = http.post("/v1/memories/", json={"messages": "c", "infer": True}).json()["job_id"]
         assert http.post(f"/v1/jobs/{again}/retry").status_code == 409  # queued
+
+
+def test_mcp_add_with_infer_names_the_job(start_server: Callable[..., RunningServer]) -> None:
+    import anyio
+
+    from tests.mcp.test_mcp import http_client
+
+    server = serve_with(start_server, echo)
+    key = server.key("write", user_id="alice")
+
+    async def scenario() -> str:
+        async with http_client(server, key) as client:
+            added = await client.call_tool("add_memory", {"text": "I moved", "infer": True})
+            assert not added.is_error
+            job = added.structured_content["job"]
+            assert job["status"] == "queued" and job["id"] in added.content[0].text
+            return str(job["id"])
+
+    job_id = anyio.run(scenario)
+    with server.http(key) as http:
+        assert wait_status(http, job_id, "done")["result"]["echo"] == "I moved"
