@@ -163,19 +163,25 @@ def test_two_workers_never_run_a_job_twice(open_memory: OpenMemory, backend: str
     """Threads of one pool, and on Postgres a second store (another node) too."""
     n = 100
     first = open_memory("a", async_mode=True)
-    ids = [first.add(f"fact {i}", user_id=f"u{i % 5}", infer=True)["job"]["id"] for i in range(n)]
     calls: Counter[str] = Counter()
+    by_node: Counter[str] = Counter()
     lock = threading.Lock()
 
-    def count(payload: dict[str, Any]) -> dict[str, Any]:
-        with lock:
-            calls[payload["messages"]] += 1
-        return {"results": []}
+    def counting(node: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def count(payload: dict[str, Any]) -> dict[str, Any]:
+            with lock:
+                calls[payload["messages"]] += 1
+                by_node[node] += 1
+            time.sleep(0.01)
+            return {"results": []}
 
-    first.start_jobs(3, handler=count)
+        return count
+
+    first.start_jobs(3, handler=counting("a"))
     if backend is not None:
         second = open_memory("b")
-        second.start_jobs(3, handler=count)
+        second.start_jobs(3, handler=counting("b"))
+    ids = [first.add(f"fact {i}", user_id=f"u{i % 5}", infer=True)["job"]["id"] for i in range(n)]
     wait_for(
         lambda: len(first.jobs(status="done", limit=1000)["results"]) == n,
         seconds=120,
@@ -183,6 +189,8 @@ def test_two_workers_never_run_a_job_twice(open_memory: OpenMemory, backend: str
     )
     assert sum(calls.values()) == n and set(calls.values()) == {1}
     assert {j["id"] for j in first.jobs(status="done", limit=1000)["results"]} == set(ids)
+    if backend is not None:
+        assert by_node["a"] > 0 and by_node["b"] > 0, by_node  # both nodes took jobs
 
 
 def test_stop_releases_running_claims(open_memory: OpenMemory) -> None:
