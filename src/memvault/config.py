@@ -141,6 +141,28 @@ class Settings(BaseSettings):
         None, description="Also append every audit entry to this JSON-lines file (for a SIEM)."
     )
     auth: bool = Field(True, description="Require API keys (off only on a loopback address).")
+    async_mode: bool | None = Field(
+        None,
+        description="add(infer=True) queues a job and answers at once (unset: off in the library,"
+        " on in the server).",
+    )
+    job_workers: int = Field(
+        2, ge=0, le=64, description="Worker threads of the job queue in the server (0: none)."
+    )
+    job_max_attempts: int = Field(5, ge=1, le=100, description="Attempts before a job is dead.")
+    job_lease_seconds: float = Field(
+        60,
+        ge=0.5,
+        le=3600,
+        description="How long a claim holds without renewal: a job whose worker died is taken"
+        " again after this.",
+    )
+    job_retry_seconds: float = Field(
+        2, ge=0, le=3600, description="First retry delay of a failed job (doubles each time)."
+    )
+    job_poll_seconds: float = Field(
+        1, gt=0, le=60, description="How often an idle worker looks for jobs queued elsewhere."
+    )
     openai_base_url: str = Field("http://127.0.0.1:11434/v1", description="OpenAI-compatible API.")
     openai_api_key: SecretStr | None = None
     openai_model: str = "text-embedding-3-small"

@@ -20,6 +20,7 @@ responses. Never match on message text: match on the class or on ``code``.
     ├── HostNotAllowed                 host_not_allowed 421
     ├── NotFound                       not_found        404
     ├── TooManyKeys                    too_many_keys    409
+    ├── JobNotRetryable                job_not_retryable 409
     ├── PayloadTooLarge                payload_too_large 413
     ├── RateLimited                    rate_limited     429
     ├── EmbeddingModelMismatch         embedding_model_mismatch 409
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidId",
     "InvalidInput",
     "InvalidMetadata",
+    "JobNotRetryable",
     "MemvaultError",
     "MissingDependency",
     "MissingScope",
@@ -163,6 +165,13 @@ class TooManyKeys(MemvaultError):
     """The namespace already has ``max_keys_per_namespace`` live API keys: revoke one first."""
 
     code = "too_many_keys"
+    http_status = 409
+
+
+class JobNotRetryable(MemvaultError):
+    """Only a dead (or failed) job is queued again; this one is queued, running or done."""
+
+    code = "job_not_retryable"
     http_status = 409
 
 

@@ -27,6 +27,7 @@ from memvault.clock import iso
 from memvault.codec import Codec
 from memvault.config import Settings
 from memvault.core import changes, reads, rekey, reseal, rights
+from memvault.core import jobs as queue
 from memvault.core.changes import Add, Change, Delete, Update
 from memvault.core.engine import Engine
 from memvault.embedding import Embedder, check_embedder_name, create_embedder
@@ -36,6 +37,7 @@ from memvault.errors import (
     EmbeddingModelMismatch,
     InvalidConfig,
     InvalidInput,
+    NotFound,
 )
 from memvault.lru import ByteLRU, text_size
 from memvault.retrieval.hybrid import HybridSearcher, Mode
@@ -174,6 +176,10 @@ class Memory:
         )
         self._closed = False
         self._owns_resources = True
+        # add(infer=True) queues a job (core/jobs.py) instead of running the LLM work inline.
+        self.async_mode = bool(self.settings.async_mode)
+        self._job_handler: queue.Handler | None = None
+        self._job_worker: queue.JobWorker | None = None
         # One search at a time per core: more at once only thrash the GIL and the caches.
         # Extra callers wait their turn (their query embeddings are batched meanwhile).
         self._search_slots = threading.BoundedSemaphore(self.settings.max_concurrent_searches)
@@ -253,6 +259,7 @@ class Memory:
         self._closed = True
         if not self._owns_resources:
             return
+        self.stop_jobs()
         self._access.close()
         self.audit.flush()
         self._store.close()
@@ -359,11 +366,13 @@ class Memory:
         infer: bool = False,
         actor_id: str | None = None,
         importance: float | None = None,
-    ) -> dict[str, list[dict[str, Any]]]:
+    ) -> dict[str, Any]:
         """Store ``messages`` (a text or mem0's ``[{"role", "content"}]``) in a scope.
 
         Returns ``{"results": [{"id", "memory", "event"}]}``; ``event`` is ``ADD``, or ``NONE``
-        with the existing id when the same text is already stored in the same scope.
+        with the existing id when the same text is already stored in the same scope. With
+        ``infer=True`` and ``async_mode`` on, the request is checked, queued sealed, and the
+        answer is ``{"results": [], "job": {"id", "status": "queued"}}`` (see ``job``).
         """
         item = {
             "messages": messages,
@@ -377,6 +386,8 @@ class Memory:
             "actor_id": actor_id,
             "importance": importance,
         }
+        if infer and self.async_mode:
+            return self._enqueue_add(item)
         return self.add_many([item])
 
     def add_many(
@@ -456,6 +467,86 @@ class Memory:
         for add, vector in zip(adds, vectors, strict=True):
             add.vector = vector
         return changes.apply(self._engine, batch)
+
+    # --- the job queue ------------------------------------------------------------------------
+
+    def _enqueue_add(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Check the request as a plain add would (scope, texts, metadata, secret policy), then
+        queue it sealed; ``{"results": [], "job": {"id", "status"}}``."""
+        rules = self._store.namespace_settings(self.namespace)
+        self._validate({**item, "infer": False}, rules)
+        payload = dict(item)
+        expires = payload.get("expiration_date")
+        if isinstance(expires, datetime):
+            payload["expiration_date"] = iso(expires)
+        payload = {k: v for k, v in payload.items() if v is not None}
+        job = queue.enqueue(self._engine, payload, max_attempts=self.settings.job_max_attempts)
+        if self._job_worker is not None:
+            self._job_worker.notify()
+        return {"results": [], "job": {"id": job.id, "status": job.status}}
+
+    def job(self, job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
+        """A job of this namespace: its status, attempts, error code and, once done, its result.
+        ``user_id``: only a job of that user (another user's job is ``NotFound``)."""
+        row = queue.get_job(self._engine, job_id)
+        if user_id is not None and row.user_id != user_id:
+            raise NotFound(f"no job {job_id} in this namespace")
+        return queue.public(self._engine, row)
+
+    def jobs(
+        self, *, status: str | None = None, user_id: str | None = None, limit: int = 100
+    ) -> dict[str, list[dict[str, Any]]]:
+        """This namespace's jobs, newest first, by ``status`` and/or ``user_id``."""
+        rows = queue.list_jobs(self._engine, status=status, user_id=user_id, limit=limit)
+        return {"results": [queue.public(self._engine, row) for row in rows]}
+
+    def retry_job(self, job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
+        """Queue a dead (or failed) job again, its attempts reset."""
+        self.job(job_id, user_id=user_id)
+        row = queue.retry_job(self._engine, job_id)
+        if self._job_worker is not None:
+            self._job_worker.notify()
+        return queue.public(self._engine, row)
+
+    def _handler_for(self, namespace: str) -> queue.Handler:
+        """The handler a job of ``namespace`` runs: the one given to ``start_jobs``, else this
+        store's ``process_inference`` (seen from that namespace), looked up now."""
+        if self._job_handler is not None:
+            return self._job_handler
+        handler = getattr(self.namespaced(namespace), "process_inference", None)
+        if not callable(handler):
+            raise InvalidConfig("no inference handler: this version cannot run infer jobs")
+        return handler  # type: ignore[no-any-return]
+
+    def start_jobs(
+        self, workers: int | None = None, *, handler: queue.Handler | None = None
+    ) -> queue.JobWorker:
+        """Start the worker pool of the job queue in this process (the server does it at
+        start). ``handler``: what runs a job's request (default: ``process_inference``)."""
+        if self._job_worker is not None:
+            return self._job_worker
+        if handler is not None:
+            if not callable(handler):
+                raise InvalidInput("handler must be a function of (request) -> result")
+            self._job_handler = handler
+        settings = self.settings
+        self._job_worker = queue.JobWorker(
+            self._store,
+            self._engine.view,
+            self._handler_for,
+            workers=settings.job_workers if workers is None else workers,
+            lease_seconds=settings.job_lease_seconds,
+            retry_seconds=settings.job_retry_seconds,
+            poll_seconds=settings.job_poll_seconds,
+        ).start()
+        return self._job_worker
+
+    def stop_jobs(self, grace_seconds: float = 10.0) -> None:
+        """Stop the worker pool: running jobs finish (for ``grace_seconds``) or go back to the
+        queue. Idempotent."""
+        worker, self._job_worker = self._job_worker, None
+        if worker is not None:
+            worker.stop(grace_seconds)
 
     # --- search and read ----------------------------------------------------------------------
 
@@ -709,6 +800,7 @@ class Memory:
             self._engine.lock_owners(tx, [], alone=True)
             self._keyring.destroy_all(self.namespace)
             tx.delete_namespace(self.namespace)
+            tx.delete_jobs(self.namespace)
         self._cache.drop()
         self._store.forget_decrypted()
 

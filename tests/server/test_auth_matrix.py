@@ -75,6 +75,9 @@ ROWS = [
     Row("DELETE", "/v1/memories/{memory_id}/", "write", 200, 404, 404),
     Row("GET", "/v1/memories/{memory_id}/history/", "read", 200, 404, 404),
     Row("GET", "/v1/ping/", "read", 200, 200, 200),
+    Row("GET", "/v1/jobs/", "read", 200, 200, 200),
+    Row("GET", "/v1/jobs/{job_id}", "read", 200, 404, 404),
+    Row("POST", "/v1/jobs/{job_id}/retry", "write", 200, 404, 404),
     Row("POST", "/v3/memories/add/", "write", 200, 403, 200, {"messages": "x", "user_id": "alice"}),
     Row(
         "POST",
@@ -188,7 +191,25 @@ def declared_routes(server: RunningServer) -> set[tuple[str, str]]:
 @pytest.fixture
 def matrix_server(start_server) -> RunningServer:  # type: ignore[no-untyped-def]
     # This fails authentication and spends keys hundreds of times from one address on purpose.
-    return start_server(auth_failure_limit="100000/minute", rate_limit="100000/minute")
+    # No job workers: the matrix makes its jobs dead itself (only a dead job is retried).
+    return start_server(
+        auth_failure_limit="100000/minute", rate_limit="100000/minute", job_workers=0
+    )
+
+
+def dead_job(memory: Any, n: int) -> str:
+    """A dead job of alice in the default namespace."""
+    from datetime import UTC, datetime, timedelta
+
+    from memvault.clock import iso, now_iso
+
+    job_id = str(memory.add(f"alice's job {n}", user_id="alice", infer=True)["job"]["id"])
+    store = memory.engine.store
+    while (
+        job := store.claim("matrix", iso(datetime.now(UTC) + timedelta(60)), now_iso())
+    ) is not None:
+        store.fail(job.id, "matrix", "test", None, now_iso())
+    return job_id
 
 
 def test_every_route_declares_an_action(server: RunningServer) -> None:
@@ -249,8 +270,10 @@ def test_every_route_is_protected(matrix_server: RunningServer) -> None:
         with contextlib.suppress(NotFound):
             acme.erase_user("alice")
         key_id = memory.api_keys.create("default", "read").info.id
+        job_id = dead_job(memory, n) if "{job_id}" in row.template else ""
         path = (
             row.template.replace("{memory_id}", memory_id)
+            .replace("{job_id}", job_id)
             .replace("{key_id}", key_id)
             .replace("{user_id}", "alice")
         )

@@ -514,6 +514,78 @@ def namespace_set(
     _emit(rules, as_json)
 
 
+jobs_app = typer.Typer(
+    help="The job queue of infer=True adds: status, results, retry of dead jobs.",
+    no_args_is_help=True,
+)
+app.add_typer(jobs_app, name="jobs")
+
+
+def _job_table(jobs: list[dict[str, Any]]) -> None:
+    if not jobs:
+        console.print("[dim]no jobs[/dim]")
+        return
+    table = Table(show_lines=False)
+    for column in ("id", "status", "attempts", "error", "scope", "updated"):
+        table.add_column(column, style="dim" if column in ("id", "updated") else None)
+    for job in jobs:
+        scope = " ".join(
+            f"{k[:-3]}={job[k]}" for k in ("user_id", "agent_id", "run_id") if job.get(k)
+        )
+        table.add_row(
+            job["id"],
+            job["status"],
+            f"{job['attempts']}/{job['max_attempts']}",
+            job["error_code"] or "",
+            scope,
+            job["updated_at"][:19],
+        )
+    console.print(table)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[
+        str | None, typer.Option(help="queued | running | done | failed | dead")
+    ] = None,
+    user: UserOption = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """The namespace's jobs, newest first."""
+    with _keys(home, namespace) as memory:
+        found = memory.jobs(status=status, user_id=user, limit=limit)
+    _emit(found, as_json, lambda data: _job_table(data["results"]))
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: str,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """One job: status, attempts, last error code and, once done, its result."""
+    with _keys(home, namespace) as memory:
+        job = memory.job(job_id)
+    _emit(job, as_json)
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: str,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Queue a dead job again (its attempts reset); a running server's workers take it."""
+    with _keys(home, namespace) as memory:
+        job = memory.retry_job(job_id)
+    _emit(job, as_json, lambda data: console.print(f"job {data['id']} is {data['status']}"))
+
+
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

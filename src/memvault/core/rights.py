@@ -1,9 +1,9 @@
 """A user's rights over their data: erase (crypto-shredding), export, and expiry purging.
 
 Erase destroys the user's data key *first*: from that moment every copy of their rows (database
-backups, WAL files, replicas) is unreadable, whatever happens next. The rows, index entries and
-history are then deleted in one transaction, with ``secure_delete`` overwriting the freed pages,
-and both WAL files are checkpointed and truncated.
+backups, WAL files, replicas) is unreadable, whatever happens next. The rows, index entries,
+history and queued jobs are then deleted in one transaction, with ``secure_delete`` overwriting
+the freed pages, and both WAL files are checkpointed and truncated.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def erase_user(engine: Engine, user_id: str) -> dict[str, Any]:
         keyring.destroy_scope(owner)  # every generation, and on to a new, never used one
         keyring.destroy_legacy(list(legacy.values()))
         deleted, deleted_events = tx.delete_user(engine.namespace, user_id)
+        # Queued jobs too: sealed with the key just destroyed, and deleted with the rest.
+        jobs_deleted = tx.delete_jobs(engine.namespace, user_id)
         for scope_id in scopes:
             # Versions only grow: a cache elsewhere of these scopes sees that it is stale.
             tx.bump_version(scope_id)
@@ -63,6 +65,7 @@ def erase_user(engine: Engine, user_id: str) -> dict[str, Any]:
         "namespace": engine.namespace,
         "memories_deleted": deleted,
         "history_deleted": deleted_events,
+        "jobs_deleted": jobs_deleted,
         "data_key_destroyed": True,
     }
 

@@ -211,6 +211,13 @@ def build_server(
             dict[str, Any] | None,
             Field(description='Optional JSON object, e.g. {"topic": "food"}.'),
         ] = None,
+        infer: Annotated[
+            bool,
+            Field(
+                description="Extract facts from the text with the configured LLM. On a server "
+                "the work is queued: the answer names the job."
+            ),
+        ] = False,
     ) -> CallToolResult:
         who = resolve(ctx)
         added = await _run(
@@ -222,9 +229,13 @@ def build_server(
                 agent_id=agent_id or default_agent_id,
                 run_id=run_id,
                 metadata=metadata,
+                infer=infer,
             ),
         )
         lines = [f"{r['event']} [id {r['id']}]" for r in added["results"]]
+        job = added.get("job")
+        if job is not None:
+            lines.append(f"Queued as job {job['id']} ({job['status']}).")
         return _result(added, "\n".join(lines))
 
     @server.tool(

@@ -24,6 +24,8 @@ OPERATOR_NAMESPACE = "default"
 class Action(StrEnum):
     MEMORIES_READ = "memories.read"
     MEMORIES_WRITE = "memories.write"
+    JOBS_READ = "jobs.read"
+    JOBS_WRITE = "jobs.write"
     USERS_EXPORT = "users.export"
     USERS_ERASE = "users.erase"
     USERS_ROTATE_KEY = "users.rotate_key"
@@ -46,6 +48,9 @@ class Rule:
 RULES: dict[Action, Rule] = {
     Action.MEMORIES_READ: Rule("read", "read"),
     Action.MEMORIES_WRITE: Rule("write", "write"),
+    # The queue's jobs: a user-bound key sees and retries only its user's (the routes check).
+    Action.JOBS_READ: Rule("read", "read"),
+    Action.JOBS_WRITE: Rule("write", "write"),
     # A user may take out and erase their own data with their own key; unbound, only admins.
     Action.USERS_EXPORT: Rule("admin", "read"),
     Action.USERS_ERASE: Rule("admin", "write"),

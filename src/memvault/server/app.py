@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from memvault import __version__
 from memvault.config import Settings
+from memvault.core.jobs import Handler
 from memvault.errors import InvalidConfig, MemvaultError
 from memvault.memory import Memory
 from memvault.server.auth import Gate, KeyUsage
@@ -26,7 +27,7 @@ from memvault.server.lazy_mcp import LazyMcp
 from memvault.server.middleware import Observability, metrics_registry
 from memvault.server.network import HostGuard, HostPolicy, Proxies, is_loopback
 from memvault.server.ratelimit import RateLimiter
-from memvault.server.routes import admin, health, mem0, memories, users
+from memvault.server.routes import admin, health, jobs, mem0, memories, users
 
 __all__ = ["PUBLIC_PATHS", "check_settings", "create_app", "is_loopback"]
 
@@ -63,13 +64,24 @@ def _configure_logging() -> None:
     logging.getLogger("memvault").setLevel(logging.INFO)
 
 
-def create_app(settings: Settings | None = None, memory: Memory | None = None) -> FastAPI:
-    """The FastAPI app. It opens (and at shutdown closes) a ``Memory`` unless given one."""
+def create_app(
+    settings: Settings | None = None,
+    memory: Memory | None = None,
+    *,
+    job_handler: Handler | None = None,
+) -> FastAPI:
+    """The FastAPI app. It opens (and at shutdown closes) a ``Memory`` unless given one.
+
+    The job queue is on unless ``MEMVAULT_ASYNC_MODE=false``: an ``infer=True`` add answers 202
+    and ``job_workers`` threads run the jobs (``job_handler``, for embedders and tests: what
+    runs a job; default ``Memory.process_inference``). Only code that builds the app can set
+    it; no request or setting names code to run."""
     settings = settings or (memory.settings if memory is not None else Settings.load())
     check_settings(settings)
     _configure_logging()
     owned = memory is None
     store = memory or Memory(settings=settings)
+    store.async_mode = settings.async_mode is not False
     # One limiter for REST and /mcp: two would give each budget twice over.
     limiter = RateLimiter(
         settings.rate_limit,
@@ -87,6 +99,8 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
             if settings.gc_interval_seconds
             else None
         )
+        if settings.job_workers:
+            store.start_jobs(settings.job_workers, handler=job_handler)
         try:
             if gateway is None:
                 yield
@@ -96,6 +110,8 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
         finally:
             if sweeper is not None:
                 sweeper.cancel()
+            # Running jobs finish, or their claims go back to the queue for another worker.
+            await anyio.to_thread.run_sync(store.stop_jobs)
             if owned:
                 store.close()
 
@@ -115,7 +131,7 @@ def create_app(settings: Settings | None = None, memory: Memory | None = None) -
     app.state.metrics = registry
     app.state.key_usage = KeyUsage(store)
     install_error_handlers(app)
-    for module in (memories, mem0, users, admin, health):
+    for module in (memories, mem0, users, jobs, admin, health):
         app.include_router(module.router)
     _mount_docs(app)
     if gateway is not None:

@@ -14,6 +14,9 @@ __all__ = [
     "BatchAddRequest",
     "ErrorBody",
     "HistoryEvent",
+    "JobAccepted",
+    "JobItem",
+    "JobList",
     "KeyCreate",
     "KeyCreated",
     "KeyInfo",
@@ -121,6 +124,32 @@ class AddResults(BaseModel):
     results: list[AddResult]
 
 
+class JobAccepted(BaseModel):
+    """The answer (202) to an ``infer=True`` add when the queue is on: poll GET /v1/jobs/{id}."""
+
+    job_id: str
+    status: Literal["queued"]
+
+
+class JobItem(BaseModel):
+    id: str
+    kind: str
+    status: Literal["queued", "running", "done", "failed", "dead"]
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    attempts: int
+    max_attempts: int
+    error_code: str | None = Field(None, description="Why the last attempt failed (a code).")
+    result: dict[str, Any] | None = Field(None, description="What the job did, once done.")
+    created_at: str
+    updated_at: str
+
+
+class JobList(BaseModel):
+    results: list[JobItem]
+
+
 class SearchResults(BaseModel):
     results: list[MemoryItem]
 
@@ -171,6 +200,7 @@ class EraseResult(BaseModel):
     namespace: str
     memories_deleted: int
     history_deleted: int
+    jobs_deleted: int = 0
     data_key_destroyed: bool
 
 

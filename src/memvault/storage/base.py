@@ -11,6 +11,8 @@ outside a backend's folder holds SQL or a driver object. Rows cross the seam as 
 - ``KeyStore``: wrapped data keys, their generations and the master key checks, kept apart from the
   data (``keys.db``; a Postgres schema or database of its own) so a data backup never holds keys.
 - ``ApiKeyRecords`` and ``AuditRecords``: the API key table and the audit chain.
+- ``JobStore``: the durable job queue (``core/jobs.py``): claims with a lease, so several workers
+  and nodes share one queue and a job whose worker died is taken again once its lease expires.
 
 Concurrency contract. ``WriteTx.lock`` takes a lock on a name until the transaction ends: writers
 lock their namespace (shared) and each key owner they write (exclusive), in sorted order, before
@@ -42,6 +44,7 @@ from memvault.storage.rows import (
     HistoryRow,
     Imported,
     IndexTerms,
+    JobRow,
     KeyStoreStatus,
     MemoryRow,
     StoreStatus,
@@ -58,6 +61,7 @@ __all__ = [
     "Cursor",
     "DataStore",
     "Exportable",
+    "JobStore",
     "KeyStore",
     "MemoryStore",
     "MetaDecryptor",
@@ -139,6 +143,15 @@ class WriteTx(Protocol):
         ...
 
     def delete_namespace(self, namespace: str) -> None: ...
+
+    def insert_job(self, job: JobRow) -> None:
+        """Queue a job in this transaction (enqueue under the owner's lock: an erase that
+        commits first leaves the enqueuer sealing with the new key generation)."""
+        ...
+
+    def delete_jobs(self, namespace: str, user_id: str | None = None) -> int:
+        """Delete the jobs of a user (erase) or, without one, of the namespace (reset)."""
+        ...
 
 
 class MemoryStore(Protocol):
@@ -267,6 +280,53 @@ class AuditRecords(Protocol):
         ...
 
 
+class JobStore(Protocol):
+    """The durable queue. Every method is atomic on its own; ``now`` and deadlines are ISO-8601
+    UTC strings (``clock.now_iso``), compared as text.
+
+    A claim hands out the oldest claimable job (``queued`` and due, or ``running`` with an
+    expired lease) to one worker only: SQLite claims under ``BEGIN IMMEDIATE`` with
+    ``UPDATE ... RETURNING``; Postgres with ``SELECT ... FOR UPDATE SKIP LOCKED``, so concurrent
+    claimers on many nodes never wait on each other nor take the same job. ``renew``,
+    ``complete`` and ``fail`` change a job only while ``worker`` still holds its claim (False
+    otherwise: the lease expired and another worker took it).
+    """
+
+    def enqueue(self, job: JobRow) -> None: ...
+
+    def claim(self, worker: str, lease_until: str, now: str) -> JobRow | None: ...
+
+    def renew(self, job_id: str, worker: str, lease_until: str) -> bool: ...
+
+    def complete(self, job_id: str, worker: str, result_box: bytes, now: str) -> bool: ...
+
+    def fail(
+        self, job_id: str, worker: str, error_code: str, retry_at: str | None, now: str
+    ) -> bool:
+        """Back to ``queued`` until ``retry_at``, or ``dead`` (``retry_at`` None, or no attempt
+        left)."""
+        ...
+
+    def release(self, job_id: str, worker: str, now: str) -> bool:
+        """Give a claim back unfinished (shutdown): queued again, the attempt not counted."""
+        ...
+
+    def get_job(self, namespace: str, job_id: str) -> JobRow | None: ...
+
+    def list_jobs(
+        self, namespace: str, *, status: str | None, user_id: str | None, limit: int
+    ) -> list[JobRow]:
+        """Newest first."""
+        ...
+
+    def retry_job(self, namespace: str, job_id: str, now: str) -> JobRow | None:
+        """A ``dead`` or ``failed`` job queued again with its attempts reset; None when there is
+        no such job in that state."""
+        ...
+
+    def delete_jobs(self, namespace: str, user_id: str | None = None) -> int: ...
+
+
 # The tables ``memvault migrate`` copies, in copy order; a backend knows no other table names, so
 # a name never comes from a user. Keys first: data without its keys could not be read.
 DATA_TABLES = (
@@ -308,7 +368,7 @@ class Exportable(Protocol):
     def count_rows(self, table: str) -> int: ...
 
 
-class DataStore(MemoryStore, ApiKeyRecords, AuditRecords, Exportable, Protocol):
+class DataStore(MemoryStore, ApiKeyRecords, AuditRecords, JobStore, Exportable, Protocol):
     """What one backend's data database offers."""
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "HistoryRow",
     "Imported",
     "IndexTerms",
+    "JobRow",
     "KeyStoreStatus",
     "MemoryRow",
     "StoreStatus",
@@ -179,3 +180,34 @@ class Imported:
 
     inserted: int = 0
     present: list[tuple[ExportRow, ExportRow | None]] = field(default_factory=list)
+
+
+# The states of a queued job: ``queued`` (waiting, maybe until ``run_after``), ``running`` (claimed
+# by ``lease_owner`` until ``lease_until``), ``done``, ``failed`` (kept by a retry that is due
+# later: not used as a resting state by the worker) and ``dead`` (out of attempts).
+JOB_STATUSES = ("queued", "running", "done", "failed", "dead")
+
+
+@dataclass(slots=True)
+class JobRow:
+    """One job of the durable queue; its request and result sealed with the owner's data key
+    (bound to the job id and namespace), so an erase crypto-shreds what still waits."""
+
+    id: str
+    namespace: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    scope_id: str
+    kind: str
+    status: str
+    attempts: int
+    max_attempts: int
+    lease_owner: str | None
+    lease_until: str | None
+    run_after: str
+    payload_box: bytes
+    result_box: bytes | None
+    error_code: str | None
+    created_at: str
+    updated_at: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 
 from memvault.security.policy import Action
 from memvault.security.principal import Principal
@@ -18,6 +19,7 @@ from memvault.server.schemas import (
     DeleteAllResult,
     DeleteResult,
     HistoryEvent,
+    JobAccepted,
     ListRequest,
     MemoryItem,
     MemoryPage,
@@ -87,15 +89,35 @@ def list_page(principal: Principal, body: ListRequest, base_path: str) -> dict[s
     return {"count": count, "next": next_page, "previous": previous, "results": results}
 
 
+def add_one(principal: Principal, request: AddRequest) -> dict[str, Any]:
+    """One add through ``Memory.add``: with ``infer`` and the queue on, a job is queued and the
+    answer names it (``{"results": [], "job": {...}}``)."""
+    item = request.as_item()
+    user = principal.user_scope(request.user_id)
+    if user is not None:
+        item["user_id"] = user
+    return principal.memory.add(**item)
+
+
 @router.post(
     "/",
     summary="Add memories",
     response_model=AddResults,
     response_model_exclude_none=True,
-    responses=error_responses(),
+    responses={
+        202: {"model": JobAccepted, "description": "infer=True with the queue on: a job id"},
+        **error_responses(),
+    },
 )
-def add(body: AddRequest, principal: Writer, request: Request) -> dict[str, Any]:
-    """Store a text or a list of messages in a scope; an exact duplicate answers event NONE."""
+def add(body: AddRequest, principal: Writer, request: Request) -> Any:
+    """Store a text or a list of messages in a scope; an exact duplicate answers event NONE.
+
+    With ``infer: true`` and the queue on (the server's default) the messages are checked,
+    queued encrypted, and the answer is 202 ``{"job_id", "status": "queued"}`` at once; follow
+    the job with ``GET /v1/jobs/{job_id}``."""
+    if body.infer and principal.memory.async_mode:
+        job = add_one(principal, body)["job"]
+        return JSONResponse({"job_id": job["id"], "status": job["status"]}, status_code=202)
     return audited(request, add_memories(principal, [body]))
 
 

@@ -126,7 +126,37 @@ def m001_create_tables(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_create_tables]
+def m002_jobs(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """The durable job queue (``core/jobs.py``); claims use ``FOR UPDATE SKIP LOCKED`` over
+    ``jobs_claim``."""
+    _run(
+        conn,
+        """
+        CREATE TABLE jobs (
+            id text COLLATE "C" PRIMARY KEY,
+            namespace text NOT NULL,
+            user_id text, agent_id text, run_id text,
+            scope_id text NOT NULL,
+            kind text NOT NULL,
+            status text NOT NULL,
+            attempts integer NOT NULL DEFAULT 0,
+            max_attempts integer NOT NULL,
+            lease_owner text,
+            lease_until text COLLATE "C",
+            run_after text COLLATE "C" NOT NULL,
+            payload_box bytea NOT NULL,
+            result_box bytea,
+            error_code text,
+            created_at text COLLATE "C" NOT NULL,
+            updated_at text COLLATE "C" NOT NULL
+        );
+        CREATE INDEX jobs_claim ON jobs (status, run_after, id);
+        CREATE INDEX jobs_namespace ON jobs (namespace, user_id, id)
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_create_tables, m002_jobs]
 
 
 def _lock_key(schema: str) -> str:

@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import astuple
 from typing import Any
 
 import psycopg
@@ -57,6 +58,7 @@ from memvault.storage.rows import (
     HistoryRow,
     Imported,
     IndexTerms,
+    JobRow,
     MemoryRow,
     StoreStatus,
     VectorRow,
@@ -85,6 +87,12 @@ _HISTORY_COLUMNS = (
     "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
     " actor_id, role, created_at, seal_version"
 )
+_JOB_COLUMNS = (
+    "id, namespace, user_id, agent_id, run_id, scope_id, kind, status, attempts, max_attempts,"
+    " lease_owner, lease_until, run_after, payload_box, result_box, error_code, created_at,"
+    " updated_at"
+)
+_JOB_VALUES = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
 _API_KEY_COLUMNS = (
     "id, namespace, role, name, user_id, secret_hash, created_at, expires_at, revoked_at,"
     " last_used_at"
@@ -141,6 +149,13 @@ def _limit(limit: int) -> int | None:
 
 def _memory(row: Sequence[Any]) -> MemoryRow:
     return MemoryRow(*row)
+
+
+def _job(row: Sequence[Any]) -> JobRow:
+    job = JobRow(*row)
+    job.payload_box = bytes(job.payload_box)
+    job.result_box = None if job.result_box is None else bytes(job.result_box)
+    return job
 
 
 def _event(row: Sequence[Any]) -> HistoryRow:
@@ -662,6 +677,107 @@ class PostgresStore:
             while rows := cursor.fetchmany(_FETCH):
                 yield from (AuditRow(*row) for row in rows)
 
+    # --- the job queue (JobStore) -------------------------------------------------------------
+
+    def enqueue(self, job: JobRow) -> None:
+        with self.transaction() as tx:
+            tx.insert_job(job)
+
+    def claim(self, worker: str, lease_until: str, now: str) -> JobRow | None:
+        """The oldest claimable job, locked with ``SKIP LOCKED`` (a job another claimer holds
+        is passed over, not waited for), then marked running, in one transaction."""
+        with self._connection("claiming a job") as conn, conn.transaction():
+            found = conn.execute(
+                "SELECT id FROM jobs WHERE (status = 'queued' AND run_after <= %s)"
+                " OR (status = 'running' AND lease_until <= %s)"
+                " ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (now, now),
+            ).fetchone()
+            if found is None:
+                return None
+            row = conn.execute(
+                f"UPDATE jobs SET status = 'running', attempts = attempts + 1,"
+                f" lease_owner = %s, lease_until = %s, updated_at = %s WHERE id = %s"
+                f" RETURNING {_JOB_COLUMNS}",
+                (worker, lease_until, now, found[0]),
+            ).fetchone()
+        return _job(row) if row is not None else None
+
+    def renew(self, job_id: str, worker: str, lease_until: str) -> bool:
+        with self._connection("renewing a job lease") as conn, conn.transaction():
+            cursor = conn.execute(
+                "UPDATE jobs SET lease_until = %s WHERE id = %s AND status = 'running'"
+                " AND lease_owner = %s",
+                (lease_until, job_id, worker),
+            )
+            return bool(cursor.rowcount > 0)
+
+    def complete(self, job_id: str, worker: str, result_box: bytes, now: str) -> bool:
+        with self._connection("completing a job") as conn, conn.transaction():
+            cursor = conn.execute(
+                "UPDATE jobs SET status = 'done', result_box = %s, error_code = NULL,"
+                " lease_owner = NULL, lease_until = NULL, updated_at = %s"
+                " WHERE id = %s AND status = 'running' AND lease_owner = %s",
+                (result_box, now, job_id, worker),
+            )
+            return bool(cursor.rowcount > 0)
+
+    def fail(
+        self, job_id: str, worker: str, error_code: str, retry_at: str | None, now: str
+    ) -> bool:
+        with self._connection("failing a job") as conn, conn.transaction():
+            cursor = conn.execute(
+                "UPDATE jobs SET status = CASE WHEN %s::text IS NULL OR attempts >= max_attempts"
+                " THEN 'dead' ELSE 'queued' END, run_after = coalesce(%s::text, run_after),"
+                " error_code = %s, lease_owner = NULL, lease_until = NULL, updated_at = %s"
+                " WHERE id = %s AND status = 'running' AND lease_owner = %s",
+                (retry_at, retry_at, error_code, now, job_id, worker),
+            )
+            return bool(cursor.rowcount > 0)
+
+    def release(self, job_id: str, worker: str, now: str) -> bool:
+        with self._connection("releasing a job") as conn, conn.transaction():
+            cursor = conn.execute(
+                "UPDATE jobs SET status = 'queued', attempts = greatest(attempts - 1, 0),"
+                " lease_owner = NULL, lease_until = NULL, updated_at = %s"
+                " WHERE id = %s AND status = 'running' AND lease_owner = %s",
+                (now, job_id, worker),
+            )
+            return bool(cursor.rowcount > 0)
+
+    def get_job(self, namespace: str, job_id: str) -> JobRow | None:
+        rows = self._fetch(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE namespace = %s AND id = %s",
+            (namespace, job_id),
+        )
+        return _job(rows[0]) if rows else None
+
+    def list_jobs(
+        self, namespace: str, *, status: str | None, user_id: str | None, limit: int
+    ) -> list[JobRow]:
+        rows = self._fetch(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE namespace = %s"
+            " AND (%s::text IS NULL OR status = %s) AND (%s::text IS NULL OR user_id = %s)"
+            " ORDER BY id DESC LIMIT %s",
+            (namespace, status, status, user_id, user_id, limit),
+        )
+        return [_job(row) for row in rows]
+
+    def retry_job(self, namespace: str, job_id: str, now: str) -> JobRow | None:
+        with self._connection("retrying a job") as conn, conn.transaction():
+            row = conn.execute(
+                f"UPDATE jobs SET status = 'queued', attempts = 0, run_after = %s,"
+                f" error_code = NULL, lease_owner = NULL, lease_until = NULL, updated_at = %s"
+                f" WHERE namespace = %s AND id = %s AND status IN ('dead', 'failed')"
+                f" RETURNING {_JOB_COLUMNS}",
+                (now, now, namespace, job_id),
+            ).fetchone()
+        return _job(row) if row is not None else None
+
+    def delete_jobs(self, namespace: str, user_id: str | None = None) -> int:
+        with self.transaction() as tx:
+            return int(tx.delete_jobs(namespace, user_id))
+
 
 class _OverBudget(Exception):
     """A filtered read ran out of time between rows."""
@@ -902,3 +1018,17 @@ class _PgTx:
         )
         self._conn.execute("DELETE FROM memories WHERE namespace = %s", (namespace,))
         self._conn.execute("DELETE FROM history WHERE namespace = %s", (namespace,))
+
+    def insert_job(self, job: JobRow) -> None:
+        self._conn.execute(
+            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({_JOB_VALUES})", astuple(job)
+        )
+
+    def delete_jobs(self, namespace: str, user_id: str | None = None) -> int:
+        if user_id is None:
+            return self._conn.execute(
+                "DELETE FROM jobs WHERE namespace = %s", (namespace,)
+            ).rowcount
+        return self._conn.execute(
+            "DELETE FROM jobs WHERE namespace = %s AND user_id = %s", (namespace, user_id)
+        ).rowcount

@@ -151,6 +151,36 @@ def m006_seal_version(db: sqlite3.Connection) -> None:
     )
 
 
+def m007_jobs(db: sqlite3.Connection) -> None:
+    """The durable job queue (``core/jobs.py``): the request and result sealed with the owner's
+    data key; ``jobs_claim`` finds the oldest claimable job without a scan."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            user_id TEXT, agent_id TEXT, run_id TEXT,
+            scope_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL,
+            lease_owner TEXT,
+            lease_until TEXT,
+            run_after TEXT NOT NULL,
+            payload_box BLOB NOT NULL,
+            result_box BLOB,
+            error_code TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX jobs_claim ON jobs (status, run_after, id);
+        CREATE INDEX jobs_namespace ON jobs (namespace, user_id, id);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_create_tables,
     m002_api_keys,
@@ -158,6 +188,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m004_namespace_settings,
     m005_covering_index_for_filters,
     m006_seal_version,
+    m007_jobs,
 ]
 
 

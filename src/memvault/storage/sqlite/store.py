@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from memvault.storage.rows import (
     HistoryRow,
     Imported,
     IndexTerms,
+    JobRow,
     MemoryRow,
     StoreStatus,
     VectorRow,
@@ -80,6 +82,11 @@ _API_KEY_COLUMNS = (
 )
 _AUDIT_COLUMNS = (
     "seq, at, namespace, key_id, action, user_id, memory_ids, source, outcome, prev_hash, hash"
+)
+_JOB_COLUMNS = (
+    "id, namespace, user_id, agent_id, run_id, scope_id, kind, status, attempts, max_attempts,"
+    " lease_owner, lease_until, run_after, payload_box, result_box, error_code, created_at,"
+    " updated_at"
 )
 _HISTORY_COLUMNS = (
     "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
@@ -653,6 +660,98 @@ class SQLiteStore:
                 return
             after = int(rows[-1][0])
 
+    # --- the job queue (JobStore) -------------------------------------------------------------
+
+    def enqueue(self, job: JobRow) -> None:
+        with self.transaction() as tx:
+            tx.insert_job(job)
+
+    def claim(self, worker: str, lease_until: str, now: str) -> JobRow | None:
+        # BEGIN IMMEDIATE: one claimer at a time in every process, so the job picked is not
+        # picked by another before this UPDATE commits.
+        with self.transaction() as tx:
+            row = tx.db.execute(
+                f"UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?,"
+                f" lease_until = ?, updated_at = ? WHERE id = (SELECT id FROM jobs WHERE"
+                f" (status = 'queued' AND run_after <= ?) OR (status = 'running' AND"
+                f" lease_until <= ?) ORDER BY run_after, id LIMIT 1) RETURNING {_JOB_COLUMNS}",
+                (worker, lease_until, now, now, now),
+            ).fetchone()
+        return _job(row) if row is not None else None
+
+    def renew(self, job_id: str, worker: str, lease_until: str) -> bool:
+        with self.transaction() as tx:
+            cursor = tx.db.execute(
+                "UPDATE jobs SET lease_until = ? WHERE id = ? AND status = 'running'"
+                " AND lease_owner = ?",
+                (lease_until, job_id, worker),
+            )
+            return cursor.rowcount > 0
+
+    def complete(self, job_id: str, worker: str, result_box: bytes, now: str) -> bool:
+        with self.transaction() as tx:
+            cursor = tx.db.execute(
+                "UPDATE jobs SET status = 'done', result_box = ?, error_code = NULL,"
+                " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                " WHERE id = ? AND status = 'running' AND lease_owner = ?",
+                (result_box, now, job_id, worker),
+            )
+            return cursor.rowcount > 0
+
+    def fail(
+        self, job_id: str, worker: str, error_code: str, retry_at: str | None, now: str
+    ) -> bool:
+        with self.transaction() as tx:
+            cursor = tx.db.execute(
+                "UPDATE jobs SET status = CASE WHEN ? IS NULL OR attempts >= max_attempts"
+                " THEN 'dead' ELSE 'queued' END, run_after = coalesce(?, run_after),"
+                " error_code = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                " WHERE id = ? AND status = 'running' AND lease_owner = ?",
+                (retry_at, retry_at, error_code, now, job_id, worker),
+            )
+            return cursor.rowcount > 0
+
+    def release(self, job_id: str, worker: str, now: str) -> bool:
+        with self.transaction() as tx:
+            cursor = tx.db.execute(
+                "UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0),"
+                " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                " WHERE id = ? AND status = 'running' AND lease_owner = ?",
+                (now, job_id, worker),
+            )
+            return cursor.rowcount > 0
+
+    def get_job(self, namespace: str, job_id: str) -> JobRow | None:
+        rows = self._query(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE namespace = ? AND id = ?", (namespace, job_id)
+        )
+        return _job(rows[0]) if rows else None
+
+    def list_jobs(
+        self, namespace: str, *, status: str | None, user_id: str | None, limit: int
+    ) -> list[JobRow]:
+        rows = self._query(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE namespace = ? AND (? IS NULL OR status = ?)"
+            " AND (? IS NULL OR user_id = ?) ORDER BY id DESC LIMIT ?",
+            (namespace, status, status, user_id, user_id, limit),
+        )
+        return [_job(row) for row in rows]
+
+    def retry_job(self, namespace: str, job_id: str, now: str) -> JobRow | None:
+        with self.transaction() as tx:
+            row = tx.db.execute(
+                f"UPDATE jobs SET status = 'queued', attempts = 0, run_after = ?,"
+                f" error_code = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                f" WHERE namespace = ? AND id = ? AND status IN ('dead', 'failed')"
+                f" RETURNING {_JOB_COLUMNS}",
+                (now, now, namespace, job_id),
+            ).fetchone()
+        return _job(row) if row is not None else None
+
+    def delete_jobs(self, namespace: str, user_id: str | None = None) -> int:
+        with self.transaction() as tx:
+            return tx.delete_jobs(namespace, user_id)
+
 
 class SQLiteTx:
     """One write transaction (``WriteTx``) on the thread's connection, under SQLite's write lock
@@ -867,9 +966,28 @@ class SQLiteTx:
         # scope_versions rows stay: a version only ever grows, so no cache anywhere can take a
         # later state of a key scope for one it has seen (reset moves keys to new generations).
 
+    def insert_job(self, job: JobRow) -> None:
+        self.db.execute(
+            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 18)})", astuple(job)
+        )
+
+    def delete_jobs(self, namespace: str, user_id: str | None = None) -> int:
+        if user_id is None:
+            return self.db.execute("DELETE FROM jobs WHERE namespace = ?", (namespace,)).rowcount
+        return self.db.execute(
+            "DELETE FROM jobs WHERE namespace = ? AND user_id = ?", (namespace, user_id)
+        ).rowcount
+
 
 def _memory(row: sqlite3.Row) -> MemoryRow:
     return MemoryRow(**dict(row))
+
+
+def _job(row: sqlite3.Row) -> JobRow:
+    job = JobRow(*row)
+    job.payload_box = bytes(job.payload_box)
+    job.result_box = None if job.result_box is None else bytes(job.result_box)
+    return job
 
 
 def _event(row: sqlite3.Row) -> HistoryRow:
