@@ -15,8 +15,10 @@ from memvault.testing import ScriptedChatServer
 
 def facts(*items: str | tuple[str, str]) -> str:
     """An extraction answer: texts (semantic) or (text, type) pairs."""
-    out = [{"text": i, "type": "semantic"} if isinstance(i, str) else {"text": i[0], "type": i[1]}
-           for i in items]
+    out = [
+        {"text": i, "type": "semantic"} if isinstance(i, str) else {"text": i[0], "type": i[1]}
+        for i in items
+    ]
     return json.dumps({"facts": out})
 
 
