@@ -249,11 +249,13 @@ def test_provenance_job_id_and_observed_at(mem: Memory, chat: ScriptedChatServer
 
 def test_provenance_is_encrypted_at_rest(home: Path, mem: Memory, chat: ScriptedChatServer) -> None:
     chat.push(facts("Alice likes tea"))
-    [result] = mem.add("I like tea", user_id="alice", infer=True, actor_id="agent-zz")["results"]
+    job = {"messages": "I like tea", "user_id": "alice", "job_id": "job-zq81x"}
+    [result] = mem.process_inference(job)["results"]
     provenance = mem.get(result["id"])["metadata"]["provenance"]  # type: ignore[index]
+    assert mem.history(result["id"])[0]["provenance"] == provenance
     mem.close()
     raw = b"".join(p.read_bytes() for p in home.rglob("*") if p.is_file())
-    for needle in (provenance["sources"][0], PROMPT_VERSION, "provenance", "Alice likes tea"):
+    for needle in (provenance["sources"][0], PROMPT_VERSION, "job-zq81x", "Alice likes tea"):
         assert needle.encode() not in raw, needle
 
 
@@ -297,3 +299,48 @@ def test_custom_llm_object(home: Path) -> None:
     with Memory(home, embedder=HashEmbedder(), llm=Canned()) as m:
         [result] = m.add("anything", user_id="u", infer=True)["results"]
         assert result["memory"] == "Canned fact"
+
+
+def test_history_shows_provenance_of_each_inferred_change(
+    mem: Memory, chat: ScriptedChatServer
+) -> None:
+    chat.push(facts("Alice has a cat"))
+    [added] = mem.process_inference(
+        {"messages": "I have a cat", "user_id": "alice", "job_id": "j1"}
+    )["results"]
+    chat.push(
+        facts("Alice has two cats"),
+        decisions({"fact": "f1", "event": "UPDATE", "memory": "m1", "text": "Alice has two cats"}),
+    )
+    mem.process_inference({"messages": "I got a second cat", "user_id": "alice", "job_id": "j2"})
+    chat.push(
+        facts("Alice has no cats"), decisions({"fact": "f1", "event": "DELETE", "memory": "m1"})
+    )
+    mem.process_inference({"messages": "My cats moved out", "user_id": "alice", "job_id": "j3"})
+    events = mem.history(added["id"])
+    assert [(e["event"], e["provenance"]["job_id"]) for e in events] == [
+        ("ADD", "j1"),
+        ("UPDATE", "j2"),
+        ("DELETE", "j3"),
+    ]
+    assert all(e["provenance"]["prompt_version"] == PROMPT_VERSION for e in events)
+    assert "provenance" not in mem.history(mem.add("plain", user_id="alice")["results"][0]["id"])[0]
+
+
+def test_provenance_survives_key_rotation(mem: Memory, chat: ScriptedChatServer) -> None:
+    chat.push(facts("Alice likes tea"))
+    [added] = mem.process_inference({"messages": "tea", "user_id": "alice", "job_id": "j9"})[
+        "results"
+    ]
+    mem.rotate_user_key("alice")
+    assert mem.history(added["id"])[0]["provenance"]["job_id"] == "j9"
+    assert mem.get(added["id"])["metadata"]["provenance"]["job_id"] == "j9"  # type: ignore[index]
+
+
+def test_raw_fallback_keeps_provenance(mem: Memory, chat: ScriptedChatServer) -> None:
+    chat.push("x", "y")
+    [result] = mem.process_inference({"messages": "tea", "user_id": "alice", "job_id": "j5"})[
+        "results"
+    ]
+    assert result["inferred"] is False
+    assert mem.history(result["id"])[0]["provenance"]["job_id"] == "j5"

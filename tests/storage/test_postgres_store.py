@@ -507,7 +507,7 @@ def test_status(store: PostgresStore, pg_url: str) -> None:
     insert(store, make_row(Scope("a")))
     status = store.status()
     assert status.backend == "postgres"
-    assert status.schema_version == "m001_create_tables" == status.migrations[-1]
+    assert status.schema_version == "m002_history_provenance" == status.migrations[-1]
     assert status.memories == 1 and status.history_events == 0
     assert status.bytes_used is not None and status.bytes_used > 0
     assert "schema memvault" in status.location
@@ -830,7 +830,9 @@ def test_nodes_starting_together_migrate_once(pg_url: str) -> None:
         t.join()
     try:
         assert len(stores) == 3
-        assert {s.status().migrations for s in stores} == {("m001_create_tables",)}
+        assert {s.status().migrations for s in stores} == {
+            ("m001_create_tables", "m002_history_provenance")
+        }
     finally:
         for s in stores:
             s.close()

@@ -126,7 +126,7 @@ def infer(
         template = replace(raw[0], metadata=metadata)
         plan = _reconcile(engine, template, facts, similar, llm, provenance, top_k)
     except LLMError as exc:
-        return _fallback(engine, raw, metadata, exc)
+        return _fallback(engine, raw, metadata, provenance, exc)
     return _apply(engine, plan)
 
 
@@ -183,7 +183,8 @@ def _reconcile(
         if decision.event == "NONE":
             plan.append(_Planned(None, fact.text, {}, none_id=memory_id))
         elif decision.event == "DELETE":
-            plan.append(_Planned(Delete(memory_id, missing_ok=True), fact.text, {}))
+            delete = Delete(memory_id, missing_ok=True, provenance=provenance)
+            plan.append(_Planned(delete, fact.text, {}))
         else:
             text = (decision.text or fact.text).strip() or fact.text
             current = reads.get(engine, memory_id)
@@ -194,7 +195,8 @@ def _reconcile(
                     del old_meta["flags"]
             old_meta.update({"inferred": True, PROVENANCE_KEY: provenance})
             new_meta = flag_metadata(old_meta, text)
-            plan.append(_Planned(Update(memory_id, text, new_meta), fact.text, {}))
+            update = Update(memory_id, text, new_meta, provenance=provenance)
+            plan.append(_Planned(update, fact.text, {}))
     return plan
 
 
@@ -206,6 +208,7 @@ def _planned_add(template: Add, fact: Fact, meta: dict[str, Any]) -> _Planned:
         memory_type=fact.type,
         redactions=[],
         vector=None,
+        provenance=meta[PROVENANCE_KEY],
     )
     return _Planned(add, fact.text, {})
 
@@ -248,18 +251,29 @@ def _apply(engine: Engine, plan: list[_Planned]) -> list[dict[str, Any]]:
 
 
 def _fallback(
-    engine: Engine, raw: Sequence[Add], metadata: dict[str, Any], error: LLMError
+    engine: Engine,
+    raw: Sequence[Add],
+    metadata: dict[str, Any],
+    provenance: dict[str, Any],
+    error: LLMError,
 ) -> list[dict[str, Any]]:
-    """Store the messages as they are, flagged ``inferred: false``, reporting the error."""
+    """Store the messages as they are, flagged ``inferred: false``, reporting the error; the
+    provenance (which job, which model failed) is kept as for inferred memories."""
     report = {"code": error.code, "message": error.message}
     plain = [
         replace(
             add,
             metadata=flag_metadata(
-                {**metadata, "inferred": False, "inference_error": error.code},
+                {
+                    **metadata,
+                    "inferred": False,
+                    "inference_error": error.code,
+                    PROVENANCE_KEY: provenance,
+                },
                 add.message.content,
             ),
             vector=None,
+            provenance=provenance,
         )
         for add in raw
     ]

@@ -151,6 +151,12 @@ def m006_seal_version(db: sqlite3.Connection) -> None:
     )
 
 
+def m007_history_provenance(db: sqlite3.Connection) -> None:
+    """A sealed field per history event (``meta_box``): where an inferred change came from
+    (job, source message hashes, actor, model, prompt version). NULL for other events."""
+    db.execute("ALTER TABLE history ADD COLUMN meta_box BLOB")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_create_tables,
     m002_api_keys,
@@ -158,6 +164,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m004_namespace_settings,
     m005_covering_index_for_filters,
     m006_seal_version,
+    m007_history_provenance,
 ]
 
 
