@@ -37,6 +37,7 @@ from memvault.errors import (
     InvalidConfig,
     InvalidInput,
 )
+from memvault.filters import FilterNode
 from memvault.llm import LLM, OpenAIChat
 from memvault.lru import ByteLRU, text_size
 from memvault.retrieval.hybrid import HybridSearcher, Mode
@@ -514,14 +515,10 @@ class Memory:
         scope = raw[0].scope
 
         def similar(text: str, k: int) -> list[tuple[str, str]]:
-            # The caller's own scoped search: the model never sees another scope's memories.
-            found = self.search(
-                text[:2000],
-                user_id=scope.user_id,
-                agent_id=scope.agent_id,
-                run_id=scope.run_id,
-                top_k=k,
-            )["results"]
+            # The caller's own scoped search (not counted as reads): the model never sees
+            # another scope's memories.
+            vector = self._embed([text])[0]
+            found, _ = self._search(text, vector, scope, None, k, None)
             return [(hit["id"], hit["memory"]) for hit in found]
 
         return infer.infer(
@@ -615,6 +612,24 @@ class Memory:
         # Outside the search slots, so that queries waiting for a slot are embedded together.
         query_vector = self._embed_query(query, scope) if needs_vector else None
 
+        results, ids = self._search(
+            query, query_vector, scope, node, top_k, threshold, explain=explain, mode=mode
+        )
+        self._access.record(self.namespace, ids)
+        return {"results": results}
+
+    def _search(
+        self,
+        query: str,
+        query_vector: npt.NDArray[np.float32] | None,
+        scope: Scope,
+        node: FilterNode | None,
+        top_k: int,
+        threshold: float | None,
+        *,
+        explain: bool = False,
+        mode: Mode = "hybrid",
+    ) -> tuple[list[dict[str, Any]], list[str]]:
         def run() -> tuple[list[dict[str, Any]], list[str]]:
             with self._search_slots:
                 hits = self._get_searcher().search(
@@ -629,9 +644,7 @@ class Memory:
             found = reads.search_results(self._engine, hits, explain=explain)
             return found, [hit.row.id for hit in hits]
 
-        results, ids = reads.settled(run)
-        self._access.record(self.namespace, ids)
-        return {"results": results}
+        return reads.settled(run)
 
     def get(self, memory_id: str) -> dict[str, Any] | None:
         """One memory of this namespace by id, or None (also for expired memories)."""

@@ -344,3 +344,31 @@ def test_raw_fallback_keeps_provenance(mem: Memory, chat: ScriptedChatServer) ->
     ]
     assert result["inferred"] is False
     assert mem.history(result["id"])[0]["provenance"]["job_id"] == "j5"
+
+
+def test_unstorable_facts_are_dropped(mem: Memory, chat: ScriptedChatServer) -> None:
+    chat.push(
+        json.dumps(
+            {
+                "facts": [
+                    {"text": "bad \ud800 surrogate"},
+                    {"text": "nul \u0000 inside"},
+                    {"text": "x" * 40_000},
+                    {"text": "   "},
+                    {"text": "Alice likes tea"},
+                    {"text": "Alice likes tea"},
+                ]
+            }
+        )
+    )
+    out = mem.add("tea", user_id="alice", infer=True)["results"]
+    assert [r["memory"] for r in out] == ["Alice likes tea"]
+
+
+def test_reconciliation_does_not_count_as_reads(mem: Memory, chat: ScriptedChatServer) -> None:
+    [tea] = seed(mem, chat, "Alice likes green tea")
+    chat.push(facts("Alice likes tea"), decisions({"fact": "f1", "event": "ADD"}))
+    mem.add("tea", user_id="alice", infer=True)
+    mem.close()
+    with Memory(mem.home, embedder=HashEmbedder()) as again:
+        assert again.get(tea)["access_count"] == 0  # type: ignore[index]

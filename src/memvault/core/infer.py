@@ -45,7 +45,7 @@ from memvault.llm.prompts import (
     repair_messages,
 )
 from memvault.security.poisoning import FLAG, flag_metadata
-from memvault.validation import Message
+from memvault.validation import Message, check_text
 
 __all__ = ["PROVENANCE_KEY", "Similar", "infer", "source_hashes"]
 
@@ -122,7 +122,7 @@ def infer(
     }
     try:
         extraction = ask(llm, extraction_messages(messages, iso(observed_at)), Extraction)
-        facts = _unique(extraction.facts)
+        facts = _unique(extraction.facts, engine.settings.max_text_bytes)
         template = replace(raw[0], metadata=metadata)
         plan = _reconcile(engine, template, facts, similar, llm, provenance, top_k)
     except LLMError as exc:
@@ -130,11 +130,22 @@ def infer(
     return _apply(engine, plan)
 
 
-def _unique(facts: list[Fact]) -> list[Fact]:
+def _valid_text(text: str | None, max_bytes: int) -> str | None:
+    """The model's text when it could be stored (valid Unicode, no NUL, within the limit)."""
+    if text is None:
+        return None
+    try:
+        return check_text(text.strip(), max_bytes)
+    except InvalidInput:
+        return None
+
+
+def _unique(facts: list[Fact], max_bytes: int) -> list[Fact]:
+    """The facts worth storing: valid texts, each once (an invalid one is dropped)."""
     seen: set[str] = set()
     kept = []
     for fact in facts:
-        text = fact.text.strip()
+        text = _valid_text(fact.text, max_bytes)
         if text and text not in seen:
             seen.add(text)
             kept.append(Fact(text=text, type=fact.type))
@@ -163,7 +174,8 @@ def _reconcile(
         fact_list = [(f"f{i + 1}", fact.text) for i, fact in enumerate(facts)]
         answer = ask(llm, reconciliation_messages(fact_list, list(texts.items())), Decisions)
         for answered in answer.decisions:
-            decisions.setdefault(answered.fact, answered)
+            if answered.fact is not None:
+                decisions.setdefault(answered.fact, answered)
     meta = {**template.metadata, "inferred": True, PROVENANCE_KEY: provenance}
     used: set[str] = set()
     plan: list[_Planned] = []
@@ -186,7 +198,7 @@ def _reconcile(
             delete = Delete(memory_id, missing_ok=True, provenance=provenance)
             plan.append(_Planned(delete, fact.text, {}))
         else:
-            text = (decision.text or fact.text).strip() or fact.text
+            text = _valid_text(decision.text, engine.settings.max_text_bytes) or fact.text
             current = reads.get(engine, memory_id)
             old_meta = dict(current["metadata"]) if current else {}
             if isinstance(old_meta.get("flags"), list):  # the flag was about the old text

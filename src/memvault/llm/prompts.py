@@ -84,13 +84,20 @@ class Extraction(BaseModel):
     @field_validator("facts", mode="before")
     @classmethod
     def _plain_strings(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"text": item} if isinstance(item, str) else item for item in value]
-        return value
+        """A plain string is a fact's text; an item without a usable text is dropped (one bad
+        fact does not cost the others)."""
+        if not isinstance(value, list):
+            return value
+        kept = []
+        for item in value:
+            fact = {"text": item} if isinstance(item, str) else item
+            if isinstance(fact, dict) and _usable(fact.get("text")):
+                kept.append(fact)
+        return kept
 
 
 class Decision(BaseModel):
-    fact: str
+    fact: str | None
     event: str
     memory: str | None = None
     text: str | None = None
@@ -100,14 +107,25 @@ class Decision(BaseModel):
     def _event_upper(cls, value: Any) -> str:
         return str(value).strip().upper()
 
-    @field_validator("fact", "memory", mode="before")
+    @field_validator("fact", "memory", "text", mode="before")
     @classmethod
     def _as_text(cls, value: Any) -> Any:
-        return None if value is None else str(value).strip()
+        return str(value).strip() if _usable(value) or isinstance(value, int | float) else None
 
 
 class Decisions(BaseModel):
     decisions: list[Decision]
+
+
+def _usable(value: Any) -> bool:
+    """A text that can be encoded as UTF-8 (JSON may carry lone surrogates)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _speaker(message: Message) -> str:
