@@ -372,3 +372,29 @@ def test_reconciliation_does_not_count_as_reads(mem: Memory, chat: ScriptedChatS
     mem.close()
     with Memory(mem.home, embedder=HashEmbedder()) as again:
         assert again.get(tea)["access_count"] == 0  # type: ignore[index]
+
+
+def test_memory_deleted_during_reconciliation_loses_nothing(home: Path) -> None:
+    class Racing:
+        """Answers extraction, then deletes the memory it is about to update (another writer)."""
+
+        model_id = "racing"
+        memory: Memory
+        target: str
+
+        def complete(self, messages: list[dict[str, str]], *, schema: object) -> str:
+            if "existing_memories" not in messages[-1]["content"]:
+                return facts("Alice prefers black tea")
+            self.memory.delete(self.target)
+            update = {"fact": "f1", "event": "UPDATE", "memory": "m1", "text": "Alice: black tea"}
+            return decisions(update, {"fact": "f2", "event": "ADD"})
+
+    llm = Racing()
+    with Memory(home, embedder=HashEmbedder(), llm=llm) as m:
+        llm.memory = m
+        llm.target = m.add("Alice likes green tea", user_id="alice")["results"][0]["id"]
+        [result] = m.add("black tea now", user_id="alice", infer=True)["results"]
+        assert result["event"] == "ADD" and result["replaced"] == "UPDATE"
+        assert [r["memory"] for r in m.get_all(user_id="alice")["results"]] == [
+            "Alice prefers black tea"
+        ]

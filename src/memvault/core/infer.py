@@ -31,7 +31,7 @@ from memvault.clock import iso
 from memvault.core import changes, reads
 from memvault.core.changes import Add, Change, Delete, Update
 from memvault.core.engine import Engine
-from memvault.errors import InvalidInput, LLMError
+from memvault.errors import InvalidInput, LLMError, NotFound
 from memvault.llm.client import LLM, ChatMessage
 from memvault.llm.parsing import parse_as
 from memvault.llm.prompts import (
@@ -78,6 +78,7 @@ class _Planned:
     fact: str
     extra: dict[str, Any]
     none_id: str | None = None
+    instead: Add | None = None  # an UPDATE's fallback when its memory was deleted meanwhile
 
 
 def ask(llm: LLM, messages: list[ChatMessage], model: type[_M]) -> _M:
@@ -208,7 +209,7 @@ def _reconcile(
             old_meta.update({"inferred": True, PROVENANCE_KEY: provenance})
             new_meta = flag_metadata(old_meta, text)
             update = Update(memory_id, text, new_meta, provenance=provenance)
-            plan.append(_Planned(update, fact.text, {}))
+            plan.append(_Planned(update, fact.text, {}, instead=add.change))  # type: ignore[arg-type]
     return plan
 
 
@@ -225,23 +226,36 @@ def _planned_add(template: Add, fact: Fact, meta: dict[str, Any]) -> _Planned:
     return _Planned(add, fact.text, {})
 
 
-def _apply(engine: Engine, plan: list[_Planned]) -> list[dict[str, Any]]:
-    with_vectors: list[Add | Update] = [
-        p.change for p in plan if isinstance(p.change, Add | Update)
+def _embed(engine: Engine, plan: list[_Planned]) -> None:
+    missing: list[Add | Update] = [
+        p.change for p in plan if isinstance(p.change, Add | Update) and p.change.vector is None
     ]
-    if with_vectors:
-        texts = [c.message.content if isinstance(c, Add) else (c.text or "") for c in with_vectors]
-        for change, vector in zip(with_vectors, engine.embed(texts), strict=True):
+    if missing:
+        texts = [c.message.content if isinstance(c, Add) else (c.text or "") for c in missing]
+        for change, vector in zip(missing, engine.embed(texts), strict=True):
             change.vector = vector
+
+
+def _apply(engine: Engine, plan: list[_Planned]) -> list[dict[str, Any]]:
+    """The plan in one transaction. Should it fail because the scope changed since the model
+    saw it, nothing of it was written: UPDATEs are replaced and the plan is applied again."""
+    _embed(engine, plan)
     to_apply = [p.change for p in plan if p.change is not None]
     try:
         applied = changes.apply(engine, to_apply) if to_apply else []
-    except InvalidInput:
-        # An UPDATE to a text another memory of the scope already holds: keep that memory
-        # (the fact is known) and apply the rest, still in one transaction.
+    except (InvalidInput, NotFound) as exc:
         for item in plan:
-            if isinstance(item.change, Update):
+            if not isinstance(item.change, Update):
+                continue
+            if isinstance(exc, NotFound):
+                # The memory was deleted meanwhile: the fact is stored as a new memory.
+                item.change, item.instead = item.instead, None
+                item.extra["replaced"] = "UPDATE"
+            else:
+                # An UPDATE to a text another memory of the scope already holds: keep that
+                # memory (the fact is known).
                 item.none_id, item.change = item.change.memory_id, None
+        _embed(engine, plan)
         to_apply = [p.change for p in plan if p.change is not None]
         applied = changes.apply(engine, to_apply) if to_apply else []
     results: list[dict[str, Any]] = []
