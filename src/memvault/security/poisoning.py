@@ -60,19 +60,16 @@ _TOOL_NAME = '{"name":'
 _TOOL_ARGS = ('"arguments":', '"parameters":')
 
 
+_TIGHTEN = tuple((f"{c} ", c) for c in "{[:,") + tuple((f" {c}", c) for c in "}]:,")
+
+
 def _collapse(text: str) -> str:
-    """Case-folded, every run of whitespace one space, none next to JSON punctuation."""
-    out: list[str] = []
-    space = False
-    for char in text.casefold():
-        if char.isspace():
-            space = True
-            continue
-        if space and out and out[-1] not in "{[:," and char not in "}]:,":
-            out.append(" ")
-        space = False
-        out.append(char)
-    return "".join(out)
+    """Case-folded, every run of whitespace one space, none next to JSON punctuation (C-speed
+    string methods, each linear)."""
+    folded = " ".join(text.casefold().split())
+    for spaced, tight in _TIGHTEN:
+        folded = folded.replace(spaced, tight)
+    return folded
 
 
 _FOLDED = tuple(_collapse(phrase) for phrase in PHRASES)
