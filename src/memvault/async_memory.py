@@ -61,6 +61,7 @@ class AsyncMemory:
     delete = _in_thread(Memory.delete)
     delete_all = _in_thread(Memory.delete_all)
     history = _in_thread(Memory.history)
+    process_inference = _in_thread(Memory.process_inference)
     reset = _in_thread(Memory.reset)
     close = _in_thread(Memory.close)
 

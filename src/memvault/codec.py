@@ -237,7 +237,7 @@ class Codec:
         def text(field: str, box: bytes | None) -> str | None:
             return None if box is None else self.open_field(event, field, box).decode()
 
-        return {
+        public = {
             "id": event.id,
             "memory_id": event.memory_id,
             "event": event.event,
@@ -251,3 +251,7 @@ class Codec:
             "created_at": event.created_at,
             "is_deleted": event.event == "DELETE",
         }
+        meta = text("history_meta", event.meta_box)
+        if meta is not None:  # only inferred changes carry it
+            public["provenance"] = json.loads(meta)
+        return public

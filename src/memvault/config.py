@@ -167,6 +167,22 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_model: str = "text-embedding-3-small"
     openai_dimensions: int | None = Field(None, gt=0)
+    llm_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible chat API for add(infer=True) (OpenAI, Ollama, vLLM,"
+        " LM Studio, llama.cpp server), e.g. http://127.0.0.1:11434/v1; unset: no LLM.",
+    )
+    llm_model: str | None = Field(None, description="The chat model's name at that endpoint.")
+    llm_api_key: SecretStr | None = Field(
+        None, description="Sent only as the Authorization header to llm_base_url."
+    )
+    llm_max_attempts: int = Field(
+        3, ge=1, le=20, description="Attempts per LLM call (timeouts, 429, 5xx) before fallback."
+    )
+    llm_timeout_seconds: float = Field(60, gt=0, description="Timeout of one LLM request.")
+    llm_backoff_seconds: float = Field(
+        0.5, ge=0, le=60, description="First retry delay (doubles, with jitter, capped at 30 s)."
+    )
 
     @field_validator("namespace")
     @classmethod

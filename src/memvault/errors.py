@@ -25,6 +25,9 @@ responses. Never match on message text: match on the class or on ``code``.
     ├── RateLimited                    rate_limited     429
     ├── EmbeddingModelMismatch         embedding_model_mismatch 409
     ├── EmbedderError                  embedder_error   502
+    ├── LLMError                       llm_error        502
+    │   ├── LLMUnavailable             llm_unavailable
+    │   └── LLMBadOutput               llm_bad_output
     ├── MissingDependency              missing_dependency 500
     ├── CryptoError                    crypto_error     500
     │   ├── WrongMasterKey             wrong_master_key
@@ -53,6 +56,9 @@ __all__ = [
     "InvalidInput",
     "InvalidMetadata",
     "JobNotRetryable",
+    "LLMBadOutput",
+    "LLMError",
+    "LLMUnavailable",
     "MemvaultError",
     "MissingDependency",
     "MissingScope",
@@ -211,6 +217,25 @@ class EmbedderError(MemvaultError):
 
     code = "embedder_error"
     http_status = 502
+
+
+class LLMError(MemvaultError):
+    """The LLM endpoint failed or answered something unusable (never carries prompt text)."""
+
+    code = "llm_error"
+    http_status = 502
+
+
+class LLMUnavailable(LLMError):
+    """The LLM endpoint stayed unreachable, slow or failing after every attempt."""
+
+    code = "llm_unavailable"
+
+
+class LLMBadOutput(LLMError):
+    """The model's answer stayed unparseable (or off-schema) after the repair retry."""
+
+    code = "llm_bad_output"
 
 
 class MissingDependency(MemvaultError):

@@ -26,7 +26,7 @@ from memvault.access import AccessRecorder
 from memvault.clock import iso
 from memvault.codec import Codec
 from memvault.config import Settings
-from memvault.core import changes, reads, rekey, reseal, rights
+from memvault.core import changes, infer, reads, rekey, reseal, rights
 from memvault.core import jobs as queue
 from memvault.core.changes import Add, Change, Delete, Update
 from memvault.core.engine import Engine
@@ -39,6 +39,8 @@ from memvault.errors import (
     InvalidInput,
     NotFound,
 )
+from memvault.filters import FilterNode
+from memvault.llm import LLM, OpenAIChat
 from memvault.lru import ByteLRU, text_size
 from memvault.retrieval.hybrid import HybridSearcher, Mode
 from memvault.retrieval.vector_index import VectorCache
@@ -47,6 +49,7 @@ from memvault.security.audit import AuditLog
 from memvault.security.crypto import derive_key
 from memvault.security.keyring import KeyRing, load_master_key
 from memvault.security.keyscope import API_KEYS, AUDIT
+from memvault.security.poisoning import flag_metadata
 from memvault.security.redact import apply_policy, check_id_secrets
 from memvault.storage import StoreConfig, backend_for
 from memvault.storage.base import DataStore, KeyStore
@@ -85,6 +88,9 @@ _ADD_KEYS = frozenset(
         "importance",
     }
 )
+_INFERENCE_KEYS = (_ADD_KEYS - {"infer"}) | {"observed_at", "job_id"}
+# Existing memories of the scope shown to the model per fact when reconciling.
+SIMILAR_PER_FACT = 5
 
 
 QueryKey = tuple[str, str | None, str | None, str | None, str]
@@ -104,6 +110,7 @@ class Memory:
         namespace: str | None = None,
         settings: Settings | None = None,
         config_file: str | Path | None = None,
+        llm: LLM | None = None,
         **options: Any,
     ) -> None:
         name = embedder if isinstance(embedder, str) else None
@@ -150,6 +157,9 @@ class Memory:
                 self._store.close()
             raise
         self._cache = VectorCache(self.settings.vector_cache_bytes)
+        self._llm: LLM | None = llm
+        self._owns_llm = llm is None
+        self._llm_lock = threading.Lock()
         self._engine = Engine(
             self.settings,
             self.namespace,
@@ -267,6 +277,9 @@ class Memory:
         closer = getattr(self._embedder, "close", None)
         if callable(closer):
             closer()
+        llm_closer = getattr(self._llm, "close", None) if self._owns_llm else None
+        if callable(llm_closer):
+            llm_closer()
 
     def __enter__(self) -> Self:
         return self
@@ -292,6 +305,34 @@ class Memory:
                     self._check_model(made)
                     self._embedder = made
         return self._embedder
+
+    @property
+    def llm(self) -> LLM | None:
+        """The chat model of ``add(infer=True)``: the one passed as ``llm=``, else an
+        OpenAI-compatible client of ``llm_base_url`` and ``llm_model``; None when unset."""
+        settings = self.settings
+        if self._llm is None and settings.llm_base_url and settings.llm_model:
+            with self._llm_lock:
+                if self._llm is None:
+                    self._llm = OpenAIChat(
+                        settings.llm_base_url,
+                        settings.llm_model,
+                        api_key=_secret(settings.llm_api_key),
+                        timeout=settings.llm_timeout_seconds,
+                        max_attempts=settings.llm_max_attempts,
+                        backoff=settings.llm_backoff_seconds,
+                    )
+        return self._llm
+
+    def _require_llm(self) -> LLM:
+        llm = self.llm
+        if llm is None:
+            raise InvalidConfig(
+                "infer=True extracts facts with an LLM and none is configured: set"
+                " MEMVAULT_LLM_BASE_URL and MEMVAULT_LLM_MODEL (or llm_base_url and llm_model),"
+                " or pass infer=False to store the messages as they are"
+            )
+        return llm
 
     # --- model bookkeeping --------------------------------------------------------------------
 
@@ -370,9 +411,14 @@ class Memory:
         """Store ``messages`` (a text or mem0's ``[{"role", "content"}]``) in a scope.
 
         Returns ``{"results": [{"id", "memory", "event"}]}``; ``event`` is ``ADD``, or ``NONE``
-        with the existing id when the same text is already stored in the same scope. With
-        ``infer=True`` and ``async_mode`` on, the request is checked, queued sealed, and the
-        answer is ``{"results": [], "job": {"id", "status": "queued"}}`` (see ``job``).
+        with the existing id when the same text is already stored in the same scope.
+
+        ``infer=True`` (an LLM configured: ``llm_base_url`` and ``llm_model``) extracts facts
+        from the messages and reconciles them with the scope's memories: events ``ADD``,
+        ``UPDATE``, ``DELETE``, ``NONE``, applied in one transaction (``process_inference``).
+        With ``async_mode`` on (the server's default), the request is checked, queued sealed, and
+        the answer is ``{"results": [], "job": {"id", "status": "queued"}}`` (see ``job``); a
+        worker runs ``process_inference`` on it.
         """
         item = {
             "messages": messages,
@@ -410,7 +456,11 @@ class Memory:
         if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
             raise InvalidInput("items must be a list of objects with add()'s arguments")
         rules = self._store.namespace_settings(self.namespace)
-        pending: list[Change] = [p for item in items for p in self._validate(item, rules)]
+        validated = [(item, self._validate(item, rules)) for item in items]
+        if any(item.get("infer") for item, _ in validated):
+            self._require_llm()
+            return {"results": self._add_inferring(validated, batch_size)}
+        pending: list[Change] = [p for _, adds in validated for p in adds]
         results: list[dict[str, Any]] = []
         for start in range(0, len(pending), batch_size):
             results.extend(self._write_batch(pending[start : start + batch_size]))
@@ -418,17 +468,88 @@ class Memory:
                 on_progress(min(start + batch_size, len(pending)), len(pending))
         return {"results": results}
 
+    def _add_inferring(
+        self, validated: list[tuple[Mapping[str, Any], list[Add]]], batch_size: int
+    ) -> list[dict[str, Any]]:
+        """Items in order: plain ones written in batches, ``infer`` ones inferred one by one."""
+        results: list[dict[str, Any]] = []
+        plain: list[Change] = []
+
+        def flush() -> None:
+            for start in range(0, len(plain), batch_size):
+                results.extend(self._write_batch(plain[start : start + batch_size]))
+            plain.clear()
+
+        for item, adds in validated:
+            if item.get("infer"):
+                flush()
+                results.extend(self._infer(adds, datetime.now(UTC), None))
+            else:
+                plain.extend(adds)
+        flush()
+        return results
+
+    def process_inference(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Run ``add(infer=True)``'s work now, synchronously: for a worker of a job queue.
+
+        ``payload`` holds ``add``'s arguments as plain JSON values: ``messages`` (required),
+        ``user_id`` / ``agent_id`` / ``run_id`` (one at least), and optionally ``metadata``,
+        ``memory_type`` (ignored: the model types each fact), ``expiration_date``,
+        ``importance``, ``actor_id``; plus ``observed_at`` (ISO 8601 or datetime: when the
+        messages were sent, the date relative times resolve against; default now) and
+        ``job_id`` (recorded in each memory's provenance). ``infer`` may be present and is
+        ignored. It is validated exactly as ``add`` validates (raises ``InvalidInput``).
+
+        Returns ``{"results": [...]}`` as ``add`` does, each result with ``inferred``; when the
+        LLM failed (``LLMUnavailable`` / ``LLMBadOutput`` after retries and the repair retry),
+        the messages were stored as they are and each result has ``"inferred": False`` and
+        ``"error": {"code", "message"}``: the call itself only raises for invalid input, a
+        missing LLM (``InvalidConfig``) or a storage failure. Running a payload twice stores
+        its raw messages once (same-text dedup) but may ask the model twice.
+        """
+        if not isinstance(payload, Mapping):
+            raise InvalidInput("payload must be an object with add()'s arguments")
+        unknown = set(payload) - _INFERENCE_KEYS - {"infer"}
+        if unknown:
+            raise InvalidInput(f"unknown keys {sorted(unknown)}; known: {sorted(_INFERENCE_KEYS)}")
+        item = {k: v for k, v in payload.items() if k in _ADD_KEYS and k != "infer"}
+        observed = parse_datetime("observed_at", payload.get("observed_at")) or datetime.now(UTC)
+        job_id = payload.get("job_id")
+        if job_id is not None:
+            job_id = check_id("job_id", job_id)
+        self._require_llm()
+        raw = self._validate(item, self._store.namespace_settings(self.namespace))
+        return {"results": self._infer(raw, observed, job_id)}
+
+    def _infer(
+        self, raw: list[Add], observed_at: datetime, job_id: str | None
+    ) -> list[dict[str, Any]]:
+        scope = raw[0].scope
+
+        def similar(text: str, k: int) -> list[tuple[str, str]]:
+            # The caller's own scoped search (not counted as reads): the model never sees
+            # another scope's memories.
+            vector = self._embed([text])[0]
+            found, _ = self._search(text, vector, scope, None, k, None)
+            return [(hit["id"], hit["memory"]) for hit in found]
+
+        return infer.infer(
+            self._engine,
+            raw,
+            similar=similar,
+            llm=self._require_llm(),
+            observed_at=observed_at,
+            metadata=raw[0].metadata,
+            job_id=job_id,
+            top_k=SIMILAR_PER_FACT,
+        )
+
     def _validate(self, item: Mapping[str, Any], rules: Mapping[str, Any]) -> list[Add]:
         if not isinstance(item, Mapping):
             raise InvalidInput("each item must be an object with add()'s arguments")
         unknown = set(item) - _ADD_KEYS
         if unknown:
             raise InvalidInput(f"unknown keys {sorted(unknown)}; known: {sorted(_ADD_KEYS)}")
-        if item.get("infer"):
-            raise InvalidConfig(
-                "infer=True extracts facts with an LLM, and no LLM is configured in this version;"
-                " pass infer=False to store the messages as they are"
-            )
         scope = Scope.of(item.get("user_id"), item.get("agent_id"), item.get("run_id"))
         limits = self.settings
         metadata = check_metadata(item.get("metadata"), limits.max_metadata_bytes)
@@ -463,6 +584,8 @@ class Memory:
 
     def _write_batch(self, batch: list[Change]) -> list[dict[str, Any]]:
         adds = [change for change in batch if isinstance(change, Add)]
+        for add in adds:  # text that reads as instructions to a model is flagged, not refused
+            add.metadata = flag_metadata(add.metadata, add.message.content)
         vectors = self._embed([add.message.content for add in adds])
         for add, vector in zip(adds, vectors, strict=True):
             add.vector = vector
@@ -473,6 +596,8 @@ class Memory:
     def _enqueue_add(self, item: dict[str, Any]) -> dict[str, Any]:
         """Check the request as a plain add would (scope, texts, metadata, secret policy), then
         queue it sealed; ``{"results": [], "job": {"id", "status"}}``."""
+        if self._job_handler is None:
+            self._require_llm()  # refused now, not as a dead job later
         rules = self._store.namespace_settings(self.namespace)
         self._validate({**item, "infer": False}, rules)
         payload = dict(item)
@@ -513,10 +638,7 @@ class Memory:
         store's ``process_inference`` (seen from that namespace), looked up now."""
         if self._job_handler is not None:
             return self._job_handler
-        handler = getattr(self.namespaced(namespace), "process_inference", None)
-        if not callable(handler):
-            raise InvalidConfig("no inference handler: this version cannot run infer jobs")
-        return handler  # type: ignore[no-any-return]
+        return self.namespaced(namespace).process_inference
 
     def start_jobs(
         self, workers: int | None = None, *, handler: queue.Handler | None = None
@@ -581,6 +703,24 @@ class Memory:
         # Outside the search slots, so that queries waiting for a slot are embedded together.
         query_vector = self._embed_query(query, scope) if needs_vector else None
 
+        results, ids = self._search(
+            query, query_vector, scope, node, top_k, threshold, explain=explain, mode=mode
+        )
+        self._access.record(self.namespace, ids)
+        return {"results": results}
+
+    def _search(
+        self,
+        query: str,
+        query_vector: npt.NDArray[np.float32] | None,
+        scope: Scope,
+        node: FilterNode | None,
+        top_k: int,
+        threshold: float | None,
+        *,
+        explain: bool = False,
+        mode: Mode = "hybrid",
+    ) -> tuple[list[dict[str, Any]], list[str]]:
         def run() -> tuple[list[dict[str, Any]], list[str]]:
             with self._search_slots:
                 hits = self._get_searcher().search(
@@ -595,9 +735,7 @@ class Memory:
             found = reads.search_results(self._engine, hits, explain=explain)
             return found, [hit.row.id for hit in hits]
 
-        results, ids = reads.settled(run)
-        self._access.record(self.namespace, ids)
-        return {"results": results}
+        return reads.settled(run)
 
     def get(self, memory_id: str) -> dict[str, Any] | None:
         """One memory of this namespace by id, or None (also for expired memories)."""

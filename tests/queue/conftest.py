@@ -58,3 +58,12 @@ def start_server(home: Path) -> Iterator[Callable[..., RunningServer]]:
     yield start
     for stop in stops:
         stop()
+
+
+@pytest.fixture(autouse=True)
+def an_llm_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``infer`` add is queued only where an LLM is configured (else it is refused at once,
+    not left to die in the queue). These tests run their own handlers, so the endpoint named
+    here (a closed loopback port) is never asked."""
+    monkeypatch.setenv("MEMVAULT_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("MEMVAULT_LLM_MODEL", "unused-by-these-tests")

@@ -25,6 +25,7 @@ from memvault.filters import COLUMNS, matches, parse_filter
 from memvault.storage.base import DataStore, KeyStore
 from memvault.storage.postgres import PostgresKeyStore, PostgresStore
 from memvault.storage.postgres.errors import StorageBusy, translate
+from memvault.storage.postgres.migrations import MIGRATIONS
 from memvault.storage.rows import (
     ApiKeyRow,
     AuditRow,
@@ -507,7 +508,8 @@ def test_status(store: PostgresStore, pg_url: str) -> None:
     insert(store, make_row(Scope("a")))
     status = store.status()
     assert status.backend == "postgres"
-    assert status.schema_version == "m002_jobs" == status.migrations[-1]
+    assert status.schema_version == MIGRATIONS[-1].__name__ == status.migrations[-1]
+    assert status.migrations == tuple(m.__name__ for m in MIGRATIONS)
     assert status.memories == 1 and status.history_events == 0
     assert status.bytes_used is not None and status.bytes_used > 0
     assert "schema memvault" in status.location
@@ -830,7 +832,7 @@ def test_nodes_starting_together_migrate_once(pg_url: str) -> None:
         t.join()
     try:
         assert len(stores) == 3
-        assert {s.status().migrations for s in stores} == {("m001_create_tables", "m002_jobs")}
+        assert {s.status().migrations for s in stores} == {tuple(m.__name__ for m in MIGRATIONS)}
     finally:
         for s in stores:
             s.close()

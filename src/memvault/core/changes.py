@@ -46,6 +46,7 @@ class Add:
     actor_id: str | None
     redactions: list[str]
     vector: npt.NDArray[np.float32] | None = None
+    provenance: dict[str, Any] | None = None  # an inferred change's origin, sealed in history
 
 
 @dataclass(slots=True)
@@ -56,6 +57,7 @@ class Update:
     text: str | None = None
     metadata: dict[str, Any] | None = None
     vector: npt.NDArray[np.float32] | None = None
+    provenance: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -64,6 +66,7 @@ class Delete:
 
     memory_id: str
     missing_ok: bool = False
+    provenance: dict[str, Any] | None = None
 
 
 Change = Add | Update | Delete
@@ -167,7 +170,9 @@ class _Writer:
         row = self._new_row(change, key_scope.id, cipher)
         duplicate = self.seen.get((change.scope, row.hash)) or tx.find_duplicate(row)
         if duplicate is not None:
-            tx.add_history(engine.event(row, duplicate, "NONE", None, None, cipher))
+            tx.add_history(
+                engine.event(row, duplicate, "NONE", None, None, cipher, change.provenance)
+            )
             return _result(duplicate, text, "NONE", change.redactions)
         window = self.recent.get(change.scope)
         if window is None:
@@ -178,7 +183,7 @@ class _Writer:
             engine.codec.index_terms(cipher, text), engine.codec.index_terms(cipher, context)
         )
         tx.insert(row, terms)
-        tx.add_history(engine.event(row, row.id, "ADD", None, text, cipher))
+        tx.add_history(engine.event(row, row.id, "ADD", None, text, cipher, change.provenance))
         window.append(text)
         self.seen[(change.scope, row.hash)] = row.id
         self.done.added.setdefault(row.scope_id, []).append(vector_entry(row, change.vector, terms))
@@ -250,7 +255,9 @@ class _Writer:
         row.updated_at = now_iso()
         tx.rewrite(row, terms)
         new_text = change.text if change.text is not None else old_text
-        tx.add_history(engine.event(row, row.id, "UPDATE", old_text, new_text, cipher))
+        tx.add_history(
+            engine.event(row, row.id, "UPDATE", old_text, new_text, cipher, change.provenance)
+        )
         if change.vector is not None and terms is not None:
             self.done.added.setdefault(row.scope_id, []).append(
                 vector_entry(row, change.vector, terms)
@@ -269,7 +276,9 @@ class _Writer:
         cipher = engine.codec.reader(row.scope_id, row.id)
         old = engine.codec.open_text(row)
         self.tx.delete(row)
-        self.tx.add_history(engine.event(row, row.id, "DELETE", old, None, cipher))
+        self.tx.add_history(
+            engine.event(row, row.id, "DELETE", old, None, cipher, change.provenance)
+        )
         self.done.removed.setdefault(row.scope_id, []).append(row.id)
         self.done.touched.add(row.scope_id)
         return {"id": row.id, "memory": old, "event": "DELETE"}

@@ -7,8 +7,10 @@ into another object's private fields.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -79,8 +81,10 @@ class Engine:
         old: str | None,
         new: str | None,
         cipher: ScopeCipher,
+        meta: Mapping[str, Any] | None = None,
     ) -> HistoryRow:
-        """A history event of ``row``, its texts sealed with the row's key."""
+        """A history event of ``row``, its texts (and ``meta``: an inferred change's provenance)
+        sealed with the row's key."""
         event = HistoryRow(
             id=uuid7(),
             memory_id=memory_id,
@@ -98,4 +102,7 @@ class Engine:
         )
         event.old_box = self.codec.seal_history_text(cipher, event, "history_old", old)
         event.new_box = self.codec.seal_history_text(cipher, event, "history_new", new)
+        if meta is not None:
+            encoded = json.dumps(meta, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+            event.meta_box = self.codec.seal_history_text(cipher, event, "history_meta", encoded)
         return event

@@ -16,7 +16,8 @@ Errors are stored as codes (``MemvaultError.code``), never as text: a message ca
 request. On ``stop`` the pool lets running jobs finish for a grace period and gives the claims
 of the rest back.
 
-The handler is ``Callable[[dict], dict]``: the request in, a JSON-ready result out. The pool
+The handler is ``Callable[[dict], dict]``: the request in (the add's arguments plus the
+``job_id``), a JSON-ready result out. The pool
 asks ``resolve(namespace)`` for it when it runs a job (``Memory`` resolves to its
 ``process_inference`` at call time, or to a handler given to ``start_jobs``).
 """
@@ -287,7 +288,9 @@ class JobWorker:
         store = self.store
         try:
             engine = self._engine_for(job.namespace)
-            payload = open_payload(engine, job)
+            # The job's id goes with its request: inference records it in each memory's
+            # provenance.
+            payload = {**open_payload(engine, job), "job_id": job.id}
             result = self._resolve(job.namespace)(payload)
             plain = json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode()
             box = engine.codec.reader(job.scope_id, job.id).seal(_binding(job), _RESULT, plain)

@@ -105,9 +105,13 @@ def _move_history(
     found = tx.events_under_key(namespace, user_id, old.scope_id, batch)
     for event in found:
         bound = binding(event)  # the binding has no key id: the same for both keys
-        event.old_box, event.new_box = (
+        event.old_box, event.new_box, event.meta_box = (
             None if box is None else new.seal(bound, field, old.open(bound, field, box))
-            for field, box in (("history_old", event.old_box), ("history_new", event.new_box))
+            for field, box in (
+                ("history_old", event.old_box),
+                ("history_new", event.new_box),
+                ("history_meta", event.meta_box),
+            )
         )
         event.scope_id = new.scope_id
         tx.rewrite_event(event)

@@ -76,16 +76,17 @@ def reseal_row(tx: WriteTx, engine: Engine, row: MemoryRow) -> MemoryRow:
 
 def _reseal_event(tx: WriteTx, engine: Engine, event: HistoryRow) -> None:
     old, new = _keys(engine, event)
+    names = ("history_old", "history_new", "history_meta")
     texts = [
         None if box is None else old.open(binding(event), name, box, 1)
-        for name, box in (("history_old", event.old_box), ("history_new", event.new_box))
+        for name, box in zip(names, (event.old_box, event.new_box, event.meta_box), strict=True)
     ]
     event.scope_id, event.seal_version = new.scope_id, SEAL_VERSION
     boxes = [
         None if t is None else new.seal(binding(event), n, t)
-        for n, t in zip(("history_old", "history_new"), texts, strict=True)
+        for n, t in zip(names, texts, strict=True)
     ]
-    event.old_box, event.new_box = boxes
+    event.old_box, event.new_box, event.meta_box = boxes
     tx.rewrite_event(event)
 
 

@@ -72,7 +72,15 @@ _COMPARED: dict[str, tuple[str, ...]] = {
         "updated_at",
         "seal_version",
     ),
-    "history": ("memory_id", "namespace", "event", "old_box", "new_box", "created_at"),
+    "history": (
+        "memory_id",
+        "namespace",
+        "event",
+        "old_box",
+        "new_box",
+        "created_at",
+        "meta_box",
+    ),
     "audit_log": ("hash", "prev_hash"),
 }
 _KEYS: dict[str, tuple[str, ...]] = {

@@ -75,6 +75,7 @@ class HistoryRow:
     role: str | None
     created_at: str
     seal_version: int = SEAL_VERSION
+    meta_box: bytes | None = None  # sealed JSON about the event: an inferred change's provenance
 
 
 @dataclass(frozen=True, slots=True)

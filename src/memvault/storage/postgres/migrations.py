@@ -156,7 +156,13 @@ def m002_jobs(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_create_tables, m002_jobs]
+def m003_history_provenance(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """A sealed field per history event (``meta_box``): where an inferred change came from
+    (job, source message hashes, actor, model, prompt version). NULL for other events."""
+    _run(conn, "ALTER TABLE history ADD COLUMN meta_box bytea")
+
+
+MIGRATIONS: list[Migration] = [m001_create_tables, m002_jobs, m003_history_provenance]
 
 
 def _lock_key(schema: str) -> str:

@@ -85,7 +85,7 @@ _MEMORY_COLUMNS = (
 )
 _HISTORY_COLUMNS = (
     "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
-    " actor_id, role, created_at, seal_version"
+    " actor_id, role, created_at, seal_version, meta_box"
 )
 _JOB_COLUMNS = (
     "id, namespace, user_id, agent_id, run_id, scope_id, kind, status, attempts, max_attempts,"
@@ -962,7 +962,7 @@ class _PgTx:
     def add_history(self, event: HistoryRow) -> None:
         self._conn.execute(
             f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES"
-            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 event.id,
                 event.memory_id,
@@ -978,14 +978,22 @@ class _PgTx:
                 event.role,
                 event.created_at,
                 event.seal_version,
+                event.meta_box,
             ),
         )
 
     def rewrite_event(self, event: HistoryRow) -> None:
         self._conn.execute(
-            "UPDATE history SET scope_id = %s, seal_version = %s, old_box = %s, new_box = %s"
-            " WHERE id = %s",
-            (event.scope_id, event.seal_version, event.old_box, event.new_box, event.id),
+            "UPDATE history SET scope_id = %s, seal_version = %s, old_box = %s, new_box = %s,"
+            " meta_box = %s WHERE id = %s",
+            (
+                event.scope_id,
+                event.seal_version,
+                event.old_box,
+                event.new_box,
+                event.meta_box,
+                event.id,
+            ),
         )
 
     def bump_version(self, scope_id: str) -> tuple[int, int]:

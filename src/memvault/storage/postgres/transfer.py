@@ -35,7 +35,7 @@ _MEMORY_VALUES = (
 )
 _HISTORY = (
     "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
-    " actor_id, role, created_at, seal_version"
+    " actor_id, role, created_at, seal_version, meta_box"
 )
 _API_KEYS = (
     "id, namespace, role, name, user_id, secret_hash, created_at, expires_at, revoked_at,"
@@ -141,7 +141,7 @@ _INSERT: dict[str, str] = {
     # seq is an identity: the events keep the order they are imported in (the source's).
     "history": f"INSERT INTO history ({_HISTORY}) VALUES (%(id)s, %(memory_id)s, %(namespace)s,"
     " %(scope_id)s, %(user_id)s, %(agent_id)s, %(run_id)s, %(event)s, %(old_box)s,"
-    " %(new_box)s, %(actor_id)s, %(role)s, %(created_at)s, %(seal_version)s)"
+    " %(new_box)s, %(actor_id)s, %(role)s, %(created_at)s, %(seal_version)s, %(meta_box)s)"
     " ON CONFLICT DO NOTHING",
     "audit_log": f"INSERT INTO audit_log ({_AUDIT}) VALUES (%(seq)s, %(at)s, %(namespace)s,"
     " %(key_id)s, %(action)s, %(user_id)s, %(memory_ids)s, %(source)s, %(outcome)s,"

@@ -181,6 +181,12 @@ def m007_jobs(db: sqlite3.Connection) -> None:
     )
 
 
+def m008_history_provenance(db: sqlite3.Connection) -> None:
+    """A sealed field per history event (``meta_box``): where an inferred change came from
+    (job, source message hashes, actor, model, prompt version). NULL for other events."""
+    db.execute("ALTER TABLE history ADD COLUMN meta_box BLOB")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_create_tables,
     m002_api_keys,
@@ -189,6 +195,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m005_covering_index_for_filters,
     m006_seal_version,
     m007_jobs,
+    m008_history_provenance,
 ]
 
 

@@ -90,7 +90,7 @@ _JOB_COLUMNS = (
 )
 _HISTORY_COLUMNS = (
     "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
-    " actor_id, role, created_at, seal_version"
+    " actor_id, role, created_at, seal_version, meta_box"
 )
 
 
@@ -895,9 +895,9 @@ class SQLiteTx:
         # One writer at a time (BEGIN IMMEDIATE): max(seq) + 1 cannot race here.
         self.db.execute(
             "INSERT INTO history (id, seq, memory_id, namespace, scope_id, user_id, agent_id,"
-            " run_id, event, old_box, new_box, actor_id, role, created_at, seal_version)"
+            " run_id, event, old_box, new_box, actor_id, role, created_at, seal_version, meta_box)"
             " VALUES (?, (SELECT coalesce(max(seq), 0) + 1 FROM history"
-            " WHERE namespace = ? AND memory_id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " WHERE namespace = ? AND memory_id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.id,
                 event.namespace,
@@ -915,14 +915,22 @@ class SQLiteTx:
                 event.role,
                 event.created_at,
                 event.seal_version,
+                event.meta_box,
             ),
         )
 
     def rewrite_event(self, event: HistoryRow) -> None:
         self.db.execute(
-            "UPDATE history SET scope_id = ?, seal_version = ?, old_box = ?, new_box = ?"
-            " WHERE id = ?",
-            (event.scope_id, event.seal_version, event.old_box, event.new_box, event.id),
+            "UPDATE history SET scope_id = ?, seal_version = ?, old_box = ?, new_box = ?,"
+            " meta_box = ? WHERE id = ?",
+            (
+                event.scope_id,
+                event.seal_version,
+                event.old_box,
+                event.new_box,
+                event.meta_box,
+                event.id,
+            ),
         )
 
     def bump_version(self, scope_id: str) -> tuple[int, int]:

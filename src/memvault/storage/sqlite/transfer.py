@@ -30,7 +30,7 @@ _MEMORY_VALUES = (
 )
 _HISTORY = (
     "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
-    " actor_id, role, created_at, seal_version"
+    " actor_id, role, created_at, seal_version, meta_box"
 )
 _API_KEYS = (
     "id, namespace, role, name, user_id, secret_hash, created_at, expires_at, revoked_at,"
@@ -136,7 +136,7 @@ _INSERT: dict[str, str] = {
     "history": f"INSERT INTO history (seq, {_HISTORY}) VALUES ((SELECT coalesce(max(seq), 0) + 1"
     " FROM history WHERE namespace = :namespace AND memory_id = :memory_id), :id, :memory_id,"
     " :namespace, :scope_id, :user_id, :agent_id, :run_id, :event, :old_box, :new_box,"
-    " :actor_id, :role, :created_at, :seal_version) ON CONFLICT DO NOTHING",
+    " :actor_id, :role, :created_at, :seal_version, :meta_box) ON CONFLICT DO NOTHING",
     "audit_log": f"INSERT INTO audit_log ({_AUDIT}) VALUES (:seq, :at, :namespace, :key_id,"
     " :action, :user_id, :memory_ids, :source, :outcome, :prev_hash, :hash)"
     " ON CONFLICT DO NOTHING",
