@@ -34,7 +34,37 @@ from memvault.embedding.hashing import HashEmbedder
 __all__ = ["FakeOpenAIServer", "HashEmbedder", "Reply", "ScriptedChatServer"]
 
 
-class FakeOpenAIServer:
+class _LoopbackServer:
+    """An HTTP server on a free loopback port, run in a thread while used as a context manager;
+    subclasses give the request handler (``_handler``)."""
+
+    def _listen(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise TypeError(f"{type(self).__name__} must define _handler")
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class FakeOpenAIServer(_LoopbackServer):
     """``/v1/embeddings`` on a free loopback port; ``fail_with`` makes the next answers fail."""
 
     def __init__(self, dimensions: int = 64, api_key: str | None = None) -> None:
@@ -43,13 +73,7 @@ class FakeOpenAIServer:
         self.requests: list[dict[str, Any]] = []
         self.fail_with: int | None = None
         self.respond: Callable[[dict[str, Any]], Any] | None = None
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        self._listen()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -91,19 +115,6 @@ class FakeOpenAIServer:
 
         return Handler
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
 
 @dataclass
 class Reply:
@@ -122,7 +133,7 @@ class Reply:
 Answer = str | Reply
 
 
-class ScriptedChatServer:
+class ScriptedChatServer(_LoopbackServer):
     """OpenAI-compatible ``/v1/chat/completions`` on a free loopback port, answering from a
     script, first in first out (``push`` adds more). With the script empty it answers
     ``default`` (a text, a ``Reply``, or a function of the request body returning one), or 500.
@@ -145,13 +156,7 @@ class ScriptedChatServer:
         self.refuse_response_format = set(refuse_response_format)
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        self._listen()
 
     def push(self, *answers: Answer) -> None:
         with self._lock:
@@ -229,16 +234,3 @@ class ScriptedChatServer:
                     self._send(200, completion, reply.headers)
 
         return Handler
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -36,6 +36,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from memvault.errors import InvalidInput
 from memvault.filters import FilterNode
 from memvault.storage.rows import (
     ApiKeyRow,
@@ -450,3 +451,9 @@ class KeyStore(Exportable, Protocol):
         """Leave no older copy of rewrapped or deleted keys where the backend can (SQLite:
         truncate the WAL)."""
         ...
+
+
+def check_table(table: str, keys: bool) -> None:
+    """Refuse a table name that is not one of the fixed tuples (they are never a caller's)."""
+    if table not in (KEY_TABLES if keys else DATA_TABLES):
+        raise InvalidInput(f"not a table this store exports: {table!r}")

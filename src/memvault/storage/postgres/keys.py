@@ -38,7 +38,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from memvault.storage.base import Cursor
+from memvault.storage.base import Cursor, check_table
 from memvault.storage.postgres import transfer
 from memvault.storage.postgres.errors import guard
 from memvault.storage.rows import ExportRow, Imported, KeyStoreStatus, WrappedKey
@@ -222,17 +222,17 @@ class PostgresKeyStore:
     # --- raw rows (Exportable: memvault migrate) ----------------------------------------------
 
     def export_batch(self, table: str, after: Cursor, limit: int) -> tuple[list[ExportRow], Cursor]:
-        transfer.check_table(table, keys=True)
+        check_table(table, keys=True)
         with self._connection("exporting rows") as conn:
             return transfer.export_batch(conn, table, after, limit)
 
     def import_batch(self, table: str, rows: Sequence[ExportRow]) -> Imported:
-        transfer.check_table(table, keys=True)
+        check_table(table, keys=True)
         with self._write("importing rows") as conn:
             return transfer.import_batch(conn, table, rows)
 
     def count_rows(self, table: str) -> int:
-        transfer.check_table(table, keys=True)
+        check_table(table, keys=True)
         with self._connection("counting rows") as conn:
             return transfer.count_rows(conn, table)
 

@@ -47,7 +47,7 @@ from psycopg_pool import ConnectionPool
 from memvault.errors import FilterTooExpensive
 from memvault.filters import COLUMNS, FilterNode, compile_matcher, reads_metadata
 from memvault.lru import memoize
-from memvault.storage.base import Cursor, MetaDecryptor, WriteTx
+from memvault.storage.base import Cursor, MetaDecryptor, WriteTx, check_table
 from memvault.storage.postgres import transfer
 from memvault.storage.postgres.errors import guard
 from memvault.storage.postgres.migrations import applied, migrate
@@ -245,17 +245,17 @@ class PostgresStore:
     # --- raw rows (Exportable: memvault migrate) -----------------------------------------------
 
     def export_batch(self, table: str, after: Cursor, limit: int) -> tuple[list[ExportRow], Cursor]:
-        transfer.check_table(table, keys=False)
+        check_table(table, keys=False)
         with self._connection("exporting rows") as conn:
             return transfer.export_batch(conn, table, after, limit)
 
     def import_batch(self, table: str, rows: Sequence[ExportRow]) -> Imported:
-        transfer.check_table(table, keys=False)
+        check_table(table, keys=False)
         with self._connection("importing rows") as conn, conn.transaction():
             return transfer.import_batch(conn, table, rows)
 
     def count_rows(self, table: str) -> int:
-        transfer.check_table(table, keys=False)
+        check_table(table, keys=False)
         with self._connection("counting rows") as conn:
             return transfer.count_rows(conn, table)
 

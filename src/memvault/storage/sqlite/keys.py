@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from memvault.storage.base import Cursor
+from memvault.storage.base import Cursor, check_table
 from memvault.storage.files import open_sqlite
 from memvault.storage.rows import ExportRow, Imported, KeyStoreStatus, WrappedKey
 from memvault.storage.sqlite import transfer
@@ -101,17 +101,17 @@ class SQLiteKeyStore:
     # --- raw rows (Exportable: memvault migrate) ----------------------------------------------
 
     def export_batch(self, table: str, after: Cursor, limit: int) -> tuple[list[ExportRow], Cursor]:
-        transfer.check_table(table, keys=True)
+        check_table(table, keys=True)
         with self._reading() as db:
             return transfer.export_batch(db, table, after, limit)
 
     def import_batch(self, table: str, rows: Sequence[ExportRow]) -> Imported:
-        transfer.check_table(table, keys=True)
+        check_table(table, keys=True)
         with self._transaction() as db:
             return transfer.import_batch(db, table, rows)
 
     def count_rows(self, table: str) -> int:
-        transfer.check_table(table, keys=True)
+        check_table(table, keys=True)
         with self._reading() as db:
             return transfer.count_rows(db, table)
 

@@ -34,7 +34,7 @@ from typing import Any
 from memvault.errors import FilterTooExpensive, MemvaultError, StorageError
 from memvault.filters import COLUMNS, FilterNode, Matcher, compile_matcher, fold
 from memvault.lru import memoize
-from memvault.storage.base import Cursor, MetaDecryptor
+from memvault.storage.base import Cursor, MetaDecryptor, check_table
 from memvault.storage.files import open_sqlite
 from memvault.storage.rows import (
     ApiKeyRow,
@@ -318,17 +318,17 @@ class SQLiteStore:
     # --- raw rows (Exportable: memvault migrate) -----------------------------------------------
 
     def export_batch(self, table: str, after: Cursor, limit: int) -> tuple[list[ExportRow], Cursor]:
-        transfer.check_table(table, keys=False)
+        check_table(table, keys=False)
         with translated("exporting rows"):
             return transfer.export_batch(self._db(), table, after, limit)
 
     def import_batch(self, table: str, rows: Sequence[ExportRow]) -> Imported:
-        transfer.check_table(table, keys=False)
+        check_table(table, keys=False)
         with self.transaction() as tx:
             return transfer.import_batch(tx.db, table, rows)
 
     def count_rows(self, table: str) -> int:
-        transfer.check_table(table, keys=False)
+        check_table(table, keys=False)
         with translated("counting rows"):
             return transfer.count_rows(self._db(), table)
 

@@ -12,8 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from memvault.errors import InvalidInput
-from memvault.storage.base import DATA_TABLES, KEY_TABLES, Cursor
+from memvault.storage.base import Cursor
 from memvault.storage.rows import ExportRow, Imported
 
 __all__ = ["count_rows", "export_batch", "import_batch"]
@@ -181,11 +180,6 @@ _COUNT: dict[str, str] = {
     "key_generations": "SELECT count(*) FROM key_generations",
     "scope_generations": "SELECT count(*) FROM scope_generations",
 }
-
-
-def check_table(table: str, keys: bool) -> None:
-    if table not in (KEY_TABLES if keys else DATA_TABLES):
-        raise InvalidInput(f"not a table this store exports: {table!r}")
 
 
 def _as_dict(cursor: sqlite3.Cursor, row: Sequence[Any]) -> ExportRow:
