@@ -135,6 +135,8 @@ def rest_part(args: argparse.Namespace) -> dict[str, Any]:
                         )
                         for s in ("queued", "running", "failed")
                     )
+                    if args.rest_workers == 0:  # nothing runs the jobs: they stay queued
+                        break
                     if pending == 0 or time.perf_counter() - begin > args.drain_timeout:
                         break
                     time.sleep(0.5)
@@ -245,7 +247,12 @@ def report(result: dict[str, Any], first: bool = True) -> str:
             "## infer=True add over REST, queue on (answered 202)",
             "",
             f"`memvault serve` with {r['server_job_workers']} job workers running the jobs behind"
-            f" the adds, LLM delay {r['llm_delay_s'] * 1000:.0f} ms per call. Target p95 <= 30 ms.",
+            f" the adds, LLM delay {r['llm_delay_s'] * 1000:.0f} ms per call. Target p95 <= 30 ms."
+            + (
+                " No workers: the jobs stay queued, this is the cost of the 202 alone."
+                if r["server_job_workers"] == 0
+                else ""
+            ),
             "",
             "| clients | adds | p50 ms | p95 ms | p99 ms | adds/s | target |",
             "|---|---|---|---|---|---|---|",
@@ -294,12 +301,20 @@ def report(result: dict[str, Any], first: bool = True) -> str:
             f"{lo['sessions']} sessions ({lo['turns']} turns) of {lo['conversations']}"
             f" conversations, each one `add(infer=True)` in process: p50 {s['p50']} ms, p95"
             f" {s['p95']} ms, mean {lo['pipeline_ms_per_session_mean']} ms per session"
-            f" ({lo['llm_calls']} LLM calls answered at once).",
+            f" ({lo['llm_calls']} LLM calls answered at once; their HTTP round trips to the"
+            " scripted server in this process are counted in).",
             "",
         ]
-    else:
-        lines += ["LoCoMo pipeline overhead: not run (`--locomo`).", ""]
+    elif first:
+        lines += ["LoCoMo pipeline overhead: not in this run (`--locomo`).", ""]
     return "\n".join(lines)
+
+
+def write_report(folder: Path) -> None:
+    """README.md of every run saved in ``folder``, the default run (``infer.json``) first."""
+    paths = sorted(folder.glob("*.json"), key=lambda p: (p.name != "infer.json", p.name))
+    runs = [json.loads(p.read_text()) for p in paths]
+    (folder / "README.md").write_text("\n".join(report(r, i == 0) for i, r in enumerate(runs)))
 
 
 def main() -> None:
@@ -344,8 +359,7 @@ def main() -> None:
     folder = args.out / f"{date.date().isoformat()}-infer"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{args.tag}.json").write_text(json.dumps(result, indent=2) + "\n")
-    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    (folder / "README.md").write_text("\n".join(report(r, i == 0) for i, r in enumerate(runs)))
+    write_report(folder)
     print(f"saved {folder}")
 
 
