@@ -815,7 +815,8 @@ class Memory:
         if new_metadata is not None:
             new_metadata = apply_policy(new_metadata, policy, "metadata")[0]
         vector = self._embed([text])[0] if text is not None else None
-        change = Update(check_id("memory_id", memory_id), text, new_metadata, vector)
+        # Instruction-like text is flagged as in add: the flag follows the memory's new text.
+        change = Update(check_id("memory_id", memory_id), text, new_metadata, vector, flag=True)
         result = changes.apply(self._engine, [change])[0]
         for extra in ("event", "previous_memory"):
             result.pop(extra)

@@ -10,6 +10,7 @@ the whole plan back. It returns one result per change, in order.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from memvault.retrieval.text import normalize_for_dedup
 from memvault.retrieval.vector_index import VectorEntry
 from memvault.security.crypto import ScopeCipher
 from memvault.security.keyscope import KeyScope
+from memvault.security.poisoning import flag_metadata, reflag_metadata
 from memvault.storage.base import WriteTx
 from memvault.storage.rows import IndexTerms, MemoryRow
 from memvault.validation import Message, Scope
@@ -58,6 +60,10 @@ class Update:
     metadata: dict[str, Any] | None = None
     vector: npt.NDArray[np.float32] | None = None
     provenance: dict[str, Any] | None = None
+    # Check the resulting text for instructions (``security.poisoning``) and set the metadata's
+    # flag to match, in the transaction: new metadata as given plus the flag; with the text
+    # alone, the stored metadata kept with its flag recomputed.
+    flag: bool = False
 
 
 @dataclass(slots=True)
@@ -250,11 +256,18 @@ class _Writer:
                 engine.codec.index_terms(cipher, change.text),
                 engine.codec.index_terms(cipher, engine.codec.open_context(row)),
             )
-        if change.metadata is not None:
-            row.metadata_box = engine.codec.seal_metadata(cipher, bound, change.metadata)
+        new_text = change.text if change.text is not None else old_text
+        metadata = change.metadata
+        if change.flag:
+            if metadata is not None:
+                metadata = flag_metadata(metadata, new_text)
+            elif change.text is not None:
+                stored = json.loads(engine.codec.open_field(row, "metadata", row.metadata_box))
+                metadata = reflag_metadata(stored, new_text)
+        if metadata is not None:
+            row.metadata_box = engine.codec.seal_metadata(cipher, bound, metadata)
         row.updated_at = now_iso()
         tx.rewrite(row, terms)
-        new_text = change.text if change.text is not None else old_text
         tx.add_history(
             engine.event(row, row.id, "UPDATE", old_text, new_text, cipher, change.provenance)
         )

@@ -44,7 +44,7 @@ from memvault.llm.prompts import (
     reconciliation_messages,
     repair_messages,
 )
-from memvault.security.poisoning import FLAG, flag_metadata
+from memvault.security.poisoning import flag_metadata, reflag_metadata
 from memvault.validation import Message, check_text
 
 __all__ = ["PROVENANCE_KEY", "Similar", "infer", "source_hashes"]
@@ -202,12 +202,8 @@ def _reconcile(
             text = _valid_text(decision.text, engine.settings.max_text_bytes) or fact.text
             current = reads.get(engine, memory_id)
             old_meta = dict(current["metadata"]) if current else {}
-            if isinstance(old_meta.get("flags"), list):  # the flag was about the old text
-                old_meta["flags"] = [f for f in old_meta["flags"] if f != FLAG]
-                if not old_meta["flags"]:
-                    del old_meta["flags"]
             old_meta.update({"inferred": True, PROVENANCE_KEY: provenance})
-            new_meta = flag_metadata(old_meta, text)
+            new_meta = reflag_metadata(old_meta, text)  # the old flag was about the old text
             update = Update(memory_id, text, new_meta, provenance=provenance)
             plan.append(_Planned(update, fact.text, {}, instead=add.change))  # type: ignore[arg-type]
     return plan

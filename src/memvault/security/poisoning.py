@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["FLAG", "flag_metadata", "instruction_flags"]
+__all__ = ["FLAG", "flag_metadata", "instruction_flags", "reflag_metadata"]
 
 FLAG = "instructions"
 PHRASES = (
@@ -95,3 +95,18 @@ def flag_metadata(metadata: Mapping[str, Any], text: str) -> dict[str, Any]:
         kept = [f for f in existing if isinstance(f, str)] if isinstance(existing, list) else []
         result["flags"] = sorted(set(kept) | set(flags))
     return result
+
+
+def reflag_metadata(metadata: Mapping[str, Any], text: str) -> dict[str, Any]:
+    """Stored ``metadata`` checked again for a memory's new ``text``: an ``"instructions"`` flag
+    about the old text is dropped (with ``flags`` itself when nothing else is left in it), then
+    the new text is checked as ``flag_metadata`` does; every other key and flag is kept."""
+    result = dict(metadata)
+    existing = result.get("flags")
+    if isinstance(existing, list) and FLAG in existing:
+        kept = [f for f in existing if f != FLAG]
+        if kept:
+            result["flags"] = kept
+        else:
+            del result["flags"]
+    return flag_metadata(result, text)
