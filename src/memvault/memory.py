@@ -645,6 +645,10 @@ class Memory:
     ) -> queue.JobWorker:
         """Start the worker pool of the job queue in this process (the server does it at
         start). ``handler``: what runs a job's request (default: ``process_inference``)."""
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256
+        ):
+            raise InvalidInput("workers must be an integer from 1 to 256")
         if self._job_worker is not None:
             return self._job_worker
         if handler is not None:
@@ -666,6 +670,12 @@ class Memory:
     def stop_jobs(self, grace_seconds: float = 10.0) -> None:
         """Stop the worker pool: running jobs finish (for ``grace_seconds``) or go back to the
         queue. Idempotent."""
+        if (
+            isinstance(grace_seconds, bool)
+            or not isinstance(grace_seconds, int | float)
+            or not 0 <= grace_seconds <= 3600  # also refuses NaN
+        ):
+            raise InvalidInput("grace_seconds must be a number of seconds from 0 to 3600")
         worker, self._job_worker = self._job_worker, None
         if worker is not None:
             worker.stop(grace_seconds)

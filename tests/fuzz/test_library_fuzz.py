@@ -81,6 +81,7 @@ def valid_argument(name: str, library: Library) -> Any:
         "query": SHARED_WORDS,
         "user_id": "alice",
         "memory_id": library.scratch,
+        "job_id": "no-such-job",
         "text": "alice's scratch memory, updated",
         "namespace": "other",
     }
@@ -94,7 +95,7 @@ def strategy_for(name: str) -> st.SearchStrategy[Any]:
         return hostile_metadata()
     if name == "messages":
         return hostile_messages()
-    if name in ("user_id", "agent_id", "run_id", "actor_id", "memory_id", "namespace"):
+    if name in ("user_id", "agent_id", "run_id", "actor_id", "memory_id", "namespace", "job_id"):
         return st.one_of(hostile_id(), hostile_scalar())
     if name in ("query", "text", "data"):
         return st.one_of(hostile_text(), hostile_scalar())
