@@ -203,7 +203,11 @@ def dead_job(memory: Any, n: int) -> str:
 
     from memvault.clock import iso, now_iso
 
-    job_id = str(memory.add(f"alice's job {n}", user_id="alice", infer=True)["job"]["id"])
+    from memvault.core import jobs
+
+    # Queued as the REST route queues it (no LLM is configured here: it is never run).
+    request = {"messages": f"alice's job {n}", "user_id": "alice", "infer": True}
+    job_id = jobs.enqueue(memory.engine, request, max_attempts=1).id
     store = memory.engine.store
     while (
         job := store.claim("matrix", iso(datetime.now(UTC) + timedelta(60)), now_iso())

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from memvault.config import Settings
 from memvault.errors import StorageBusy
 from memvault.memory import Memory
+from memvault.security.policy import Action
 from memvault.server.auth import Gate
 from memvault.server.errors import error_response
 
@@ -29,6 +30,9 @@ __all__ = ["LazyMcp"]
 
 class LazyMcp:
     """The ASGI app at ``/mcp``; the real gateway is made on first use."""
+
+    # As ``McpGateway``'s: the least any caller needs to get in (each tool then asks for its own).
+    action = Action.MEMORIES_READ
 
     def __init__(self, memory: Memory, gate: Gate, settings: Settings) -> None:
         self._memory = memory
