@@ -202,7 +202,6 @@ def dead_job(memory: Any, n: int) -> str:
     from datetime import UTC, datetime, timedelta
 
     from memvault.clock import iso, now_iso
-
     from memvault.core import jobs
 
     # Queued as the REST route queues it (no LLM is configured here: it is never run).
