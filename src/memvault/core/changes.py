@@ -29,7 +29,7 @@ from memvault.security.crypto import ScopeCipher
 from memvault.security.keyscope import KeyScope
 from memvault.security.poisoning import flag_metadata, reflag_metadata
 from memvault.storage.base import WriteTx
-from memvault.storage.rows import IndexTerms, MemoryRow
+from memvault.storage.rows import HistoryRow, IndexTerms, MemoryRow
 from memvault.validation import Message, Scope
 
 __all__ = ["Add", "Change", "Delete", "Update", "apply"]
@@ -101,10 +101,13 @@ def apply(engine: Engine, changes: list[Change]) -> list[dict[str, Any]]:
         for change in changes:
             if isinstance(change, Add):
                 results.append(writer.add(change))
-            elif isinstance(change, Update):
+                continue
+            writer.flush()  # an update or delete reads rows: the buffered adds go in first
+            if isinstance(change, Update):
                 results.append(writer.update(change))
             else:
                 results.append(writer.delete(change))
+        writer.flush()
         for scope_id in sorted(done.touched):
             done.versions[scope_id] = tx.bump_version(scope_id)
     for scope_id, (before, after) in done.versions.items():
@@ -154,6 +157,16 @@ class _Writer:
         self.keys: dict[Scope, tuple[KeyScope, ScopeCipher]] = {}
         self.recent: dict[Scope, deque[str]] = {}
         self.seen: dict[tuple[Scope, str], str] = {}
+        # New rows and history events wait here and go to the store together (``flush``): on
+        # Postgres one pipelined round trip instead of two per memory.
+        self.new_rows: list[tuple[MemoryRow, IndexTerms]] = []
+        self.new_events: list[HistoryRow] = []
+
+    def flush(self) -> None:
+        self.tx.insert_many(self.new_rows)
+        self.tx.add_history_many(self.new_events)
+        self.new_rows.clear()
+        self.new_events.clear()
 
     def _row(self, memory_id: str, *, missing_ok: bool = False) -> MemoryRow | None:
         """The row to change, read under the locks, in the current seal format."""
@@ -176,7 +189,7 @@ class _Writer:
         row = self._new_row(change, key_scope.id, cipher)
         duplicate = self.seen.get((change.scope, row.hash)) or tx.find_duplicate(row)
         if duplicate is not None:
-            tx.add_history(
+            self.new_events.append(
                 engine.event(row, duplicate, "NONE", None, None, cipher, change.provenance)
             )
             return _result(duplicate, text, "NONE", change.redactions)
@@ -188,8 +201,10 @@ class _Writer:
         terms = IndexTerms(
             engine.codec.index_terms(cipher, text), engine.codec.index_terms(cipher, context)
         )
-        tx.insert(row, terms)
-        tx.add_history(engine.event(row, row.id, "ADD", None, text, cipher, change.provenance))
+        self.new_rows.append((row, terms))
+        self.new_events.append(
+            engine.event(row, row.id, "ADD", None, text, cipher, change.provenance)
+        )
         window.append(text)
         self.seen[(change.scope, row.hash)] = row.id
         self.done.added.setdefault(row.scope_id, []).append(vector_entry(row, change.vector, terms))

@@ -122,6 +122,12 @@ class WriteTx(Protocol):
         """Store a new row (sets ``row.rowid``) and its keyword index entry."""
         ...
 
+    def insert_many(self, rows: Sequence[tuple[MemoryRow, IndexTerms]]) -> None:
+        """``insert`` for several rows at once (Postgres: one pipelined round trip)."""
+        ...
+
+    def add_history_many(self, events: Sequence[HistoryRow]) -> None: ...
+
     def rewrite(self, row: MemoryRow, terms: IndexTerms | None) -> None:
         """Store a changed row: its key scope, seal version, hash, sealed fields and
         ``updated_at``; and, when given, its new keyword index entry."""

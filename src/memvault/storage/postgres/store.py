@@ -901,40 +901,21 @@ class _PgTx:
     # writes
 
     def insert(self, row: MemoryRow, terms: IndexTerms) -> None:
-        found = self._conn.execute(
-            "INSERT INTO memories (id, namespace, scope_id, user_id, agent_id, run_id, actor_id,"
-            " role, memory_type, hash, text_box, metadata_box, vector_box, context_box,"
-            " created_at, updated_at, expires_at, importance, access_count, last_accessed_at,"
-            " seal_version, terms_body, terms_context) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
-            " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING rowid",
-            (
-                row.id,
-                row.namespace,
-                row.scope_id,
-                row.user_id,
-                row.agent_id,
-                row.run_id,
-                row.actor_id,
-                row.role,
-                row.memory_type,
-                row.hash,
-                row.text_box,
-                row.metadata_box,
-                row.vector_box,
-                row.context_box,
-                row.created_at,
-                row.updated_at,
-                row.expires_at,
-                row.importance,
-                row.access_count,
-                row.last_accessed_at,
-                row.seal_version,
-                terms.body,
-                terms.context,
-            ),
-        ).fetchone()
-        assert found is not None
-        row.rowid = int(found[0])
+        self.insert_many([(row, terms)])
+
+    def insert_many(self, rows: Sequence[tuple[MemoryRow, IndexTerms]]) -> None:
+        """One pipelined ``executemany`` (a round trip for the lot, not one per row)."""
+        if not rows:
+            return
+        with self._conn.cursor() as cursor:
+            cursor.executemany(
+                _INSERT_MEMORY, [_memory_params(row, terms) for row, terms in rows], returning=True
+            )
+            for row, _ in rows:
+                found = cursor.fetchone()
+                assert found is not None
+                row.rowid = int(found[0])
+                cursor.nextset()
 
     def rewrite(self, row: MemoryRow, terms: IndexTerms | None) -> None:
         params: list[Any] = [
@@ -960,27 +941,12 @@ class _PgTx:
         self._conn.execute("DELETE FROM memories WHERE rowid = %s", (row.rowid,))
 
     def add_history(self, event: HistoryRow) -> None:
-        self._conn.execute(
-            f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES"
-            " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                event.id,
-                event.memory_id,
-                event.namespace,
-                event.scope_id,
-                event.user_id,
-                event.agent_id,
-                event.run_id,
-                event.event,
-                event.old_box,
-                event.new_box,
-                event.actor_id,
-                event.role,
-                event.created_at,
-                event.seal_version,
-                event.meta_box,
-            ),
-        )
+        self.add_history_many([event])
+
+    def add_history_many(self, events: Sequence[HistoryRow]) -> None:
+        if events:
+            with self._conn.cursor() as cursor:
+                cursor.executemany(_INSERT_HISTORY, [_history_params(e) for e in events])
 
     def rewrite_event(self, event: HistoryRow) -> None:
         self._conn.execute(
@@ -1040,3 +1006,64 @@ class _PgTx:
         return self._conn.execute(
             "DELETE FROM jobs WHERE namespace = %s AND user_id = %s", (namespace, user_id)
         ).rowcount
+
+
+_INSERT_MEMORY = (
+    "INSERT INTO memories (id, namespace, scope_id, user_id, agent_id, run_id, actor_id,"
+    " role, memory_type, hash, text_box, metadata_box, vector_box, context_box,"
+    " created_at, updated_at, expires_at, importance, access_count, last_accessed_at,"
+    " seal_version, terms_body, terms_context) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
+    " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING rowid"
+)
+_INSERT_HISTORY = (
+    f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES"
+    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def _memory_params(row: MemoryRow, terms: IndexTerms) -> tuple[Any, ...]:
+    return (
+        row.id,
+        row.namespace,
+        row.scope_id,
+        row.user_id,
+        row.agent_id,
+        row.run_id,
+        row.actor_id,
+        row.role,
+        row.memory_type,
+        row.hash,
+        row.text_box,
+        row.metadata_box,
+        row.vector_box,
+        row.context_box,
+        row.created_at,
+        row.updated_at,
+        row.expires_at,
+        row.importance,
+        row.access_count,
+        row.last_accessed_at,
+        row.seal_version,
+        terms.body,
+        terms.context,
+    )
+
+
+def _history_params(event: HistoryRow) -> tuple[Any, ...]:
+    return (
+        event.id,
+        event.memory_id,
+        event.namespace,
+        event.scope_id,
+        event.user_id,
+        event.agent_id,
+        event.run_id,
+        event.event,
+        event.old_box,
+        event.new_box,
+        event.actor_id,
+        event.role,
+        event.created_at,
+        event.seal_version,
+        event.meta_box,
+    )

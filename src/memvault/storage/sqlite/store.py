@@ -861,6 +861,14 @@ class SQLiteTx:
         row.rowid = cursor.lastrowid
         self._index(row, terms)
 
+    def insert_many(self, rows: Sequence[tuple[MemoryRow, IndexTerms]]) -> None:
+        for row, terms in rows:  # in process: no round trip to save
+            self.insert(row, terms)
+
+    def add_history_many(self, events: Sequence[HistoryRow]) -> None:
+        for event in events:
+            self.add_history(event)
+
     def _index(self, row: MemoryRow, terms: IndexTerms) -> None:
         self.db.execute(
             "INSERT INTO memories_fts (rowid, body, context) VALUES (?, ?, ?)",
