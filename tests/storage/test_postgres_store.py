@@ -233,6 +233,15 @@ def test_dedup_lookup_and_unique_index(store: PostgresStore) -> None:
         assert tx.find_duplicate(make_row(Scope("u", "bot"), hash="same")) is None
         assert tx.find_duplicate(make_row(Scope(None, "bot", "r"), hash="same")) is None
         assert tx.find_duplicate(make_row(Scope(None, "bot"), hash="other")) is None
+        keys = [
+            (None, "bot", None, "same"),
+            ("u", "bot", None, "same"),
+            (None, "bot", "r", "same"),
+            (None, "bot", None, "other"),
+        ]
+        assert tx.find_duplicates(row.namespace, keys) == {keys[0]: row.id}
+        assert tx.find_duplicates("another-namespace", keys) == {}
+        assert tx.find_duplicates(row.namespace, []) == {}
     with pytest.raises(StorageError) as caught:
         insert(store, make_row(Scope(None, "bot"), hash="same"))
     assert "23505" in str(caught.value)

@@ -98,6 +98,8 @@ def apply(engine: Engine, changes: list[Change]) -> list[dict[str, Any]]:
     with engine.store.transaction() as tx:
         engine.lock_owners(tx, owners)
         writer = _Writer(engine, tx, done)
+        if not existing:  # adds only (a batch): one dedup look-up for all of them
+            writer.prefetch_duplicates([c for c in changes if isinstance(c, Add)])
         for change in changes:
             if isinstance(change, Add):
                 results.append(writer.add(change))
@@ -161,6 +163,34 @@ class _Writer:
         # Postgres one pipelined round trip instead of two per memory.
         self.new_rows: list[tuple[MemoryRow, IndexTerms]] = []
         self.new_events: list[HistoryRow] = []
+        self.known: dict[tuple[str | None, str | None, str | None, str], str] = {}
+        self.prefetched = False
+
+    def prefetch_duplicates(self, adds: list[Add]) -> None:
+        """Look every add's dedup key up at once (Postgres: one query, not one per memory)."""
+        keys = []
+        for change in adds:
+            cipher = self._key(change.scope)[1]
+            text_hash = cipher.text_hash(normalize_for_dedup(change.message.content))
+            scope = change.scope
+            keys.append((scope.user_id, scope.agent_id, scope.run_id, text_hash))
+        self.known = self.tx.find_duplicates(self.engine.namespace, keys)
+        self.prefetched = True
+
+    def _key(self, scope: Scope) -> tuple[KeyScope, ScopeCipher]:
+        # Read once per scope and plan, under the owner's lock that erase and rotation also
+        # take: never a key of an erased generation.
+        if scope not in self.keys:
+            self.keys[scope] = self.engine.writer_key(scope)
+        return self.keys[scope]
+
+    def _duplicate(self, change: Add, row: MemoryRow) -> str | None:
+        scope = change.scope
+        if (scope, row.hash) in self.seen:
+            return self.seen[(scope, row.hash)]
+        if self.prefetched:
+            return self.known.get((scope.user_id, scope.agent_id, scope.run_id, row.hash))
+        return self.tx.find_duplicate(row)
 
     def flush(self) -> None:
         self.tx.insert_many(self.new_rows)
@@ -178,16 +208,12 @@ class _Writer:
         return reseal_row(self.tx, self.engine, row)
 
     def add(self, change: Add) -> dict[str, Any]:
-        engine, tx = self.engine, self.tx
+        engine = self.engine
         assert change.vector is not None
-        # Read once per scope and plan, under the owner's lock that erase and rotation also
-        # take: never a key of an erased generation.
-        if change.scope not in self.keys:
-            self.keys[change.scope] = engine.writer_key(change.scope)
-        key_scope, cipher = self.keys[change.scope]
+        key_scope, cipher = self._key(change.scope)
         text = change.message.content
         row = self._new_row(change, key_scope.id, cipher)
-        duplicate = self.seen.get((change.scope, row.hash)) or tx.find_duplicate(row)
+        duplicate = self._duplicate(change, row)
         if duplicate is not None:
             self.new_events.append(
                 engine.event(row, duplicate, "NONE", None, None, cipher, change.provenance)

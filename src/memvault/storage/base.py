@@ -61,6 +61,7 @@ __all__ = [
     "AuditRecords",
     "Cursor",
     "DataStore",
+    "DedupKey",
     "Exportable",
     "JobStore",
     "KeyStore",
@@ -71,6 +72,8 @@ __all__ = [
 ]
 
 Owners = tuple[str | None, str | None, str | None]
+# (user_id, agent_id, run_id, text hash): what makes two memories of one namespace duplicates.
+DedupKey = tuple[str | None, str | None, str | None, str]
 # scope_id, memory id, box, namespace, (user_id, agent_id, run_id), seal_version -> metadata JSON
 MetaDecryptor = Callable[[str, str, bytes, str, Owners, int], str]
 
@@ -95,6 +98,11 @@ class WriteTx(Protocol):
 
     def find_duplicate(self, row: MemoryRow) -> str | None:
         """The id of a row of the same exact scope with the same text hash, if any."""
+        ...
+
+    def find_duplicates(self, namespace: str, keys: Sequence[DedupKey]) -> dict[DedupKey, str]:
+        """``find_duplicate`` for many (user_id, agent_id, run_id, hash) at once: the id stored
+        under each key that has one (Postgres: one query for an add batch)."""
         ...
 
     def rows_under_key(

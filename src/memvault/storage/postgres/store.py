@@ -47,7 +47,7 @@ from psycopg_pool import ConnectionPool
 from memvault.errors import FilterTooExpensive
 from memvault.filters import COLUMNS, FilterNode, compile_matcher, reads_metadata
 from memvault.lru import memoize
-from memvault.storage.base import Cursor, MetaDecryptor, WriteTx, check_table
+from memvault.storage.base import Cursor, DedupKey, MetaDecryptor, WriteTx, check_table
 from memvault.storage.postgres import transfer
 from memvault.storage.postgres.errors import guard
 from memvault.storage.postgres.migrations import applied, migrate
@@ -846,6 +846,26 @@ class _PgTx:
             (row.namespace, row.user_id or "", row.agent_id or "", row.run_id or "", row.hash),
         )
         return str(rows[0][0]) if rows else None
+
+    def find_duplicates(self, namespace: str, keys: Sequence[DedupKey]) -> dict[DedupKey, str]:
+        """One query for the lot (the dedup index serves each key)."""
+        if not keys:
+            return {}
+        rows = self._all(
+            "SELECT m.id, k.i FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::int[]) AS k(u, a, r, h, i) JOIN memories m ON m.namespace = %s"
+            " AND coalesce(m.user_id, '') = k.u AND coalesce(m.agent_id, '') = k.a"
+            " AND coalesce(m.run_id, '') = k.r AND m.hash = k.h",
+            (
+                [k[0] or "" for k in keys],
+                [k[1] or "" for k in keys],
+                [k[2] or "" for k in keys],
+                [k[3] for k in keys],
+                list(range(len(keys))),
+                namespace,
+            ),
+        )
+        return {keys[int(index)]: str(memory_id) for memory_id, index in rows}
 
     def rows_under_key(
         self, namespace: str, user_id: str, scope_id: str, limit: int

@@ -34,7 +34,7 @@ from typing import Any
 from memvault.errors import FilterTooExpensive, MemvaultError, StorageError
 from memvault.filters import COLUMNS, FilterNode, Matcher, compile_matcher, fold
 from memvault.lru import memoize
-from memvault.storage.base import Cursor, MetaDecryptor, check_table
+from memvault.storage.base import Cursor, DedupKey, MetaDecryptor, check_table
 from memvault.storage.files import open_sqlite
 from memvault.storage.rows import (
     ApiKeyRow,
@@ -782,6 +782,18 @@ class SQLiteTx:
             (row.namespace, row.user_id or "", row.agent_id or "", row.run_id or "", row.hash),
         ).fetchone()
         return None if found is None else str(found[0])
+
+    def find_duplicates(self, namespace: str, keys: Sequence[DedupKey]) -> dict[DedupKey, str]:
+        found: dict[DedupKey, str] = {}
+        for key in keys:  # in process: a query per key costs no round trip
+            row = self.db.execute(
+                "SELECT id FROM memories WHERE namespace = ? AND coalesce(user_id, '') = ?"
+                " AND coalesce(agent_id, '') = ? AND coalesce(run_id, '') = ? AND hash = ?",
+                (namespace, key[0] or "", key[1] or "", key[2] or "", key[3]),
+            ).fetchone()
+            if row is not None:
+                found[key] = str(row[0])
+        return found
 
     def rows_under_key(
         self, namespace: str, user_id: str, scope_id: str, limit: int
