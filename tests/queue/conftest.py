@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from memvault import HashEmbedder, Memory
-from tests.server.conftest import RunningServer, launch_server
+
+# The server tests' fixture: ``start_server(**settings)`` starts a real server over the home.
+from tests.server.conftest import start_server  # noqa: F401
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -43,21 +45,6 @@ def open_memory(home: Path, backend: str | None) -> Iterator[Callable[..., Memor
     yield make
     for memory in opened:
         memory.close()
-
-
-@pytest.fixture
-def start_server(home: Path) -> Iterator[Callable[..., RunningServer]]:
-    """``start_server(**settings)``: a real server (``launch_server``) over the test's home."""
-    stops: list[Callable[[], None]] = []
-
-    def start(**options: Any) -> RunningServer:
-        running, stop = launch_server(home, **options)
-        stops.append(stop)
-        return running
-
-    yield start
-    for stop in stops:
-        stop()
 
 
 @pytest.fixture(autouse=True)

@@ -840,12 +840,8 @@ class _PgTx:
         return [_memory(row) for row in rows]
 
     def find_duplicate(self, row: MemoryRow) -> str | None:
-        rows = self._all(
-            "SELECT id FROM memories WHERE namespace = %s AND coalesce(user_id, '') = %s"
-            " AND coalesce(agent_id, '') = %s AND coalesce(run_id, '') = %s AND hash = %s",
-            (row.namespace, row.user_id or "", row.agent_id or "", row.run_id or "", row.hash),
-        )
-        return str(rows[0][0]) if rows else None
+        key = (row.user_id, row.agent_id, row.run_id, row.hash)
+        return self.find_duplicates(row.namespace, [key]).get(key)
 
     def find_duplicates(self, namespace: str, keys: Sequence[DedupKey]) -> dict[DedupKey, str]:
         """One query for the lot (the dedup index serves each key)."""

@@ -776,12 +776,8 @@ class SQLiteTx:
         return self._store.list_rows(namespace, scope, None, now=None, limit=limit, exact=True)
 
     def find_duplicate(self, row: MemoryRow) -> str | None:
-        found = self.db.execute(
-            "SELECT id FROM memories WHERE namespace = ? AND coalesce(user_id, '') = ?"
-            " AND coalesce(agent_id, '') = ? AND coalesce(run_id, '') = ? AND hash = ?",
-            (row.namespace, row.user_id or "", row.agent_id or "", row.run_id or "", row.hash),
-        ).fetchone()
-        return None if found is None else str(found[0])
+        key = (row.user_id, row.agent_id, row.run_id, row.hash)
+        return self.find_duplicates(row.namespace, [key]).get(key)
 
     def find_duplicates(self, namespace: str, keys: Sequence[DedupKey]) -> dict[DedupKey, str]:
         found: dict[DedupKey, str] = {}
