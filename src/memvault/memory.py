@@ -507,6 +507,14 @@ class Memory:
         missing LLM (``InvalidConfig``) or a storage failure. Running a payload twice stores
         its raw messages once (same-text dedup) but may ask the model twice.
         """
+        return self._process_inference(payload, queued=False)
+
+    def _run_job(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The queue's default handler: ``process_inference`` for a job that must still exist
+        when its changes commit (an erase of its user meanwhile deletes it: nothing is written)."""
+        return self._process_inference(payload, queued=True)
+
+    def _process_inference(self, payload: Mapping[str, Any], *, queued: bool) -> dict[str, Any]:
         if not isinstance(payload, Mapping):
             raise InvalidInput("payload must be an object with add()'s arguments")
         unknown = set(payload) - _INFERENCE_KEYS - {"infer"}
@@ -519,10 +527,15 @@ class Memory:
             job_id = check_id("job_id", job_id)
         self._require_llm()
         raw = self._validate(item, self._store.namespace_settings(self.namespace))
-        return {"results": self._infer(raw, observed, job_id)}
+        live_job = job_id if queued else None
+        return {"results": self._infer(raw, observed, job_id, live_job)}
 
     def _infer(
-        self, raw: list[Add], observed_at: datetime, job_id: str | None
+        self,
+        raw: list[Add],
+        observed_at: datetime,
+        job_id: str | None,
+        live_job: str | None = None,
     ) -> list[dict[str, Any]]:
         scope = raw[0].scope
 
@@ -541,6 +554,7 @@ class Memory:
             observed_at=observed_at,
             metadata=raw[0].metadata,
             job_id=job_id,
+            live_job=live_job,
             top_k=SIMILAR_PER_FACT,
         )
 
@@ -638,7 +652,7 @@ class Memory:
         store's ``process_inference`` (seen from that namespace), looked up now."""
         if self._job_handler is not None:
             return self._job_handler
-        return self.namespaced(namespace).process_inference
+        return self.namespaced(namespace)._run_job
 
     def start_jobs(
         self, workers: int | None = None, *, handler: queue.Handler | None = None

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from memvault import HashEmbedder, InvalidConfig, Memory
-from memvault.testing import ScriptedChatServer
+from memvault import HashEmbedder, InvalidConfig, Memory, NotFound
+from memvault.testing import Reply, ScriptedChatServer
 from tests.llm.conftest import facts
 
 
@@ -45,3 +45,32 @@ def test_an_infer_add_is_refused_at_once_without_an_llm(home: Path) -> None:
         with pytest.raises(InvalidConfig, match="MEMVAULT_LLM_BASE_URL"):
             m.add("remember this", user_id="alice", infer=True)
         assert m.jobs()["results"] == []
+
+
+def test_an_erase_while_the_llm_thinks_is_not_undone_by_the_job(
+    home: Path, chat: ScriptedChatServer
+) -> None:
+    """The job's user is erased during its LLM call: its result must not write the erased
+    user's memories back (under a new key generation) when the call returns."""
+    chat.push(Reply(content=facts("Alice keeps a secret diary"), delay=1.5))
+    with Memory(
+        home,
+        embedder=HashEmbedder(),
+        llm_base_url=chat.base_url,
+        llm_model="scripted",
+        llm_backoff_seconds=0.01,
+        async_mode=True,
+        job_poll_seconds=0.05,
+    ) as m:
+        m.add("an earlier fact", user_id="alice")
+        job_id = m.add("I keep a secret diary", user_id="alice", infer=True)["job"]["id"]
+        m.start_jobs(1)
+        deadline = time.monotonic() + 30
+        while not chat.requests:  # the worker is inside the LLM call
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert m.erase_user("alice")["jobs_deleted"] == 1
+        m.stop_jobs(grace_seconds=30)  # the worker's call returns and the job ends
+        assert m.get_all(user_id="alice")["results"] == []
+        with pytest.raises(NotFound):
+            m.job(job_id)

@@ -32,7 +32,7 @@ from memvault.storage.base import WriteTx
 from memvault.storage.rows import HistoryRow, IndexTerms, MemoryRow
 from memvault.validation import Message, Scope
 
-__all__ = ["Add", "Change", "Delete", "Update", "apply"]
+__all__ = ["Add", "Change", "Delete", "JobGone", "Update", "apply"]
 
 
 @dataclass(slots=True)
@@ -88,8 +88,20 @@ class _Applied:
     versions: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
-def apply(engine: Engine, changes: list[Change]) -> list[dict[str, Any]]:
-    """Apply every change in one transaction; results in the changes' order."""
+class JobGone(NotFound):
+    """The queued job a plan came from was deleted (its user erased) while the plan was made:
+    nothing of it is written (same code on the wire: ``not_found``)."""
+
+
+def apply(
+    engine: Engine, changes: list[Change], *, live_job: str | None = None
+) -> list[dict[str, Any]]:
+    """Apply every change in one transaction; results in the changes' order.
+
+    ``live_job``: the queued job the plan came from. It is looked up under the owners' locks,
+    which erase also takes (and erase deletes the user's jobs): a plan whose job is gone was
+    made from an erased user's messages and is refused (``JobGone``), so an erase that
+    committed while the LLM was thinking cannot be undone by the job's result."""
     existing = _rows_to_change(engine, changes)
     owners = [engine.key_scope(c.scope) for c in changes if isinstance(c, Add)]
     owners += [engine.key_scope(Scope(r.user_id, r.agent_id, r.run_id)) for r in existing]
@@ -97,6 +109,8 @@ def apply(engine: Engine, changes: list[Change]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     with engine.store.transaction() as tx:
         engine.lock_owners(tx, owners)
+        if live_job is not None and engine.store.get_job(engine.namespace, live_job) is None:
+            raise JobGone(f"job {live_job} no longer exists (its user was erased): not applied")
         writer = _Writer(engine, tx, done)
         if not existing:  # adds only (a batch): one dedup look-up for all of them
             writer.prefetch_duplicates([c for c in changes if isinstance(c, Add)])
@@ -165,17 +179,26 @@ class _Writer:
         self.new_events: list[HistoryRow] = []
         self.known: dict[tuple[str | None, str | None, str | None, str], str] = {}
         self.prefetched = False
+        self.hashes: dict[int, str] = {}  # by id() of an Add of this plan (alive as long)
 
     def prefetch_duplicates(self, adds: list[Add]) -> None:
         """Look every add's dedup key up at once (Postgres: one query, not one per memory)."""
         keys = []
         for change in adds:
-            cipher = self._key(change.scope)[1]
-            text_hash = cipher.text_hash(normalize_for_dedup(change.message.content))
+            text_hash = self._text_hash(change, self._key(change.scope)[1])
             scope = change.scope
             keys.append((scope.user_id, scope.agent_id, scope.run_id, text_hash))
         self.known = self.tx.find_duplicates(self.engine.namespace, keys)
         self.prefetched = True
+
+    def _text_hash(self, change: Add, cipher: ScopeCipher) -> str:
+        """An add's dedup hash, computed once (the look-up ahead and the new row share it)."""
+        found = self.hashes.get(id(change))
+        if found is None:
+            found = self.hashes[id(change)] = cipher.text_hash(
+                normalize_for_dedup(change.message.content)
+            )
+        return found
 
     def _key(self, scope: Scope) -> tuple[KeyScope, ScopeCipher]:
         # Read once per scope and plan, under the owner's lock that erase and rotation also
@@ -253,7 +276,7 @@ class _Writer:
             actor_id=change.actor_id,
             role=change.message.role,
             memory_type=change.memory_type,
-            hash=cipher.text_hash(normalize_for_dedup(text)),
+            hash=self._text_hash(change, cipher),
             text_box=b"",
             metadata_box=b"",
             vector_box=b"",

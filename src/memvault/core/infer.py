@@ -101,6 +101,7 @@ def infer(
     observed_at: datetime,
     metadata: dict[str, Any],
     job_id: str | None = None,
+    live_job: str | None = None,
     top_k: int = 5,
 ) -> list[dict[str, Any]]:
     """Infer memories from ``raw`` (the validated messages of one add, as plain ``Add``s of one
@@ -109,7 +110,9 @@ def infer(
 
     Returns one result per fact: ``{"id", "memory", "event", "inferred": True, ...}``; UPDATE
     adds ``previous_memory``; a refused alias adds ``refused``. On LLM failure: the raw
-    messages' results with ``"inferred": False`` and ``"error": {"code", "message"}``."""
+    messages' results with ``"inferred": False`` and ``"error": {"code", "message"}``.
+    ``live_job``: a queued job that must still exist when the changes commit (see
+    ``changes.apply``)."""
     if not raw:
         return []
     messages = [add.message for add in raw]
@@ -127,8 +130,8 @@ def infer(
         template = replace(raw[0], metadata=metadata)
         plan = _reconcile(engine, template, facts, similar, llm, provenance, top_k)
     except LLMError as exc:
-        return _fallback(engine, raw, metadata, provenance, exc)
-    return _apply(engine, plan)
+        return _fallback(engine, raw, metadata, provenance, exc, live_job)
+    return _apply(engine, plan, live_job)
 
 
 def _valid_text(text: str | None, max_bytes: int) -> str | None:
@@ -232,13 +235,15 @@ def _embed(engine: Engine, plan: list[_Planned]) -> None:
             change.vector = vector
 
 
-def _apply(engine: Engine, plan: list[_Planned]) -> list[dict[str, Any]]:
+def _apply(engine: Engine, plan: list[_Planned], live_job: str | None) -> list[dict[str, Any]]:
     """The plan in one transaction. Should it fail because the scope changed since the model
     saw it, nothing of it was written: UPDATEs are replaced and the plan is applied again."""
     _embed(engine, plan)
     to_apply = [p.change for p in plan if p.change is not None]
     try:
-        applied = changes.apply(engine, to_apply) if to_apply else []
+        applied = changes.apply(engine, to_apply, live_job=live_job) if to_apply else []
+    except changes.JobGone:
+        raise
     except (InvalidInput, NotFound) as exc:
         for item in plan:
             if not isinstance(item.change, Update):
@@ -253,7 +258,7 @@ def _apply(engine: Engine, plan: list[_Planned]) -> list[dict[str, Any]]:
                 item.none_id, item.change = item.change.memory_id, None
         _embed(engine, plan)
         to_apply = [p.change for p in plan if p.change is not None]
-        applied = changes.apply(engine, to_apply) if to_apply else []
+        applied = changes.apply(engine, to_apply, live_job=live_job) if to_apply else []
     results: list[dict[str, Any]] = []
     answers = iter(applied)
     for item in plan:
@@ -278,6 +283,7 @@ def _fallback(
     metadata: dict[str, Any],
     provenance: dict[str, Any],
     error: LLMError,
+    live_job: str | None,
 ) -> list[dict[str, Any]]:
     """Store the messages as they are, flagged ``inferred: false``, reporting the error; the
     provenance (which job, which model failed) is kept as for inferred memories."""
@@ -301,7 +307,7 @@ def _fallback(
     ]
     for add, vector in zip(plain, engine.embed([a.message.content for a in plain]), strict=True):
         add.vector = vector
-    results = changes.apply(engine, list(plain))
+    results = changes.apply(engine, list(plain), live_job=live_job)
     for result in results:
         result["inferred"] = False
         result["error"] = report
