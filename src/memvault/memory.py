@@ -39,7 +39,7 @@ from memvault.errors import (
     InvalidInput,
     NotFound,
 )
-from memvault.filters import FilterNode
+from memvault.filters import FilterNode, parse_filter
 from memvault.llm import LLM, OpenAIChat
 from memvault.lru import ByteLRU, text_size
 from memvault.retrieval.hybrid import HybridSearcher, Mode
@@ -539,12 +539,19 @@ class Memory:
     ) -> list[dict[str, Any]]:
         scope = raw[0].scope
 
+        owners = (scope.user_id, scope.agent_id, scope.run_id)
+
         def similar(text: str, k: int) -> list[tuple[str, str]]:
-            # The caller's own scoped search (not counted as reads): the model never sees
-            # another scope's memories.
+            # The caller's own scope, exactly (not counted as reads): a search by agent_id alone
+            # also finds every user's memories with that agent, and the model must never see
+            # (nor update or delete) another scope's memories.
             vector = self._embed([text])[0]
-            found, _ = self._search(text, vector, scope, None, k, None)
-            return [(hit["id"], hit["memory"]) for hit in found]
+            found, _ = self._search(text, vector, scope, _exactly(scope), k, None)
+            return [
+                (hit["id"], hit["memory"])
+                for hit in found
+                if (hit["user_id"], hit["agent_id"], hit["run_id"]) == owners
+            ]
 
         return infer.infer(
             self._engine,
@@ -970,3 +977,12 @@ class Memory:
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
+
+
+def _exactly(scope: Scope) -> FilterNode | None:
+    """A filter that the owner columns a scope leaves unnamed are absent (None when it names
+    all three): a search by agent only then finds no user's memories of that agent."""
+    absent = [name for name in ("user_id", "agent_id", "run_id") if getattr(scope, name) is None]
+    if not absent:
+        return None
+    return parse_filter({"AND": [{"NOT": [{name: "*"}]} for name in absent]})

@@ -151,6 +151,22 @@ def test_only_same_scope_memories_are_shown(mem: Memory, chat: ScriptedChatServe
     assert "Bob" not in body and "honey" in body and "Alice likes coffee" in body
 
 
+def test_an_agent_scope_never_shows_or_changes_a_users_memory_of_that_agent(
+    mem: Memory, chat: ScriptedChatServer
+) -> None:
+    """A search by agent_id alone also finds users' memories of that agent: reconciliation
+    must not show them to the model, nor let an answer rewrite them."""
+    alice = mem.add("likes tea very much", user_id="alice", agent_id="shared")["results"][0]
+    mem.add("the shared agent likes tea", agent_id="shared")
+    chat.push(
+        facts("likes tea very much"),
+        decisions({"fact": "f1", "event": "UPDATE", "memory": "m1", "text": "HIJACKED"}),
+    )
+    mem.add("likes tea very much", agent_id="shared", infer=True)
+    assert "the shared agent likes tea" in json.dumps(chat.chat_requests[-1])  # its own: shown
+    assert mem.get(alice["id"])["memory"] == "likes tea very much"
+
+
 def test_bad_output_is_repaired_once(mem: Memory, chat: ScriptedChatServer) -> None:
     chat.push("I cannot answer in JSON, sorry.", facts("Alice likes tea"))
     [result] = mem.add("I like tea", user_id="alice", infer=True)["results"]
