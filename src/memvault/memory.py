@@ -541,11 +541,10 @@ class Memory:
 
         owners = (scope.user_id, scope.agent_id, scope.run_id)
 
-        def similar(text: str, k: int) -> list[tuple[str, str]]:
+        def similar(text: str, vector: npt.NDArray[np.float32], k: int) -> list[tuple[str, str]]:
             # The caller's own scope, exactly (not counted as reads): a search by agent_id alone
             # also finds every user's memories with that agent, and the model must never see
             # (nor update or delete) another scope's memories.
-            vector = self._embed([text])[0]
             found, _ = self._search(text, vector, scope, _exactly(scope), k, None)
             return [
                 (hit["id"], hit["memory"])

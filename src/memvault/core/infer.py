@@ -18,6 +18,7 @@ false`` and the error in each result: an LLM outage never loses what was sent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel
 
 from memvault.clock import iso
@@ -50,7 +53,8 @@ from memvault.validation import Message, check_text
 __all__ = ["PROVENANCE_KEY", "Similar", "infer", "source_hashes"]
 
 PROVENANCE_KEY = "provenance"
-Similar = Callable[[str, int], list[tuple[str, str]]]
+# (fact text, its vector, k) -> up to k (memory id, text) of the scope, most similar first
+Similar = Callable[[str, "npt.NDArray[np.float32]", int], list[tuple[str, str]]]
 _M = TypeVar("_M", bound=BaseModel)
 EVENTS = ("ADD", "UPDATE", "DELETE", "NONE")
 
@@ -81,9 +85,21 @@ class _Planned:
     instead: Add | None = None  # an UPDATE's fallback when its memory was deleted meanwhile
 
 
+@functools.cache
+def _json_schema(model: type[BaseModel]) -> str:
+    return json.dumps(model.model_json_schema())
+
+
+def _schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema, built once per model (pydantic takes ~10 ms a call) and handed
+    out as a fresh copy, so a client that edits what it sends cannot change the next call's."""
+    schema: dict[str, Any] = json.loads(_json_schema(model))
+    return schema
+
+
 def ask(llm: LLM, messages: list[ChatMessage], model: type[_M]) -> _M:
     """One call, parsed as ``model``; on unusable output one repair call, then ``LLMBadOutput``."""
-    schema = model.model_json_schema()
+    schema = _schema_of(model)
     answer = llm.complete(messages, schema=schema)
     try:
         return parse_as(answer, model)
@@ -168,8 +184,11 @@ def _reconcile(
     aliases: dict[str, str] = {}  # alias -> memory id
     texts: dict[str, str] = {}  # alias -> text shown
     by_id: dict[str, str] = {}
-    for fact in facts:
-        for memory_id, shown in similar(fact.text, top_k):
+    # One embedding call for every fact: the vectors find the similar memories, then are
+    # stored with the facts that become new memories (same text, same vector).
+    vectors = engine.embed([fact.text for fact in facts]) if facts else np.zeros((0, 1), np.float32)
+    for fact, vector in zip(facts, vectors, strict=True):
+        for memory_id, shown in similar(fact.text, vector, top_k):
             if memory_id not in by_id:
                 name = f"m{len(aliases) + 1}"
                 aliases[name], texts[name], by_id[memory_id] = memory_id, shown, name
@@ -183,9 +202,9 @@ def _reconcile(
     meta = {**template.metadata, "inferred": True, PROVENANCE_KEY: provenance}
     used: set[str] = set()
     plan: list[_Planned] = []
-    for index, fact in enumerate(facts):
+    for index, (fact, vector) in enumerate(zip(facts, vectors, strict=True)):
         decision = decisions.get(f"f{index + 1}")
-        add = _planned_add(template, fact, meta)
+        add = _planned_add(template, fact, meta, vector)
         if decision is None or decision.event not in EVENTS or decision.event == "ADD":
             plan.append(add)
             continue
@@ -212,14 +231,16 @@ def _reconcile(
     return plan
 
 
-def _planned_add(template: Add, fact: Fact, meta: dict[str, Any]) -> _Planned:
+def _planned_add(
+    template: Add, fact: Fact, meta: dict[str, Any], vector: npt.NDArray[np.float32]
+) -> _Planned:
     add = replace(
         template,
         message=Message(fact.text, "user", None),
         metadata=flag_metadata(meta, fact.text),
         memory_type=fact.type,
         redactions=[],
-        vector=None,
+        vector=vector,
         provenance=meta[PROVENANCE_KEY],
     )
     return _Planned(add, fact.text, {})
