@@ -1,7 +1,8 @@
 """Inferred memory (#13): what the queue and the worker cost around the LLM.
 
-The LLM is a ``memvault.testing.ScriptedChatServer`` in this process: every extraction is
-answered with two fixed facts derived from the message, every reconciliation with ``ADD`` for
+The LLM is a ``memvault.testing.ScriptedChatServer`` in a child process (a real LLM is never in
+memvault's process, so its HTTP handling must not take memvault's CPU or GIL): every extraction
+is answered with two fixed facts derived from the message, every reconciliation with ``ADD`` for
 each fact, each answer after a fixed delay. No model runs, so what is measured is memvault.
 
 - ``rest``: ``memvault serve`` (its own process, encryption on, the queue on, the given
@@ -22,7 +23,9 @@ each fact, each answer after a fixed delay. No model runs, so what is measured i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -30,6 +33,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,9 +71,51 @@ def responder(delay: float) -> Any:
     return answer
 
 
+@dataclass
+class RemoteLLM:
+    """A scripted chat server running in a child process: its address and its call count."""
+
+    base_url: str
+    _calls: Any
+
+    @property
+    def calls(self) -> int:
+        return int(self._calls.value)
+
+
+def _serve_llm(delay: float, calls: Any, address: Any, stop_event: Any) -> None:
+    answer = responder(delay)
+
+    def counted(body: dict[str, Any]) -> Reply:
+        with calls.get_lock():
+            calls.value += 1
+        return answer(body)
+
+    with ScriptedChatServer(default=counted) as llm:
+        address.send(llm.base_url)
+        stop_event.wait()
+
+
+@contextlib.contextmanager
+def remote_llm(delay: float) -> Iterator[RemoteLLM]:
+    ctx = multiprocessing.get_context("spawn")
+    calls = ctx.Value("q", 0)
+    here, there = ctx.Pipe()
+    stop_event = ctx.Event()
+    child = ctx.Process(target=_serve_llm, args=(delay, calls, there, stop_event), daemon=True)
+    child.start()
+    try:
+        if not here.poll(60):
+            raise RuntimeError("the scripted LLM process did not start")
+        yield RemoteLLM(here.recv(), calls)
+    finally:
+        stop_event.set()
+        child.join(10)
+
+
 def rest_part(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"embedder": args.embedder, "llm_delay_s": args.delay}
-    with ScriptedChatServer(default=responder(args.delay)) as llm:
+    with remote_llm(args.delay) as llm:
         os.environ.update(
             {
                 "MEMVAULT_LLM_BASE_URL": llm.base_url,
@@ -148,14 +195,14 @@ def rest_part(args: argparse.Namespace) -> dict[str, Any]:
                 }
             out["drain_seconds_after_last_add"] = round(time.perf_counter() - begin, 1)
             out["jobs_at_end"] = ended
-            out["llm_calls"] = len(llm.chat_requests)
+            out["llm_calls"] = llm.calls
         finally:
             stop(server)
     return out
 
 
 def worker_part(args: argparse.Namespace, workers: int) -> dict[str, Any]:
-    with ScriptedChatServer(default=responder(args.delay)) as llm:
+    with remote_llm(args.delay) as llm:
         home = tempfile.mkdtemp(prefix="memvault-infer-worker-")
         with Memory(
             home,
@@ -169,16 +216,19 @@ def worker_part(args: argparse.Namespace, workers: int) -> dict[str, Any]:
                 m.add(f"note {i}: I moved to Lisbon in {2000 + i}", user_id="alice", infer=True)
             started = time.time()
             m.start_jobs(workers)
-            while True:
-                done = m.jobs(status="done", limit=1000)["results"]
-                dead = m.jobs(status="dead", limit=1000)["results"]
-                if len(done) + len(dead) >= args.jobs:
-                    break
+            # Cheap polls (one row each, nothing decrypted) so the wait takes no CPU from the
+            # workers; the wall time comes from the jobs' own end times, not from this loop.
+            while any(
+                m.jobs(status=status, limit=1)["results"]
+                for status in ("queued", "running", "failed")
+            ):
                 time.sleep(0.1)
             m.stop_jobs()
+            done = m.jobs(status="done", limit=args.jobs)["results"]
+            dead = m.jobs(status="dead", limit=args.jobs)["results"]
             finished = max(to_epoch(j["updated_at"]) for j in done + dead)
             wall = finished - started
-            calls = len(llm.chat_requests)
+            calls = llm.calls
             llm_seconds = calls * args.delay / workers
             stored = m.count(user_id="alice")
     return {
