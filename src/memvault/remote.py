@@ -7,7 +7,7 @@ a call, so neither can drift from the other. A failed call is thrown into the pl
 ``MemvaultError`` subclass of the error's stable ``code``, where the plan may turn it into
 ``Memory``'s answer (``get`` of an unknown id is None).
 
-Ids go into paths only through ``_memory_path``, ``_user_path`` and ``_job_path``.
+Ids go into paths only through ``_memory_path``, ``user_path`` and ``_job_path``.
 """
 
 from __future__ import annotations
