@@ -4,217 +4,90 @@ server is one line::
     m = Memory()                                          # embedded
     m = Client("http://127.0.0.1:8765", api_key="mvk_...")  # the same calls, remote
 
-Each method is described once as a ``Call`` (method, path, body, how to read the answer); the sync
-and async clients only differ in how they send it. Errors come back as the same ``MemvaultError``
+Every method the REST API offers has ``Memory``'s name and parameters: each is written once in
+``memvault.remote`` (the calls it sends, how it reads the answers) and generated here for both
+clients, which only differ in how they send a call. ``memvault.surface.LOCAL_ONLY`` lists the
+methods the API does not offer, with the reason. Errors come back as the same ``MemvaultError``
 subclasses the library raises, chosen by the error's stable ``code``.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+import json
+import typing
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Any, Self
-from urllib.parse import quote
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 import httpx
 
-from memvault import errors
-from memvault.errors import MemvaultError, RateLimited
+from memvault import remote
+from memvault.errors import MemvaultError
+from memvault.remote import Call, Plan, error_of, user_path
 
 __all__ = ["AsyncClient", "Client"]
 
-_BY_CODE: dict[str, type[MemvaultError]] = {
-    cls.code: cls
-    for _, cls in inspect.getmembers(errors, inspect.isclass)
-    if issubclass(cls, MemvaultError)
-}
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    method: str
-    path: str
-    json: Any = None
-    params: dict[str, Any] = field(default_factory=dict)
-    read: Callable[[Any], Any] = lambda body: body
+def _like(plan: Callable[..., Any], owner: str, method: F) -> F:
+    """Give ``method`` the plan's name, docs and signature (with ``self``, returning what the
+    plan returns), so ``help()`` and ``inspect.signature`` show ``Memory``'s parameters."""
+    signature = inspect.signature(plan, eval_str=True)
+    returns = typing.get_args(signature.return_annotation)[2]
+    if returns is type(None):  # annotations spell it None, as Memory's do
+        returns = None
+    self_ = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    method.__name__ = plan.__name__
+    method.__qualname__ = f"{owner}.{plan.__name__}"
+    method.__doc__ = plan.__doc__
+    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[self_, *signature.parameters.values()], return_annotation=returns
+    )
+    return method
 
 
-def _error(response: httpx.Response) -> MemvaultError:
-    try:
-        detail = response.json()["error"]
-        code, message = str(detail["code"]), str(detail["message"])
-    except (ValueError, KeyError, TypeError):
-        code, message = "internal", f"HTTP {response.status_code}"
-    cls = _BY_CODE.get(code, MemvaultError)
-    if cls is RateLimited:
-        return RateLimited(message, int(response.headers.get("Retry-After", "1")))
-    error = cls(message)
-    return error
+def _sync(plan: Callable[P, Plan[R]]) -> Callable[Concatenate[Client, P], R]:
+    def call(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._run(plan(*args, **kwargs))
+
+    return _like(plan, "Client", call)
 
 
-def _segment(value: str) -> str:
-    """One path segment, whatever ``value`` holds: ``%``, ``?``, ``#`` are escaped, and dots are
-    written ``%2E`` so that ``.`` and ``..`` cannot become dot-segments the URL parser resolves
-    (``delete("../users/alice")`` must never reach ``DELETE /v1/users/alice/``)."""
-    if not isinstance(value, str):
-        raise errors.InvalidInput("an id is a string")
-    if value in ("", ".", "..") or "/" in value:
-        # Memory ids are server-made: never empty, a dot-segment or holding "/". Refused here,
-        # so no URL parser (or proxy) on the way can read the id as anything but one segment.
-        raise errors.NotFound("no memory has this id")
-    return quote(value, safe="").replace(".", "%2E")
+def _async(plan: Callable[P, Plan[R]]) -> Callable[Concatenate[AsyncClient, P], Awaitable[R]]:
+    async def call(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._run(plan(*args, **kwargs))
+
+    return _like(plan, "AsyncClient", call)
 
 
-def _memory_path(memory_id: str, *rest: str) -> str:
-    """The only way a path with an id is built: ``/v1/memories/{id}/[rest/]``."""
-    return "/".join(("/v1/memories", _segment(memory_id), *rest, ""))
+class _Driver:
+    """Runs a plan: sends each call it yields, and sends back the answer or throws the error."""
 
+    def __init__(self, plan: Plan[R]) -> None:
+        self.plan: Plan[Any] = plan
+        self.done = False
+        self.value: Any = None
 
-def _iso(value: str | datetime | None) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _scope(user_id: str | None, agent_id: str | None, run_id: str | None) -> dict[str, str]:
-    return {
-        k: v for k, v in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id)) if v
-    }
-
-
-class _Calls:
-    """The API as ``Call`` descriptions: shared by both clients."""
-
-    @staticmethod
-    def add(
-        messages: Any,
-        *,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-        run_id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        memory_type: str | None = None,
-        expiration_date: str | datetime | None = None,
-        infer: bool = False,
-        actor_id: str | None = None,
-        importance: float | None = None,
-    ) -> Call:
-        body = {
-            "messages": messages,
-            **_scope(user_id, agent_id, run_id),
-            "metadata": dict(metadata) if metadata is not None else None,
-            "memory_type": memory_type,
-            "expiration_date": _iso(expiration_date),
-            "infer": infer,
-            "actor_id": actor_id,
-            "importance": importance,
-        }
-        return Call("POST", "/v1/memories/", {k: v for k, v in body.items() if v is not None})
-
-    @staticmethod
-    def add_many(items: Iterable[Mapping[str, Any]]) -> Call:
-        prepared = []
-        for item in items:
-            entry = {k: v for k, v in item.items() if v is not None}
-            if "expiration_date" in entry:
-                entry["expiration_date"] = _iso(entry["expiration_date"])
-            prepared.append(entry)
-        return Call("POST", "/v1/memories/batch/", {"items": prepared})
-
-    @staticmethod
-    def search(
-        query: str,
-        *,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-        run_id: str | None = None,
-        filters: Mapping[str, Any] | None = None,
-        top_k: int = 10,
-        threshold: float | None = None,
-        explain: bool = False,
-        mode: str = "hybrid",
-    ) -> Call:
-        body: dict[str, Any] = {
-            "query": query,
-            **_scope(user_id, agent_id, run_id),
-            "top_k": top_k,
-            "explain": explain,
-            "mode": mode,
-        }
-        if filters is not None:
-            body["filters"] = dict(filters)
-        if threshold is not None:
-            body["threshold"] = threshold
-        return Call("POST", "/v1/memories/search/", body, read=_strip_nulls_in_results)
-
-    @staticmethod
-    def get(memory_id: str) -> Call:
-        return Call("GET", _memory_path(memory_id), read=_strip_nulls)
-
-    @staticmethod
-    def get_all(
-        *,
-        user_id: str | None = None,
-        agent_id: str | None = None,
-        run_id: str | None = None,
-        filters: Mapping[str, Any] | None = None,
-        top_k: int = 100,
-    ) -> Call:
-        body: dict[str, Any] = {**_scope(user_id, agent_id, run_id), "page_size": top_k}
-        if filters is not None:
-            body["filters"] = dict(filters)
-        return Call(
-            "POST",
-            "/v1/memories/list/",
-            body,
-            read=lambda page: _strip_nulls_in_results({"results": page["results"]}),
-        )
-
-    @staticmethod
-    def update(
-        memory_id: str,
-        text: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        *,
-        data: str | None = None,
-    ) -> Call:
-        body: dict[str, Any] = {"text": text if text is not None else data}
-        if metadata is not None:
-            body["metadata"] = dict(metadata)
-        return Call(
-            "PUT",
-            _memory_path(memory_id),
-            {k: v for k, v in body.items() if v is not None},
-            read=lambda r: {**r, "result": _strip_nulls(r["result"])},
-        )
-
-    @staticmethod
-    def delete(memory_id: str) -> Call:
-        return Call("DELETE", _memory_path(memory_id))
-
-    @staticmethod
-    def delete_all(
-        *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
-    ) -> Call:
-        return Call("DELETE", "/v1/memories/", params=_scope(user_id, agent_id, run_id))
-
-    @staticmethod
-    def history(memory_id: str) -> Call:
-        return Call("GET", _memory_path(memory_id, "history"))
-
-
-def _strip_nulls(item: dict[str, Any]) -> dict[str, Any]:
-    """The server lists absent ``score``/``explain`` as null; the library omits them."""
-    return {k: v for k, v in item.items() if not (k in ("score", "explain") and v is None)}
-
-
-def _strip_nulls_in_results(body: dict[str, Any]) -> dict[str, Any]:
-    return {"results": [_strip_nulls(item) for item in body["results"]]}
+    def next_call(self, answer: Any, error: MemvaultError | None) -> Call | None:
+        try:
+            return self.plan.send(answer) if error is None else self.plan.throw(error)
+        except StopIteration as stop:
+            self.done, self.value = True, stop.value
+            return None
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def _json_lines(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        if line:
+            yield json.loads(line)
 
 
 class Client:
@@ -235,43 +108,61 @@ class Client:
     def _send(self, call: Call) -> Any:
         response = self._http.request(call.method, call.path, json=call.json, params=call.params)
         if response.status_code >= 400:
-            raise _error(response)
-        return call.read(response.json())
+            raise error_of(response)
+        return response.json()
 
-    def add(self, messages: Any, **kwargs: Any) -> dict[str, Any]:
-        return self._send(_Calls.add(messages, **kwargs))  # type: ignore[no-any-return]
+    def _run(self, plan: Plan[R]) -> R:
+        driver = _Driver(plan)
+        answer: Any = None
+        error: MemvaultError | None = None
+        while (call := driver.next_call(answer, error)) is not None:
+            try:
+                answer, error = self._send(call), None
+            except MemvaultError as failed:
+                answer, error = None, failed
+        return cast(R, driver.value)
 
-    def add_many(self, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-        return self._send(_Calls.add_many(items))  # type: ignore[no-any-return]
+    add = _sync(remote.add)
+    add_many = _sync(remote.add_many)
+    search = _sync(remote.search)
+    get = _sync(remote.get)
+    get_all = _sync(remote.get_all)
+    get_page = _sync(remote.get_page)
+    count = _sync(remote.count)
+    history = _sync(remote.history)
+    update = _sync(remote.update)
+    delete = _sync(remote.delete)
+    delete_all = _sync(remote.delete_all)
+    erase_user = _sync(remote.erase_user)
+    rotate_user_key = _sync(remote.rotate_user_key)
+    namespace_settings = _sync(remote.namespace_settings)
+    configure_namespace = _sync(remote.configure_namespace)
+    namespaces = _sync(remote.namespaces)
+    job = _sync(remote.job)
+    jobs = _sync(remote.jobs)
+    retry_job = _sync(remote.retry_job)
+    ping = _sync(remote.ping)
 
-    def search(self, query: str, **kwargs: Any) -> dict[str, Any]:
-        return self._send(_Calls.search(query, **kwargs))  # type: ignore[no-any-return]
+    def export_user(self, user_id: str) -> Iterator[dict[str, Any]]:
+        """``GET /v1/users/{user_id}/export/``, streamed: the call raises ``NotFound`` for an
+        unknown user; the lines are then read as they arrive. Read them all (or ``close()`` the
+        iterator) to free the connection."""
+        request = self._http.build_request("GET", user_path(user_id, "export"))
+        response = self._http.send(request, stream=True)
+        if response.status_code >= 400:
+            try:
+                response.read()
+            finally:
+                response.close()
+            raise error_of(response)
 
-    def get(self, memory_id: str) -> dict[str, Any] | None:
-        try:
-            return self._send(_Calls.get(memory_id))  # type: ignore[no-any-return]
-        except errors.NotFound:
-            return None
+        def lines() -> Iterator[dict[str, Any]]:
+            try:
+                yield from _json_lines(response.iter_lines())
+            finally:
+                response.close()
 
-    def get_all(self, **kwargs: Any) -> dict[str, Any]:
-        return self._send(_Calls.get_all(**kwargs))  # type: ignore[no-any-return]
-
-    def update(
-        self, memory_id: str, text: str | None = None, metadata: Any = None, **kw: Any
-    ) -> dict[str, Any]:
-        return self._send(_Calls.update(memory_id, text, metadata, **kw))  # type: ignore[no-any-return]
-
-    def delete(self, memory_id: str) -> dict[str, Any]:
-        return self._send(_Calls.delete(memory_id))  # type: ignore[no-any-return]
-
-    def delete_all(self, **kwargs: Any) -> dict[str, Any]:
-        return self._send(_Calls.delete_all(**kwargs))  # type: ignore[no-any-return]
-
-    def history(self, memory_id: str) -> list[dict[str, Any]]:
-        try:
-            return self._send(_Calls.history(memory_id))  # type: ignore[no-any-return]
-        except errors.NotFound:
-            return []
+        return lines()
 
     def close(self) -> None:
         self._http.close()
@@ -308,43 +199,63 @@ class AsyncClient:
             call.method, call.path, json=call.json, params=call.params
         )
         if response.status_code >= 400:
-            raise _error(response)
-        return call.read(response.json())
+            raise error_of(response)
+        return response.json()
 
-    async def add(self, messages: Any, **kwargs: Any) -> dict[str, Any]:
-        return await self._send(_Calls.add(messages, **kwargs))  # type: ignore[no-any-return]
+    async def _run(self, plan: Plan[R]) -> R:
+        driver = _Driver(plan)
+        answer: Any = None
+        error: MemvaultError | None = None
+        while (call := driver.next_call(answer, error)) is not None:
+            try:
+                answer, error = await self._send(call), None
+            except MemvaultError as failed:
+                answer, error = None, failed
+        return cast(R, driver.value)
 
-    async def add_many(self, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-        return await self._send(_Calls.add_many(items))  # type: ignore[no-any-return]
+    add = _async(remote.add)
+    add_many = _async(remote.add_many)
+    search = _async(remote.search)
+    get = _async(remote.get)
+    get_all = _async(remote.get_all)
+    get_page = _async(remote.get_page)
+    count = _async(remote.count)
+    history = _async(remote.history)
+    update = _async(remote.update)
+    delete = _async(remote.delete)
+    delete_all = _async(remote.delete_all)
+    erase_user = _async(remote.erase_user)
+    rotate_user_key = _async(remote.rotate_user_key)
+    namespace_settings = _async(remote.namespace_settings)
+    configure_namespace = _async(remote.configure_namespace)
+    namespaces = _async(remote.namespaces)
+    job = _async(remote.job)
+    jobs = _async(remote.jobs)
+    retry_job = _async(remote.retry_job)
+    ping = _async(remote.ping)
 
-    async def search(self, query: str, **kwargs: Any) -> dict[str, Any]:
-        return await self._send(_Calls.search(query, **kwargs))  # type: ignore[no-any-return]
+    async def export_user(self, user_id: str) -> AsyncIterator[dict[str, Any]]:
+        """``GET /v1/users/{user_id}/export/``, streamed: the ``await`` raises ``NotFound`` for
+        an unknown user; then ``async for line in ...`` reads the lines as they arrive. Read
+        them all (or ``aclose()`` the iterator) to free the connection."""
+        request = self._http.build_request("GET", user_path(user_id, "export"))
+        response = await self._http.send(request, stream=True)
+        if response.status_code >= 400:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            raise error_of(response)
 
-    async def get(self, memory_id: str) -> dict[str, Any] | None:
-        try:
-            return await self._send(_Calls.get(memory_id))  # type: ignore[no-any-return]
-        except errors.NotFound:
-            return None
+        async def lines() -> AsyncIterator[dict[str, Any]]:
+            try:
+                async for line in response.aiter_lines():
+                    if line:
+                        yield json.loads(line)
+            finally:
+                await response.aclose()
 
-    async def get_all(self, **kwargs: Any) -> dict[str, Any]:
-        return await self._send(_Calls.get_all(**kwargs))  # type: ignore[no-any-return]
-
-    async def update(
-        self, memory_id: str, text: str | None = None, metadata: Any = None, **kw: Any
-    ) -> dict[str, Any]:
-        return await self._send(_Calls.update(memory_id, text, metadata, **kw))  # type: ignore[no-any-return]
-
-    async def delete(self, memory_id: str) -> dict[str, Any]:
-        return await self._send(_Calls.delete(memory_id))  # type: ignore[no-any-return]
-
-    async def delete_all(self, **kwargs: Any) -> dict[str, Any]:
-        return await self._send(_Calls.delete_all(**kwargs))  # type: ignore[no-any-return]
-
-    async def history(self, memory_id: str) -> list[dict[str, Any]]:
-        try:
-            return await self._send(_Calls.history(memory_id))  # type: ignore[no-any-return]
-        except errors.NotFound:
-            return []
+        return lines()
 
     async def close(self) -> None:
         await self._http.aclose()

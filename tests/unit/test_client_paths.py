@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 import memvault.client as client_module
+import memvault.remote as remote_module
 from memvault.client import AsyncClient, Client
 from memvault.errors import NotFound
 
@@ -61,5 +62,25 @@ def test_async_client_sends_each_id_as_one_segment() -> None:
 
 
 def test_no_id_is_put_in_a_url_by_an_f_string() -> None:
-    source = inspect.getsource(client_module)
-    assert not re.search(r"f[\"']/v1/[^\"']*\{", source), "build paths with _memory_path"
+    for module in (client_module, remote_module):
+        source = inspect.getsource(module)
+        assert not re.search(r"f[\"']/v1/[^\"']*\{", source), "build paths with _memory_path"
+
+
+def test_user_and_job_ids_stay_one_segment() -> None:
+    sent: list[bytes] = []
+    with Client("http://127.0.0.1:9", "k", transport=httpx.MockTransport(_recorder(sent))) as c:
+        for user_id in HOSTILE:
+            with pytest.raises(NotFound):
+                c.erase_user(user_id)
+            with pytest.raises(NotFound):
+                c.export_user(user_id)
+            with pytest.raises(NotFound):
+                c.job(user_id)
+    users = [raw for raw in sent if raw.startswith(b"/v1/users/")]
+    jobs = [raw for raw in sent if raw.startswith(b"/v1/jobs/")]
+    # Every character of a user id is escaped: "/" and dots too (the route takes any id).
+    assert b"/v1/users/%2E%2E%2Fkeys/" in users and b"/v1/users/a%2Fb/export/" in users
+    assert all(b"/../" not in raw and b"/./" not in raw for raw in users), users
+    # Job ids are server-made: one that could not be one is refused without a request.
+    assert jobs == [b"/v1/jobs/x%3Fy%23z", b"/v1/jobs/%252e%252e", b"/v1/jobs/a%2Eb"], jobs
