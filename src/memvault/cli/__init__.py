@@ -852,8 +852,8 @@ def migrate(
             )
         console.print(table)
         console.print(
-            f"verified: row counts equal, {s['verified_memories']} sampled memories read the"
-            f" same on both sides ({s['seconds']:.1f} s)",
+            f"verified: row counts equal, {s['verified_memories']} sampled memories and"
+            f" {s['verified_jobs']} jobs read the same on both sides ({s['seconds']:.1f} s)",
             highlight=False,
         )
 

@@ -370,6 +370,7 @@ DATA_TABLES = (
     "api_keys",
     "memories",
     "history",
+    "jobs",
     "audit_log",
 )
 KEY_TABLES = ("master_checks", "data_keys", "key_generations", "scope_generations")
