@@ -213,3 +213,16 @@ def test_a_job_claimed_before_a_rotation_is_opened_as_it_is_stored_now(
     shown = m.job(job_id)
     assert shown["status"] == "done", shown["error_code"]
     assert shown["result"] == {"results": [], "echo": "claimed under the old key"}
+
+
+def test_erase_after_a_rotation_removes_the_resealed_jobs(open_memory: OpenMemory) -> None:
+    m = open_memory(async_mode=True)
+    job_id = m.add("secret plan", user_id="alice", infer=True)["job"]["id"]
+    bob = m.add("bob's", user_id="bob", infer=True)["job"]["id"]
+    m.rotate_user_key("alice")
+    resealed = _stored(m, job_id)
+    assert m.erase_user("alice")["jobs_deleted"] == 1
+    assert m.engine.store.get_job(m.namespace, job_id) is None
+    with pytest.raises(KeyMissing):
+        jobs.open_payload(m.engine, resealed)  # a copy of the re-sealed row (a backup)
+    assert m.job(bob)["status"] == "queued"
