@@ -37,7 +37,6 @@ from memvault.errors import (
     EmbeddingModelMismatch,
     InvalidConfig,
     InvalidInput,
-    NotFound,
 )
 from memvault.filters import FilterNode, parse_filter
 from memvault.llm import LLM, OpenAIChat
@@ -633,9 +632,7 @@ class Memory:
     def job(self, job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
         """A job of this namespace: its status, attempts, error code and, once done, its result.
         ``user_id``: only a job of that user (another user's job is ``NotFound``)."""
-        row = queue.get_job(self._engine, job_id)
-        if user_id is not None and row.user_id != user_id:
-            raise NotFound(f"no job {job_id} in this namespace")
+        row = queue.get_job(self._engine, job_id, user_id=user_id)
         return queue.public(self._engine, row)
 
     def jobs(
@@ -646,9 +643,9 @@ class Memory:
         return {"results": [queue.public(self._engine, row) for row in rows]}
 
     def retry_job(self, job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
-        """Queue a dead (or failed) job again, its attempts reset."""
-        self.job(job_id, user_id=user_id)
-        row = queue.retry_job(self._engine, job_id)
+        """Queue a dead (or failed) job again, its attempts reset. ``user_id``: only a job of
+        that user (another user's job is ``NotFound``)."""
+        row = queue.retry_job(self._engine, job_id, user_id=user_id)
         if self._job_worker is not None:
             self._job_worker.notify()
         return queue.public(self._engine, row)
@@ -917,8 +914,9 @@ class Memory:
         return self.namespace_settings()
 
     def rotate_user_key(self, user_id: str) -> dict[str, Any]:
-        """Re-encrypt every memory and history event of a user under a new data key, in
-        batches, while reads and writes go on; the old key is destroyed at the end."""
+        """Re-encrypt every memory, history event and job (request and result) of a user under
+        a new data key, in batches, while reads, writes and job workers go on; the old key is
+        destroyed at the end."""
         return rekey.rotate_user_key(self._engine, user_id)
 
     def rotate_master_key(self, *, retire_old: bool = False) -> dict[str, Any]:

@@ -7,16 +7,20 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from memvault import HashEmbedder, Memory
+from memvault.clock import now_iso
 from memvault.core.transfer import migrate_store, parse_target
 from memvault.errors import InvalidConfig, InvalidInput, StorageError
 from memvault.security.audit import AuditEntry
 from memvault.storage.base import DATA_TABLES, KEY_TABLES
+from memvault.testing import ScriptedChatServer
 
 
 def run(
@@ -203,3 +207,59 @@ def test_cli_db_status_and_migrate_through_the_process(
         other.add("another store", user_id="eve")
     refused = run(home, "migrate", "--to", f"sqlite:{stranger}")
     assert refused.returncode == 2 and "invalid_config" in refused.stderr
+
+
+def test_jobs_move_with_the_store_and_queued_ones_run_there(home: Path, pg_url: str) -> None:
+    """A done, a dead and a queued job: each is copied as it is, still sealed; the queued
+    ``infer=True`` add runs on the target, the dead one can be retried there."""
+
+    def extract(body: dict[str, Any]) -> str:
+        fact = "Alice likes green tea" if "green tea" in json.dumps(body) else "Bob plays chess"
+        return json.dumps({"facts": [{"text": fact, "type": "semantic"}]})
+
+    def echo(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"results": [], "echo": payload["messages"]}
+
+    with ScriptedChatServer(default=extract) as chat:
+        llm = {"llm_base_url": chat.base_url, "llm_model": "scripted", "job_poll_seconds": 0.05}
+        with Memory(home, embedder=HashEmbedder(), async_mode=True, **llm) as source:
+            done = source.add("an earlier message", user_id="bob", infer=True)["job"]["id"]
+            source.start_jobs(1, handler=echo)
+            _wait(lambda: source.job(done)["status"] == "done")
+            source.stop_jobs()
+            dead = source.add("I play chess", user_id="bob", infer=True)["job"]["id"]
+            store = source.engine.store
+            assert store.claim("w", "9999-01-01T00:00:00Z", now_iso()) is not None
+            assert store.fail(dead, "w", "llm_unreachable", None, now_iso())
+            queued = source.add("I love green tea", user_id="alice", infer=True)["job"]["id"]
+            shown = source.jobs()["results"]
+            summary = migrate_store(source, parse_target(pg_url))
+            again = migrate_store(source, parse_target(pg_url))  # resumable: nothing doubled
+        assert summary["tables"]["jobs"] == {
+            "source": 3,
+            "copied": 3,
+            "already_there": 0,
+            "target": 3,
+        }
+        assert summary["verified_jobs"] == 3
+        assert again["tables"]["jobs"]["already_there"] == 3
+        with Memory(home, embedder=HashEmbedder(), database_url=pg_url, **llm) as copy:
+            assert copy.jobs()["results"] == shown
+            assert copy.job(done)["result"] == {"results": [], "echo": "an earlier message"}
+            copy.start_jobs(1)
+            _wait(lambda: copy.job(queued)["status"] == "done")
+            assert copy.retry_job(dead)["status"] == "queued"
+            _wait(lambda: copy.job(dead)["status"] == "done")
+            assert [r["memory"] for r in copy.get_all(user_id="alice")["results"]] == [
+                "Alice likes green tea"
+            ]
+            assert "Bob plays chess" in [
+                r["memory"] for r in copy.get_all(user_id="bob")["results"]
+            ]
+
+
+def _wait(check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

@@ -14,7 +14,7 @@ from memvault import Memory
 from memvault.clock import now_iso
 from memvault.codec import KeyMissing
 from memvault.core import jobs
-from memvault.errors import InvalidInput, JobNotRetryable, NotFound
+from memvault.errors import InvalidId, InvalidInput, JobNotRetryable, NotFound
 
 OpenMemory = Callable[..., Memory]
 CANARY = "zebra-canary-7f3a9 lives at 12 Quay Street"
@@ -50,13 +50,15 @@ def test_enqueue_claim_complete(open_memory: OpenMemory) -> None:
     assert claimed is not None and claimed.id == job_id and claimed.attempts == 1
     assert store.claim("w2", _later(30), now_iso()) is None  # held by w1
     assert jobs.open_payload(m.engine, claimed)["messages"] == "remember this"
-    assert not store.complete(job_id, "w2", b"x", now_iso())  # not w2's claim
+    sealed_for = claimed.scope_id
+    assert not store.complete(job_id, "w2", b"x", now_iso(), scope_id=sealed_for)  # not w2's
     assert store.renew(job_id, "w1", _later(60))
     assert m.job(job_id)["status"] == "running"
     box = m.engine.codec.reader(claimed.scope_id, job_id).seal(
         jobs._binding(claimed), "job_result", b'{"results": []}'
     )
-    assert store.complete(job_id, "w1", box, now_iso())
+    assert not store.complete(job_id, "w1", box, now_iso(), scope_id="another key scope")
+    assert store.complete(job_id, "w1", box, now_iso(), scope_id=sealed_for)
     shown = m.job(job_id)
     assert shown["status"] == "done" and shown["result"] == {"results": []}
     assert [j["id"] for j in m.jobs(status="done")["results"]] == [job_id]
@@ -248,3 +250,25 @@ def test_reset_removes_the_namespace_jobs(open_memory: OpenMemory) -> None:
     tenant.reset()
     assert tenant.jobs()["results"] == []
     assert m.job(kept)["status"] == "queued"
+
+
+def test_job_and_retry_by_user_compare_ids_as_every_other_call(open_memory: OpenMemory) -> None:
+    """A user id is NFC-normalised everywhere: the decomposed spelling of ``Zoé`` names the same
+    user when it reads or retries a job, as it does when it adds or searches."""
+    composed, decomposed = "Zo\u00e9", "Zoe\u0301"
+    m = open_memory(async_mode=True, job_max_attempts=1)
+    job_id = m.add("x", user_id=decomposed, infer=True)["job"]["id"]
+    assert m.job(job_id, user_id=decomposed)["user_id"] == composed
+    assert m.job(job_id, user_id=composed)["id"] == job_id
+    assert [j["id"] for j in m.jobs(user_id=decomposed)["results"]] == [job_id]
+    store = m.engine.store
+    assert store.claim("w", _later(30), now_iso()) is not None
+    assert store.fail(job_id, "w", "llm_unreachable", None, now_iso())
+    with pytest.raises(NotFound):
+        m.retry_job(job_id, user_id="Zoe")  # another user
+    assert m.job(job_id)["status"] == "dead"
+    assert m.retry_job(job_id, user_id=decomposed)["status"] == "queued"
+    with pytest.raises(NotFound):
+        m.job(job_id, user_id="Zoe")
+    with pytest.raises(InvalidId):
+        m.job(job_id, user_id="Zo\u00e9\u200b")  # a zero-width space: refused as everywhere

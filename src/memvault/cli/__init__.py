@@ -649,7 +649,8 @@ def user_rotate_key(
     home: HomeOption = None,
     namespace: NamespaceOption = None,
 ) -> None:
-    """Re-encrypt a user's memories under a new data key (online, in batches)."""
+    """Re-encrypt a user's memories, history and jobs under a new data key (online, in
+    batches)."""
     from memvault.security.audit import AuditEntry
     from memvault.validation import check_id
 
@@ -672,7 +673,8 @@ def user_rotate_key(
         result,
         as_json,
         lambda r: console.print(
-            f"{r['user_id']}: {r['memories_rekeyed']} memories re-encrypted under {r['key_scope']}"
+            f"{r['user_id']}: {r['memories_rekeyed']} memories and {r['jobs_rekeyed']} jobs"
+            f" re-encrypted under {r['key_scope']}"
         ),
     )
 
@@ -850,8 +852,8 @@ def migrate(
             )
         console.print(table)
         console.print(
-            f"verified: row counts equal, {s['verified_memories']} sampled memories read the"
-            f" same on both sides ({s['seconds']:.1f} s)",
+            f"verified: row counts equal, {s['verified_memories']} sampled memories and"
+            f" {s['verified_jobs']} jobs read the same on both sides ({s['seconds']:.1f} s)",
             highlight=False,
         )
 

@@ -37,7 +37,7 @@ from typing import Any
 from memvault.clock import iso, now_iso, uuid7
 from memvault.core.engine import Engine
 from memvault.errors import InvalidInput, JobNotRetryable, MemvaultError, NotFound
-from memvault.security.crypto import Binding
+from memvault.security.crypto import Binding, ScopeCipher
 from memvault.storage.base import DataStore
 from memvault.storage.rows import JOB_STATUSES, JobRow
 from memvault.validation import Scope, check_id
@@ -51,6 +51,7 @@ __all__ = [
     "list_jobs",
     "open_payload",
     "public",
+    "reseal",
     "retry_job",
 ]
 
@@ -59,6 +60,8 @@ log = logging.getLogger("memvault.jobs")
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 INFER = "infer"
 MAX_BACKOFF_SECONDS = 300.0
+# How often a worker reads a job again when a key rotation moved it while its handler ran.
+_REKEY_TRIES = 3
 _PAYLOAD = "job_payload"
 _RESULT = "job_result"
 
@@ -118,6 +121,16 @@ def open_payload(engine: Engine, job: JobRow) -> dict[str, Any]:
     return value
 
 
+def reseal(job: JobRow, old: ScopeCipher, new: ScopeCipher) -> None:
+    """Move a job's request (and result, if any) from ``old`` to ``new`` in place (a key
+    rotation; the caller stores it with ``WriteTx.rewrite_job``)."""
+    bound = _binding(job)  # owner columns and job id only: the same under both keys
+    job.payload_box = new.seal(bound, _PAYLOAD, old.open(bound, _PAYLOAD, job.payload_box))
+    if job.result_box is not None:
+        job.result_box = new.seal(bound, _RESULT, old.open(bound, _RESULT, job.result_box))
+    job.scope_id = new.scope_id
+
+
 def _open_result(engine: Engine, job: JobRow) -> Any:
     if job.result_box is None:
         return None
@@ -145,9 +158,13 @@ def public(engine: Engine, job: JobRow) -> dict[str, Any]:
     }
 
 
-def get_job(engine: Engine, job_id: str) -> JobRow:
-    job = engine.store.get_job(engine.namespace, check_id("job_id", job_id))
-    if job is None:
+def get_job(engine: Engine, job_id: str, *, user_id: str | None = None) -> JobRow:
+    """A job of the engine's namespace; ``user_id``: only one of that user, compared as every
+    id is (NFC: a decomposed spelling of the id names the same user), else ``NotFound``."""
+    job_id = check_id("job_id", job_id)
+    owner = None if user_id is None else check_id("user_id", user_id)
+    job = engine.store.get_job(engine.namespace, job_id)
+    if job is None or (owner is not None and job.user_id != owner):
         raise NotFound(f"no job {job_id} in this namespace")
     return job
 
@@ -164,9 +181,10 @@ def list_jobs(
     return engine.store.list_jobs(engine.namespace, status=status, user_id=user_id, limit=limit)
 
 
-def retry_job(engine: Engine, job_id: str) -> JobRow:
-    """Queue a ``dead`` (or ``failed``) job again with its attempts reset."""
-    job = get_job(engine, job_id)
+def retry_job(engine: Engine, job_id: str, *, user_id: str | None = None) -> JobRow:
+    """Queue a ``dead`` (or ``failed``) job again with its attempts reset (``user_id``: as in
+    ``get_job``)."""
+    job = get_job(engine, job_id, user_id=user_id)
     retried = engine.store.retry_job(engine.namespace, job.id, now_iso())
     if retried is None:
         raise JobNotRetryable(f"job {job_id} is {job.status}: only a dead or failed job is retried")
@@ -290,10 +308,9 @@ class JobWorker:
             engine = self._engine_for(job.namespace)
             # The job's id goes with its request: inference records it in each memory's
             # provenance.
-            payload = {**open_payload(engine, job), "job_id": job.id}
+            payload = {**self._open(engine, job), "job_id": job.id}
             result = self._resolve(job.namespace)(payload)
             plain = json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode()
-            box = engine.codec.reader(job.scope_id, job.id).seal(_binding(job), _RESULT, plain)
         except Exception as exc:  # noqa: BLE001 - any failure of a handler is the job's outcome
             code = _error_code(exc)
             retry_at = None
@@ -303,8 +320,40 @@ class JobWorker:
             store.fail(job.id, worker, code, retry_at, now_iso())
             log.info("job %s failed (attempt %d): %s", job.id, job.attempts, code)
             return
-        if not store.complete(job.id, worker, box, now_iso()):
-            log.warning("job %s: the claim was lost before it completed", job.id)
+        self._complete(engine, job, worker, plain)
+
+    def _open(self, engine: Engine, job: JobRow) -> dict[str, Any]:
+        """The job's request. A key rotation may have re-sealed the job since it was claimed
+        and destroyed the key the claim named: then it is opened as it is stored now."""
+        from memvault.codec import KeyMissing
+
+        try:
+            return open_payload(engine, job)
+        except KeyMissing:
+            current = self.store.get_job(job.namespace, job.id)
+            if current is None or current.scope_id == job.scope_id:
+                raise  # erased, or really missing: the job cannot run
+            return open_payload(engine, current)
+
+    def _complete(self, engine: Engine, job: JobRow, worker: str, plain: bytes) -> None:
+        """Store the result sealed under the key the job is sealed with *now*: a key rotation
+        can re-seal the job (and destroy its old key) while the handler runs. ``complete``
+        refuses a result sealed for a key scope the job no longer has, so a rotation that
+        commits in between makes this read the job again."""
+        for _ in range(_REKEY_TRIES):
+            current = self.store.get_job(job.namespace, job.id)
+            if current is None or current.status != "running" or current.lease_owner != worker:
+                log.warning("job %s: the claim was lost before it completed", job.id)
+                return
+            cipher = engine.codec.existing_cipher(current.scope_id)
+            if cipher is None:
+                continue  # the rotation just destroyed the key read: read the job again
+            box = cipher.seal(_binding(current), _RESULT, plain)
+            if self.store.complete(current.id, worker, box, now_iso(), scope_id=current.scope_id):
+                return
+        # Still moving after every try (or its key is gone): the lease expires and the job
+        # runs again, where a missing key ends it as dead.
+        log.warning("job %s: its key changed under every try to store the result", job.id)
 
     def _keep_leases(self) -> None:
         interval = max(0.1, self._lease / 3)

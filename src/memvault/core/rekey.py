@@ -1,9 +1,16 @@
 """Rotating one user's data key: every row re-encrypted under a new key, in batches, online.
 
-The new key becomes the scope's current generation first, so new memories use it at once; rows
-then move over a batch (one transaction) at a time, each re-sealed field by field, with its dedup
-hash and full-text tokens recomputed under the new key. Searches read both generations meanwhile.
-When no row is left under the old key, the old key is destroyed.
+The new key becomes the scope's current generation first, so new memories and queued jobs use it
+at once; rows then move over a batch (one transaction) at a time, each re-sealed field by field,
+with its dedup hash and full-text tokens recomputed under the new key. History events and the
+user's jobs (their request and result, in any state: queued, running, done, dead) move in the
+same transactions. Searches read both generations meanwhile. When no row is left under the old
+key, the old key is destroyed.
+
+A job whose worker is running it while it moves: the worker opens the request as the job is
+stored when the key it claimed is gone, and seals the result under the key the job holds when
+it completes (``JobStore.complete`` refuses a result sealed for a key scope the job no longer
+has; see ``core/jobs.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from memvault.codec import binding
+from memvault.core import jobs
 from memvault.core.engine import Engine
 from memvault.core.reseal import reseal_legacy
 from memvault.core.rights import require_user
@@ -40,20 +48,22 @@ def rotate_user_key(engine: Engine, user_id: str, batch: int = 200) -> dict[str,
         old_scope, new_scope = keyring.start_generation(owner)
         old = keyring.cipher(old_scope.id)
         new = keyring.cipher_for(new_scope) if old is not None else None
-    moved = rekeyed_events = 0
+    moved = rekeyed_events = rekeyed_jobs = 0
     if old is not None and new is not None:
         while True:
             with store.transaction() as tx:
                 engine.lock_owners(tx, [owner])
                 done = _move_rows(tx, engine, user_id, old, new, batch)
                 events = _move_history(tx, engine.namespace, user_id, old, new, batch)
+                queued = _move_jobs(tx, engine.namespace, user_id, old, new, batch)
                 for scope_id in (old.scope_id, new.scope_id):
                     tx.bump_version(scope_id)
             engine.cache.drop(old.scope_id)
             engine.cache.drop(new.scope_id)
             moved += done
             rekeyed_events += events
-            if done == 0 and events == 0:
+            rekeyed_jobs += queued
+            if done == 0 and events == 0 and queued == 0:
                 break
     keyring.finish_generation(owner)
     store.after_erase()
@@ -62,6 +72,7 @@ def rotate_user_key(engine: Engine, user_id: str, batch: int = 200) -> dict[str,
         "namespace": engine.namespace,
         "memories_rekeyed": moved,
         "history_rekeyed": rekeyed_events,
+        "jobs_rekeyed": rekeyed_jobs,
         "key_scope": new_scope.id,
     }
 
@@ -115,4 +126,19 @@ def _move_history(
         )
         event.scope_id = new.scope_id
         tx.rewrite_event(event)
+    return len(found)
+
+
+def _move_jobs(
+    tx: WriteTx,
+    namespace: str,
+    user_id: str,
+    old: ScopeCipher,
+    new: ScopeCipher,
+    batch: int,
+) -> int:
+    found = tx.jobs_under_key(namespace, user_id, old.scope_id, batch)
+    for job in found:
+        jobs.reseal(job, old, new)
+        tx.rewrite_job(job)
     return len(found)

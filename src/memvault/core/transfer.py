@@ -15,7 +15,9 @@ store whose master key checks the source's master key cannot open is refused bef
 written.
 
 At the end: every table holds as many rows on the target as in the source, and a random sample of
-memories (and of deleted memories' histories) read through ``Memory`` on both sides is equal.
+memories (and of deleted memories' histories) and of queued jobs (state, result and request) read
+through ``Memory`` on both sides is equal. Jobs are copied in whatever state they are in: a queued
+job is run by the target's workers, so an ``infer=True`` add waiting in the queue is not lost.
 
 Run it with writers stopped. Rows added to the source after a run are picked up by running it
 again; rows changed or deleted in the source after they were copied are not (the first are
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from memvault.core import jobs as queue
 from memvault.errors import IntegrityError, InvalidConfig, InvalidInput, StorageError
 from memvault.memory import Memory
 from memvault.security.keyring import KEY_FILE_NAME
@@ -81,6 +84,21 @@ _COMPARED: dict[str, tuple[str, ...]] = {
         "created_at",
         "meta_box",
     ),
+    # A job's state is compared too: one that moved on in the source after it was copied is a
+    # clash (stop the workers while migrating), never a stale state left on the target.
+    "jobs": (
+        "namespace",
+        "scope_id",
+        "user_id",
+        "agent_id",
+        "run_id",
+        "kind",
+        "status",
+        "payload_box",
+        "result_box",
+        "created_at",
+        "updated_at",
+    ),
     "audit_log": ("hash", "prev_hash"),
 }
 _KEYS: dict[str, tuple[str, ...]] = {
@@ -94,6 +112,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "api_keys": ("id",),
     "memories": ("id",),
     "history": ("id",),
+    "jobs": ("id",),
     "audit_log": ("seq",),
 }
 
@@ -321,6 +340,12 @@ def migrate_store(
             if row["event"] == "DELETE":
                 deleted.offer((str(row["namespace"]), str(row["memory_id"])))
 
+    queued = _Sample(max(1, sample_size // 5))
+
+    def sample_jobs(rows: list[ExportRow]) -> None:
+        for row in rows:
+            queued.offer((str(row["namespace"]), str(row["id"])))
+
     source_keys: Exportable = source.engine.keyring.store
     source_data: Exportable = source.engine.store
     tables: dict[str, dict[str, int]] = {}
@@ -340,7 +365,12 @@ def migrate_store(
         target_data = backend.open_data(config, _no_decryption)
         try:
             for table in DATA_TABLES:
-                hook = {"memories": sample_memories, "history": sample_history}.get(table)
+                hooks = {
+                    "memories": sample_memories,
+                    "history": sample_history,
+                    "jobs": sample_jobs,
+                }
+                hook = hooks.get(table)
                 tables[table] = _copy_table(
                     table,
                     source_data,
@@ -369,12 +399,15 @@ def migrate_store(
             for t in wrong
         )
         raise StorageError(f"the copy is not complete ({detail}); run migrate again")
-    verified = _verify_sample(source, settings, [*sample.items, *deleted.items])
+    verified, verified_jobs = _verify_sample(
+        source, settings, [*sample.items, *deleted.items], queued.items
+    )
     return {
         "source": source.store_status().location,
         "target": target.describe(),
         "tables": tables,
         "verified_memories": verified,
+        "verified_jobs": verified_jobs,
         "seconds": round(time.monotonic() - started, 3),
     }
 
@@ -389,10 +422,26 @@ def _all_rows(store: Exportable, table: str) -> list[ExportRow]:
         found.extend(rows)
 
 
-def _verify_sample(source: Memory, settings: Any, sample: list[tuple[str, str]]) -> int:
-    """Open the sampled memories (text, metadata, history) through ``Memory`` on both sides."""
-    checked = 0
+def _verify_sample(
+    source: Memory,
+    settings: Any,
+    sample: list[tuple[str, str]],
+    job_sample: list[tuple[str, str]],
+) -> tuple[int, int]:
+    """Open the sampled memories (text, metadata, history) and jobs (state, result and the
+    sealed request) through ``Memory`` on both sides; how many of each were compared."""
+    checked = jobs_checked = 0
     with Memory(settings=settings) as copy:
+        for namespace, job_id in dict.fromkeys(job_sample):
+            mine, theirs = source.namespaced(namespace), copy.namespaced(namespace)
+            if mine.job(job_id) != theirs.job(job_id) or _request(mine, job_id) != _request(
+                theirs, job_id
+            ):
+                raise StorageError(
+                    f"verification failed: job {job_id} of namespace {namespace} reads"
+                    " differently on the target"
+                )
+            jobs_checked += 1
         for namespace, memory_id in dict.fromkeys(sample):
             mine, theirs = source.namespaced(namespace), copy.namespaced(namespace)
             if mine.get(memory_id) != theirs.get(memory_id) or mine.history(
@@ -403,4 +452,10 @@ def _verify_sample(source: Memory, settings: Any, sample: list[tuple[str, str]])
                     " differently on the target"
                 )
             checked += 1
-    return checked
+    return checked, jobs_checked
+
+
+def _request(memory: Memory, job_id: str) -> dict[str, Any]:
+    """A job's request, opened with the data key of ``memory``'s key store."""
+    engine = memory.engine
+    return queue.open_payload(engine, queue.get_job(engine, job_id))

@@ -233,6 +233,7 @@ class RotateResult(BaseModel):
     namespace: str
     memories_rekeyed: int
     history_rekeyed: int
+    jobs_rekeyed: int
     key_scope: str
 
 

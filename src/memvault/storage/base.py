@@ -168,6 +168,19 @@ class WriteTx(Protocol):
         """Delete the jobs of a user (erase) or, without one, of the namespace (reset)."""
         ...
 
+    def jobs_under_key(
+        self, namespace: str, user_id: str, scope_id: str, limit: int
+    ) -> list[JobRow]:
+        """A user's jobs, in any state, still sealed under ``scope_id`` (a key rotation). On
+        Postgres they are locked: a worker's ``complete`` of one waits for this transaction,
+        then finds the job under its new key scope and seals its result again."""
+        ...
+
+    def rewrite_job(self, job: JobRow) -> None:
+        """Store a job's new key scope and its re-sealed request and result; nothing else of
+        the job (its state belongs to the workers)."""
+        ...
+
 
 class MemoryStore(Protocol):
     """Memories, history and scope versions; every read bounded to one namespace."""
@@ -313,7 +326,13 @@ class JobStore(Protocol):
 
     def renew(self, job_id: str, worker: str, lease_until: str) -> bool: ...
 
-    def complete(self, job_id: str, worker: str, result_box: bytes, now: str) -> bool: ...
+    def complete(
+        self, job_id: str, worker: str, result_box: bytes, now: str, *, scope_id: str
+    ) -> bool:
+        """Done, with ``result_box`` sealed under ``scope_id``: only while ``worker`` holds the
+        claim *and* the job is still under that key scope (False when a key rotation re-sealed
+        the job meanwhile: the result must be sealed again under the new key)."""
+        ...
 
     def fail(
         self, job_id: str, worker: str, error_code: str, retry_at: str | None, now: str
@@ -351,6 +370,7 @@ DATA_TABLES = (
     "api_keys",
     "memories",
     "history",
+    "jobs",
     "audit_log",
 )
 KEY_TABLES = ("master_checks", "data_keys", "key_generations", "scope_generations")

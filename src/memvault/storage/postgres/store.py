@@ -712,13 +712,17 @@ class PostgresStore:
             )
             return bool(cursor.rowcount > 0)
 
-    def complete(self, job_id: str, worker: str, result_box: bytes, now: str) -> bool:
+    def complete(
+        self, job_id: str, worker: str, result_box: bytes, now: str, *, scope_id: str
+    ) -> bool:
+        # A rotation holding the row (``jobs_under_key``) makes this wait; READ COMMITTED then
+        # checks the WHERE against the rotated row, whose scope_id no longer matches.
         with self._connection("completing a job") as conn, conn.transaction():
             cursor = conn.execute(
                 "UPDATE jobs SET status = 'done', result_box = %s, error_code = NULL,"
                 " lease_owner = NULL, lease_until = NULL, updated_at = %s"
-                " WHERE id = %s AND status = 'running' AND lease_owner = %s",
-                (result_box, now, job_id, worker),
+                " WHERE id = %s AND status = 'running' AND lease_owner = %s AND scope_id = %s",
+                (result_box, now, job_id, worker, scope_id),
             )
             return bool(cursor.rowcount > 0)
 
@@ -1022,6 +1026,23 @@ class _PgTx:
         return self._conn.execute(
             "DELETE FROM jobs WHERE namespace = %s AND user_id = %s", (namespace, user_id)
         ).rowcount
+
+    def jobs_under_key(
+        self, namespace: str, user_id: str, scope_id: str, limit: int
+    ) -> list[JobRow]:
+        # FOR UPDATE: a worker's complete of one of these waits until the rotation commits.
+        rows = self._all(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE namespace = %s AND user_id = %s"
+            " AND scope_id = %s ORDER BY id LIMIT %s FOR UPDATE",
+            (namespace, user_id, scope_id, _limit(limit)),
+        )
+        return [_job(row) for row in rows]
+
+    def rewrite_job(self, job: JobRow) -> None:
+        self._conn.execute(
+            "UPDATE jobs SET scope_id = %s, payload_box = %s, result_box = %s WHERE id = %s",
+            (job.scope_id, job.payload_box, job.result_box, job.id),
+        )
 
 
 _INSERT_MEMORY = (

@@ -2,9 +2,11 @@
 
 Every statement is a constant of this module, picked by a table name of ``DATA_TABLES`` or
 ``KEY_TABLES`` (anything else is refused before a statement is chosen); values are bound by name.
-Export pages by key (``rowid`` for memories, ``seq`` for history: their insertion order), so a
-page costs the same wherever it starts. Import is insert-if-absent (``ON CONFLICT DO NOTHING``);
-a memory or an event gets the next identity, so the order of the source is kept.
+Export pages by key (``rowid`` for memories, ``seq`` for history: their insertion order; a job's
+time-ordered id), so a page costs the same wherever it starts. A job is copied in the state it
+is in (a running job's lease runs out on the target and a worker there takes it again).
+Import is insert-if-absent (``ON CONFLICT DO NOTHING``); a memory or an event gets the next
+identity, so the order of the source is kept.
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ _HISTORY = (
 _API_KEYS = (
     "id, namespace, role, name, user_id, secret_hash, created_at, expires_at, revoked_at,"
     " last_used_at"
+)
+_JOBS = (
+    "id, namespace, user_id, agent_id, run_id, scope_id, kind, status, attempts, max_attempts,"
+    " lease_owner, lease_until, run_after, payload_box, result_box, error_code, created_at,"
+    " updated_at"
+)
+_JOBS_VALUES = (
+    "%(id)s, %(namespace)s, %(user_id)s, %(agent_id)s, %(run_id)s, %(scope_id)s, %(kind)s,"
+    " %(status)s, %(attempts)s, %(max_attempts)s, %(lease_owner)s, %(lease_until)s,"
+    " %(run_after)s, %(payload_box)s, %(result_box)s, %(error_code)s, %(created_at)s,"
+    " %(updated_at)s"
 )
 _AUDIT = "seq, at, namespace, key_id, action, user_id, memory_ids, source, outcome, prev_hash, hash"
 _MEMORY_SELECT = (
@@ -82,6 +95,11 @@ _EXPORT: dict[str, tuple[str, str, int]] = {
     "history": (
         f"SELECT seq AS _k0, {_HISTORY} FROM history ORDER BY seq LIMIT %s",
         f"SELECT seq AS _k0, {_HISTORY} FROM history WHERE seq > %s ORDER BY seq LIMIT %s",
+        1,
+    ),
+    "jobs": (
+        f"SELECT id AS _k0, {_JOBS} FROM jobs ORDER BY id LIMIT %s",
+        f"SELECT id AS _k0, {_JOBS} FROM jobs WHERE id > %s ORDER BY id LIMIT %s",
         1,
     ),
     "audit_log": (
@@ -142,6 +160,7 @@ _INSERT: dict[str, str] = {
     " %(scope_id)s, %(user_id)s, %(agent_id)s, %(run_id)s, %(event)s, %(old_box)s,"
     " %(new_box)s, %(actor_id)s, %(role)s, %(created_at)s, %(seal_version)s, %(meta_box)s)"
     " ON CONFLICT DO NOTHING",
+    "jobs": f"INSERT INTO jobs ({_JOBS}) VALUES ({_JOBS_VALUES}) ON CONFLICT DO NOTHING",
     "audit_log": f"INSERT INTO audit_log ({_AUDIT}) VALUES (%(seq)s, %(at)s, %(namespace)s,"
     " %(key_id)s, %(action)s, %(user_id)s, %(memory_ids)s, %(source)s, %(outcome)s,"
     " %(prev_hash)s, %(hash)s)"
@@ -166,6 +185,7 @@ _EXISTING: dict[str, str] = {
     "api_keys": f"SELECT {_API_KEYS} FROM api_keys WHERE id = %(id)s",
     "memories": f"SELECT {_MEMORY} FROM memories WHERE id = %(id)s",
     "history": f"SELECT {_HISTORY} FROM history WHERE id = %(id)s",
+    "jobs": f"SELECT {_JOBS} FROM jobs WHERE id = %(id)s",
     "audit_log": f"SELECT {_AUDIT} FROM audit_log WHERE seq = %(seq)s",
     "master_checks": "SELECT version, check_box, created_at FROM master_checks"
     " WHERE version = %(version)s",
@@ -184,6 +204,7 @@ _COUNT: dict[str, str] = {
     "api_keys": "SELECT count(*) FROM api_keys",
     "memories": "SELECT count(*) FROM memories",
     "history": "SELECT count(*) FROM history",
+    "jobs": "SELECT count(*) FROM jobs",
     "audit_log": "SELECT count(*) FROM audit_log",
     "master_checks": "SELECT count(*) FROM master_checks",
     "data_keys": "SELECT count(*) FROM data_keys",

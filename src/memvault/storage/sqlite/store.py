@@ -688,13 +688,15 @@ class SQLiteStore:
             )
             return cursor.rowcount > 0
 
-    def complete(self, job_id: str, worker: str, result_box: bytes, now: str) -> bool:
+    def complete(
+        self, job_id: str, worker: str, result_box: bytes, now: str, *, scope_id: str
+    ) -> bool:
         with self.transaction() as tx:
             cursor = tx.db.execute(
                 "UPDATE jobs SET status = 'done', result_box = ?, error_code = NULL,"
                 " lease_owner = NULL, lease_until = NULL, updated_at = ?"
-                " WHERE id = ? AND status = 'running' AND lease_owner = ?",
-                (result_box, now, job_id, worker),
+                " WHERE id = ? AND status = 'running' AND lease_owner = ? AND scope_id = ?",
+                (result_box, now, job_id, worker, scope_id),
             )
             return cursor.rowcount > 0
 
@@ -1001,6 +1003,22 @@ class SQLiteTx:
         return self.db.execute(
             "DELETE FROM jobs WHERE namespace = ? AND user_id = ?", (namespace, user_id)
         ).rowcount
+
+    def jobs_under_key(
+        self, namespace: str, user_id: str, scope_id: str, limit: int
+    ) -> list[JobRow]:
+        found = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs"
+            " WHERE namespace = ? AND user_id = ? AND scope_id = ? ORDER BY id LIMIT ?",
+            (namespace, user_id, scope_id, limit),
+        ).fetchall()
+        return [_job(row) for row in found]
+
+    def rewrite_job(self, job: JobRow) -> None:
+        self.db.execute(
+            "UPDATE jobs SET scope_id = ?, payload_box = ?, result_box = ? WHERE id = ?",
+            (job.scope_id, job.payload_box, job.result_box, job.id),
+        )
 
 
 def _memory(row: sqlite3.Row) -> MemoryRow:

@@ -2,8 +2,10 @@
 
 Every statement is a constant of this module, picked by a table name of ``DATA_TABLES`` or
 ``KEY_TABLES`` (anything else is refused before a statement is chosen); values are bound by name.
-Export pages by key (``rowid`` for memories and history, which is their insertion order), so a
-page costs the same wherever it starts. Import is insert-if-absent (``ON CONFLICT DO NOTHING``).
+Export pages by key (``rowid`` for memories and history, which is their insertion order; a job's
+time-ordered id), so a page costs the same wherever it starts. A job is copied in the state it
+is in (a running job's lease runs out on the target and a worker there takes it again).
+Import is insert-if-absent (``ON CONFLICT DO NOTHING``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ _HISTORY = (
 _API_KEYS = (
     "id, namespace, role, name, user_id, secret_hash, created_at, expires_at, revoked_at,"
     " last_used_at"
+)
+_JOBS = (
+    "id, namespace, user_id, agent_id, run_id, scope_id, kind, status, attempts, max_attempts,"
+    " lease_owner, lease_until, run_after, payload_box, result_box, error_code, created_at,"
+    " updated_at"
+)
+_JOBS_VALUES = (
+    ":id, :namespace, :user_id, :agent_id, :run_id, :scope_id, :kind, :status, :attempts,"
+    " :max_attempts, :lease_owner, :lease_until, :run_after, :payload_box, :result_box,"
+    " :error_code, :created_at, :updated_at"
 )
 _AUDIT = "seq, at, namespace, key_id, action, user_id, memory_ids, source, outcome, prev_hash, hash"
 _MEMORY_SELECT = (
@@ -78,6 +90,11 @@ _EXPORT: dict[str, tuple[str, str, int]] = {
     "history": (
         f"SELECT rowid AS _k0, {_HISTORY} FROM history ORDER BY rowid LIMIT ?",
         f"SELECT rowid AS _k0, {_HISTORY} FROM history WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        1,
+    ),
+    "jobs": (
+        f"SELECT id AS _k0, {_JOBS} FROM jobs ORDER BY id LIMIT ?",
+        f"SELECT id AS _k0, {_JOBS} FROM jobs WHERE id > ? ORDER BY id LIMIT ?",
         1,
     ),
     "audit_log": (
@@ -136,6 +153,7 @@ _INSERT: dict[str, str] = {
     " FROM history WHERE namespace = :namespace AND memory_id = :memory_id), :id, :memory_id,"
     " :namespace, :scope_id, :user_id, :agent_id, :run_id, :event, :old_box, :new_box,"
     " :actor_id, :role, :created_at, :seal_version, :meta_box) ON CONFLICT DO NOTHING",
+    "jobs": f"INSERT INTO jobs ({_JOBS}) VALUES ({_JOBS_VALUES}) ON CONFLICT DO NOTHING",
     "audit_log": f"INSERT INTO audit_log ({_AUDIT}) VALUES (:seq, :at, :namespace, :key_id,"
     " :action, :user_id, :memory_ids, :source, :outcome, :prev_hash, :hash)"
     " ON CONFLICT DO NOTHING",
@@ -157,6 +175,7 @@ _EXISTING: dict[str, str] = {
     "api_keys": f"SELECT {_API_KEYS} FROM api_keys WHERE id = :id",
     "memories": f"SELECT {_MEMORY} FROM memories WHERE id = :id",
     "history": f"SELECT {_HISTORY} FROM history WHERE id = :id",
+    "jobs": f"SELECT {_JOBS} FROM jobs WHERE id = :id",
     "audit_log": f"SELECT {_AUDIT} FROM audit_log WHERE seq = :seq",
     "master_checks": "SELECT version, check_box, created_at FROM master_checks"
     " WHERE version = :version",
@@ -174,6 +193,7 @@ _COUNT: dict[str, str] = {
     "api_keys": "SELECT count(*) FROM api_keys",
     "memories": "SELECT count(*) FROM memories",
     "history": "SELECT count(*) FROM history",
+    "jobs": "SELECT count(*) FROM jobs",
     "audit_log": "SELECT count(*) FROM audit_log",
     "master_checks": "SELECT count(*) FROM master_checks",
     "data_keys": "SELECT count(*) FROM data_keys",
