@@ -30,6 +30,7 @@ from memvault.core import changes, infer, reads, rekey, reseal, rights
 from memvault.core import jobs as queue
 from memvault.core.changes import Add, Change, Delete, Update
 from memvault.core.engine import Engine
+from memvault.core.rules import changed_rules
 from memvault.embedding import Embedder, check_embedder_name, create_embedder
 from memvault.embedding.batching import QueryBatcher
 from memvault.errors import (
@@ -40,6 +41,7 @@ from memvault.errors import (
 )
 from memvault.filters import FilterNode, parse_filter
 from memvault.llm import LLM, OpenAIChat
+from memvault.llm.prompts import Instructions
 from memvault.lru import ByteLRU, text_size
 from memvault.retrieval.hybrid import HybridSearcher, Mode
 from memvault.retrieval.vector_index import VectorCache
@@ -72,7 +74,6 @@ __all__ = ["Memory"]
 
 BATCH_SIZE = 256
 # A default TTL past this is no TTL at all, and would overflow a datetime: 100 years.
-MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
 _ADD_KEYS = frozenset(
     {
         "messages",
@@ -561,6 +562,7 @@ class Memory:
             job_id=job_id,
             live_job=live_job,
             top_k=SIMILAR_PER_FACT,
+            instructions=Instructions.of(self._store.namespace_settings(self.namespace)),
         )
 
     def _validate(self, item: Mapping[str, Any], rules: Mapping[str, Any]) -> list[Add]:
@@ -886,31 +888,32 @@ class Memory:
         return rights.export_user(self._engine, user_id)
 
     def namespace_settings(self) -> dict[str, Any]:
-        """This namespace's rules: ``secret_policy`` and ``default_ttl_seconds``."""
+        """This namespace's rules: ``secret_policy``, ``default_ttl_seconds``,
+        ``extraction_instructions`` and ``reconciliation_instructions``."""
         return self._store.namespace_settings(self.namespace)
 
     def configure_namespace(
-        self, *, secret_policy: str | None = None, default_ttl_seconds: float | bool | None = False
+        self,
+        *,
+        secret_policy: str | None = None,
+        default_ttl_seconds: float | bool | None = False,
+        extraction_instructions: str | None = None,
+        reconciliation_instructions: str | None = None,
     ) -> dict[str, Any]:
-        """Set the secret policy (``redact``, ``reject``, ``allow``) and/or the default TTL of
-        new memories (seconds; ``None`` for none). Unnamed settings keep their value."""
-        current = self.namespace_settings()
-        policy = current["secret_policy"] if secret_policy is None else secret_policy
-        if policy not in ("redact", "reject", "allow"):
-            raise InvalidInput("secret_policy must be redact, reject or allow")
-        ttl = (
-            current["default_ttl_seconds"] if default_ttl_seconds is False else default_ttl_seconds
+        """Set the secret policy (``redact``, ``reject``, ``allow``), the default TTL of new
+        memories (seconds; ``None`` for none), and the operator's instructions added to the
+        inference prompts of this namespace (up to 4,000 characters each; ``""`` removes them):
+        what to extract, what to leave out, how to merge. They come after memvault's rules and
+        before the answer format, so the model still answers in the shape memvault parses and
+        still treats the conversation as data. Unnamed settings keep their value."""
+        rules = changed_rules(
+            self.namespace_settings(),
+            secret_policy=secret_policy,
+            default_ttl_seconds=default_ttl_seconds,
+            extraction_instructions=extraction_instructions,
+            reconciliation_instructions=reconciliation_instructions,
         )
-        if ttl is not None and (
-            isinstance(ttl, bool)
-            or not isinstance(ttl, int | float)
-            or not 0 < ttl <= MAX_TTL_SECONDS  # also refuses NaN and infinity
-        ):
-            raise InvalidInput(
-                f"default_ttl_seconds must be a number of seconds from 1 to {MAX_TTL_SECONDS:,}"
-                " (100 years), or None"
-            )
-        self._store.set_namespace_settings(self.namespace, policy, ttl)
+        self._store.set_namespace_settings(self.namespace, rules)
         return self.namespace_settings()
 
     def rotate_user_key(self, user_id: str) -> dict[str, Any]:

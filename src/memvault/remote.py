@@ -362,11 +362,19 @@ def namespace_settings() -> Plan[dict[str, Any]]:
 
 
 def configure_namespace(
-    *, secret_policy: str | None = None, default_ttl_seconds: float | bool | None = False
+    *,
+    secret_policy: str | None = None,
+    default_ttl_seconds: float | bool | None = False,
+    extraction_instructions: str | None = None,
+    reconciliation_instructions: str | None = None,
 ) -> Plan[dict[str, Any]]:
     """``PUT /v1/namespace/settings/`` (admin): ``default_ttl_seconds=None`` clears the default
     TTL; left at ``False`` it is kept, as in ``Memory``."""
-    body: dict[str, Any] = _present(secret_policy=secret_policy)
+    body: dict[str, Any] = _present(
+        secret_policy=secret_policy,
+        extraction_instructions=extraction_instructions,
+        reconciliation_instructions=reconciliation_instructions,
+    )
     if default_ttl_seconds is None:
         body["clear_default_ttl"] = True
     elif default_ttl_seconds is not False:

@@ -366,6 +366,8 @@ def test_namespace_rules_over_rest(server: RunningServer) -> None:
         assert admin.get("/v1/namespace/settings/").json() == {
             "secret_policy": "redact",
             "default_ttl_seconds": None,
+            "extraction_instructions": None,
+            "reconciliation_instructions": None,
         }
         added = admin.post(
             "/v1/memories/", json={"messages": "key AKIAIOSFODNN7EXAMPLE", "user_id": "u"}
@@ -374,7 +376,21 @@ def test_namespace_rules_over_rest(server: RunningServer) -> None:
         changed = admin.put(
             "/v1/namespace/settings/", json={"secret_policy": "reject", "default_ttl_seconds": 60}
         )
-        assert changed.json() == {"secret_policy": "reject", "default_ttl_seconds": 60.0}
+        assert changed.json() == {
+            "secret_policy": "reject",
+            "default_ttl_seconds": 60.0,
+            "extraction_instructions": None,
+            "reconciliation_instructions": None,
+        }
+        told = admin.put(
+            "/v1/namespace/settings/", json={"extraction_instructions": "Keep dietary facts."}
+        ).json()
+        assert told["extraction_instructions"] == "Keep dietary facts."
+        assert told["secret_policy"] == "reject"  # unnamed rules keep their value
+        too_long = {"reconciliation_instructions": "x" * 4001}
+        assert admin.put("/v1/namespace/settings/", json=too_long).status_code == 422
+        cleared = admin.put("/v1/namespace/settings/", json={"extraction_instructions": ""})
+        assert cleared.json()["extraction_instructions"] is None
         refused = admin.post(
             "/v1/memories/", json={"messages": "key AKIAIOSFODNN7EXAMPLE", "user_id": "u"}
         )

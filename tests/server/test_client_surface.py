@@ -129,12 +129,16 @@ def test_a_user_bound_key_exports_and_erases_only_its_user(server: RunningServer
 def test_namespace_rules_and_namespaces(server: RunningServer) -> None:
     with Client(server.base_url, server.admin_key) as admin:
         assert admin.namespace_settings() == server.memory.namespace_settings()
+        none = {"extraction_instructions": None, "reconciliation_instructions": None}
         ttl = admin.configure_namespace(default_ttl_seconds=3600)
-        assert ttl == {"secret_policy": "redact", "default_ttl_seconds": 3600.0}
+        assert ttl == {"secret_policy": "redact", "default_ttl_seconds": 3600.0, **none}
         kept = admin.configure_namespace(secret_policy="reject")  # the TTL is left as it was
-        assert kept == {"secret_policy": "reject", "default_ttl_seconds": 3600.0}
+        assert kept == {"secret_policy": "reject", "default_ttl_seconds": 3600.0, **none}
         cleared = admin.configure_namespace(default_ttl_seconds=None)
-        assert cleared == {"secret_policy": "reject", "default_ttl_seconds": None}
+        assert cleared == {"secret_policy": "reject", "default_ttl_seconds": None, **none}
+        told = admin.configure_namespace(reconciliation_instructions="Merge duplicates.")
+        assert told["reconciliation_instructions"] == "Merge duplicates."
+        assert admin.configure_namespace(reconciliation_instructions="") == cleared
         assert server.memory.namespace_settings() == cleared
         with pytest.raises(InvalidInput):
             admin.configure_namespace(secret_policy="shrug")

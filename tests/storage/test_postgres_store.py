@@ -27,6 +27,7 @@ from memvault.storage.postgres import PostgresKeyStore, PostgresStore
 from memvault.storage.postgres.errors import StorageBusy, translate
 from memvault.storage.postgres.migrations import MIGRATIONS
 from memvault.storage.rows import (
+    RULE_DEFAULTS,
     ApiKeyRow,
     AuditRow,
     HistoryRow,
@@ -501,10 +502,11 @@ def test_meta_settings_and_stats(store: PostgresStore) -> None:
     assert store.set_meta_once("k", "first") == "first"
     assert store.set_meta_once("k", "second") == "first"
     assert store.get_meta("k") == "first"
-    assert store.namespace_settings(NS) == {"secret_policy": "redact", "default_ttl_seconds": None}
-    store.set_namespace_settings(NS, "block", 60.0)
-    store.set_namespace_settings(NS, "allow", None)
-    assert store.namespace_settings(NS) == {"secret_policy": "allow", "default_ttl_seconds": None}
+    assert store.namespace_settings(NS) == RULE_DEFAULTS
+    store.set_namespace_settings(NS, {**RULE_DEFAULTS, "secret_policy": "block"})
+    told = {**RULE_DEFAULTS, "secret_policy": "allow", "extraction_instructions": "Keep names."}
+    store.set_namespace_settings(NS, told)
+    assert store.namespace_settings(NS) == told
     insert(store, make_row(Scope("a")), make_row(Scope("b")))
     store.insert_api_key(_api_key("k1", "keys-only"), max_live=None, now=NOW)
     assert store.namespace_stats() == [

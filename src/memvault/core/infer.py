@@ -38,11 +38,12 @@ from memvault.errors import InvalidInput, LLMError, NotFound
 from memvault.llm.client import LLM, ChatMessage
 from memvault.llm.parsing import parse_as
 from memvault.llm.prompts import (
-    PROMPT_VERSION,
+    NO_INSTRUCTIONS,
     Decision,
     Decisions,
     Extraction,
     Fact,
+    Instructions,
     extraction_messages,
     reconciliation_messages,
     repair_messages,
@@ -119,6 +120,7 @@ def infer(
     job_id: str | None = None,
     live_job: str | None = None,
     top_k: int = 5,
+    instructions: Instructions = NO_INSTRUCTIONS,
 ) -> list[dict[str, Any]]:
     """Infer memories from ``raw`` (the validated messages of one add, as plain ``Add``s of one
     scope, with its actor, expiry and importance) and apply them in one transaction;
@@ -137,14 +139,15 @@ def infer(
         "sources": source_hashes(messages),
         "actor_id": raw[0].actor_id,
         "model": llm.model_id,
-        "prompt_version": PROMPT_VERSION,
+        "prompt_version": instructions.version,
         "observed_at": iso(observed_at),
     }
     try:
-        extraction = ask(llm, extraction_messages(messages, iso(observed_at)), Extraction)
+        prompt = extraction_messages(messages, iso(observed_at), instructions)
+        extraction = ask(llm, prompt, Extraction)
         facts = _unique(extraction.facts, engine.settings.max_text_bytes)
         template = replace(raw[0], metadata=metadata)
-        plan = _reconcile(engine, template, facts, similar, llm, provenance, top_k)
+        plan = _reconcile(engine, template, facts, similar, llm, provenance, top_k, instructions)
     except LLMError as exc:
         return _fallback(engine, raw, metadata, provenance, exc, live_job)
     return _apply(engine, plan, live_job)
@@ -180,6 +183,7 @@ def _reconcile(
     llm: LLM,
     provenance: dict[str, Any],
     top_k: int,
+    instructions: Instructions,
 ) -> list[_Planned]:
     aliases: dict[str, str] = {}  # alias -> memory id
     texts: dict[str, str] = {}  # alias -> text shown
@@ -195,7 +199,8 @@ def _reconcile(
     decisions: dict[str, Decision] = {}
     if aliases and facts:
         fact_list = [(f"f{i + 1}", fact.text) for i, fact in enumerate(facts)]
-        answer = ask(llm, reconciliation_messages(fact_list, list(texts.items())), Decisions)
+        prompt = reconciliation_messages(fact_list, list(texts.items()), instructions)
+        answer = ask(llm, prompt, Decisions)
         for answered in answer.decisions:
             if answered.fact is not None:
                 decisions.setdefault(answered.fact, answered)

@@ -59,7 +59,12 @@ _COMPARED: dict[str, tuple[str, ...]] = {
     "key_generations": ("current", "previous"),
     "scope_generations": ("current", "previous"),
     "store_meta": ("value",),
-    "namespace_settings": ("secret_policy", "default_ttl_seconds"),
+    "namespace_settings": (
+        "secret_policy",
+        "default_ttl_seconds",
+        "extraction_instructions",
+        "reconciliation_instructions",
+    ),
     "scope_versions": (),
     "api_keys": ("namespace", "role", "user_id", "secret_hash", "created_at"),
     "memories": (

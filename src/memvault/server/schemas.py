@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from memvault.memory import MAX_TTL_SECONDS
+from memvault.core.rules import MAX_INSTRUCTIONS_CHARS, MAX_TTL_SECONDS
 
 __all__ = [
     "AddRequest",
@@ -220,12 +220,24 @@ class AuditRecord(BaseModel):
 class NamespaceRules(BaseModel):
     secret_policy: Literal["redact", "reject", "allow"]
     default_ttl_seconds: float | None
+    extraction_instructions: str | None = None
+    reconciliation_instructions: str | None = None
 
 
 class NamespaceRulesUpdate(Strict):
     secret_policy: Literal["redact", "reject", "allow"] | None = None
     default_ttl_seconds: Number | None = Field(None, gt=0, le=MAX_TTL_SECONDS)
     clear_default_ttl: StrictBool = False
+    extraction_instructions: StrictStr | None = Field(
+        None,
+        max_length=MAX_INSTRUCTIONS_CHARS,
+        description='Added to the fact-extraction prompt of this namespace; "" removes them.',
+    )
+    reconciliation_instructions: StrictStr | None = Field(
+        None,
+        max_length=MAX_INSTRUCTIONS_CHARS,
+        description='Added to the reconciliation prompt of this namespace; "" removes them.',
+    )
 
 
 class RotateResult(BaseModel):

@@ -32,7 +32,7 @@ message of its own; driver text (which can carry row values) never reaches a cal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -263,7 +263,9 @@ class MemoryStore(Protocol):
 
     def namespace_settings(self, namespace: str) -> dict[str, Any]: ...
 
-    def set_namespace_settings(self, namespace: str, policy: str, ttl: float | None) -> None: ...
+    def set_namespace_settings(self, namespace: str, rules: Mapping[str, Any]) -> None:
+        """Store every rule of ``rows.RULE_DEFAULTS`` for ``namespace`` (all of them, at once)."""
+        ...
 
     def namespace_stats(self) -> list[dict[str, Any]]: ...
 

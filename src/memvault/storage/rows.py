@@ -7,12 +7,14 @@ lists newest first and is never shown to callers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass, field
 from typing import Any
 
 from memvault.security.crypto import SEAL_VERSION
 
 __all__ = [
+    "RULE_DEFAULTS",
     "ApiKeyRow",
     "AuditRow",
     "ExportRow",
@@ -25,8 +27,30 @@ __all__ = [
     "StoreStatus",
     "VectorRow",
     "WrappedKey",
+    "namespace_rules",
+    "rules_values",
     "values",
 ]
+
+# A namespace's rules, in the order of the namespace_settings columns, with their defaults.
+RULE_DEFAULTS: dict[str, Any] = {
+    "secret_policy": "redact",
+    "default_ttl_seconds": None,
+    "extraction_instructions": None,
+    "reconciliation_instructions": None,
+}
+
+
+def namespace_rules(row: Sequence[Any] | None) -> dict[str, Any]:
+    """The rules of a namespace_settings row (its columns after ``namespace``); none: defaults."""
+    if row is None:
+        return dict(RULE_DEFAULTS)
+    return dict(zip(RULE_DEFAULTS, row, strict=True))
+
+
+def rules_values(rules: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The column values of ``rules`` (every rule of ``RULE_DEFAULTS``), in column order."""
+    return tuple(rules[name] for name in RULE_DEFAULTS)
 
 
 @dataclass(slots=True)

@@ -154,12 +154,16 @@ def get_rules(principal: RulesKeeper) -> dict[str, Any]:
     responses=error_responses(401, 403, 422, 429),
 )
 def set_rules(body: NamespaceRulesUpdate, principal: RulesKeeper) -> dict[str, Any]:
-    """secret_policy: redact (default), reject or allow; default_ttl_seconds for new memories."""
+    """secret_policy: redact (default), reject or allow; default_ttl_seconds for new memories;
+    the operator's instructions added to the inference prompts."""
     ttl: float | bool | None = False
     if body.clear_default_ttl:
         ttl = None
     elif body.default_ttl_seconds is not None:
         ttl = float(body.default_ttl_seconds)
     return principal.memory.configure_namespace(
-        secret_policy=body.secret_policy, default_ttl_seconds=ttl
+        secret_policy=body.secret_policy,
+        default_ttl_seconds=ttl,
+        extraction_instructions=body.extraction_instructions,
+        reconciliation_instructions=body.reconciliation_instructions,
     )

@@ -162,7 +162,22 @@ def m003_history_provenance(conn: psycopg.Connection[tuple[object, ...]]) -> Non
     _run(conn, "ALTER TABLE history ADD COLUMN meta_box bytea")
 
 
-MIGRATIONS: list[Migration] = [m001_create_tables, m002_jobs, m003_history_provenance]
+def m004_inference_instructions(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Per-namespace instructions added to the inference prompts (operator configuration, like
+    the secret policy; NULL: none)."""
+    _run(
+        conn,
+        "ALTER TABLE namespace_settings ADD COLUMN extraction_instructions text,"
+        " ADD COLUMN reconciliation_instructions text",
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    m001_create_tables,
+    m002_jobs,
+    m003_history_provenance,
+    m004_inference_instructions,
+]
 
 
 def _lock_key(schema: str) -> str:

@@ -35,7 +35,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Generator, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple
 from typing import Any
@@ -62,6 +62,8 @@ from memvault.storage.rows import (
     MemoryRow,
     StoreStatus,
     VectorRow,
+    namespace_rules,
+    rules_values,
     values,
 )
 from memvault.validation import Scope
@@ -551,21 +553,23 @@ class PostgresStore:
 
     def namespace_settings(self, namespace: str) -> dict[str, Any]:
         rows = self._fetch(
-            "SELECT secret_policy, default_ttl_seconds FROM namespace_settings"
-            " WHERE namespace = %s",
+            "SELECT secret_policy, default_ttl_seconds, extraction_instructions,"
+            " reconciliation_instructions FROM namespace_settings WHERE namespace = %s",
             (namespace,),
         )
-        if not rows:
-            return {"secret_policy": "redact", "default_ttl_seconds": None}
-        return {"secret_policy": rows[0][0], "default_ttl_seconds": rows[0][1]}
+        return namespace_rules(rows[0] if rows else None)
 
-    def set_namespace_settings(self, namespace: str, policy: str, ttl: float | None) -> None:
+    def set_namespace_settings(self, namespace: str, rules: Mapping[str, Any]) -> None:
         with self._connection("writing namespace settings") as conn:
             conn.execute(
-                "INSERT INTO namespace_settings VALUES (%s, %s, %s) ON CONFLICT (namespace)"
-                " DO UPDATE SET secret_policy = excluded.secret_policy,"
-                " default_ttl_seconds = excluded.default_ttl_seconds",
-                (namespace, policy, ttl),
+                "INSERT INTO namespace_settings (namespace, secret_policy, default_ttl_seconds,"
+                " extraction_instructions, reconciliation_instructions)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (namespace) DO UPDATE SET secret_policy = excluded.secret_policy,"
+                " default_ttl_seconds = excluded.default_ttl_seconds,"
+                " extraction_instructions = excluded.extraction_instructions,"
+                " reconciliation_instructions = excluded.reconciliation_instructions",
+                (namespace, *rules_values(rules)),
             )
 
     def namespace_stats(self) -> list[dict[str, Any]]:

@@ -70,9 +70,11 @@ _EXPORT: dict[str, tuple[str, str, int]] = {
         1,
     ),
     "namespace_settings": (
-        "SELECT namespace AS _k0, namespace, secret_policy, default_ttl_seconds"
+        "SELECT namespace AS _k0, namespace, secret_policy, default_ttl_seconds,"
+        " extraction_instructions, reconciliation_instructions"
         " FROM namespace_settings ORDER BY namespace LIMIT %s",
-        "SELECT namespace AS _k0, namespace, secret_policy, default_ttl_seconds"
+        "SELECT namespace AS _k0, namespace, secret_policy, default_ttl_seconds,"
+        " extraction_instructions, reconciliation_instructions"
         " FROM namespace_settings WHERE namespace > %s ORDER BY namespace LIMIT %s",
         1,
     ),
@@ -141,8 +143,10 @@ _INSERT: dict[str, str] = {
     "store_meta": "INSERT INTO store_meta (key, value) VALUES (%(key)s, %(value)s)"
     " ON CONFLICT DO NOTHING",
     "namespace_settings": "INSERT INTO namespace_settings"
-    " (namespace, secret_policy, default_ttl_seconds)"
-    " VALUES (%(namespace)s, %(secret_policy)s, %(default_ttl_seconds)s) ON CONFLICT DO NOTHING",
+    " (namespace, secret_policy, default_ttl_seconds, extraction_instructions,"
+    " reconciliation_instructions) VALUES (%(namespace)s, %(secret_policy)s,"
+    " %(default_ttl_seconds)s, %(extraction_instructions)s, %(reconciliation_instructions)s)"
+    " ON CONFLICT DO NOTHING",
     # Versions only grow: the larger one holds, so no cache anywhere takes a later state for one
     # it has seen.
     "scope_versions": "INSERT INTO scope_versions (scope_id, version)"
@@ -179,7 +183,8 @@ _INSERT: dict[str, str] = {
 
 _EXISTING: dict[str, str] = {
     "store_meta": "SELECT key, value FROM store_meta WHERE key = %(key)s",
-    "namespace_settings": "SELECT namespace, secret_policy, default_ttl_seconds"
+    "namespace_settings": "SELECT namespace, secret_policy, default_ttl_seconds,"
+    " extraction_instructions, reconciliation_instructions"
     " FROM namespace_settings WHERE namespace = %(namespace)s",
     "scope_versions": "SELECT scope_id, version FROM scope_versions WHERE scope_id = %(scope_id)s",
     "api_keys": f"SELECT {_API_KEYS} FROM api_keys WHERE id = %(id)s",

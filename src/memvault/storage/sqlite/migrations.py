@@ -187,6 +187,13 @@ def m008_history_provenance(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE history ADD COLUMN meta_box BLOB")
 
 
+def m009_inference_instructions(db: sqlite3.Connection) -> None:
+    """Per-namespace instructions added to the inference prompts (operator configuration, like
+    the secret policy; NULL: none)."""
+    db.execute("ALTER TABLE namespace_settings ADD COLUMN extraction_instructions TEXT")
+    db.execute("ALTER TABLE namespace_settings ADD COLUMN reconciliation_instructions TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_create_tables,
     m002_api_keys,
@@ -196,6 +203,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m006_seal_version,
     m007_jobs,
     m008_history_provenance,
+    m009_inference_instructions,
 ]
 
 

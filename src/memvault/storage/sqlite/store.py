@@ -25,7 +25,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple
 from pathlib import Path
@@ -47,6 +47,8 @@ from memvault.storage.rows import (
     MemoryRow,
     StoreStatus,
     VectorRow,
+    namespace_rules,
+    rules_values,
     values,
 )
 from memvault.storage.sqlite import transfer
@@ -531,20 +533,22 @@ class SQLiteStore:
 
     def namespace_settings(self, namespace: str) -> dict[str, Any]:
         rows = self._query(
-            "SELECT secret_policy, default_ttl_seconds FROM namespace_settings WHERE namespace = ?",
+            "SELECT secret_policy, default_ttl_seconds, extraction_instructions,"
+            " reconciliation_instructions FROM namespace_settings WHERE namespace = ?",
             (namespace,),
         )
-        if not rows:
-            return {"secret_policy": "redact", "default_ttl_seconds": None}
-        return {"secret_policy": rows[0][0], "default_ttl_seconds": rows[0][1]}
+        return namespace_rules(rows[0] if rows else None)
 
-    def set_namespace_settings(self, namespace: str, policy: str, ttl: float | None) -> None:
+    def set_namespace_settings(self, namespace: str, rules: Mapping[str, Any]) -> None:
         with self.transaction() as tx:
             tx.db.execute(
-                "INSERT INTO namespace_settings VALUES (?, ?, ?) ON CONFLICT (namespace)"
-                " DO UPDATE SET secret_policy = excluded.secret_policy,"
-                " default_ttl_seconds = excluded.default_ttl_seconds",
-                (namespace, policy, ttl),
+                "INSERT INTO namespace_settings (namespace, secret_policy, default_ttl_seconds,"
+                " extraction_instructions, reconciliation_instructions) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (namespace) DO UPDATE SET secret_policy = excluded.secret_policy,"
+                " default_ttl_seconds = excluded.default_ttl_seconds,"
+                " extraction_instructions = excluded.extraction_instructions,"
+                " reconciliation_instructions = excluded.reconciliation_instructions",
+                (namespace, *rules_values(rules)),
             )
 
     def namespace_stats(self) -> list[dict[str, Any]]:

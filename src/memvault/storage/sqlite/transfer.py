@@ -65,9 +65,11 @@ _EXPORT: dict[str, tuple[str, str, int]] = {
         1,
     ),
     "namespace_settings": (
-        "SELECT namespace AS _k0, namespace, secret_policy, default_ttl_seconds"
+        "SELECT namespace AS _k0, namespace, secret_policy, default_ttl_seconds,"
+        " extraction_instructions, reconciliation_instructions"
         " FROM namespace_settings ORDER BY namespace LIMIT ?",
-        "SELECT namespace AS _k0, namespace, secret_policy, default_ttl_seconds"
+        "SELECT namespace AS _k0, namespace, secret_policy, default_ttl_seconds,"
+        " extraction_instructions, reconciliation_instructions"
         " FROM namespace_settings WHERE namespace > ? ORDER BY namespace LIMIT ?",
         1,
     ),
@@ -136,8 +138,9 @@ _INSERT: dict[str, str] = {
     "store_meta": "INSERT INTO store_meta (key, value) VALUES (:key, :value)"
     " ON CONFLICT DO NOTHING",
     "namespace_settings": "INSERT INTO namespace_settings"
-    " (namespace, secret_policy, default_ttl_seconds)"
-    " VALUES (:namespace, :secret_policy, :default_ttl_seconds) ON CONFLICT DO NOTHING",
+    " (namespace, secret_policy, default_ttl_seconds, extraction_instructions,"
+    " reconciliation_instructions) VALUES (:namespace, :secret_policy, :default_ttl_seconds,"
+    " :extraction_instructions, :reconciliation_instructions) ON CONFLICT DO NOTHING",
     # Versions only grow: the larger one holds, so no cache anywhere takes a later state for one
     # it has seen.
     "scope_versions": "INSERT INTO scope_versions (scope_id, version) VALUES (:scope_id, :version)"
@@ -169,7 +172,8 @@ _INSERT: dict[str, str] = {
 
 _EXISTING: dict[str, str] = {
     "store_meta": "SELECT key, value FROM store_meta WHERE key = :key",
-    "namespace_settings": "SELECT namespace, secret_policy, default_ttl_seconds"
+    "namespace_settings": "SELECT namespace, secret_policy, default_ttl_seconds,"
+    " extraction_instructions, reconciliation_instructions"
     " FROM namespace_settings WHERE namespace = :namespace",
     "scope_versions": "SELECT scope_id, version FROM scope_versions WHERE scope_id = :scope_id",
     "api_keys": f"SELECT {_API_KEYS} FROM api_keys WHERE id = :id",
