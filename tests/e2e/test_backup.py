@@ -66,7 +66,7 @@ class _Writer(threading.Thread):
                     self.acknowledged.append((user, added["results"][0]["id"]))
                     self._progress.notify_all()
                 n += 1
-        except BaseException as exc:  # reported by the test
+        except Exception as exc:  # noqa: BLE001  (handed to the test, which fails on it)
             self.failure = exc
             with self._progress:
                 self._progress.notify_all()
@@ -195,9 +195,7 @@ def test_erase_after_backup_stays_shredded_in_the_restored_data(
         assert db.execute("SELECT count(*) FROM memories WHERE user_id = 'alice'").fetchone() == (
             0,
         )
-        assert db.execute("SELECT count(*) FROM history WHERE user_id = 'alice'").fetchone() == (
-            0,
-        )
+        assert db.execute("SELECT count(*) FROM history WHERE user_id = 'alice'").fetchone() == (0,)
 
 
 def test_data_and_keys_backups_restore_a_new_machine_through_the_cli(
