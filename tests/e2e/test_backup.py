@@ -266,3 +266,17 @@ def test_data_restored_beside_another_stores_keys_is_refused_not_deleted(
         restore(Settings.load(home=other), data, force=True)
     with sqlite3.connect(other / "memvault.db") as db:  # restored, and nothing deleted
         assert db.execute("SELECT count(*) FROM memories").fetchone()[0] == 12
+
+
+def test_expired_memories_come_back_and_are_read_back(memory: Memory, tmp_path: Path) -> None:
+    added = memory.add("a short-lived note", user_id="alice", expiration_date="2000-01-01")
+    memory.add("a lasting note", user_id="alice")
+    data, keys = tmp_path / "data", tmp_path / "keys"
+    backup(memory, data, keys_out=keys)
+    done = restore(Settings.load(home=tmp_path / "new"), data, keys_dir=keys)
+    assert done["tables"]["memories"] == 2 and done["verified_memories"] == 2
+    with sqlite3.connect(tmp_path / "new" / "memvault.db") as db:
+        found = db.execute(
+            "SELECT count(*) FROM memories WHERE id = ?", (added["results"][0]["id"],)
+        ).fetchone()
+    assert found == (1,)

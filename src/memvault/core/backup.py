@@ -332,11 +332,15 @@ def _shred_unreadable(memory: Memory) -> dict[str, int]:
 
 
 def _verify_sample(memory: Memory) -> int:
-    """Read the first memories through ``Memory``: a wrong key raises ``IntegrityError``."""
-    rows, _ = memory.engine.store.export_batch("memories", None, SAMPLE_SIZE)
-    for row in rows:
-        if memory.namespaced(str(row["namespace"])).get(str(row["id"])) is None:
-            raise StorageError(f"memory {row['id']} of the restored store cannot be read")
+    """Open the first memories (text and metadata), expired ones too: a wrong key raises."""
+    engine = memory.engine
+    rows, _ = engine.store.export_batch("memories", None, SAMPLE_SIZE)
+    for exported in rows:
+        namespace = str(exported["namespace"])
+        row = engine.store.get(namespace, str(exported["id"]))
+        if row is None:
+            raise StorageError(f"memory {exported['id']} vanished from the restored store")
+        engine.view(namespace).codec.public(row)
     return len(rows)
 
 
