@@ -132,6 +132,7 @@ def test_files_and_directories_are_private_and_a_backup_is_not_overwritten(
     assert manifest["kind"] == "data" and manifest["tables"]["memories"] == 12
     assert set(manifest["files"]) == {"memvault.db"} and len(manifest["created_at"]) > 10
     assert done["keys"]["master_key_file"] is True
+    assert memory.audit.entries(None, limit=1)[0]["action"] == "backup data and keys"
     assert set(done["keys"]["tables"]) == {
         "master_checks",
         "data_keys",
@@ -193,6 +194,9 @@ def test_erase_after_backup_stays_shredded_in_the_restored_data(
         assert all(memory.get(i) is None for i in alice_ids)
         assert memory.engine.store.user_rows("default", "alice") == (0, 0)
         assert {user: _view(memory, user) for user in ("bob", "carol")} == kept
+        # The restored audit chain (as of the backup) verifies, and goes on with the restore.
+        assert memory.audit.verify().ok
+        assert memory.audit.entries(None, limit=1)[0]["action"] == "restore"
     with sqlite3.connect(home / "memvault.db") as db:
         assert db.execute("SELECT count(*) FROM memories WHERE user_id = 'alice'").fetchone() == (
             0,

@@ -20,7 +20,8 @@ keys back (when a keys backup is given) and the data, and opens the store with t
 has. **Rows sealed under a data key that key store no longer holds** (their user was erased, their
 namespace reset, or their key rotated after the backup) cannot be read by anyone: restore deletes
 them (memories, index entries, history, jobs), bumps their scopes' versions and reports how many,
-so an erase stays final across a restore. Last, a sample of memories is read through ``Memory``.
+so an erase stays final across a restore. Last, a sample of memories is opened with the key
+store, and the restore is audited (as each backup is, in the live log).
 
 Run restore with every process of the store stopped (servers, MCP, scripts).
 """
@@ -38,6 +39,7 @@ from memvault.clock import now_iso
 from memvault.config import Settings
 from memvault.errors import IntegrityError, InvalidConfig, InvalidInput, StorageError
 from memvault.memory import Memory
+from memvault.security.audit import AuditEntry
 from memvault.security.keyring import KEY_FILE_NAME
 from memvault.storage import Backend, StoreConfig, backend_for
 from memvault.storage.base import DATA_TABLES
@@ -192,6 +194,8 @@ def backup(
         _apart(out, keys_out)
     data = _backup_data(memory, out, force) if out is not None else None
     keys = _backup_keys(memory, keys_out, force) if keys_out is not None else None
+    kinds = " and ".join(kind for kind, done in (("data", data), ("keys", keys)) if done)
+    memory.audit.append([AuditEntry(action=f"backup {kinds}", outcome="ok", source="backup")])
     return {"data": data, "keys": keys}
 
 
@@ -380,6 +384,8 @@ def restore(
     with Memory(settings=opened) as memory:
         shredded = _shred_unreadable(memory)
         verified = _verify_sample(memory)
+        # The restored log ends where the backup was taken; the chain goes on from its head.
+        memory.audit.append([AuditEntry(action="restore", outcome="ok", source="restore")])
         store = memory.engine.store
         tables = {table: store.count_rows(table) for table in DATA_TABLES}
     return {
