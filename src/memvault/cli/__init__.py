@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from memvault.cli.backup import backup_command, restore_command
 from memvault.errors import InvalidInput, MemvaultError
 
 __all__ = ["app", "main"]
@@ -920,6 +921,10 @@ def demo(
     from memvault.cli.demo import run_demo
 
     run_demo(console, home, embedder)
+
+
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,9 +33,15 @@ class StoreConfig:
 
 @dataclass(frozen=True, slots=True)
 class Backend:
+    """A backend's entry points. ``restore_data`` / ``restore_keys`` put the snapshot files of a
+    backup directory (``Snapshotting.snapshot``) in place of the store's data or keys; they run
+    with no store of that kind open (``core/backup.py``)."""
+
     name: str
     open_data: Callable[[StoreConfig, MetaDecryptor], DataStore]
     open_keys: Callable[[StoreConfig], KeyStore]
+    restore_data: Callable[[StoreConfig, Path], None]
+    restore_keys: Callable[[StoreConfig, Path], None]
 
 
 BACKENDS: dict[str, Backend] = {}
@@ -82,7 +88,24 @@ def _sqlite_keys(config: StoreConfig) -> KeyStore:
     return SQLiteKeyStore(config.home)
 
 
-register_backend("sqlite", Backend("sqlite", _sqlite_data, _sqlite_keys))
+def _sqlite_restore_data(config: StoreConfig, directory: Path) -> None:
+    from memvault.storage.sqlite import DB_NAME
+    from memvault.storage.sqlite.backup import restore_file
+
+    restore_file(directory / DB_NAME, config.home / DB_NAME, synchronous=config.synchronous)
+
+
+def _sqlite_restore_keys(config: StoreConfig, directory: Path) -> None:
+    from memvault.storage.sqlite import KEYS_DB_NAME
+    from memvault.storage.sqlite.backup import restore_file
+
+    restore_file(directory / KEYS_DB_NAME, config.home / KEYS_DB_NAME, synchronous="FULL")
+
+
+register_backend(
+    "sqlite",
+    Backend("sqlite", _sqlite_data, _sqlite_keys, _sqlite_restore_data, _sqlite_restore_keys),
+)
 
 
 def _postgres_data(config: StoreConfig, decrypt: MetaDecryptor) -> DataStore:
@@ -105,4 +128,30 @@ def _postgres_keys(config: StoreConfig) -> KeyStore:
     return PostgresKeyStore(url)
 
 
-register_backend("postgresql", Backend("postgresql", _postgres_data, _postgres_keys))
+def _postgres_restore_data(config: StoreConfig, directory: Path) -> None:
+    from memvault.storage.postgres.backup import DATA_DUMP, restore_schema
+    from memvault.storage.postgres.store import DATA_SCHEMA
+
+    assert config.database_url is not None
+    restore_schema(config.database_url, DATA_SCHEMA, directory / DATA_DUMP)
+
+
+def _postgres_restore_keys(config: StoreConfig, directory: Path) -> None:
+    from memvault.storage.postgres.backup import KEYS_DUMP, restore_schema
+    from memvault.storage.postgres.keys import KEYS_SCHEMA
+
+    url = config.keys_database_url or config.database_url
+    assert url is not None
+    restore_schema(url, KEYS_SCHEMA, directory / KEYS_DUMP)
+
+
+register_backend(
+    "postgresql",
+    Backend(
+        "postgresql",
+        _postgres_data,
+        _postgres_keys,
+        _postgres_restore_data,
+        _postgres_restore_keys,
+    ),
+)

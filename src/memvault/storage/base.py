@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, Protocol
 
 from memvault.errors import InvalidInput
@@ -48,6 +49,7 @@ from memvault.storage.rows import (
     JobRow,
     KeyStoreStatus,
     MemoryRow,
+    Snapshot,
     StoreStatus,
     VectorRow,
     WrappedKey,
@@ -68,6 +70,7 @@ __all__ = [
     "MemoryStore",
     "MetaDecryptor",
     "Owners",
+    "Snapshotting",
     "WriteTx",
 ]
 
@@ -158,6 +161,11 @@ class WriteTx(Protocol):
         ...
 
     def delete_namespace(self, namespace: str) -> None: ...
+
+    def delete_scope_rows(self, scope_id: str) -> tuple[int, int, int]:
+        """Delete every memory, history event and job sealed under one data key (a restored
+        backup's rows whose key the live key store no longer holds): (memories, events, jobs)."""
+        ...
 
     def insert_job(self, job: JobRow) -> None:
         """Queue a job in this transaction (enqueue under the owner's lock: an erase that
@@ -405,11 +413,26 @@ class Exportable(Protocol):
     def count_rows(self, table: str) -> int: ...
 
 
-class DataStore(MemoryStore, ApiKeyRecords, AuditRecords, JobStore, Exportable, Protocol):
+class Snapshotting(Protocol):
+    """A consistent copy of the whole store for ``memvault backup`` (``core/backup.py``)."""
+
+    def snapshot(self, directory: Path) -> Snapshot:
+        """Write the store as of one moment into new files (0600) in ``directory`` while writers
+        go on (SQLite: the backup API; Postgres: ``pg_dump`` in one exported snapshot)."""
+        ...
+
+
+class DataStore(
+    MemoryStore, ApiKeyRecords, AuditRecords, JobStore, Exportable, Snapshotting, Protocol
+):
     """What one backend's data database offers."""
 
+    def scope_ids_in_use(self) -> set[str]:
+        """Every key id that seals a memory, a history event or a job."""
+        ...
 
-class KeyStore(Exportable, Protocol):
+
+class KeyStore(Exportable, Snapshotting, Protocol):
     """Wrapped data keys and their generations. Each method is atomic on its own."""
 
     def close(self) -> None: ...

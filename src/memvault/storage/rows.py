@@ -24,6 +24,7 @@ __all__ = [
     "JobRow",
     "KeyStoreStatus",
     "MemoryRow",
+    "Snapshot",
     "StoreStatus",
     "VectorRow",
     "WrappedKey",
@@ -178,6 +179,17 @@ class StoreStatus:
     memories: int
     history_events: int
     bytes_used: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a store wrote for a backup (``memvault backup``): the files (names in the backup
+    directory) and, as of the snapshot itself, the row count of each table and the migrations
+    applied (empty for a key store, which has none)."""
+
+    files: tuple[str, ...]
+    tables: dict[str, int]
+    migrations: tuple[str, ...]
 
 
 def values(row: ApiKeyRow | AuditRow) -> tuple[Any, ...]:

@@ -32,24 +32,27 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from memvault.storage.base import Cursor, check_table
+from memvault.storage.base import KEY_TABLES, Cursor, check_table
 from memvault.storage.postgres import transfer
+from memvault.storage.postgres.backup import KEYS_DUMP, snapshot_schema
 from memvault.storage.postgres.errors import guard
-from memvault.storage.rows import ExportRow, Imported, KeyStoreStatus, WrappedKey
+from memvault.storage.rows import ExportRow, Imported, KeyStoreStatus, Snapshot, WrappedKey
 
-__all__ = ["CHANNEL", "PostgresKeyStore"]
+__all__ = ["CHANNEL", "KEYS_SCHEMA", "PostgresKeyStore"]
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 _log = logging.getLogger(__name__)
 
 CHANNEL = "memvault_keys"
+KEYS_SCHEMA = "memvault_keys"
 _NOTIFY = "SELECT pg_notify('memvault_keys', '')"
 _POLL_SECONDS = 0.1  # how often the listener looks at its stop flag (no round trip)
 _BACKOFF_MAX = 10.0
@@ -77,7 +80,7 @@ class PostgresKeyStore:
 
     backend = "postgres"
 
-    def __init__(self, url: str, *, schema: str = "memvault_keys") -> None:
+    def __init__(self, url: str, *, schema: str = KEYS_SCHEMA) -> None:
         self._url = url
         self._schema = schema
         self._changes = 0
@@ -230,6 +233,12 @@ class PostgresKeyStore:
         check_table(table, keys=True)
         with self._write("importing rows") as conn:
             return transfer.import_batch(conn, table, rows)
+
+    def snapshot(self, directory: Path) -> Snapshot:
+        """A ``pg_dump`` of the key schema in one exported snapshot (``postgres/backup.py``)."""
+        return snapshot_schema(
+            self._url, self._schema, directory / KEYS_DUMP, KEY_TABLES, migrations=False
+        )
 
     def count_rows(self, table: str) -> int:
         check_table(table, keys=True)

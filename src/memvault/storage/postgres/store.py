@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -47,8 +48,16 @@ from psycopg_pool import ConnectionPool
 from memvault.errors import FilterTooExpensive
 from memvault.filters import COLUMNS, FilterNode, compile_matcher, reads_metadata
 from memvault.lru import memoize
-from memvault.storage.base import Cursor, DedupKey, MetaDecryptor, WriteTx, check_table
+from memvault.storage.base import (
+    DATA_TABLES,
+    Cursor,
+    DedupKey,
+    MetaDecryptor,
+    WriteTx,
+    check_table,
+)
 from memvault.storage.postgres import transfer
+from memvault.storage.postgres.backup import DATA_DUMP, snapshot_schema
 from memvault.storage.postgres.errors import guard
 from memvault.storage.postgres.migrations import applied, migrate
 from memvault.storage.rows import (
@@ -60,6 +69,7 @@ from memvault.storage.rows import (
     IndexTerms,
     JobRow,
     MemoryRow,
+    Snapshot,
     StoreStatus,
     VectorRow,
     namespace_rules,
@@ -68,7 +78,7 @@ from memvault.storage.rows import (
 )
 from memvault.validation import Scope
 
-__all__ = ["PostgresStore"]
+__all__ = ["DATA_SCHEMA", "PostgresStore"]
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -164,6 +174,9 @@ def _event(row: Sequence[Any]) -> HistoryRow:
     return HistoryRow(*row)
 
 
+DATA_SCHEMA = "memvault"
+
+
 def masked_url(url: str) -> str:
     """The URL without its password (``user:secret@`` -> ``user:***@``; ``password=`` too)."""
     masked = re.sub(r"(://[^/:@]*):[^@/]*@", r"\1:***@", url)
@@ -181,7 +194,7 @@ class PostgresStore:
         *,
         decrypt_metadata: MetaDecryptor,
         max_filter_seconds: float = 2.0,
-        schema: str = "memvault",
+        schema: str = DATA_SCHEMA,
         pool_min: int = 1,
         pool_max: int = 8,
     ) -> None:
@@ -255,6 +268,23 @@ class PostgresStore:
         check_table(table, keys=False)
         with self._connection("importing rows") as conn, conn.transaction():
             return transfer.import_batch(conn, table, rows)
+
+    def snapshot(self, directory: Path) -> Snapshot:
+        """A ``pg_dump`` of the schema in one exported snapshot (``postgres/backup.py``)."""
+        return snapshot_schema(
+            self._url,
+            self._schema,
+            directory / DATA_DUMP,
+            (*DATA_TABLES, "jobs"),
+            migrations=True,
+        )
+
+    def scope_ids_in_use(self) -> set[str]:
+        rows = self._fetch(
+            "SELECT scope_id FROM memories UNION SELECT scope_id FROM history"
+            " UNION SELECT scope_id FROM jobs"
+        )
+        return {str(row[0]) for row in rows}
 
     def count_rows(self, table: str) -> int:
         check_table(table, keys=False)
@@ -1004,6 +1034,14 @@ class _PgTx:
             "DELETE FROM history WHERE namespace = %s AND user_id = %s", (namespace, user_id)
         ).rowcount
         return memories, events
+
+    def delete_scope_rows(self, scope_id: str) -> tuple[int, int, int]:
+        memories = self._conn.execute(
+            "DELETE FROM memories WHERE scope_id = %s", (scope_id,)
+        ).rowcount
+        events = self._conn.execute("DELETE FROM history WHERE scope_id = %s", (scope_id,)).rowcount
+        jobs = self._conn.execute("DELETE FROM jobs WHERE scope_id = %s", (scope_id,)).rowcount
+        return memories, events, jobs
 
     def delete_namespace(self, namespace: str) -> None:
         # Every key scope that held rows gets a later version: no cache elsewhere stays current.

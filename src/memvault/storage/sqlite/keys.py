@@ -21,8 +21,9 @@ from pathlib import Path
 
 from memvault.storage.base import Cursor, check_table
 from memvault.storage.files import open_sqlite
-from memvault.storage.rows import ExportRow, Imported, KeyStoreStatus, WrappedKey
+from memvault.storage.rows import ExportRow, Imported, KeyStoreStatus, Snapshot, WrappedKey
 from memvault.storage.sqlite import transfer
+from memvault.storage.sqlite.backup import snapshot_file
 from memvault.storage.sqlite.errors import translated
 
 __all__ = ["KEYS_DB_NAME", "SQLiteKeyStore"]
@@ -109,6 +110,11 @@ class SQLiteKeyStore:
         check_table(table, keys=True)
         with self._transaction() as db:
             return transfer.import_batch(db, table, rows)
+
+    def snapshot(self, directory: Path) -> Snapshot:
+        """``keys.db`` as of one commit, into ``directory`` (``sqlite/backup.py``)."""
+        with self._lock:
+            return snapshot_file(self._db, directory / KEYS_DB_NAME, keys=True)
 
     def count_rows(self, table: str) -> int:
         check_table(table, keys=True)

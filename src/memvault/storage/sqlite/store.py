@@ -45,6 +45,7 @@ from memvault.storage.rows import (
     IndexTerms,
     JobRow,
     MemoryRow,
+    Snapshot,
     StoreStatus,
     VectorRow,
     namespace_rules,
@@ -52,6 +53,7 @@ from memvault.storage.rows import (
     values,
 )
 from memvault.storage.sqlite import transfer
+from memvault.storage.sqlite.backup import snapshot_file
 from memvault.storage.sqlite.errors import translate, translated
 from memvault.storage.sqlite.filter_sql import MATCH_ARITY, to_sql
 from memvault.storage.sqlite.migrations import applied, migrate
@@ -328,6 +330,17 @@ class SQLiteStore:
         check_table(table, keys=False)
         with self.transaction() as tx:
             return transfer.import_batch(tx.db, table, rows)
+
+    def snapshot(self, directory: Path) -> Snapshot:
+        """``memvault.db`` as of one commit, into ``directory`` (``sqlite/backup.py``)."""
+        return snapshot_file(self._db(), directory / DB_NAME, keys=False)
+
+    def scope_ids_in_use(self) -> set[str]:
+        rows = self._query(
+            "SELECT scope_id FROM memories UNION SELECT scope_id FROM history"
+            " UNION SELECT scope_id FROM jobs"
+        )
+        return {str(row[0]) for row in rows}
 
     def count_rows(self, table: str) -> int:
         check_table(table, keys=False)
@@ -978,6 +991,18 @@ class SQLiteTx:
             "DELETE FROM history WHERE namespace = ? AND user_id = ?", (namespace, user_id)
         ).rowcount
         return memories, events
+
+    def delete_scope_rows(self, scope_id: str) -> tuple[int, int, int]:
+        """Delete every memory (and index entry), history event and job sealed under a key."""
+        self.db.execute(
+            "DELETE FROM memories_fts WHERE rowid IN"
+            " (SELECT rowid FROM memories WHERE scope_id = ?)",
+            (scope_id,),
+        )
+        memories = self.db.execute("DELETE FROM memories WHERE scope_id = ?", (scope_id,)).rowcount
+        events = self.db.execute("DELETE FROM history WHERE scope_id = ?", (scope_id,)).rowcount
+        jobs = self.db.execute("DELETE FROM jobs WHERE scope_id = ?", (scope_id,)).rowcount
+        return memories, events, jobs
 
     def delete_namespace(self, namespace: str) -> None:
         # Every key scope that held rows gets a later version: no cache elsewhere stays current.
