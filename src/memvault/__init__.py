@@ -11,6 +11,7 @@ from memvault.client import AsyncClient, Client
 from memvault.config import Settings
 from memvault.embedding import Embedder, HashEmbedder, register_embedder
 from memvault.errors import (
+    AddressUnavailable,
     CryptoError,
     EmbedderError,
     EmbeddingModelMismatch,
@@ -48,6 +49,7 @@ from memvault.memory import Memory
 __version__ = "0.1.0"
 
 __all__ = [
+    "AddressUnavailable",
     "AsyncClient",
     "AsyncMemory",
     "Client",

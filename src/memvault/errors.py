@@ -29,6 +29,7 @@ responses. Never match on message text: match on the class or on ``code``.
     │   ├── LLMUnavailable             llm_unavailable
     │   └── LLMBadOutput               llm_bad_output
     ├── MissingDependency              missing_dependency 500
+    ├── AddressUnavailable             address_unavailable 500
     ├── CryptoError                    crypto_error     500
     │   ├── WrongMasterKey             wrong_master_key
     │   └── IntegrityError             integrity_error
@@ -42,6 +43,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AddressUnavailable",
     "CryptoError",
     "EmbedderError",
     "EmbeddingModelMismatch",
@@ -242,6 +244,13 @@ class MissingDependency(MemvaultError):
     """An optional dependency is not installed; the message says which extra to install."""
 
     code = "missing_dependency"
+
+
+class AddressUnavailable(MemvaultError):
+    """``memvault serve`` cannot listen on its host and port (in use, not permitted, no such
+    address); the message names them and says how to choose others."""
+
+    code = "address_unavailable"
 
 
 class CryptoError(MemvaultError):

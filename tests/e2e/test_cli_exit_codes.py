@@ -124,17 +124,59 @@ def test_declining_a_confirmation_aborts_with_status_1(home: Path) -> None:
     assert "erased zoe" in accepted.stdout
 
 
+def test_export_refuses_an_existing_file_unless_forced(home: Path, tmp_path: Path) -> None:
+    with Memory(home, embedder=HashEmbedder()) as memory:
+        memory.add("exported", user_id="zoe")
+    existing = tmp_path / "already-there.jsonl"
+    existing.write_text("do not overwrite\n")
+    refused = run(home, "user", "export", "zoe", "--out", str(existing))
+    assert refused.returncode == 2
+    assert "[invalid_input]" in refused.stderr and "--force" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    assert existing.read_text() == "do not overwrite\n"
+    # An unknown user with --force: the old file stays whole, no partial file is left.
+    unknown = run(home, "user", "export", "nobody", "--out", str(existing), "--force")
+    assert unknown.returncode == 1 and "[not_found]" in unknown.stderr
+    assert existing.read_text() == "do not overwrite\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["already-there.jsonl", "home"]
+    forced = run(home, "user", "export", "zoe", "--out", str(existing), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert '"type": "memory"' in existing.read_text()
+    assert existing.stat().st_mode & 0o777 == 0o600
+
+
 def test_a_file_that_cannot_be_written_is_a_message_not_a_traceback(
     home: Path, tmp_path: Path
 ) -> None:
     with Memory(home, embedder=HashEmbedder()) as memory:
         memory.add("exported", user_id="zoe")
-    existing = tmp_path / "already-there.jsonl"
-    existing.write_text("do not overwrite\n")
-    result = run(home, "user", "export", "zoe", "--out", str(existing))
+    nowhere = tmp_path / "no-such-directory" / "out.jsonl"
+    result = run(home, "user", "export", "zoe", "--out", str(nowhere))
     assert result.returncode == 1
-    assert "[os_error] File exists" in result.stderr and "Traceback" not in result.stderr
-    assert existing.read_text() == "do not overwrite\n"
+    assert "[os_error] No such file or directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+USAGE_MISTAKES = [
+    pytest.param(["add"], "add", id="missing-argument"),
+    pytest.param(["add", "x", "--bogus"], "add", id="unknown-option"),
+    pytest.param(["search", "x", "-u", "u", "--top-k", "abc"], "search", id="top-k-abc"),
+    pytest.param(["import", "/nonexistent/memories.jsonl"], "import", id="missing-file"),
+    pytest.param(["user", "erase"], "user erase", id="missing-argument-of-a-subcommand"),
+]
+
+
+@pytest.mark.parametrize(("args", "command"), USAGE_MISTAKES)
+def test_a_usage_mistake_is_one_error_line_and_a_usage_hint(
+    home: Path, args: list[str], command: str
+) -> None:
+    result = run(home, *args)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith(f"Usage: memvault {command} ")
+    assert lines[1] == f"Try 'memvault {command} --help' for help."
+    assert len(lines) == 3 and lines[2].startswith("Error: "), lines
+    assert result.stdout == ""
 
 
 def test_success_and_help_exit_0(home: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -79,3 +80,25 @@ def test_first_start_prints_an_admin_key_once(home: Path) -> None:
         assert listed.json()["count"] == 1  # the key and the memory survived the restart
     finally:
         stop(process)
+
+
+def test_a_port_in_use_is_one_message_before_anything_is_created(home: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "MEMVAULT_HOME": str(home), "MEMVAULT_EMBEDDER": "hash"}
+        result = subprocess.run(
+            [sys.executable, "-m", "memvault", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "[address_unavailable]" in result.stderr and f"127.0.0.1:{port}" in result.stderr
+    assert "already in use" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Nothing was printed or made: no admin key shown (and lost), no store created.
+    assert "memvault serving" not in result.stdout and not KEY.findall(result.stdout)
+    assert not home.exists()

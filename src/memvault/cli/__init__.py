@@ -25,15 +25,51 @@ from memvault.errors import InvalidInput, MemvaultError
 
 __all__ = ["app", "main"]
 
+# Plain (click-style) help and errors: typer's rich help shows every flag as taking a value
+# (``--json <bool>``) and boxes a usage error over several lines; plain help lists flags as
+# flags and a usage error is the usage, a hint and one ``Error:`` line.
+_HELP_MARKUP = None
+
+
+def _group(help_text: str) -> typer.Typer:
+    """A command group with the same help style as the top level."""
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=_HELP_MARKUP)
+
+
 app = typer.Typer(
     name="memvault",
     help="Encrypted long-term memory for AI agents.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
     pretty_exceptions_enable=False,
+    rich_markup_mode=_HELP_MARKUP,
 )
 console = Console()
 errors = Console(stderr=True)
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from memvault import __version__
+
+        console.print(f"memvault {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _top_level(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Encrypted long-term memory for AI agents."""
+
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", envvar="MEMVAULT_HOME", help="Data directory.")
@@ -66,6 +102,11 @@ def _json_arg(name: str, raw: str | None) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError:
         raise InvalidInput(f"--{name} must be JSON") from None
+
+
+def _live(as_json: bool) -> bool:
+    """Whether to draw live progress: on a terminal's stderr, and never with --json."""
+    return not as_json and errors.is_terminal
 
 
 def _emit(data: Any, as_json: bool, render: Any = None) -> None:
@@ -140,7 +181,9 @@ def search(
     filters: Annotated[str | None, typer.Option(help="mem0 filter, JSON.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k")] = 10,
     threshold: Annotated[float | None, typer.Option(help="Minimum cosine similarity.")] = None,
-    explain: Annotated[bool, typer.Option(help="Show the vector and BM25 parts.")] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show the vector and BM25 parts.")
+    ] = False,
     as_json: JsonOption = False,
     home: HomeOption = None,
     embedder: EmbedderOption = None,
@@ -307,9 +350,7 @@ def import_file(
     )
 
 
-keys_app = typer.Typer(
-    help="API keys of the REST server (work while it runs).", no_args_is_help=True
-)
+keys_app = _group("API keys of the REST server (work while it runs).")
 app.add_typer(keys_app, name="keys")
 
 
@@ -407,7 +448,7 @@ def keys_revoke(
     _emit(info, as_json, lambda i: console.print(f"revoked {i['id']}"))
 
 
-user_app = typer.Typer(help="A user's data: export and erase (GDPR).", no_args_is_help=True)
+user_app = _group("A user's data: export and erase (GDPR).")
 app.add_typer(user_app, name="user")
 
 
@@ -417,25 +458,21 @@ def user_export(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="File to write (default stdout).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
     home: HomeOption = None,
     namespace: NamespaceOption = None,
 ) -> None:
     """Every memory of a user, with metadata and history, as JSON lines."""
+    from memvault.cli.files import write_jsonl
+
     with _keys(home, namespace) as memory:
         lines = memory.export_user(user_id)
         if out is None:
             for line in lines:
                 sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
             return
-        count = 0
-        from memvault.storage.files import open_private
-
-        # 0600 from the first byte (os.open with the mode), never chmod-ed afterwards.
-        with open_private(out, "x") as handle:
-            for line in lines:
-                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-                count += line.get("type") == "memory"
-    errors.print(f"exported {count} memories of {user_id} to {out}")
+        count = write_jsonl(out, lines, force=force)
+    errors.print(f"exported {count} memories of {user_id} to {out}", highlight=False)
 
 
 @user_app.command("erase")
@@ -472,9 +509,7 @@ def user_erase(
     )
 
 
-namespace_app = typer.Typer(
-    help="A namespace's rules: secret policy, default TTL.", no_args_is_help=True
-)
+namespace_app = _group("A namespace's rules: secret policy, default TTL.")
 app.add_typer(namespace_app, name="namespace")
 
 
@@ -495,7 +530,7 @@ def namespace_set(
         float | None, typer.Option(help="Expiry of new memories, in days.")
     ] = None,
     no_default_ttl: Annotated[
-        bool, typer.Option(help="New memories never expire by default.")
+        bool, typer.Option("--no-default-ttl", help="New memories never expire by default.")
     ] = False,
     as_json: JsonOption = False,
     home: HomeOption = None,
@@ -515,10 +550,7 @@ def namespace_set(
     _emit(rules, as_json)
 
 
-jobs_app = typer.Typer(
-    help="The job queue of infer=True adds: status, results, retry of dead jobs.",
-    no_args_is_help=True,
-)
+jobs_app = _group("The job queue of infer=True adds: status, results, retry of dead jobs.")
 app.add_typer(jobs_app, name="jobs")
 
 
@@ -587,7 +619,7 @@ def jobs_retry(
     _emit(job, as_json, lambda data: console.print(f"job {data['id']} is {data['status']}"))
 
 
-audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+audit_app = _group("The tamper-evident audit log.")
 app.add_typer(audit_app, name="audit")
 
 
@@ -657,8 +689,18 @@ def user_rotate_key(
 
     user_id = check_id("user_id", user_id)
 
-    with _keys(home, namespace) as memory:
-        result = memory.rotate_user_key(user_id)
+    from memvault.cli.progress import counter
+
+    with (
+        _keys(home, namespace) as memory,
+        counter(errors, f"re-encrypting {user_id}", show=_live(as_json)) as say,
+    ):
+        result = memory.rotate_user_key(
+            user_id,
+            on_progress=lambda done, events: say(
+                f"re-encrypting {user_id}: {done:,} memories, {events:,} history events done"
+            ),
+        )
         memory.audit.append(
             [
                 AuditEntry(
@@ -686,8 +728,15 @@ def gc(
     home: HomeOption = None,
 ) -> None:
     """Delete expired memories now (a running server does it every hour)."""
-    with _keys(home, None) as memory:
-        purged = memory.purge_expired()
+    from memvault.cli.progress import counter
+
+    with (
+        _keys(home, None) as memory,
+        counter(errors, "purging expired memories", show=_live(as_json)) as say,
+    ):
+        purged = memory.purge_expired(
+            on_progress=lambda done: say(f"purging expired memories: {done:,} done")
+        )
     _emit(
         {"purged": purged},
         as_json,
@@ -698,16 +747,23 @@ def gc(
 @keys_app.command("rotate-master")
 def keys_rotate_master(
     retire_old: Annotated[
-        bool, typer.Option(help="Then forget the old master key versions.")
+        bool, typer.Option("--retire-old", help="Then forget the old master key versions.")
     ] = False,
     as_json: JsonOption = False,
     home: HomeOption = None,
 ) -> None:
     """Rewrap every data key under a new master key version (servers keep running)."""
+    from memvault.cli.progress import counter
     from memvault.security.audit import AuditEntry
 
-    with _keys(home, None) as memory:
-        result = memory.rotate_master_key(retire_old=retire_old)
+    with (
+        _keys(home, None) as memory,
+        counter(errors, "rewrapping data keys", show=_live(as_json)) as say,
+    ):
+        result = memory.rotate_master_key(
+            retire_old=retire_old,
+            on_progress=lambda done: say(f"rewrapping data keys: {done:,} done"),
+        )
         memory.audit.append(
             [AuditEntry(action="cli keys rotate-master", outcome="ok", source="cli")]
         )
@@ -721,7 +777,7 @@ def keys_rotate_master(
     )
 
 
-db_app = typer.Typer(help="The database behind the store.", no_args_is_help=True)
+db_app = _group("The database behind the store.")
 app.add_typer(db_app, name="db")
 
 
@@ -816,7 +872,7 @@ def migrate(
     from memvault.core.transfer import migrate_store, parse_target
 
     target = parse_target(to, to_keys)
-    show = not as_json and errors.is_terminal
+    show = _live(as_json)
     with _keys(home, None) as memory:
         if show:
             columns = (
@@ -940,12 +996,20 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="memvault", standalone_mode=True)
     except MemvaultError as exc:
+        # One line however long (a path, a URL): soft_wrap keeps rich from breaking it at 80
+        # columns when stderr is not a terminal, so scripts and greps see it whole.
         errors.print(
-            f"[red]error[/red] {escape(f'[{exc.code}]')} {escape(exc.message)}", highlight=False
+            f"[red]error[/red] {escape(f'[{exc.code}]')} {escape(exc.message)}",
+            highlight=False,
+            soft_wrap=True,
         )
         sys.exit(2 if isinstance(exc, InvalidInput) else 1)
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         reason = exc.strerror or type(exc).__name__
-        errors.print(f"[red]error[/red] {escape('[os_error] ' + reason + where)}", highlight=False)
+        errors.print(
+            f"[red]error[/red] {escape('[os_error] ' + reason + where)}",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)

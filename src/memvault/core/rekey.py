@@ -15,6 +15,7 @@ has; see ``core/jobs.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from memvault.codec import binding
@@ -33,7 +34,14 @@ __all__ = ["rotate_user_key"]
 _FIELDS = ("text", "metadata", "vector", "context")
 
 
-def rotate_user_key(engine: Engine, user_id: str, batch: int = 200) -> dict[str, Any]:
+def rotate_user_key(
+    engine: Engine,
+    user_id: str,
+    batch: int = 200,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Move the user's rows and events to a new key; ``on_progress(memories, events)`` (moved so
+    far) after each batch."""
     user_id = check_id("user_id", user_id)
     require_user(engine, user_id)  # rotating nobody would make a key for nobody
     reseal_legacy(engine)  # rows of an older version first: they name their key the old way
@@ -63,6 +71,8 @@ def rotate_user_key(engine: Engine, user_id: str, batch: int = 200) -> dict[str,
             moved += done
             rekeyed_events += events
             rekeyed_jobs += queued
+            if on_progress is not None:
+                on_progress(moved, rekeyed_events)
             if done == 0 and events == 0 and queued == 0:
                 break
     keyring.finish_generation(owner)

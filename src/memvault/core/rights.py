@@ -116,9 +116,15 @@ def _export_lines(engine: Engine, user_id: str) -> Iterator[dict[str, Any]]:
         yield {"type": "history", "memory_id": memory_id, "events": events_of_deleted}
 
 
-def purge_expired(engine: Engine, delete: Callable[[str, str], bool], batch: int = 500) -> int:
+def purge_expired(
+    engine: Engine,
+    delete: Callable[[str, str], bool],
+    batch: int = 500,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
     """Delete expired memories of every namespace (``delete(namespace, id)``, which records a
-    DELETE event and says whether the memory was still there); returns how many."""
+    DELETE event and says whether the memory was still there); returns how many, and tells
+    ``on_progress(purged so far)`` after each batch."""
     total = 0
     while True:
         rows = engine.store.expired(now_iso(), batch)
@@ -126,3 +132,5 @@ def purge_expired(engine: Engine, delete: Callable[[str, str], bool], batch: int
             return total
         for row in rows:
             total += delete(row.namespace, row.id)
+        if on_progress is not None:
+            on_progress(total)

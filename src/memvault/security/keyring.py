@@ -448,11 +448,14 @@ class KeyRing:
     def versions_in_use(self) -> dict[int, int]:
         return self._keys.versions_in_use()
 
-    def rotate_master(self, *, new_version: bool) -> int:
+    def rotate_master(
+        self, *, new_version: bool, on_progress: Callable[[int], None] | None = None
+    ) -> int:
         """Rewrap every data key under the current master version (adding one first when asked).
 
         Each key is rewrapped with compare-and-set, in batches, so readers and writers carry on:
-        a data key itself never changes, only the envelope around it.
+        a data key itself never changes, only the envelope around it. ``on_progress(rewrapped
+        so far)`` after each batch.
         """
         with self._lock:
             self._refresh()
@@ -472,6 +475,8 @@ class KeyRing:
                         for scope_id, old in found
                     ]
                 )
+            if on_progress is not None:
+                on_progress(rewrapped)
         self._keys.flush()
         return rewrapped
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
 
 from memvault.config import Settings
+from memvault.errors import AddressUnavailable
 from memvault.memory import Memory
 from memvault.server.app import check_settings, create_app
 from memvault.server.deadline import deadline_protocol
 
-__all__ = ["first_start_key", "serve", "uvicorn_options"]
+__all__ = ["first_start_key", "listen", "serve", "uvicorn_options"]
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -71,14 +74,48 @@ def _print_first_key(console: Console, key: str, base: str) -> None:
         )
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything is printed or created: a port in use is one
+    clear error (uvicorn would log a line and exit 3 after the banner and the first admin key).
+    Bound as uvicorn binds (IPv6 for an address with a colon, ``SO_REUSEADDR``); uvicorn
+    listens on it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = "the address is already in use (another server?)"
+        elif exc.errno == errno.EACCES:
+            reason = "permission denied (ports below 1024 need privileges)"
+        else:
+            reason = exc.strerror or type(exc).__name__
+        raise AddressUnavailable(
+            f"cannot listen on {host}:{port}: {reason}; stop the other process or choose"
+            " another --port / --host (MEMVAULT_PORT, MEMVAULT_HOST)"
+        ) from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def serve(settings: Settings, console: Console | None = None) -> None:
     import uvicorn
 
     console = console or Console()
     check_settings(settings)
-    memory = Memory(settings=settings)
+    sock = listen(settings.host, settings.port)
     try:
-        base = f"http://{settings.host}:{settings.port}"
+        memory = Memory(settings=settings)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        port = sock.getsockname()[1]  # the one the system picked for --port 0
+        base = f"http://{settings.host}:{port}"
         key = first_start_key(memory) if settings.auth else None
         if key is not None:
             _print_first_key(console, key, base)
@@ -87,6 +124,8 @@ def serve(settings: Settings, console: Console | None = None) -> None:
             f"data: {memory.home}   keys: memvault keys create --role write [--user ID]"
         )
         app = create_app(settings, memory)
-        uvicorn.run(app, **uvicorn_options(settings))
+        server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         memory.close()

@@ -1,0 +1,72 @@
+"""Long commands show live progress on a terminal's stderr, and nothing that spoils ``--json``.
+
+Run as processes with ``TTY_COMPATIBLE=1``, which makes rich treat the pipes as a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memvault import HashEmbedder, Memory
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("memvault")
+# TTY_COMPATIBLE makes stdout a "terminal" too, where JSON is coloured: piped, it is plain.
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def run(home: Path, *args: str, terminal: bool) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MEMVAULT_HOME": str(home), "MEMVAULT_EMBEDDER": "hash"}
+    env["TTY_COMPATIBLE"] = "1" if terminal else "0"
+    env.pop("FORCE_COLOR", None)
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def stocked_home(home: Path) -> Path:
+    with Memory(home, embedder=HashEmbedder()) as memory:
+        memory.add_many([{"messages": f"fact {i}", "user_id": "zoe"} for i in range(5)])
+        memory.add("gone soon", user_id="zoe", expiration_date="2000-01-01T00:00:00+00:00")
+    return home
+
+
+# (arguments, what the last progress line says, a key of the --json result)
+LONG_COMMANDS = [
+    pytest.param(
+        ["user", "rotate-key", "zoe"],
+        "re-encrypting zoe: 6 memories, 6 history events done",
+        "memories_rekeyed",
+        id="rotate-key",
+    ),
+    pytest.param(
+        ["keys", "rotate-master"], "rewrapping data keys: ", "rewrapped", id="rotate-master"
+    ),
+    pytest.param(["gc"], "purging expired memories: 1 done", "purged", id="gc"),
+]
+
+
+@pytest.mark.parametrize(("args", "progress", "key"), LONG_COMMANDS)
+def test_progress_on_a_terminal_and_clean_json(
+    stocked_home: Path, args: list[str], progress: str, key: str
+) -> None:
+    shown = run(stocked_home, *args, terminal=True)
+    assert shown.returncode == 0, shown.stderr
+    assert progress in shown.stderr
+    assert progress not in shown.stdout  # the result alone goes to stdout
+    as_json = run(stocked_home, *args, "--json", terminal=True)
+    assert as_json.returncode == 0, as_json.stderr
+    assert key in json.loads(ANSI.sub("", as_json.stdout))  # nothing but the JSON document
+    assert as_json.stderr == ""
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(stocked_home: Path) -> None:
+    piped = run(stocked_home, "user", "rotate-key", "zoe", terminal=False)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr == ""
