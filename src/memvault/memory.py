@@ -916,41 +916,21 @@ class Memory:
         self._store.set_namespace_settings(self.namespace, rules)
         return self.namespace_settings()
 
-    def rotate_user_key(
-        self, user_id: str, *, on_progress: Callable[[int, int], None] | None = None
-    ) -> dict[str, Any]:
+    def rotate_user_key(self, user_id: str) -> dict[str, Any]:
         """Re-encrypt every memory, history event and job (request and result) of a user under
         a new data key, in batches, while reads, writes and job workers go on; the old key is
-        destroyed at the end. ``on_progress(memories, events)``, re-encrypted so far, after each
-        batch."""
-        return rekey.rotate_user_key(self._engine, user_id, on_progress=on_progress)
+        destroyed at the end."""
+        return rekey.rotate_user_key(self._engine, user_id)
 
-    def rotate_master_key(
-        self, *, retire_old: bool = False, on_progress: Callable[[int], None] | None = None
-    ) -> dict[str, Any]:
+    def rotate_master_key(self, *, retire_old: bool = False) -> dict[str, Any]:
         """Rewrap every data key under a new master key version, without stopping readers.
 
         With the key file (the embedded default) a new random version is added to the file and
         becomes current; with ``MEMVAULT_MASTER_KEY`` the first version listed is current and
         the old ones must still be listed until this has run. ``retire_old`` then forgets every
-        other version, so old key material no longer opens the store. ``on_progress(rewrapped
-        so far)`` after each batch of data keys.
+        other version, so old key material no longer opens the store.
         """
-        keyring = self._keyring
-        file_based = keyring.master.path is not None
-        rewrapped = keyring.rotate_master(new_version=file_based, on_progress=on_progress)
-        retired = []
-        if retire_old:
-            for version in sorted(keyring.master.keys):
-                if version != keyring.master.current_version:
-                    keyring.retire_master(version)
-                    retired.append(version)
-        return {
-            "current_version": keyring.master.current_version,
-            "rewrapped": rewrapped,
-            "retired": retired,
-            "versions_in_use": keyring.versions_in_use(),
-        }
+        return rekey.rotate_master_key(self._keyring, retire_old=retire_old)
 
     def reseal_legacy(
         self, *, batch: int = 200, on_progress: Callable[[int, int], None] | None = None
@@ -960,16 +940,9 @@ class Memory:
         Runs on open; safe to call again (a no-op once done)."""
         return reseal.reseal_legacy(self._engine, batch=batch, on_progress=on_progress)
 
-    def purge_expired(self, *, on_progress: Callable[[int], None] | None = None) -> int:
-        """Delete expired memories of every namespace now (the server also does it hourly);
-        ``on_progress(purged so far)`` after each batch."""
-
-        def delete(namespace: str, memory_id: str) -> bool:
-            view = self._engine.view(namespace)
-            done = changes.apply(view, [Delete(memory_id, missing_ok=True)])
-            return bool(done[0]["event"] == "DELETE")
-
-        return rights.purge_expired(self._engine, delete, on_progress=on_progress)
+    def purge_expired(self) -> int:
+        """Delete expired memories of every namespace now (the server also does it hourly)."""
+        return rights.purge_expired(self._engine)
 
     def reset(self) -> None:
         """Erase this namespace: its data keys first (so copies become unreadable), then rows."""

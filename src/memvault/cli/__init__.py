@@ -690,12 +690,15 @@ def user_rotate_key(
     user_id = check_id("user_id", user_id)
 
     from memvault.cli.progress import counter
+    from memvault.core import rekey
 
     with (
         _keys(home, namespace) as memory,
         counter(errors, f"re-encrypting {user_id}", show=_live(as_json)) as say,
     ):
-        result = memory.rotate_user_key(
+        # Through the core, for its progress hook (Memory.rotate_user_key is the same call).
+        result = rekey.rotate_user_key(
+            memory.engine,
             user_id,
             on_progress=lambda done, events: say(
                 f"re-encrypting {user_id}: {done:,} memories, {events:,} history events done"
@@ -729,13 +732,15 @@ def gc(
 ) -> None:
     """Delete expired memories now (a running server does it every hour)."""
     from memvault.cli.progress import counter
+    from memvault.core import rights
 
     with (
         _keys(home, None) as memory,
         counter(errors, "purging expired memories", show=_live(as_json)) as say,
     ):
-        purged = memory.purge_expired(
-            on_progress=lambda done: say(f"purging expired memories: {done:,} done")
+        # Through the core, for its progress hook (Memory.purge_expired is the same call).
+        purged = rights.purge_expired(
+            memory.engine, on_progress=lambda done: say(f"purging expired memories: {done:,} done")
         )
     _emit(
         {"purged": purged},
@@ -754,13 +759,16 @@ def keys_rotate_master(
 ) -> None:
     """Rewrap every data key under a new master key version (servers keep running)."""
     from memvault.cli.progress import counter
+    from memvault.core import rekey
     from memvault.security.audit import AuditEntry
 
     with (
         _keys(home, None) as memory,
         counter(errors, "rewrapping data keys", show=_live(as_json)) as say,
     ):
-        result = memory.rotate_master_key(
+        # Through the core, for its progress hook (Memory.rotate_master_key is the same call).
+        result = rekey.rotate_master_key(
+            memory.engine.keyring,
             retire_old=retire_old,
             on_progress=lambda done: say(f"rewrapping data keys: {done:,} done"),
         )

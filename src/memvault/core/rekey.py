@@ -1,4 +1,5 @@
-"""Rotating one user's data key: every row re-encrypted under a new key, in batches, online.
+"""Key rotation: one user's data key (every row re-encrypted under a new key, in batches,
+online), and the master key (every data key rewrapped, ``rotate_master_key``).
 
 The new key becomes the scope's current generation first, so new memories and queued jobs use it
 at once; rows then move over a batch (one transaction) at a time, each re-sealed field by field,
@@ -25,11 +26,12 @@ from memvault.core.reseal import reseal_legacy
 from memvault.core.rights import require_user
 from memvault.retrieval.text import normalize_for_dedup
 from memvault.security.crypto import ScopeCipher
+from memvault.security.keyring import KeyRing
 from memvault.storage.base import WriteTx
 from memvault.storage.rows import IndexTerms
 from memvault.validation import Scope, check_id
 
-__all__ = ["rotate_user_key"]
+__all__ = ["rotate_master_key", "rotate_user_key"]
 
 _FIELDS = ("text", "metadata", "vector", "context")
 
@@ -152,3 +154,24 @@ def _move_jobs(
         jobs.reseal(job, old, new)
         tx.rewrite_job(job)
     return len(found)
+
+
+def rotate_master_key(
+    keyring: KeyRing, *, retire_old: bool = False, on_progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """``Memory.rotate_master_key``; ``on_progress(rewrapped so far)`` after each batch of data
+    keys (``memvault keys rotate-master`` draws it)."""
+    file_based = keyring.master.path is not None
+    rewrapped = keyring.rotate_master(new_version=file_based, on_progress=on_progress)
+    retired = []
+    if retire_old:
+        for version in sorted(keyring.master.keys):
+            if version != keyring.master.current_version:
+                keyring.retire_master(version)
+                retired.append(version)
+    return {
+        "current_version": keyring.master.current_version,
+        "rewrapped": rewrapped,
+        "retired": retired,
+        "versions_in_use": keyring.versions_in_use(),
+    }

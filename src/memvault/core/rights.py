@@ -13,6 +13,7 @@ from typing import Any
 
 from memvault.clock import now_iso
 from memvault.codec import legacy_keys
+from memvault.core import changes
 from memvault.core.engine import Engine
 from memvault.errors import NotFound
 from memvault.validation import Scope, check_id
@@ -117,14 +118,16 @@ def _export_lines(engine: Engine, user_id: str) -> Iterator[dict[str, Any]]:
 
 
 def purge_expired(
-    engine: Engine,
-    delete: Callable[[str, str], bool],
-    batch: int = 500,
-    on_progress: Callable[[int], None] | None = None,
+    engine: Engine, batch: int = 500, on_progress: Callable[[int], None] | None = None
 ) -> int:
-    """Delete expired memories of every namespace (``delete(namespace, id)``, which records a
-    DELETE event and says whether the memory was still there); returns how many, and tells
-    ``on_progress(purged so far)`` after each batch."""
+    """Delete expired memories of every namespace, each with a DELETE event; returns how many,
+    and tells ``on_progress(purged so far)`` after each batch (``memvault gc`` draws it)."""
+
+    def delete(namespace: str, memory_id: str) -> bool:
+        """Whether the memory was still there (another process may have purged it first)."""
+        done = changes.apply(engine.view(namespace), [changes.Delete(memory_id, missing_ok=True)])
+        return bool(done[0]["event"] == "DELETE")
+
     total = 0
     while True:
         rows = engine.store.expired(now_iso(), batch)
