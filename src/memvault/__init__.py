@@ -41,6 +41,7 @@ from memvault.errors import (
     TextTooLong,
     TooManyKeys,
     Unauthorized,
+    UnsupportedOption,
     WrongMasterKey,
 )
 from memvault.memory import Memory
@@ -85,6 +86,7 @@ __all__ = [
     "TextTooLong",
     "TooManyKeys",
     "Unauthorized",
+    "UnsupportedOption",
     "WrongMasterKey",
     "__version__",
     "register_embedder",

@@ -13,6 +13,7 @@ responses. Never match on message text: match on the class or on ``code``.
     │   ├── InvalidFilter              invalid_filter
     │   │   └── FilterTooExpensive     filter_too_expensive
     │   ├── InvalidConfig              invalid_config
+    │   ├── UnsupportedOption          unsupported_option
     │   └── SecretDetected             secret_detected
     ├── Unauthorized                   unauthorized     401
     ├── Forbidden                      forbidden        403
@@ -72,6 +73,7 @@ __all__ = [
     "TextTooLong",
     "TooManyKeys",
     "Unauthorized",
+    "UnsupportedOption",
     "WrongMasterKey",
 ]
 
@@ -133,6 +135,13 @@ class FilterTooExpensive(InvalidFilter):
 
 class InvalidConfig(InvalidInput):
     code = "invalid_config"
+
+
+class UnsupportedOption(InvalidInput):
+    """An option of mem0's API that memvault cannot honour: the message names it and says why
+    (refused rather than ignored, so a caller never believes it took effect)."""
+
+    code = "unsupported_option"
 
 
 class Unauthorized(MemvaultError):
