@@ -97,6 +97,8 @@ def parse_query_filters(raw: str) -> dict[str, Any]:
         raise InvalidInput(f"filters is longer than {MAX_QUERY_FILTER} characters")
     try:
         value = json.loads(raw)
+    except RecursionError:
+        raise InvalidInput("filters is nested too deeply") from None
     except ValueError:
         try:
             value = ast.literal_eval(raw)
