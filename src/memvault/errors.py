@@ -83,14 +83,27 @@ class MemvaultError(Exception):
 
     code: ClassVar[str] = "internal"
     http_status: ClassVar[int] = 500
+    # Which item of a batch (``Memory.add_many``) was refused, counted from 0; None otherwise.
+    item: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
+    def for_item(self, index: int) -> MemvaultError:
+        """The same error (class and code) about item ``index`` of a batch."""
+        named = type(self)(f"{item_prefix(index)}{self.message}")
+        named.item = index
+        return named
+
     def to_dict(self) -> dict[str, str]:
         """The error as the JSON body front ends return: ``{"code", "message"}``."""
         return {"code": self.code, "message": self.message}
+
+
+def item_prefix(index: int) -> str:
+    """How an error about one item of a batch begins (``MemvaultError.for_item``)."""
+    return f"item {index}: "
 
 
 class InvalidInput(MemvaultError):

@@ -462,7 +462,12 @@ class Memory:
         if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
             raise InvalidInput("items must be a list of objects with add()'s arguments")
         rules = self._store.namespace_settings(self.namespace)
-        validated = [(item, self._validate(item, rules)) for item in items]
+        validated = []
+        for index, item in enumerate(items):
+            try:
+                validated.append((item, self._validate(item, rules)))
+            except InvalidInput as exc:  # which item: a batch may hold a thousand
+                raise exc.for_item(index) from None
         if any(item.get("infer") for item, _ in validated):
             self._require_llm()
             return {"results": self._add_inferring(validated, batch_size)}
