@@ -450,7 +450,10 @@ class Memory:
         on_progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
         """Bulk load: each item has ``add``'s arguments; one embedding call and one transaction
-        per batch. Every item is validated before anything is written; results keep the order.
+        per batch. Every item is validated before anything is written (an invalid one raises
+        with ``item`` set to its index, and its message begins ``item N:``); results keep the
+        order. An item may also carry ``created_at`` and ``updated_at`` (ISO 8601, not in the
+        future): an import keeps its source's times, instead of now.
 
         Each batch is committed before the next starts, so an interrupted load keeps every
         batch it reported through ``on_progress(done, total)``.
