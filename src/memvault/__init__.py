@@ -42,6 +42,7 @@ from memvault.errors import (
     TextTooLong,
     TooManyKeys,
     Unauthorized,
+    UnsupportedOption,
     WrongMasterKey,
 )
 from memvault.memory import Memory
@@ -87,6 +88,7 @@ __all__ = [
     "TextTooLong",
     "TooManyKeys",
     "Unauthorized",
+    "UnsupportedOption",
     "WrongMasterKey",
     "__version__",
     "register_embedder",

@@ -13,6 +13,7 @@ responses. Never match on message text: match on the class or on ``code``.
     │   ├── InvalidFilter              invalid_filter
     │   │   └── FilterTooExpensive     filter_too_expensive
     │   ├── InvalidConfig              invalid_config
+    │   ├── UnsupportedOption          unsupported_option
     │   └── SecretDetected             secret_detected
     ├── Unauthorized                   unauthorized     401
     ├── Forbidden                      forbidden        403
@@ -74,6 +75,7 @@ __all__ = [
     "TextTooLong",
     "TooManyKeys",
     "Unauthorized",
+    "UnsupportedOption",
     "WrongMasterKey",
 ]
 
@@ -83,14 +85,27 @@ class MemvaultError(Exception):
 
     code: ClassVar[str] = "internal"
     http_status: ClassVar[int] = 500
+    # Which item of a batch (``Memory.add_many``) was refused, counted from 0; None otherwise.
+    item: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
+    def for_item(self, index: int) -> MemvaultError:
+        """The same error (class and code) about item ``index`` of a batch."""
+        named = type(self)(f"{item_prefix(index)}{self.message}")
+        named.item = index
+        return named
+
     def to_dict(self) -> dict[str, str]:
         """The error as the JSON body front ends return: ``{"code", "message"}``."""
         return {"code": self.code, "message": self.message}
+
+
+def item_prefix(index: int) -> str:
+    """How an error about one item of a batch begins (``MemvaultError.for_item``)."""
+    return f"item {index}: "
 
 
 class InvalidInput(MemvaultError):
@@ -135,6 +150,13 @@ class FilterTooExpensive(InvalidFilter):
 
 class InvalidConfig(InvalidInput):
     code = "invalid_config"
+
+
+class UnsupportedOption(InvalidInput):
+    """An option of mem0's API that memvault cannot honour: the message names it and says why
+    (refused rather than ignored, so a caller never believes it took effect)."""
+
+    code = "unsupported_option"
 
 
 class Unauthorized(MemvaultError):

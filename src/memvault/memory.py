@@ -86,8 +86,14 @@ _ADD_KEYS = frozenset(
         "infer",
         "actor_id",
         "importance",
+        # Times the memory was first and last written elsewhere (an import, mem0's timestamp):
+        # accepted by add_many only, never later than now.
+        "created_at",
+        "updated_at",
     }
 )
+# A clock a little ahead of this one is not an error; a time further ahead is.
+CLOCK_SKEW = timedelta(minutes=5)
 _INFERENCE_KEYS = (_ADD_KEYS - {"infer"}) | {"observed_at", "job_id"}
 # Existing memories of the scope shown to the model per fact when reconciling.
 SIMILAR_PER_FACT = 5
@@ -444,7 +450,10 @@ class Memory:
         on_progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
         """Bulk load: each item has ``add``'s arguments; one embedding call and one transaction
-        per batch. Every item is validated before anything is written; results keep the order.
+        per batch. Every item is validated before anything is written (an invalid one raises
+        with ``item`` set to its index, and its message begins ``item N:``); results keep the
+        order. An item may also carry ``created_at`` and ``updated_at`` (ISO 8601, not in the
+        future): an import keeps its source's times, instead of now.
 
         Each batch is committed before the next starts, so an interrupted load keeps every
         batch it reported through ``on_progress(done, total)``.
@@ -456,7 +465,12 @@ class Memory:
         if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
             raise InvalidInput("items must be a list of objects with add()'s arguments")
         rules = self._store.namespace_settings(self.namespace)
-        validated = [(item, self._validate(item, rules)) for item in items]
+        validated = []
+        for index, item in enumerate(items):
+            try:
+                validated.append((item, self._validate(item, rules)))
+            except InvalidInput as exc:  # which item: a batch may hold a thousand
+                raise exc.for_item(index) from None
         if any(item.get("infer") for item, _ in validated):
             self._require_llm()
             return {"results": self._add_inferring(validated, batch_size)}
@@ -483,7 +497,7 @@ class Memory:
         for item, adds in validated:
             if item.get("infer"):
                 flush()
-                results.extend(self._infer(adds, datetime.now(UTC), None))
+                results.extend(self._infer(adds, _observed(adds), None))
             else:
                 plain.extend(adds)
         flush()
@@ -521,14 +535,14 @@ class Memory:
         if unknown:
             raise InvalidInput(f"unknown keys {sorted(unknown)}; known: {sorted(_INFERENCE_KEYS)}")
         item = {k: v for k, v in payload.items() if k in _ADD_KEYS and k != "infer"}
-        observed = parse_datetime("observed_at", payload.get("observed_at")) or datetime.now(UTC)
+        observed = parse_datetime("observed_at", payload.get("observed_at"))
         job_id = payload.get("job_id")
         if job_id is not None:
             job_id = check_id("job_id", job_id)
         self._require_llm()
         raw = self._validate(item, self._store.namespace_settings(self.namespace))
         live_job = job_id if queued else None
-        return {"results": self._infer(raw, observed, job_id, live_job)}
+        return {"results": self._infer(raw, observed or _observed(raw), job_id, live_job)}
 
     def _infer(
         self,
@@ -579,6 +593,7 @@ class Memory:
         if expires is None and rules["default_ttl_seconds"]:
             expires = datetime.now(UTC) + timedelta(seconds=rules["default_ttl_seconds"])
         importance = check_importance(item.get("importance"))
+        created, updated = _written_times(item.get("created_at"), item.get("updated_at"))
         actor = item.get("actor_id")
         if actor is not None:
             actor = check_id("actor_id", actor)
@@ -599,6 +614,8 @@ class Memory:
                     importance,
                     actor if actor is not None else message.name,
                     sorted(set(secrets + metadata_secrets)),
+                    created_at=created,
+                    updated_at=updated,
                 )
             )
         return pending
@@ -953,6 +970,29 @@ class Memory:
             tx.delete_jobs(self.namespace)
         self._cache.drop()
         self._store.forget_decrypted()
+
+
+def _written_times(created: object, updated: object) -> tuple[str | None, str | None]:
+    """An add item's ``created_at``/``updated_at`` in stored form: not in the future (past a
+    little clock skew), and the update not before the creation."""
+    first = parse_datetime("created_at", created)
+    last = parse_datetime("updated_at", updated)
+    latest = datetime.now(UTC) + CLOCK_SKEW
+    for name, moment in (("created_at", first), ("updated_at", last)):
+        if moment is not None and moment > latest:
+            raise InvalidInput(f"{name} is in the future")
+    if first is not None and last is not None and last < first:
+        raise InvalidInput("updated_at is before created_at")
+    if first is None and last is not None:
+        raise InvalidInput("updated_at needs created_at")
+    return (None if first is None else iso(first)), (None if last is None else iso(last))
+
+
+def _observed(adds: Sequence[Add]) -> datetime:
+    """When an add's messages were sent: its ``created_at`` if given, else now (relative times
+    in the messages resolve against it)."""
+    given = adds[0].created_at if adds else None
+    return datetime.fromisoformat(given) if given else datetime.now(UTC)
 
 
 def _secret(value: SecretStr | None) -> str | None:

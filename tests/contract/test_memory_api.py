@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from memvault import Memory, MissingScope, NotFound
+from memvault import InvalidInput, Memory, MissingScope, NotFound
+from memvault.clock import now_iso
 
 
 def test_add_returns_mem0_shape(mem: Memory) -> None:
@@ -263,3 +264,62 @@ def test_search_on_an_empty_store_then_add(mem: Memory) -> None:
     assert [h["memory"] for h in mem.search("kites", user_id="u", mode="vector")["results"]] == [
         "kites fly high"
     ]
+
+
+def test_add_many_keeps_given_created_and_updated_times(mem: Memory) -> None:
+    """An import's times (and mem0's ``timestamp``) are stored as given, in UTC."""
+    items = [
+        {"messages": "old", "user_id": "u", "created_at": "2021-05-01T12:00:00+02:00"},
+        {
+            "messages": "older",
+            "user_id": "u",
+            "created_at": "2020-01-01T00:00:00Z",
+            "updated_at": "2020-06-01T00:00:00Z",
+        },
+        {"messages": "now", "user_id": "u"},
+    ]
+    started = now_iso()
+    ids = [r["id"] for r in mem.add_many(items)["results"]]
+    old, older, now = (mem.get(memory_id) for memory_id in ids)
+    assert old is not None and older is not None and now is not None
+    assert (old["created_at"], old["updated_at"]) == ("2021-05-01T10:00:00.000000+00:00",) * 2
+    assert older["updated_at"] == "2020-06-01T00:00:00.000000+00:00"
+    assert now["created_at"] >= started
+    found = mem.get_all(user_id="u", filters={"created_at": {"lt": "2021-01-01"}})["results"]
+    assert [m["memory"] for m in found] == ["older"]
+    for bad, message in [
+        ({"created_at": "2999-01-01"}, "item 1: created_at is in the future"),
+        ({"updated_at": "2020-01-01"}, "item 1: updated_at needs created_at"),
+        (
+            {"created_at": "2020-01-02", "updated_at": "2020-01-01"},
+            "item 1: updated_at is before created_at",
+        ),
+        ({"created_at": "yesterday"}, "item 1: created_at must be an ISO 8601"),
+    ]:
+        with pytest.raises(InvalidInput) as refused:
+            mem.add_many(
+                [{"messages": "a", "user_id": "v"}, {"messages": "b", "user_id": "v", **bad}]
+            )
+        assert refused.value.message.startswith(message) and refused.value.item == 1
+    assert mem.count(user_id="v") == 0
+
+
+def test_entities_lists_owners_of_live_memories(mem: Memory) -> None:
+    from memvault.core import reads
+
+    mem.add("a", user_id="ann", agent_id="bot")
+    mem.add("b", user_id="ann", run_id="r1")
+    mem.add("c", user_id="ben", agent_id="bot")
+    mem.add("d", agent_id="solo")
+    mem.add("e", user_id="cid", expiration_date="2000-01-01")  # expired: not listed
+    listed = [(e["type"], e["name"], e["total_memories"]) for e in reads.entities(mem.engine)]
+    assert listed == [
+        ("user", "ann", 2),
+        ("user", "ben", 1),
+        ("agent", "bot", 2),
+        ("agent", "solo", 1),
+        ("run", "r1", 1),
+    ]
+    own = [(e["type"], e["name"]) for e in reads.entities(mem.engine, "ann")]
+    assert own == [("user", "ann"), ("agent", "bot"), ("run", "r1")]
+    assert reads.entities(mem.namespaced("elsewhere").engine) == []

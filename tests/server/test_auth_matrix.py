@@ -89,6 +89,15 @@ ROWS = [
         {"query": "x", "filters": {"user_id": "alice"}},
     ),
     Row("POST", "/v3/memories/", "read", 200, 403, 200, {"filters": {"user_id": "alice"}}),
+    # A bound key lists only its own user (and the agents and runs of its own memories).
+    Row("GET", "/v1/entities/", "read", 200, 200, 200),
+    Row("DELETE", "/v2/entities/user/{user_id}/", "erase", 200, 403, 404),
+    # A bound key deletes only its own user's memories of the agent or run: 200, none deleted.
+    Row("DELETE", "/v2/entities/agent/{agent_id}/", "write", 200, 200, 200),
+    Row("DELETE", "/v2/entities/run/{run_id}/", "write", 200, 200, 200),
+    Row("DELETE", "/v2/entities/app/{app_id}/", "write", 422, 422, 422),
+    Row("PUT", "/v1/batch/", "write", 200, 404, 404, {"memories": []}),
+    Row("DELETE", "/v1/batch/", "write", 200, 404, 404, {"memories": []}),
     Row("GET", "/v1/users/{user_id}/export/", "export", 200, 403, 404),
     Row("DELETE", "/v1/users/{user_id}/", "erase", 200, 403, 404),
     Row("POST", "/v1/users/{user_id}/rotate-key/", "admin", 200, 403, 404),
@@ -279,8 +288,14 @@ def test_every_route_is_protected(matrix_server: RunningServer) -> None:
             .replace("{job_id}", job_id)
             .replace("{key_id}", key_id)
             .replace("{user_id}", "alice")
+            .replace("{agent_id}", "helper")
+            .replace("{run_id}", "r1")
+            .replace("{app_id}", "shop")
         )
         body = row.body
+        if row.template == "/v1/batch/":
+            change = {"text": f"batched {n}"} if row.method == "PUT" else {}
+            body = {"memories": [{"memory_id": memory_id, **change}]}
         if row.template == "/v1/namespaces/":
             body = {"name": f"fresh{n}"}
         if row.method == "PUT" and "memory_id" in row.template:

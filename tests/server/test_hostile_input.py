@@ -42,6 +42,14 @@ def test_deeply_nested_json_is_422(server: RunningServer, depth: int) -> None:
         ("POST", "/v3/memories/", f'{{"filters":{nested(depth)}}}'),
         ("PUT", f"/v1/memories/{MEMORY_ID}/", f'{{"metadata":{nested(depth)}}}'),
         ("POST", "/v1/keys/", f'{{"role":"read","name":{nested(depth)}}}'),
+        ("POST", "/v3/memories/add/", f'{{"messages":"x","filters":{nested(depth)}}}'),
+        ("POST", "/v3/memories/add/", f'{{"messages":"x","custom_categories":{nested(depth)}}}'),
+        (
+            "PUT",
+            "/v1/batch/",
+            f'{{"memories":[{{"memory_id":"{MEMORY_ID}","metadata":{nested(depth)}}}]}}',
+        ),
+        ("DELETE", "/v1/batch/", f'{{"memories":{nested_list(depth)}}}'),
     ]
     with server.http(server.admin_key) as http:
         for method, path, body in bodies:
@@ -81,6 +89,19 @@ SURROGATE_BODIES = [
     ("POST", "/v3/memories/search/", '{"query":"\\ud800","filters":{"user_id":"u"}}'),
     ("POST", "/v3/memories/", '{"filters":{"user_id":"\\ud800"}}'),
     ("PUT", f"/v1/memories/{MEMORY_ID}/", '{"text":"\\ud800"}'),
+    ("PUT", f"/v1/memories/{MEMORY_ID}/", '{"text":"x","timestamp":"\\ud800"}'),
+    ("POST", "/v3/memories/add/", '{"messages":"x","filters":{"user_id":"\\ud800"}}'),
+    ("POST", "/v3/memories/add/", '{"messages":"x","user_id":"u","timestamp":"\\ud800"}'),
+    ("POST", "/v3/memories/add/", '{"messages":"x","user_id":"u","version":"\\ud800"}'),
+    (
+        "POST",
+        "/v3/memories/search/",
+        '{"query":"x","filters":{"user_id":"u"},"fields":["\\ud800"]}',
+    ),
+    ("POST", "/v3/memories/", '{"filters":{"user_id":"u","metadata":{"\\ud800":1}}}'),
+    ("PUT", "/v1/batch/", '{"memories":[{"memory_id":"\\ud800","text":"x"}]}'),
+    ("PUT", "/v1/batch/", f'{{"memories":[{{"memory_id":"{MEMORY_ID}","text":"\\ud800"}}]}}'),
+    ("DELETE", "/v1/batch/", '{"memories":[{"memory_id":"\\ud800"}]}'),
     ("POST", "/v1/keys/", '{"role":"read","name":"\\ud800"}'),
     ("POST", "/v1/keys/", '{"role":"read","user_id":"\\ud800"}'),
     ("POST", "/v1/namespaces/", '{"name":"\\ud800"}'),
@@ -114,11 +135,49 @@ def test_bad_bytes_in_paths_and_queries_are_4xx(server: RunningServer, bad: str)
             ("DELETE", f"/v1/keys/{bad}/"),
             ("GET", f"/v1/memories/?user_id={bad}"),
             ("DELETE", f"/v1/memories/?agent_id={bad}"),
+            ("DELETE", f"/v1/memories/?filters={bad}"),
+            ("DELETE", f"/v2/entities/user/{bad}/"),
+            ("DELETE", f"/v2/entities/agent/{bad}/"),
+            ("DELETE", f"/v2/entities/run/{bad}/"),
+            ("DELETE", f"/v2/entities/app/{bad}/"),
             ("GET", f"/v1/audit/?limit={bad}"),
         ):
             response = http.request(method, path)
             assert 400 <= response.status_code < 500, (method, path, response.text)
             assert response.json()["error"]["code"]
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        "[" * 3000 + "]" * 1000,
+        "(" * 1000,
+        "{'user_id': " * 500,
+        "__import__('os').system('true')",
+        "{'user_id': 1}",
+        "{'user_id': ['a']}",
+        "{1: 'a'}",
+        "{'user_id': '" + "a" * 5000 + "'}",
+        '{"user_id": "\\ud800"}',
+        "{'user_id': '\\ud800'}",
+        '{"metadata": {"k": 1}}',
+        "[]",
+        "9" * 4000,
+    ],
+)
+def test_hostile_delete_all_filters_are_4xx(server: RunningServer, filters: str) -> None:
+    """mem0's client sends ``filters`` as a Python literal in the query: parsed bounded, as
+    literals only, and held to the scope keys."""
+    with server.http(server.admin_key) as http:
+        http.post("/v1/memories/", json={"messages": "kept", "user_id": "u"})
+        response = http.delete("/v1/memories/", params={"filters": filters})
+        assert 400 <= response.status_code < 500, response.text
+        assert response.json()["error"]["code"] in (
+            "invalid_input",
+            "invalid_id",
+            "unsupported_option",
+        )
+        assert http.get("/v1/memories/", params={"user_id": "u"}).json()["count"] == 1
 
 
 # The server answers 413 before the upload ends and closes the connection; httpx then sometimes

@@ -324,7 +324,12 @@ def history(
 @app.command("import")
 def import_file(
     path: Annotated[
-        Path, typer.Argument(help="JSONL: one add() item per line.", exists=True, dir_okay=False)
+        Path,
+        typer.Argument(
+            help="JSONL of add() items, a memvault export, or a mem0 get_all dump.",
+            exists=True,
+            dir_okay=False,
+        ),
     ],
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 256,
     as_json: JsonOption = False,

@@ -49,6 +49,10 @@ class Add:
     redactions: list[str]
     vector: npt.NDArray[np.float32] | None = None
     provenance: dict[str, Any] | None = None  # an inferred change's origin, sealed in history
+    # When the memory was observed (an import keeps its source's times; mem0's ``timestamp``):
+    # None means now. ISO 8601 in ``clock.iso``'s form.
+    created_at: str | None = None
+    updated_at: str | None = None
 
 
 @dataclass(slots=True)
@@ -281,8 +285,8 @@ class _Writer:
             metadata_box=b"",
             vector_box=b"",
             context_box=b"",
-            created_at=now,
-            updated_at=now,
+            created_at=change.created_at or now,
+            updated_at=change.updated_at or change.created_at or now,
             expires_at=change.expires_at,
             importance=change.importance,
         )

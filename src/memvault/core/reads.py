@@ -17,6 +17,7 @@ from memvault.validation import Scope, check_id, check_json_value, check_offset,
 
 __all__ = [
     "count",
+    "entities",
     "get",
     "history",
     "page",
@@ -141,3 +142,34 @@ def search_results(
             item["explain"] = hit.explain
         results.append(item)
     return results
+
+
+# The owner columns, in the order mem0's entity list names them (``app`` has no column here).
+ENTITY_TYPES = (("user", "user_id"), ("agent", "agent_id"), ("run", "run_id"))
+
+
+def entities(engine: Engine, user_id: str | None = None) -> list[dict[str, Any]]:
+    """Every user, agent and run id that owns a live memory of the namespace (only those of one
+    user's memories if ``user_id``): ``{"id", "name", "type", "total_memories", "created_at",
+    "updated_at"}`` in mem0's shape, users first, then agents, then runs, each by name."""
+    found: dict[tuple[int, str], dict[str, Any]] = {}
+    for owners in engine.store.owner_counts(engine.namespace, user_id, now_iso()):
+        for order, (kind, column) in enumerate(ENTITY_TYPES):
+            name = getattr(owners, column)
+            if name is None:
+                continue
+            entry = found.setdefault(
+                (order, name),
+                {
+                    "id": name,
+                    "name": name,
+                    "type": kind,
+                    "total_memories": 0,
+                    "created_at": owners.first_created_at,
+                    "updated_at": owners.last_updated_at,
+                },
+            )
+            entry["total_memories"] += owners.memories
+            entry["created_at"] = min(entry["created_at"], owners.first_created_at)
+            entry["updated_at"] = max(entry["updated_at"], owners.last_updated_at)
+    return [found[key] for key in sorted(found)]

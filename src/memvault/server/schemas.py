@@ -89,6 +89,8 @@ class ListRequest(ScopeFields):
 class UpdateRequest(Strict):
     text: StrictStr | None = None
     metadata: dict[str, Any] | None = None
+    # mem0's client may send it; refused by name (``unsupported_option``), never ignored.
+    timestamp: StrictInt | StrictFloat | StrictStr | None = None
 
 
 class MemoryItem(BaseModel):

@@ -49,6 +49,7 @@ from memvault.storage.rows import (
     JobRow,
     KeyStoreStatus,
     MemoryRow,
+    OwnerCount,
     Snapshot,
     StoreStatus,
     VectorRow,
@@ -257,6 +258,11 @@ class MemoryStore(Protocol):
 
     def user_rows(self, namespace: str, user_id: str) -> tuple[int, int]:
         """How many memories and history events a user has in a namespace."""
+        ...
+
+    def owner_counts(self, namespace: str, user_id: str | None, now: str) -> list[OwnerCount]:
+        """Live memories per (user_id, agent_id, run_id) of a namespace (of one user if named):
+        the count, the first ``created_at`` and the last ``updated_at``."""
         ...
 
     def history(self, namespace: str, memory_id: str) -> list[HistoryRow]: ...

@@ -24,6 +24,7 @@ __all__ = [
     "JobRow",
     "KeyStoreStatus",
     "MemoryRow",
+    "OwnerCount",
     "Snapshot",
     "StoreStatus",
     "VectorRow",
@@ -109,6 +110,19 @@ class IndexTerms:
 
     body: str
     context: str
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerCount:
+    """Live memories of one owner combination (``MemoryStore.owner_counts``): owner columns are
+    stored in the clear, so this needs no key."""
+
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    memories: int
+    first_created_at: str
+    last_updated_at: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from memvault.errors import UnsupportedOption
 from memvault.security.policy import Action
 from memvault.security.principal import Principal
 from memvault.server.auth import require
 from memvault.server.bodies import CheckedRoute
 from memvault.server.errors import error_responses
+from memvault.server.mem0_options import MAX_QUERY_FILTER, parse_query_filters, scope_from_filters
 from memvault.server.schemas import (
     AddRequest,
     AddResults,
@@ -37,13 +39,18 @@ Writer = Annotated[Principal, Depends(require(Action.MEMORIES_WRITE))]
 ScopeQuery = Annotated[str | None, Query(max_length=128)]
 
 
-def add_memories(principal: Principal, items: list[AddRequest]) -> dict[str, Any]:
+def add_memories(
+    principal: Principal, items: list[AddRequest], *, created_at: str | None = None
+) -> dict[str, Any]:
+    """``created_at``: when the messages were sent (mem0's ``timestamp``), for every item."""
     prepared = []
     for request in items:
         item = request.as_item()
         user = principal.user_scope(request.user_id)
         if user is not None:
             item["user_id"] = user
+        if created_at is not None:
+            item["created_at"] = created_at
         prepared.append(item)
     return principal.memory.add_many(prepared)
 
@@ -181,10 +188,18 @@ def delete_all(
     user_id: ScopeQuery = None,
     agent_id: ScopeQuery = None,
     run_id: ScopeQuery = None,
+    filters: Annotated[str | None, Query(max_length=MAX_QUERY_FILTER)] = None,
 ) -> dict[str, Any]:
-    """Delete every memory of a scope (user_id, agent_id and/or run_id; one is required)."""
+    """Delete every memory of a scope (user_id, agent_id and/or run_id; one is required).
+
+    ``filters`` is mem0 2.x's form of the same scope (a JSON object of those three ids)."""
+    given = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
+    if filters is not None:
+        given = scope_from_filters(parse_query_filters(filters), given, "delete_all")
     return principal.memory.delete_all(
-        user_id=principal.user_scope(user_id), agent_id=agent_id, run_id=run_id
+        user_id=principal.user_scope(given["user_id"]),
+        agent_id=given["agent_id"],
+        run_id=given["run_id"],
     )
 
 
@@ -203,6 +218,11 @@ def get(memory_id: str, principal: Reader) -> dict[str, Any]:
 )
 def update(memory_id: str, body: UpdateRequest, principal: Writer) -> dict[str, Any]:
     """Replace the text and/or metadata; the old text goes to the memory's history."""
+    if body.timestamp is not None:
+        raise UnsupportedOption(
+            "timestamp is not supported on update: memvault records when a memory changed "
+            "(updated_at) itself; a timestamp is taken when the memory is added"
+        )
     principal.owned(principal.memory.get(memory_id), memory_id)
     return principal.memory.update(memory_id, body.text, body.metadata)
 

@@ -69,6 +69,7 @@ from memvault.storage.rows import (
     IndexTerms,
     JobRow,
     MemoryRow,
+    OwnerCount,
     Snapshot,
     StoreStatus,
     VectorRow,
@@ -537,6 +538,18 @@ class PostgresStore:
             (namespace, user_id, namespace, user_id),
         )
         return int(rows[0][0]), int(rows[0][1])
+
+    def owner_counts(self, namespace: str, user_id: str | None, now: str) -> list[OwnerCount]:
+        sql = (
+            "SELECT user_id, agent_id, run_id, count(*), min(created_at), max(updated_at)"
+            " FROM memories WHERE namespace = %s AND (expires_at IS NULL OR expires_at > %s)"
+        )
+        params: list[Any] = [namespace, now]
+        if user_id is not None:
+            sql += " AND user_id = %s"
+            params.append(user_id)
+        rows = self._fetch(sql + " GROUP BY user_id, agent_id, run_id", params)
+        return [OwnerCount(r[0], r[1], r[2], int(r[3]), str(r[4]), str(r[5])) for r in rows]
 
     def history(self, namespace: str, memory_id: str) -> list[HistoryRow]:
         rows = self._fetch(

@@ -45,6 +45,7 @@ from memvault.storage.rows import (
     IndexTerms,
     JobRow,
     MemoryRow,
+    OwnerCount,
     Snapshot,
     StoreStatus,
     VectorRow,
@@ -509,6 +510,18 @@ class SQLiteStore:
             "SELECT count(*) FROM history WHERE namespace = ? AND user_id = ?", (namespace, user_id)
         )[0][0]
         return int(memories), int(events)
+
+    def owner_counts(self, namespace: str, user_id: str | None, now: str) -> list[OwnerCount]:
+        sql = (
+            "SELECT user_id, agent_id, run_id, count(*), min(created_at), max(updated_at)"
+            " FROM memories WHERE namespace = ? AND (expires_at IS NULL OR expires_at > ?)"
+        )
+        params: list[Any] = [namespace, now]
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params.append(user_id)
+        rows = self._query(sql + " GROUP BY user_id, agent_id, run_id", params)
+        return [OwnerCount(r[0], r[1], r[2], int(r[3]), r[4], r[5]) for r in rows]
 
     def history_of_user(self, namespace: str, user_id: str) -> list[HistoryRow]:
         rows = self._query(
