@@ -28,7 +28,9 @@ import json
 import multiprocessing
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -120,7 +122,7 @@ def rest_part(args: argparse.Namespace) -> dict[str, Any]:
             {
                 "MEMVAULT_LLM_BASE_URL": llm.base_url,
                 "MEMVAULT_LLM_MODEL": "scripted",
-                "MEMVAULT_JOB_WORKERS": str(args.rest_workers),
+                "MEMVAULT_JOB_WORKERS": str(0 if args.worker_process else args.rest_workers),
             }
         )
         port = free_port()
@@ -129,6 +131,22 @@ def rest_part(args: argparse.Namespace) -> dict[str, Any]:
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {key}"}
         out["server_job_workers"] = args.rest_workers
+        out["worker_process"] = args.worker_process
+        # The workers in a process of their own (`memvault jobs work`) beside a server whose
+        # own pool is off: requests then never wait on the GIL behind inference.
+        workers = (
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    *("-m", "memvault", "jobs", "work", "--workers", str(args.rest_workers)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "MEMVAULT_HOME": home, "MEMVAULT_EMBEDDER": args.embedder},
+            )
+            if args.worker_process and args.rest_workers
+            else None
+        )
         try:
 
             def client_run(name: str, count: int, sink: list[float], codes: list[int]) -> None:
@@ -197,6 +215,9 @@ def rest_part(args: argparse.Namespace) -> dict[str, Any]:
             out["jobs_at_end"] = ended
             out["llm_calls"] = llm.calls
         finally:
+            if workers is not None:
+                workers.send_signal(signal.SIGTERM)
+                workers.wait(60)
             stop(server)
     return out
 
@@ -296,7 +317,9 @@ def report(result: dict[str, Any], first: bool = True) -> str:
         lines += [
             "## infer=True add over REST, queue on (answered 202)",
             "",
-            f"`memvault serve` with {r['server_job_workers']} job workers running the jobs behind"
+            f"`memvault serve` with {r['server_job_workers']} job workers"
+            + (" in a `memvault jobs work` process" if r.get("worker_process") else "")
+            + " running the jobs behind"
             f" the adds, LLM delay {r['llm_delay_s'] * 1000:.0f} ms per call. Target p95 <= 30 ms."
             + (
                 " No workers: the jobs stay queued, this is the cost of the 202 alone."
@@ -376,6 +399,11 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.2, help="LLM seconds per call")
     parser.add_argument("--workers", default="1,4", help="worker pool sizes to measure")
     parser.add_argument("--rest-workers", type=int, default=8)
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="run the REST part's workers as `memvault jobs work` beside the server",
+    )
     parser.add_argument("--drain-timeout", type=float, default=300)
     parser.add_argument("--embedder", default="hash")
     parser.add_argument("--skip-rest", action="store_true")

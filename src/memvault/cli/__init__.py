@@ -624,6 +624,28 @@ def jobs_retry(
     _emit(job, as_json, lambda data: console.print(f"job {data['id']} is {data['status']}"))
 
 
+@jobs_app.command("work")
+def jobs_work(
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=256, help="Worker threads (default MEMVAULT_JOB_WORKERS, or 2 if that is 0)."
+        ),
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(min=0, max=3600, help="Seconds running jobs get to finish on stop.")
+    ] = 10.0,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+) -> None:
+    """Run the queue's workers in this process until Ctrl-C or SIGTERM (beside servers started
+    with MEMVAULT_JOB_WORKERS=0, so inference never shares their CPU); every namespace's jobs."""
+    from memvault.cli.worker import work_until_stopped
+
+    with _memory(home, embedder, None) as memory:
+        work_until_stopped(memory, workers, grace, console)
+
+
 audit_app = _group("The tamper-evident audit log.")
 app.add_typer(audit_app, name="audit")
 
