@@ -29,6 +29,7 @@ Run restore with every process of the store stopped (servers, MCP, scripts).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -40,7 +41,8 @@ from memvault.config import Settings
 from memvault.errors import IntegrityError, InvalidConfig, InvalidInput, StorageError
 from memvault.memory import Memory
 from memvault.security.audit import AuditEntry
-from memvault.security.keyring import KEY_FILE_NAME
+from memvault.security.crypto import derive_key
+from memvault.security.keyring import KEY_FILE_NAME, MasterKey, MasterRing
 from memvault.storage import Backend, StoreConfig, backend_for
 from memvault.storage.base import DATA_TABLES
 from memvault.storage.files import create_private_file, ensure_private_dir
@@ -51,6 +53,9 @@ __all__ = ["MANIFEST_NAME", "backup", "read_manifest", "restore"]
 MANIFEST_NAME = "manifest.json"
 FORMAT = "memvault-backup/1"
 SAMPLE_SIZE = 50
+# A manifest names a few files and tables: anything larger is not one of ours (and is not read).
+MAX_MANIFEST_BYTES = 1 << 20
+_SIGNING_PURPOSE = "memvault/v1/backup-manifest"
 # Every file a backup directory may hold: what --force may replace, and nothing else.
 _OURS = frozenset(
     {
@@ -87,6 +92,39 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _signature(master: MasterKey, manifest: dict[str, Any]) -> str:
+    """HMAC-SHA256 of the manifest (all of it but the signature) under a key derived from one
+    master key version. The SHA-256s alone prove nothing against whoever can write the backup
+    directory (they can hash their own files); the signature ties the files to the master key,
+    so a restore never writes a snapshot someone without it altered (planted triggers, raised
+    key roles, moved rows, a Postgres dump's SQL)."""
+    signed = {name: value for name, value in manifest.items() if name != "signature"}
+    body = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    key = derive_key(master.raw, _SIGNING_PURPOSE)
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def _sign(manifest: dict[str, Any], ring: MasterRing) -> None:
+    manifest["master_key_version"] = ring.current_version
+    manifest["signature"] = _signature(ring.current, manifest)
+
+
+def _check_signature(manifest: dict[str, Any], ring: MasterRing, directory: Path) -> None:
+    version = manifest.get("master_key_version")
+    signature = manifest.get("signature")
+    master = ring.keys.get(version) if isinstance(version, int) else None
+    if (
+        master is None
+        or not isinstance(signature, str)
+        or not hmac.compare_digest(signature, _signature(master, manifest))
+    ):
+        raise IntegrityError(
+            f"{directory / MANIFEST_NAME} is not signed by this store's master key: the backup"
+            " was altered, or it belongs to another store (give its keys backup with --keys, or"
+            " its MEMVAULT_MASTER_KEY, including the version it was taken under)"
+        )
 
 
 # --- backup ----------------------------------------------------------------------------------
@@ -156,6 +194,7 @@ def _backup_data(memory: Memory, out: Path, force: bool) -> dict[str, Any]:
     backend = backend_for(_secret(memory.settings.database_url))
     snapshot = memory.engine.store.snapshot(directory)
     manifest = _manifest("data", backend, snapshot, directory, snapshot.files)
+    _sign(manifest, memory.engine.keyring.master)
     _write_manifest(directory, manifest)
     return {"directory": str(directory), **manifest}
 
@@ -171,6 +210,7 @@ def _backup_keys(memory: Memory, out: Path, force: bool) -> dict[str, Any]:
         files = (*files, KEY_FILE_NAME)
     manifest = _manifest("keys", backend, snapshot, directory, files)
     manifest["master_key_file"] = KEY_FILE_NAME in files
+    _sign(manifest, memory.engine.keyring.master)
     _write_manifest(directory, manifest)
     return {"directory": str(directory), **manifest}
 
@@ -203,13 +243,17 @@ def backup(
 
 
 def read_manifest(directory: Path, kind: str) -> dict[str, Any]:
-    """The manifest of a backup directory, with every file in it checked against its SHA-256."""
+    """The manifest of a backup directory, with every file in it checked against its SHA-256
+    (its signature is checked by ``restore``, which knows the master key)."""
     directory = directory.expanduser().resolve()
     path = directory / MANIFEST_NAME
     if not path.is_file():
         raise InvalidInput(
             f"{directory} has no {MANIFEST_NAME}: not a memvault backup, or an interrupted one"
         )
+    _no_link(path)
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise IntegrityError(f"{path} is too large to be a memvault manifest")
     try:
         manifest = json.loads(path.read_text())
         files = manifest["files"]
@@ -228,6 +272,7 @@ def read_manifest(directory: Path, kind: str) -> dict[str, Any]:
         raise IntegrityError(f"{directory} holds files its manifest does not name: {extra[:5]}")
     for name, entry in sorted(files.items()):
         file = directory / name
+        _no_link(file)
         if not file.is_file():
             raise IntegrityError(f"{file} is missing: the backup is incomplete")
         if _sha256(file) != entry.get("sha256"):
@@ -236,6 +281,28 @@ def read_manifest(directory: Path, kind: str) -> dict[str, Any]:
                 " damaged, and is refused"
             )
     return dict(manifest)
+
+
+def _no_link(path: Path) -> None:
+    """A link in a backup would make restore read a file outside it, checked or not."""
+    if path.is_symlink():
+        raise IntegrityError(f"{path} is a symbolic link: a backup holds regular files only")
+
+
+def _master_ring(settings: Settings, keys_dir: Path | None) -> MasterRing:
+    """The master key a restore checks signatures with, and opens the store with: the one set
+    in ``MEMVAULT_MASTER_KEY``, else the keys backup's key file, else the target home's."""
+    secret = _secret(settings.master_key)
+    if secret is not None:
+        return MasterRing.from_env(secret)
+    home = Path(settings.home).expanduser()
+    for path in (keys_dir / KEY_FILE_NAME if keys_dir is not None else None, home / KEY_FILE_NAME):
+        if path is not None and path.is_file():
+            return MasterRing.from_file(path)
+    raise InvalidInput(
+        "no master key to check and open the backup with: give the keys backup too (--keys DIR),"
+        " set MEMVAULT_MASTER_KEY, or restore into the home whose key store goes with this data"
+    )
 
 
 def _check_schema(manifest: dict[str, Any], known: tuple[str, ...]) -> None:
@@ -361,6 +428,10 @@ def restore(
     keys_manifest = read_manifest(keys_dir, "keys") if keys_dir is not None else None
     if keys_dir is not None:
         _apart(data_dir, keys_dir)
+    ring = _master_ring(settings, keys_dir.expanduser().resolve() if keys_dir else None)
+    _check_signature(manifest, ring, data_dir)
+    if keys_manifest is not None and keys_dir is not None:
+        _check_signature(keys_manifest, ring, keys_dir)
     config = _config(settings)
     backend = backend_for(config.database_url)
     for found in (manifest, keys_manifest):
