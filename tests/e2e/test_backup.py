@@ -357,3 +357,32 @@ def test_a_symlink_or_a_huge_manifest_in_a_backup_is_refused(
     manifest_path.write_text(manifest_path.read_text() + " " * (2 << 20))
     with pytest.raises(IntegrityError, match="too large"):
         restore(Settings.load(home=tmp_path / "new"), out)
+
+
+def test_a_file_swapped_in_the_backup_after_the_checks_is_not_what_is_restored(
+    memory: Memory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer of the backup directory who swaps a file between restore's checks and its
+    writes (a race) restores nothing of theirs: restore reads only the copies it checked."""
+    _fill(memory)
+    out, keys = tmp_path / "data", tmp_path / "keys"
+    backup(memory, out, keys_out=keys)
+    planted = tmp_path / "planted.db"
+    planted.write_bytes((out / "memvault.db").read_bytes())
+    with sqlite3.connect(planted) as db:
+        db.execute("CREATE TRIGGER keep BEFORE DELETE ON memories BEGIN SELECT RAISE(IGNORE); END")
+    checked = backup_module._check_data_target
+
+    def swap_then_check(*args: Any) -> tuple[str, ...]:
+        (out / "memvault.db").write_bytes(planted.read_bytes())
+        return checked(*args)
+
+    monkeypatch.setattr(backup_module, "_check_data_target", swap_then_check)
+    target = tmp_path / "target"
+    done = restore(Settings.load(home=target), out, keys_dir=keys)
+    assert done["verified_memories"] == 12
+    with sqlite3.connect(target / "memvault.db") as db:
+        assert (
+            db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
+            == 0
+        )

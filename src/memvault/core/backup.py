@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from memvault.security.crypto import derive_key
 from memvault.security.keyring import KEY_FILE_NAME, MasterKey, MasterRing
 from memvault.storage import Backend, StoreConfig, backend_for
 from memvault.storage.base import DATA_TABLES
-from memvault.storage.files import create_private_file, ensure_private_dir
+from memvault.storage.files import create_private_file, ensure_private_dir, open_private
 from memvault.storage.rows import Snapshot
 
 __all__ = ["MANIFEST_NAME", "backup", "read_manifest", "restore"]
@@ -415,6 +416,29 @@ def _verify_sample(memory: Memory) -> int:
     return len(rows)
 
 
+def _staged(directory: Path, manifest: dict[str, Any], staging: Path) -> Path:
+    """Private copies of a backup's files, each checked against its SHA-256 as it is copied
+    (links refused). Restore reads only these: a file swapped in the backup directory after
+    the checks (whoever can write it, while restore runs) is never what is restored."""
+    copies = ensure_private_dir(staging / str(manifest["kind"]))
+    for name, entry in sorted(manifest["files"].items()):
+        digest = hashlib.sha256()
+        try:
+            source = os.open(directory / name, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            raise IntegrityError(f"{directory / name} is not a regular file") from None
+        with os.fdopen(source, "rb") as reader, open_private(copies / name, "xb") as copy:
+            for chunk in iter(lambda: reader.read(1 << 20), b""):
+                digest.update(chunk)
+                copy.write(chunk)
+        if digest.hexdigest() != entry.get("sha256"):
+            raise IntegrityError(
+                f"{directory / name} does not match the SHA-256 in its manifest: the backup was"
+                " altered or damaged, and is refused"
+            )
+    return copies
+
+
 def restore(
     settings: Settings,
     data_dir: Path,
@@ -423,15 +447,42 @@ def restore(
     force: bool = False,
 ) -> dict[str, Any]:
     """Put a data backup (and, when given, its keys backup) back into the store ``settings``
-    select; returns what was restored and what was shredded."""
+    select; returns what was restored and what was shredded.
+
+    The files are first copied to a private temporary directory (``TMPDIR``: it needs room for
+    the backup), checked there, and restored from there."""
+    data_dir = data_dir.expanduser().resolve()
+    keys_dir = keys_dir.expanduser().resolve() if keys_dir is not None else None
     manifest = read_manifest(data_dir, "data")
     keys_manifest = read_manifest(keys_dir, "keys") if keys_dir is not None else None
     if keys_dir is not None:
         _apart(data_dir, keys_dir)
-    ring = _master_ring(settings, keys_dir.expanduser().resolve() if keys_dir else None)
-    _check_signature(manifest, ring, data_dir)
-    if keys_manifest is not None and keys_dir is not None:
-        _check_signature(keys_manifest, ring, keys_dir)
+    with tempfile.TemporaryDirectory(prefix="memvault-restore-") as staging:
+        data_copy = _staged(data_dir, manifest, Path(staging))
+        keys_copy = None
+        if keys_dir is not None and keys_manifest is not None:
+            keys_copy = _staged(keys_dir, keys_manifest, Path(staging))
+        ring = _master_ring(settings, keys_copy)
+        _check_signature(manifest, ring, data_dir)
+        if keys_manifest is not None and keys_dir is not None:
+            _check_signature(keys_manifest, ring, keys_dir)
+        done = _restore_checked(settings, manifest, keys_manifest, data_copy, keys_copy, force)
+    return {
+        "restored_from": str(data_dir),
+        "keys_from": str(keys_dir) if keys_dir is not None else None,
+        **done,
+    }
+
+
+def _restore_checked(
+    settings: Settings,
+    manifest: dict[str, Any],
+    keys_manifest: dict[str, Any] | None,
+    data_copy: Path,
+    keys_copy: Path | None,
+    force: bool,
+) -> dict[str, Any]:
+    """``restore`` once the backup's files are checked copies of a signed manifest."""
     config = _config(settings)
     backend = backend_for(config.database_url)
     for found in (manifest, keys_manifest):
@@ -442,15 +493,14 @@ def restore(
             )
     known = _check_data_target(backend, config, force)
     _check_schema(manifest, known)
-    if keys_dir is None:
+    if keys_copy is None:
         _check_keys_target(backend, config)
     else:
         # The target's data store is empty (or --force): its key store opens nothing worth
         # keeping. (Over a live store, an older key store brings back users erased since.)
-        _place_master_key(config, settings, keys_dir.expanduser().resolve(), force)
-    if keys_dir is not None:
-        backend.restore_keys(config, keys_dir.expanduser().resolve())
-    backend.restore_data(config, data_dir.expanduser().resolve())
+        _place_master_key(config, settings, keys_copy, force)
+        backend.restore_keys(config, keys_copy)
+    backend.restore_data(config, data_copy)
     opened = settings.model_copy(update={"reseal_on_open": False})
     with Memory(settings=opened) as memory:
         shredded = _shred_unreadable(memory)
@@ -460,8 +510,6 @@ def restore(
         store = memory.engine.store
         tables = {table: store.count_rows(table) for table in DATA_TABLES}
     return {
-        "restored_from": str(data_dir.expanduser().resolve()),
-        "keys_from": str(keys_dir.expanduser().resolve()) if keys_dir is not None else None,
         "backup_created_at": manifest["created_at"],
         "schema_version": manifest["schema_version"],
         "tables": tables,
