@@ -71,13 +71,54 @@ class _Driver:
         self.plan: Plan[Any] = plan
         self.done = False
         self.value: Any = None
+        self._started = False
 
     def next_call(self, answer: Any, error: MemvaultError | None) -> Call | None:
+        started, self._started = self._started, True
         try:
             return self.plan.send(answer) if error is None else self.plan.throw(error)
         except StopIteration as stop:
             self.done, self.value = True, stop.value
             return None
+        except _SHAPE_ERRORS as failed:
+            if not started:
+                raise  # the plan's own checks of the arguments, before any answer
+            # Reading an answer failed: whatever the server (or a proxy) sent, the caller
+            # sees a memvault error, as from every other failure of a call.
+            raise _not_ours(f"an answer of the wrong shape ({type(failed).__name__})") from None
+
+
+# What reading a JSON value of an unexpected shape raises (a key, an index, a type, a value).
+_SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+
+def _not_ours(what: str) -> MemvaultError:
+    return MemvaultError(f"the server sent {what}: not a memvault server's answer")
+
+
+def _answer(response: httpx.Response) -> Any:
+    """The JSON of a 2xx answer; an error answer as its memvault error; anything else (a
+    redirect, which is never followed, so the API key goes nowhere else; a page that is not
+    JSON) as a ``MemvaultError``."""
+    if response.status_code >= 400:
+        raise error_of(response)
+    if not 200 <= response.status_code < 300:
+        raise _not_ours(f"HTTP {response.status_code}")
+    try:
+        return response.json()
+    except ValueError:
+        raise _not_ours("a body that is not JSON") from None
+
+
+def _line(line: str) -> dict[str, Any]:
+    """One line of an export: a JSON object, else a ``MemvaultError``."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        raise _not_ours("an export line that is not JSON") from None
+    if not isinstance(value, dict):
+        raise _not_ours("an export line that is not an object")
+    return value
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -87,7 +128,7 @@ def _headers(api_key: str | None) -> dict[str, str]:
 def _json_lines(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
     for line in lines:
         if line:
-            yield json.loads(line)
+            yield _line(line)
 
 
 class Client:
@@ -107,9 +148,7 @@ class Client:
 
     def _send(self, call: Call) -> Any:
         response = self._http.request(call.method, call.path, json=call.json, params=call.params)
-        if response.status_code >= 400:
-            raise error_of(response)
-        return response.json()
+        return _answer(response)
 
     def _run(self, plan: Plan[R]) -> R:
         driver = _Driver(plan)
@@ -149,12 +188,12 @@ class Client:
         iterator) to free the connection."""
         request = self._http.build_request("GET", user_path(user_id, "export"))
         response = self._http.send(request, stream=True)
-        if response.status_code >= 400:
+        if not 200 <= response.status_code < 300:
             try:
                 response.read()
             finally:
                 response.close()
-            raise error_of(response)
+            _answer(response)  # raises: the error answer's own error, or a MemvaultError
 
         def lines() -> Iterator[dict[str, Any]]:
             try:
@@ -198,9 +237,7 @@ class AsyncClient:
         response = await self._http.request(
             call.method, call.path, json=call.json, params=call.params
         )
-        if response.status_code >= 400:
-            raise error_of(response)
-        return response.json()
+        return _answer(response)
 
     async def _run(self, plan: Plan[R]) -> R:
         driver = _Driver(plan)
@@ -240,18 +277,18 @@ class AsyncClient:
         them all (or ``aclose()`` the iterator) to free the connection."""
         request = self._http.build_request("GET", user_path(user_id, "export"))
         response = await self._http.send(request, stream=True)
-        if response.status_code >= 400:
+        if not 200 <= response.status_code < 300:
             try:
                 await response.aread()
             finally:
                 await response.aclose()
-            raise error_of(response)
+            _answer(response)  # raises: the error answer's own error, or a MemvaultError
 
         async def lines() -> AsyncIterator[dict[str, Any]]:
             try:
                 async for line in response.aiter_lines():
                     if line:
-                        yield json.loads(line)
+                        yield _line(line)
             finally:
                 await response.aclose()
 

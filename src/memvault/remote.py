@@ -64,8 +64,16 @@ def error_of(response: httpx.Response) -> MemvaultError:
             return StorageError("the server's stores do not answer")
     cls = _BY_CODE.get(code, MemvaultError)
     if cls is RateLimited:
-        return RateLimited(message, int(response.headers.get("Retry-After", "1")))
+        return RateLimited(message, _retry_after(response.headers.get("Retry-After", "")))
     return cls(message)
+
+
+def _retry_after(header: str) -> int:
+    """Seconds to wait: the header's delay-seconds, else 1 (an HTTP date, or anything else a
+    server or proxy sends, is not read as a number of seconds)."""
+    text = header.strip()
+    # At most 9 digits: int() refuses (ValueError) strings of thousands of digits.
+    return max(1, int(text)) if text.isascii() and text.isdigit() and len(text) <= 9 else 1
 
 
 # --- paths ------------------------------------------------------------------------------------

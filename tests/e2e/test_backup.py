@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import stat
@@ -14,6 +15,7 @@ import pytest
 from memvault import HashEmbedder, Memory
 from memvault.cli import main
 from memvault.config import Settings
+from memvault.core import backup as backup_module
 from memvault.core.backup import backup, restore
 from memvault.errors import IntegrityError, InvalidConfig, InvalidInput
 
@@ -246,6 +248,10 @@ def test_restore_refuses_a_newer_schema_and_a_foreign_master_key(
     manifest = json.loads(original)
     manifest["migrations"].append("m999_from_the_future")
     manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match="signed"):  # edited by hand: refused as altered
+        restore(Settings.load(home=tmp_path / "one"), data, keys_dir=keys)
+    backup_module._sign(manifest, memory.engine.keyring.master)  # as a newer memvault writes it
+    manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(InvalidInput, match="newer"):
         restore(Settings.load(home=tmp_path / "one"), data, keys_dir=keys)
     manifest_path.write_text(original)
@@ -268,10 +274,11 @@ def test_data_restored_beside_another_stores_keys_is_refused_not_deleted(
     with Memory(other, embedder=HashEmbedder()) as stranger:
         stranger.add("a memory of another store", user_id="dora")
         stranger.delete_all(user_id="dora")
-    with pytest.raises(InvalidConfig, match="another store"):
+    # Signed by another master key than the target's: refused before anything is written.
+    with pytest.raises(IntegrityError, match="another store"):
         restore(Settings.load(home=other), data, force=True)
-    with sqlite3.connect(other / "memvault.db") as db:  # restored, and nothing deleted
-        assert db.execute("SELECT count(*) FROM memories").fetchone()[0] == 12
+    with sqlite3.connect(other / "memvault.db") as db:
+        assert db.execute("SELECT count(*) FROM memories").fetchone()[0] == 0
 
 
 def test_expired_memories_come_back_and_are_read_back(memory: Memory, tmp_path: Path) -> None:
@@ -286,3 +293,96 @@ def test_expired_memories_come_back_and_are_read_back(memory: Memory, tmp_path: 
             "SELECT count(*) FROM memories WHERE id = ?", (added["results"][0]["id"],)
         ).fetchone()
     assert found == (1,)
+
+
+def _rehash(directory: Path) -> None:
+    """What anyone who can write a backup directory can do: make its SHA-256s match again."""
+    manifest_path = directory / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for name, entry in manifest["files"].items():
+        content = (directory / name).read_bytes()
+        entry["sha256"] = hashlib.sha256(content).hexdigest()
+        entry["bytes"] = len(content)
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def test_a_backup_altered_and_rehashed_is_refused_before_anything_is_written(
+    memory: Memory, tmp_path: Path
+) -> None:
+    """The manifest is signed with a key of the master key: a writer of the backup directory
+    without it cannot plant a trigger, raise a key's role or add rows, even with fresh
+    SHA-256s."""
+    _fill(memory)
+    reader = memory.api_keys.create("default", "read").info.id
+    out = tmp_path / "data"
+    backup(memory, out)
+    with sqlite3.connect(out / "memvault.db") as db:
+        db.execute("UPDATE api_keys SET role = 'admin' WHERE id = ?", (reader,))
+        db.execute(
+            "CREATE TRIGGER keep_keys BEFORE UPDATE ON api_keys BEGIN SELECT RAISE(IGNORE); END"
+        )
+    _rehash(out)
+    with sqlite3.connect(memory.home / "memvault.db") as db:
+        before = db.execute("SELECT role FROM api_keys WHERE id = ?", (reader,)).fetchone()
+    with pytest.raises(IntegrityError, match="signed"):
+        restore(Settings.load(home=memory.home), out, force=True)
+    with sqlite3.connect(memory.home / "memvault.db") as db:
+        assert db.execute("SELECT role FROM api_keys WHERE id = ?", (reader,)).fetchone() == before
+        assert (
+            db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
+            == 0
+        )
+    # A manifest without a signature (or with another one) is refused the same way.
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest.pop("signature")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match="signed"):
+        restore(Settings.load(home=memory.home), out, force=True)
+
+
+def test_a_symlink_or_a_huge_manifest_in_a_backup_is_refused(
+    memory: Memory, tmp_path: Path
+) -> None:
+    _fill(memory)
+    out = tmp_path / "data"
+    backup(memory, out)
+    moved = tmp_path / "elsewhere.db"
+    (out / "memvault.db").rename(moved)
+    (out / "memvault.db").symlink_to(moved)
+    with pytest.raises(IntegrityError, match="link"):
+        restore(Settings.load(home=tmp_path / "new"), out)
+    (out / "memvault.db").unlink()
+    moved.rename(out / "memvault.db")
+    manifest_path = out / "manifest.json"
+    manifest_path.write_text(manifest_path.read_text() + " " * (2 << 20))
+    with pytest.raises(IntegrityError, match="too large"):
+        restore(Settings.load(home=tmp_path / "new"), out)
+
+
+def test_a_file_swapped_in_the_backup_after_the_checks_is_not_what_is_restored(
+    memory: Memory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer of the backup directory who swaps a file between restore's checks and its
+    writes (a race) restores nothing of theirs: restore reads only the copies it checked."""
+    _fill(memory)
+    out, keys = tmp_path / "data", tmp_path / "keys"
+    backup(memory, out, keys_out=keys)
+    planted = tmp_path / "planted.db"
+    planted.write_bytes((out / "memvault.db").read_bytes())
+    with sqlite3.connect(planted) as db:
+        db.execute("CREATE TRIGGER keep BEFORE DELETE ON memories BEGIN SELECT RAISE(IGNORE); END")
+    checked = backup_module._check_data_target
+
+    def swap_then_check(*args: Any) -> tuple[str, ...]:
+        (out / "memvault.db").write_bytes(planted.read_bytes())
+        return checked(*args)
+
+    monkeypatch.setattr(backup_module, "_check_data_target", swap_then_check)
+    target = tmp_path / "target"
+    done = restore(Settings.load(home=target), out, keys_dir=keys)
+    assert done["verified_memories"] == 12
+    with sqlite3.connect(target / "memvault.db") as db:
+        assert (
+            db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
+            == 0
+        )

@@ -121,6 +121,8 @@ def test_async_memory_has_the_rest_of_the_api(home: Path) -> None:
                 == {
                     "secret_policy": "reject",
                     "default_ttl_seconds": 60,
+                    "extraction_instructions": None,
+                    "reconciliation_instructions": None,
                 }
             )
             view = m.namespaced("acme")  # a view: not awaited, sharing the open store

@@ -29,8 +29,10 @@ Run restore with every process of the store stopped (servers, MCP, scripts).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,11 @@ from memvault.config import Settings
 from memvault.errors import IntegrityError, InvalidConfig, InvalidInput, StorageError
 from memvault.memory import Memory
 from memvault.security.audit import AuditEntry
-from memvault.security.keyring import KEY_FILE_NAME
+from memvault.security.crypto import derive_key
+from memvault.security.keyring import KEY_FILE_NAME, MasterKey, MasterRing
 from memvault.storage import Backend, StoreConfig, backend_for
 from memvault.storage.base import DATA_TABLES
-from memvault.storage.files import create_private_file, ensure_private_dir
+from memvault.storage.files import create_private_file, ensure_private_dir, open_private
 from memvault.storage.rows import Snapshot
 
 __all__ = ["MANIFEST_NAME", "backup", "read_manifest", "restore"]
@@ -51,6 +54,9 @@ __all__ = ["MANIFEST_NAME", "backup", "read_manifest", "restore"]
 MANIFEST_NAME = "manifest.json"
 FORMAT = "memvault-backup/1"
 SAMPLE_SIZE = 50
+# A manifest names a few files and tables: anything larger is not one of ours (and is not read).
+MAX_MANIFEST_BYTES = 1 << 20
+_SIGNING_PURPOSE = "memvault/v1/backup-manifest"
 # Every file a backup directory may hold: what --force may replace, and nothing else.
 _OURS = frozenset(
     {
@@ -87,6 +93,39 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _signature(master: MasterKey, manifest: dict[str, Any]) -> str:
+    """HMAC-SHA256 of the manifest (all of it but the signature) under a key derived from one
+    master key version. The SHA-256s alone prove nothing against whoever can write the backup
+    directory (they can hash their own files); the signature ties the files to the master key,
+    so a restore never writes a snapshot someone without it altered (planted triggers, raised
+    key roles, moved rows, a Postgres dump's SQL)."""
+    signed = {name: value for name, value in manifest.items() if name != "signature"}
+    body = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    key = derive_key(master.raw, _SIGNING_PURPOSE)
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def _sign(manifest: dict[str, Any], ring: MasterRing) -> None:
+    manifest["master_key_version"] = ring.current_version
+    manifest["signature"] = _signature(ring.current, manifest)
+
+
+def _check_signature(manifest: dict[str, Any], ring: MasterRing, directory: Path) -> None:
+    version = manifest.get("master_key_version")
+    signature = manifest.get("signature")
+    master = ring.keys.get(version) if isinstance(version, int) else None
+    if (
+        master is None
+        or not isinstance(signature, str)
+        or not hmac.compare_digest(signature, _signature(master, manifest))
+    ):
+        raise IntegrityError(
+            f"{directory / MANIFEST_NAME} is not signed by this store's master key: the backup"
+            " was altered, or it belongs to another store (give its keys backup with --keys, or"
+            " its MEMVAULT_MASTER_KEY, including the version it was taken under)"
+        )
 
 
 # --- backup ----------------------------------------------------------------------------------
@@ -156,6 +195,7 @@ def _backup_data(memory: Memory, out: Path, force: bool) -> dict[str, Any]:
     backend = backend_for(_secret(memory.settings.database_url))
     snapshot = memory.engine.store.snapshot(directory)
     manifest = _manifest("data", backend, snapshot, directory, snapshot.files)
+    _sign(manifest, memory.engine.keyring.master)
     _write_manifest(directory, manifest)
     return {"directory": str(directory), **manifest}
 
@@ -171,6 +211,7 @@ def _backup_keys(memory: Memory, out: Path, force: bool) -> dict[str, Any]:
         files = (*files, KEY_FILE_NAME)
     manifest = _manifest("keys", backend, snapshot, directory, files)
     manifest["master_key_file"] = KEY_FILE_NAME in files
+    _sign(manifest, memory.engine.keyring.master)
     _write_manifest(directory, manifest)
     return {"directory": str(directory), **manifest}
 
@@ -203,13 +244,17 @@ def backup(
 
 
 def read_manifest(directory: Path, kind: str) -> dict[str, Any]:
-    """The manifest of a backup directory, with every file in it checked against its SHA-256."""
+    """The manifest of a backup directory, with every file in it checked against its SHA-256
+    (its signature is checked by ``restore``, which knows the master key)."""
     directory = directory.expanduser().resolve()
     path = directory / MANIFEST_NAME
     if not path.is_file():
         raise InvalidInput(
             f"{directory} has no {MANIFEST_NAME}: not a memvault backup, or an interrupted one"
         )
+    _no_link(path)
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise IntegrityError(f"{path} is too large to be a memvault manifest")
     try:
         manifest = json.loads(path.read_text())
         files = manifest["files"]
@@ -228,6 +273,7 @@ def read_manifest(directory: Path, kind: str) -> dict[str, Any]:
         raise IntegrityError(f"{directory} holds files its manifest does not name: {extra[:5]}")
     for name, entry in sorted(files.items()):
         file = directory / name
+        _no_link(file)
         if not file.is_file():
             raise IntegrityError(f"{file} is missing: the backup is incomplete")
         if _sha256(file) != entry.get("sha256"):
@@ -236,6 +282,28 @@ def read_manifest(directory: Path, kind: str) -> dict[str, Any]:
                 " damaged, and is refused"
             )
     return dict(manifest)
+
+
+def _no_link(path: Path) -> None:
+    """A link in a backup would make restore read a file outside it, checked or not."""
+    if path.is_symlink():
+        raise IntegrityError(f"{path} is a symbolic link: a backup holds regular files only")
+
+
+def _master_ring(settings: Settings, keys_dir: Path | None) -> MasterRing:
+    """The master key a restore checks signatures with, and opens the store with: the one set
+    in ``MEMVAULT_MASTER_KEY``, else the keys backup's key file, else the target home's."""
+    secret = _secret(settings.master_key)
+    if secret is not None:
+        return MasterRing.from_env(secret)
+    home = Path(settings.home).expanduser()
+    for path in (keys_dir / KEY_FILE_NAME if keys_dir is not None else None, home / KEY_FILE_NAME):
+        if path is not None and path.is_file():
+            return MasterRing.from_file(path)
+    raise InvalidInput(
+        "no master key to check and open the backup with: give the keys backup too (--keys DIR),"
+        " set MEMVAULT_MASTER_KEY, or restore into the home whose key store goes with this data"
+    )
 
 
 def _check_schema(manifest: dict[str, Any], known: tuple[str, ...]) -> None:
@@ -348,6 +416,29 @@ def _verify_sample(memory: Memory) -> int:
     return len(rows)
 
 
+def _staged(directory: Path, manifest: dict[str, Any], staging: Path) -> Path:
+    """Private copies of a backup's files, each checked against its SHA-256 as it is copied
+    (links refused). Restore reads only these: a file swapped in the backup directory after
+    the checks (whoever can write it, while restore runs) is never what is restored."""
+    copies = ensure_private_dir(staging / str(manifest["kind"]))
+    for name, entry in sorted(manifest["files"].items()):
+        digest = hashlib.sha256()
+        try:
+            source = os.open(directory / name, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            raise IntegrityError(f"{directory / name} is not a regular file") from None
+        with os.fdopen(source, "rb") as reader, open_private(copies / name, "xb") as copy:
+            for chunk in iter(lambda: reader.read(1 << 20), b""):
+                digest.update(chunk)
+                copy.write(chunk)
+        if digest.hexdigest() != entry.get("sha256"):
+            raise IntegrityError(
+                f"{directory / name} does not match the SHA-256 in its manifest: the backup was"
+                " altered or damaged, and is refused"
+            )
+    return copies
+
+
 def restore(
     settings: Settings,
     data_dir: Path,
@@ -356,11 +447,42 @@ def restore(
     force: bool = False,
 ) -> dict[str, Any]:
     """Put a data backup (and, when given, its keys backup) back into the store ``settings``
-    select; returns what was restored and what was shredded."""
+    select; returns what was restored and what was shredded.
+
+    The files are first copied to a private temporary directory (``TMPDIR``: it needs room for
+    the backup), checked there, and restored from there."""
+    data_dir = data_dir.expanduser().resolve()
+    keys_dir = keys_dir.expanduser().resolve() if keys_dir is not None else None
     manifest = read_manifest(data_dir, "data")
     keys_manifest = read_manifest(keys_dir, "keys") if keys_dir is not None else None
     if keys_dir is not None:
         _apart(data_dir, keys_dir)
+    with tempfile.TemporaryDirectory(prefix="memvault-restore-") as staging:
+        data_copy = _staged(data_dir, manifest, Path(staging))
+        keys_copy = None
+        if keys_dir is not None and keys_manifest is not None:
+            keys_copy = _staged(keys_dir, keys_manifest, Path(staging))
+        ring = _master_ring(settings, keys_copy)
+        _check_signature(manifest, ring, data_dir)
+        if keys_manifest is not None and keys_dir is not None:
+            _check_signature(keys_manifest, ring, keys_dir)
+        done = _restore_checked(settings, manifest, keys_manifest, data_copy, keys_copy, force)
+    return {
+        "restored_from": str(data_dir),
+        "keys_from": str(keys_dir) if keys_dir is not None else None,
+        **done,
+    }
+
+
+def _restore_checked(
+    settings: Settings,
+    manifest: dict[str, Any],
+    keys_manifest: dict[str, Any] | None,
+    data_copy: Path,
+    keys_copy: Path | None,
+    force: bool,
+) -> dict[str, Any]:
+    """``restore`` once the backup's files are checked copies of a signed manifest."""
     config = _config(settings)
     backend = backend_for(config.database_url)
     for found in (manifest, keys_manifest):
@@ -371,15 +493,14 @@ def restore(
             )
     known = _check_data_target(backend, config, force)
     _check_schema(manifest, known)
-    if keys_dir is None:
+    if keys_copy is None:
         _check_keys_target(backend, config)
     else:
         # The target's data store is empty (or --force): its key store opens nothing worth
         # keeping. (Over a live store, an older key store brings back users erased since.)
-        _place_master_key(config, settings, keys_dir.expanduser().resolve(), force)
-    if keys_dir is not None:
-        backend.restore_keys(config, keys_dir.expanduser().resolve())
-    backend.restore_data(config, data_dir.expanduser().resolve())
+        _place_master_key(config, settings, keys_copy, force)
+        backend.restore_keys(config, keys_copy)
+    backend.restore_data(config, data_copy)
     opened = settings.model_copy(update={"reseal_on_open": False})
     with Memory(settings=opened) as memory:
         shredded = _shred_unreadable(memory)
@@ -389,8 +510,6 @@ def restore(
         store = memory.engine.store
         tables = {table: store.count_rows(table) for table in DATA_TABLES}
     return {
-        "restored_from": str(data_dir.expanduser().resolve()),
-        "keys_from": str(keys_dir.expanduser().resolve()) if keys_dir is not None else None,
         "backup_created_at": manifest["created_at"],
         "schema_version": manifest["schema_version"],
         "tables": tables,
