@@ -35,6 +35,8 @@ SINKS = {
     "_all": 0,
     "_run": 1,
     "_filtered_rowids": 1,
+    # memvault doctor's read-only query functions (every caller passes a constant)
+    "read_only": 0,
 }
 STORE_SINKS = {"read": 0}  # only on a receiver named *store (file handles also have read())
 TRUSTED_BUILDERS = {
@@ -194,6 +196,17 @@ def _functions(tree: ast.AST) -> Iterator[ast.FunctionDef | ast.AsyncFunctionDef
             yield node
 
 
+def _own_nodes(func: ast.FunctionDef | ast.AsyncFunctionDef) -> Iterator[ast.AST]:
+    """The nodes of ``func``'s body but not of the functions defined in it: each of those is
+    checked on its own, against its own parameters and assignments."""
+    pending: list[ast.AST] = list(ast.iter_child_nodes(func))
+    while pending:
+        node = pending.pop()
+        yield node
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            pending.extend(ast.iter_child_nodes(node))
+
+
 def _sql_argument(call: ast.Call) -> ast.AST | None:
     target = call.func
     if isinstance(target, ast.Attribute):
@@ -225,7 +238,7 @@ def scan() -> tuple[list[str], int]:
         where = path.relative_to(SRC.parent)
         for func_node in _functions(tree):
             func = _function_assignments(func_node)
-            for node in ast.walk(func_node):
+            for node in _own_nodes(func_node):
                 if isinstance(node, ast.Call) and (sql := _sql_argument(node)) is not None:
                     sinks += 1
                     if not checker.safe(sql, func):

@@ -169,18 +169,18 @@ Query = Callable[[str], list[tuple[Any, ...]]]
 
 
 def _sqlite_reader(path: Path) -> Query:
-    def query(text: str) -> list[tuple[Any, ...]]:
+    def read_only(text: str) -> list[tuple[Any, ...]]:
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
         try:
             return list(db.execute(text).fetchall())
         finally:
             db.close()
 
-    return query
+    return read_only
 
 
 def _postgres_reader(url: str, schema: str) -> Query:
-    def query(text: str) -> list[tuple[Any, ...]]:
+    def read_only(text: str) -> list[tuple[Any, ...]]:
         try:
             import psycopg
             from psycopg import sql
@@ -192,7 +192,7 @@ def _postgres_reader(url: str, schema: str) -> Query:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
             return list(conn.execute(text.encode()).fetchall())
 
-    return query
+    return read_only
 
 
 def _reader(settings: Settings, home: Path, *, keys: bool) -> tuple[Query | None, str]:
@@ -224,14 +224,15 @@ def _unreachable(check: str, where: str, exc: Exception) -> Finding:
 
 
 def _key_store(settings: Settings, home: Path, ring: MasterRing | None) -> Finding:
-    query, where = _reader(settings, home, keys=True)
-    if query is None:
+    read_only, where = _reader(settings, home, keys=True)
+    if read_only is None:
         return _ok("key_store", f"none yet: {where} is created on first use")
     try:
         checks = {
-            int(v): bytes(box) for v, box in query("SELECT version, check_box FROM master_checks")
+            int(v): bytes(box)
+            for v, box in read_only("SELECT version, check_box FROM master_checks")
         }
-        [(data_keys,)] = query("SELECT count(*) FROM data_keys")
+        [(data_keys,)] = read_only("SELECT count(*) FROM data_keys")
     except Exception as exc:  # noqa: BLE001 - any driver error is the finding
         return _unreachable("key_store", where, exc)
     found = f"{where}: {data_keys} data keys"
@@ -285,12 +286,12 @@ _APPLIED = {
 
 
 def _schema(settings: Settings, home: Path) -> Finding:
-    query, where = _reader(settings, home, keys=False)
-    if query is None:
+    read_only, where = _reader(settings, home, keys=False)
+    if read_only is None:
         return _ok("schema", f"no store yet: {where} is created with the current schema")
     try:
         expected = _expected_migrations(settings)
-        applied = [str(name) for (name,) in query(_APPLIED[settings.database_url is None])]
+        applied = [str(name) for (name,) in read_only(_APPLIED[settings.database_url is None])]
     except Exception as exc:  # noqa: BLE001 - any driver error is the finding
         return _unreachable("schema", where, exc)
     unknown = [name for name in applied if name not in expected]
@@ -351,11 +352,11 @@ def _configured_model(settings: Settings) -> tuple[str | None, Finding | None]:
 
 
 def _recorded_model(settings: Settings, home: Path) -> str | None:
-    query, _where = _reader(settings, home, keys=False)
-    if query is None:
+    read_only, _where = _reader(settings, home, keys=False)
+    if read_only is None:
         return None
     try:
-        rows = query("SELECT value FROM store_meta WHERE key = 'embedding_model'")
+        rows = read_only("SELECT value FROM store_meta WHERE key = 'embedding_model'")
     except Exception:  # noqa: BLE001 - the schema check reports an unreadable store
         return None
     return str(rows[0][0]) if rows else None
