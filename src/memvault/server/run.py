@@ -1,16 +1,21 @@
-"""``memvault serve``: uvicorn on the app, and the first admin key on first start."""
+"""``memvault serve``: uvicorn on the app, and the first admin key on first start.
+
+FastAPI and uvicorn are imported inside ``serve``, after the model has started loading in the
+background (``server.warmup``): the imports and the load then overlap instead of adding up."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
 
 from memvault.config import Settings
+from memvault.errors import MissingDependency
 from memvault.memory import Memory
-from memvault.server.app import check_settings, create_app
-from memvault.server.deadline import deadline_protocol
+from memvault.server.checks import check_settings
+from memvault.server.warmup import ModelWarmup
 
 __all__ = ["first_start_key", "serve", "uvicorn_options"]
 
@@ -19,6 +24,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How ``serve`` runs uvicorn. Proxy headers are read only from ``forwarded_allow_ips``:
     uvicorn's own default believes ``X-Forwarded-For`` from 127.0.0.1, so any local process
     could pick the address its failed logins count against and the audit log records."""
+    from memvault.server.deadline import deadline_protocol
+
     proxies = [entry.strip() for entry in settings.forwarded_allow_ips]
     return {
         # Limits against clients that hold connections: a whole request must arrive within
@@ -72,12 +79,19 @@ def _print_first_key(console: Console, key: str, base: str) -> None:
 
 
 def serve(settings: Settings, console: Console | None = None) -> None:
-    import uvicorn
-
+    for module in ("fastapi", "uvicorn"):  # asked without importing them (see above)
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependency("the server needs: pip install 'memvault[server]'")
     console = console or Console()
     check_settings(settings)
     memory = Memory(settings=settings)
     try:
+        model = ModelWarmup(memory)
+        model.start()
+        import uvicorn
+
+        from memvault.server.app import create_app
+
         base = f"http://{settings.host}:{settings.port}"
         key = first_start_key(memory) if settings.auth else None
         if key is not None:
@@ -86,7 +100,7 @@ def serve(settings: Settings, console: Console | None = None) -> None:
             f"memvault serving {base}  (API docs {base}/docs, OpenAPI {base}/openapi.json)\n"
             f"data: {memory.home}   keys: memvault keys create --role write [--user ID]"
         )
-        app = create_app(settings, memory)
+        app = create_app(settings, memory, warmup=model)
         uvicorn.run(app, **uvicorn_options(settings))
     finally:
         memory.close()
