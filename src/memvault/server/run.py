@@ -79,7 +79,7 @@ def _print_first_key(console: Console, key: str, base: str) -> None:
 
 
 def serve(settings: Settings, console: Console | None = None) -> None:
-    for module in ("fastapi", "uvicorn"):  # asked without importing them (see above)
+    for module in ("fastapi", "uvicorn"):  # found, not imported: they load after the model starts
         if importlib.util.find_spec(module) is None:
             raise MissingDependency("the server needs: pip install 'memvault[server]'")
     console = console or Console()
