@@ -1,7 +1,7 @@
 """``memvault serve``: uvicorn on the app, and the first admin key on first start.
 
 FastAPI and uvicorn are imported inside ``serve``, after the model has started loading in the
-background (``server.warmup``): the imports and the load then overlap instead of adding up."""
+background (``server.warmup``), so the load runs beside them rather than in the first search."""
 
 from __future__ import annotations
 

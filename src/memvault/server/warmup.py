@@ -1,10 +1,12 @@
 """The embedding model, loaded in a background thread from the moment the server starts.
 
 Loading the local model (import ONNX Runtime, check the files' sha256, build the session) takes
-about a second, and a node used to pay it in its first search. ``serve`` starts the load before
-it imports and starts the web stack, so the two overlap (the session is built outside the GIL),
-and ``/healthz`` answers meanwhile. A request that needs the model while it loads waits for the
-same load (``Memory.embedder`` is built once, under a lock) instead of starting another.
+0.5 s or more, and a node used to pay it in its first search. ``serve`` starts the load before it
+imports and starts the web stack, and ``/healthz`` answers meanwhile. The two overlap only where
+ONNX Runtime releases the GIL (about half of its session build), so the time to a first answer
+gains little on a busy machine (docs/deployment.md); the first search no longer pays the load.
+A request that needs the model while it loads waits for the same load (``Memory.embedder`` is
+built once, under a lock) instead of starting another.
 
 Readiness includes the model: ``/readyz`` answers 503 ``starting`` until it is loaded, and 503
 with the error's stable code when it failed. A failed load is tried again by the next readiness
