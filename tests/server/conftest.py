@@ -53,16 +53,22 @@ class RunningServer:
 def launch_server(
     home: Path,
     *,
-    embedder: Embedder | None = None,
+    embedder: Embedder | str | None = None,
     uvicorn_defaults: bool = False,
     **overrides: Any,
 ) -> tuple[RunningServer, Callable[[], None]]:
     """Start a server over ``home``; returns it and the function that stops it.
 
-    ``uvicorn_defaults``: run the app as plain ``uvicorn`` would (proxy headers on)."""
+    ``embedder``: an instance, or a registered name (the server then loads it, as ``memvault
+    serve`` does); ``uvicorn_defaults``: run the app as plain ``uvicorn`` would (proxy headers
+    on)."""
     port = free_port()
-    settings = Settings.load(home=home, embedder="hash", port=port, **overrides)
-    memory = Memory(settings=settings, embedder=embedder or HashEmbedder())
+    name = embedder if isinstance(embedder, str) else "hash"
+    settings = Settings.load(home=home, embedder=name, port=port, **overrides)
+    if isinstance(embedder, str):
+        memory = Memory(settings=settings)
+    else:
+        memory = Memory(settings=settings, embedder=embedder or HashEmbedder())
     app = create_app(settings, memory)
     options = uvicorn_options(settings)
     if uvicorn_defaults:

@@ -35,6 +35,19 @@ def test_core_imports_no_front_end() -> None:
         assert forbidden not in loaded, forbidden
 
 
+def test_serve_starts_the_model_before_importing_the_web_stack() -> None:
+    """``memvault serve`` imports the CLI and ``memvault.server``, opens the store and starts
+    loading the model, and only then imports FastAPI and uvicorn, so that the load overlaps those
+    imports (server/warmup.py); httpx is needed by no server at all until a client is made."""
+    code = (
+        "import sys, json, memvault.cli, memvault.server, memvault.server.warmup;"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    loaded = set(json.loads(subprocess.check_output([sys.executable, "-c", code], text=True)))
+    for later in ("fastapi", "uvicorn", "memvault.server.app", "onnxruntime", "httpx"):
+        assert later not in loaded, later
+
+
 def test_every_cli_command_is_documented() -> None:
     text = (DOCS / "cli.md").read_text()
     commands = [c.name or c.callback.__name__ for c in app.registered_commands if c.callback]

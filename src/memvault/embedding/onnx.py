@@ -120,6 +120,12 @@ class OnnxEmbedder:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self.dimensions = int(self._session.get_outputs()[0].shape[-1])
+        # The first run of a session allocates its buffers (about 20 ms more than later runs):
+        # paid here, with the load (in the background on a server), not by the first query.
+        try:
+            self._run(["warm-up"])
+        except Exception as exc:
+            raise EmbedderError(f"the ONNX model does not run: {type(exc).__name__}") from exc
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         if not texts:

@@ -16,11 +16,12 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from memvault.errors import LLMBadOutput, LLMUnavailable
+
+if TYPE_CHECKING:  # imported where a client is made: a server without an LLM never needs it
+    import httpx
 
 __all__ = ["LLM", "ChatMessage", "OpenAIChat"]
 
@@ -59,6 +60,8 @@ class OpenAIChat:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        import httpx
+
         self.model_id = model
         self._model = model
         self._max_attempts = max(1, max_attempts)
@@ -105,6 +108,8 @@ class OpenAIChat:
 
     def _post(self, body: dict[str, Any]) -> httpx.Response:
         """One request, retried on timeouts, connection errors, 429 and 5xx."""
+        import httpx
+
         problem = "no attempt made"
         for attempt in range(self._max_attempts):
             retry_after: float | None = None

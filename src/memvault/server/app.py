@@ -19,36 +19,23 @@ from starlette.routing import Route
 from memvault import __version__
 from memvault.config import Settings
 from memvault.core.jobs import Handler
-from memvault.errors import InvalidConfig, MemvaultError
+from memvault.errors import MemvaultError
 from memvault.memory import Memory
 from memvault.server.auth import Gate, KeyUsage
+from memvault.server.checks import check_settings
 from memvault.server.errors import install_error_handlers
 from memvault.server.lazy_mcp import LazyMcp
 from memvault.server.middleware import Observability, metrics_registry
 from memvault.server.network import HostGuard, HostPolicy, Proxies, is_loopback
 from memvault.server.ratelimit import RateLimiter
 from memvault.server.routes import admin, health, jobs, mem0, memories, users
+from memvault.server.warmup import ModelWarmup
 
 __all__ = ["PUBLIC_PATHS", "check_settings", "create_app", "is_loopback"]
 
 DOCS_ASSETS = "/docs-assets"
 # Served without a key. Every other route declares a security.policy Action (a test checks).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json", DOCS_ASSETS})
-
-
-def check_settings(settings: Settings) -> None:
-    """Refuse combinations that would expose memories, each with how to fix it."""
-    if not settings.auth and not is_loopback(settings.host):
-        raise InvalidConfig(
-            f"refusing to serve {settings.host} without API keys: anyone on the network could read"
-            " every memory. Keep MEMVAULT_AUTH=true (the default), or bind 127.0.0.1."
-        )
-    Proxies(settings.forwarded_allow_ips)  # raises InvalidConfig for an entry it cannot read
-    if "*" in settings.cors_origins and settings.cors_allow_credentials:
-        raise InvalidConfig(
-            "refusing CORS '*' with credentials: any web page could act as your users. List the"
-            " allowed origins in MEMVAULT_CORS_ORIGINS instead."
-        )
 
 
 def _configure_logging() -> None:
@@ -69,19 +56,25 @@ def create_app(
     memory: Memory | None = None,
     *,
     job_handler: Handler | None = None,
+    warmup: ModelWarmup | None = None,
 ) -> FastAPI:
     """The FastAPI app. It opens (and at shutdown closes) a ``Memory`` unless given one.
 
     The job queue is on unless ``MEMVAULT_ASYNC_MODE=false``: an ``infer=True`` add answers 202
     and ``job_workers`` threads run the jobs (``job_handler``, for embedders and tests: what
     runs a job; default ``Memory.process_inference``). Only code that builds the app can set
-    it; no request or setting names code to run."""
+    it; no request or setting names code to run.
+
+    The embedding model starts loading now, in a background thread (``warmup``: one already
+    started by ``serve``); ``/readyz`` says 503 until it is loaded."""
     settings = settings or (memory.settings if memory is not None else Settings.load())
     check_settings(settings)
     _configure_logging()
     owned = memory is None
     store = memory or Memory(settings=settings)
     store.async_mode = settings.async_mode is not False
+    model = warmup or ModelWarmup(store)
+    model.start()
     # One limiter for REST and /mcp: two would give each budget twice over.
     limiter = RateLimiter(
         settings.rate_limit,
@@ -130,6 +123,7 @@ def create_app(
     app.state.gate = gate
     app.state.metrics = registry
     app.state.key_usage = KeyUsage(store)
+    app.state.model = model
     install_error_handlers(app)
     for module in (memories, mem0, users, jobs, admin, health):
         app.include_router(module.router)

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from memvault.errors import HostNotAllowed, InvalidConfig, MemvaultError, OriginNotAllowed
-from memvault.server.errors import error_response
 
 __all__ = ["UNVERIFIED_ADDRESS", "HostGuard", "HostPolicy", "Proxies", "is_loopback"]
 
@@ -157,6 +156,9 @@ class HostGuard:
                 refusal = OriginNotAllowed("requests from that Origin are not allowed")
             if refusal is not None:
                 if scope["type"] == "http":
+                    # Imported here: server.checks loads this module before FastAPI is imported.
+                    from memvault.server.errors import error_response
+
                     await error_response(refusal)(scope, receive, send)
                 else:
                     await send({"type": "websocket.close", "code": 1008})

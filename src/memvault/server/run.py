@@ -1,8 +1,12 @@
-"""``memvault serve``: uvicorn on the app, and the first admin key on first start."""
+"""``memvault serve``: uvicorn on the app, and the first admin key on first start.
+
+FastAPI and uvicorn are imported inside ``serve``, after the model has started loading in the
+background (``server.warmup``), so the load runs beside them rather than in the first search."""
 
 from __future__ import annotations
 
 import errno
+import importlib.util
 import socket
 from typing import Any
 
@@ -10,10 +14,10 @@ from rich.console import Console
 from rich.panel import Panel
 
 from memvault.config import Settings
-from memvault.errors import AddressUnavailable
+from memvault.errors import AddressUnavailable, MissingDependency
 from memvault.memory import Memory
-from memvault.server.app import check_settings, create_app
-from memvault.server.deadline import deadline_protocol
+from memvault.server.checks import check_settings
+from memvault.server.warmup import ModelWarmup
 
 __all__ = ["first_start_key", "listen", "serve", "uvicorn_options"]
 
@@ -22,6 +26,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How ``serve`` runs uvicorn. Proxy headers are read only from ``forwarded_allow_ips``:
     uvicorn's own default believes ``X-Forwarded-For`` from 127.0.0.1, so any local process
     could pick the address its failed logins count against and the audit log records."""
+    from memvault.server.deadline import deadline_protocol
+
     proxies = [entry.strip() for entry in settings.forwarded_allow_ips]
     return {
         # Limits against clients that hold connections: a whole request must arrive within
@@ -103,8 +109,9 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: Settings, console: Console | None = None) -> None:
-    import uvicorn
-
+    for module in ("fastapi", "uvicorn"):  # found, not imported: they load after the model starts
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependency("the server needs: pip install 'memvault[server]'")
     console = console or Console()
     check_settings(settings)
     sock = listen(settings.host, settings.port)
@@ -114,6 +121,12 @@ def serve(settings: Settings, console: Console | None = None) -> None:
         sock.close()
         raise
     try:
+        model = ModelWarmup(memory)
+        model.start()
+        import uvicorn
+
+        from memvault.server.app import create_app
+
         port = sock.getsockname()[1]  # the one the system picked for --port 0
         base = f"http://{settings.host}:{port}"
         key = first_start_key(memory) if settings.auth else None
@@ -123,7 +136,7 @@ def serve(settings: Settings, console: Console | None = None) -> None:
             f"memvault serving {base}  (API docs {base}/docs, OpenAPI {base}/openapi.json)\n"
             f"data: {memory.home}   keys: memvault keys create --role write [--user ID]"
         )
-        app = create_app(settings, memory)
+        app = create_app(settings, memory, warmup=model)
         server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
         server.run(sockets=[sock])
     finally:

@@ -27,7 +27,16 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness", responses={503: {"description": "Not ready"}})
 def readyz(request: Request, response: Response) -> dict[str, Any]:
-    """The data store and the key store answer a query (a cheap one: probes come often)."""
+    """The embedding model is loaded, and the data store and the key store answer a query (a
+    cheap one: probes come often). 503 ``starting`` while the model loads; 503 ``unavailable``
+    with the error's stable ``code`` when the model failed to load (the probe tries again)."""
+    model = request.app.state.model.state()
+    if model.status == "loading":
+        response.status_code = 503
+        return {"status": "starting"}
+    if model.error is not None:
+        response.status_code = 503
+        return {"status": "unavailable", "code": model.error.code}
     try:
         request.app.state.memory.ping()
     except MemvaultError:
