@@ -313,7 +313,8 @@ export class MemvaultClient {
     // --- memories ---
     /** `POST /v1/memories/`. A queued `infer` add (202) answers `{results: [], job: {id, status}}`. */
     async add(messages, options = {}) {
-        const answer = object(await this.send({ method: "POST", path: "/v1/memories/", json: addBody({ ...options, messages }) }));
+        const json = addBody({ ...options, messages });
+        const answer = object(await this.send({ method: "POST", path: "/v1/memories/", json }));
         if ("job_id" in answer) {
             return { results: [], job: { id: String(answer["job_id"]), status: "queued" } };
         }
@@ -338,7 +339,11 @@ export class MemvaultClient {
         const size = Math.min(batchSize, MAX_PER_REQUEST);
         const results = [];
         for (let start = 0; start < bodies.length; start += size) {
-            const answer = object(await this.send({ method: "POST", path: "/v1/memories/batch/", json: { items: bodies.slice(start, start + size) } }));
+            const answer = object(await this.send({
+                method: "POST",
+                path: "/v1/memories/batch/",
+                json: { items: bodies.slice(start, start + size) },
+            }));
             results.push(...objects(answer["results"]));
             onProgress?.(Math.min(start + size, bodies.length), bodies.length);
         }
@@ -427,7 +432,8 @@ export class MemvaultClient {
     /** `DELETE /v1/memories/?user_id=...`: every memory of a scope. */
     async delete_all(options = {}) {
         const params = { user_id: options.user_id, agent_id: options.agent_id, run_id: options.run_id };
-        return object(await this.send({ method: "DELETE", path: "/v1/memories/", params }));
+        const answer = await this.send({ method: "DELETE", path: "/v1/memories/", params });
+        return object(answer);
     }
     // --- a user's rights, the namespace's rules ---
     /** `DELETE /v1/users/{user_id}/`: crypto-shredding; `not_found` for an unknown user. */
@@ -492,7 +498,8 @@ export class MemvaultClient {
     }
     /** `GET /v1/namespace/settings/` (admin): the key's namespace's rules. */
     async namespace_settings() {
-        return object(await this.send({ method: "GET", path: "/v1/namespace/settings/" }));
+        const answer = await this.send({ method: "GET", path: "/v1/namespace/settings/" });
+        return object(answer);
     }
     /** `PUT /v1/namespace/settings/` (admin): `default_ttl_seconds: null` clears the default TTL;
      * left out it is kept. */
@@ -504,8 +511,9 @@ export class MemvaultClient {
         });
         if (options.default_ttl_seconds === null)
             body["clear_default_ttl"] = true;
-        else if (options.default_ttl_seconds !== undefined)
+        else if (options.default_ttl_seconds !== undefined) {
             body["default_ttl_seconds"] = options.default_ttl_seconds;
+        }
         const answer = await this.send({ method: "PUT", path: "/v1/namespace/settings/", json: body });
         return object(answer);
     }

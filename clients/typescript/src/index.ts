@@ -574,7 +574,8 @@ export class MemvaultClient {
 
   /** `POST /v1/memories/`. A queued `infer` add (202) answers `{results: [], job: {id, status}}`. */
   async add(messages: string | Message | Message[], options: AddOptions = {}): Promise<AddAnswer> {
-    const answer = object(await this.send({ method: "POST", path: "/v1/memories/", json: addBody({ ...options, messages }) }));
+    const json = addBody({ ...options, messages });
+    const answer = object(await this.send({ method: "POST", path: "/v1/memories/", json }));
     if ("job_id" in answer) {
       return { results: [], job: { id: String(answer["job_id"]), status: "queued" } };
     }
@@ -601,7 +602,11 @@ export class MemvaultClient {
     const results: AddResult[] = [];
     for (let start = 0; start < bodies.length; start += size) {
       const answer = object(
-        await this.send({ method: "POST", path: "/v1/memories/batch/", json: { items: bodies.slice(start, start + size) } }),
+        await this.send({
+          method: "POST",
+          path: "/v1/memories/batch/",
+          json: { items: bodies.slice(start, start + size) },
+        }),
       );
       results.push(...(objects(answer["results"]) as unknown as AddResult[]));
       onProgress?.(Math.min(start + size, bodies.length), bodies.length);
@@ -704,7 +709,8 @@ export class MemvaultClient {
   /** `DELETE /v1/memories/?user_id=...`: every memory of a scope. */
   async delete_all(options: ScopeOptions = {}): Promise<DeleteAllAnswer> {
     const params = { user_id: options.user_id, agent_id: options.agent_id, run_id: options.run_id };
-    return object(await this.send({ method: "DELETE", path: "/v1/memories/", params })) as unknown as DeleteAllAnswer;
+    const answer = await this.send({ method: "DELETE", path: "/v1/memories/", params });
+    return object(answer) as unknown as DeleteAllAnswer;
   }
 
   // --- a user's rights, the namespace's rules ---
@@ -768,7 +774,8 @@ export class MemvaultClient {
 
   /** `GET /v1/namespace/settings/` (admin): the key's namespace's rules. */
   async namespace_settings(): Promise<NamespaceRules> {
-    return object(await this.send({ method: "GET", path: "/v1/namespace/settings/" })) as unknown as NamespaceRules;
+    const answer = await this.send({ method: "GET", path: "/v1/namespace/settings/" });
+    return object(answer) as unknown as NamespaceRules;
   }
 
   /** `PUT /v1/namespace/settings/` (admin): `default_ttl_seconds: null` clears the default TTL;
@@ -780,7 +787,9 @@ export class MemvaultClient {
       reconciliation_instructions: options.reconciliation_instructions,
     });
     if (options.default_ttl_seconds === null) body["clear_default_ttl"] = true;
-    else if (options.default_ttl_seconds !== undefined) body["default_ttl_seconds"] = options.default_ttl_seconds;
+    else if (options.default_ttl_seconds !== undefined) {
+      body["default_ttl_seconds"] = options.default_ttl_seconds;
+    }
     const answer = await this.send({ method: "PUT", path: "/v1/namespace/settings/", json: body });
     return object(answer) as unknown as NamespaceRules;
   }
