@@ -493,6 +493,11 @@ export class MemvaultClient {
     this.baseUrl = `${base.origin}${base.pathname.replace(/\/+$/, "")}`;
     this.apiKey = options.apiKey;
     this.timeoutMs = timeoutMs;
+    const fetchImpl = options.fetch ?? globalThis.fetch;
+    if (typeof fetchImpl !== "function") {
+      throw new MemvaultError("invalid_config", "no fetch: use Node 20 or later, or pass { fetch }");
+    }
+    // Called unbound, a browser's fetch throws "Illegal invocation".
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
   }
 
@@ -729,9 +734,10 @@ export class MemvaultClient {
     let response: Response;
     try {
       response = await this.open({ method: "GET", path: userPath(user_id, "export") }, deadline);
-    } catch (failed) {
+    } finally {
+      // Re-armed for each read of the stream only: the caller's own time between lines (or
+      // before the first) is not the server's.
       deadline.clear();
-      throw failed;
     }
     return this.lines(response, deadline);
   }
@@ -752,6 +758,8 @@ export class MemvaultClient {
           part = await reader.read();
         } catch (failed) {
           throw this.transportError(failed, deadline);
+        } finally {
+          deadline.clear();
         }
         if (part.done) break;
         pending += part.value;

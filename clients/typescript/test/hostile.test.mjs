@@ -174,6 +174,36 @@ describe("hostile answers are MemvaultErrors, never TypeErrors", () => {
     assert.deepEqual(lines, [{ type: "export" }, { type: "memory", memory: "é 日本" }]);
   });
 
+  test("an export's timeout is the server's silence, not the caller's time between lines", async () => {
+    const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+    answer = text(200, '{"type": "export"}\n{"type": "memory"}\n');
+    const c = client({ timeoutMs: 100 });
+    const stream = await c.export_user("alice");
+    await wait(250); // before the first line
+    const lines = [];
+    for await (const line of stream) {
+      lines.push(line.type);
+      await wait(250); // between lines
+    }
+    assert.deepEqual(lines, ["export", "memory"]);
+
+    let silent;
+    answer = (_req, res) => {
+      silent = res;
+      res.writeHead(200, { "Content-Type": "application/x-ndjson" });
+      res.write('{"type": "export"}\n'); // then silence
+    };
+    const stalled = [];
+    const error = await failure(
+      (async () => {
+        for await (const line of await c.export_user("alice")) stalled.push(line.type);
+      })(),
+    );
+    assert.deepEqual(stalled, ["export"]);
+    assert.deepEqual([error.code, error.status], ["timeout", null]);
+    silent.destroy();
+  });
+
   test("the server's error body gives code, status and message", async () => {
     answer = json(404, { error: { code: "not_found", message: "no memory m1" }, detail: "no memory m1" });
     const error = await failure(client().delete("m1"));
@@ -200,10 +230,13 @@ describe("hostile answers are MemvaultErrors, never TypeErrors", () => {
   });
 
   test("no answer in time is a timeout; no server is unreachable", async () => {
-    answer = () => {}; // never answers
+    let silent;
+    answer = (_req, res) => {
+      silent = res; // never answers
+    };
     const late = await failure(client({ timeoutMs: 100 }).count({ user_id: "alice" }));
     assert.deepEqual([late.code, late.status], ["timeout", null]);
-    server.closeAllConnections();
+    silent.destroy();
 
     const probe = createServer();
     await new Promise((resolve) => probe.listen(0, "127.0.0.1", resolve));
