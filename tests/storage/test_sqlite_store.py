@@ -36,3 +36,42 @@ def test_busy_and_full_are_retryable() -> None:
     other = sqlite3.IntegrityError(CANARY)
     other.sqlite_errorname = "SQLITE_CONSTRAINT_UNIQUE"
     assert type(translate(other, "a write")) is StorageError
+
+
+def test_writers_of_one_process_queue_on_a_lock_and_give_up_as_busy(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer waits for another thread's transaction on the store's lock (not SQLite's
+    sleeping busy handler); past the wait it is refused as retryable, having written nothing."""
+    import threading
+
+    import memvault.storage.sqlite.store as sqlite_store
+
+    with Memory(home, embedder=HashEmbedder()) as m:
+        store = m._store
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with store.transaction():
+                holding.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert holding.wait(30)
+        monkeypatch.setattr(sqlite_store, "WRITER_WAIT_SECONDS", 0.05)
+        with pytest.raises(StorageBusy):
+            m.add("refused while another write holds the store", user_id="u")
+        monkeypatch.setattr(sqlite_store, "WRITER_WAIT_SECONDS", 30.0)
+        added: list[dict[str, object]] = []
+        waiter = threading.Thread(
+            target=lambda: added.append(m.add("queued behind the holder", user_id="u"))
+        )
+        waiter.start()
+        release.set()  # the waiting add goes as soon as the holder commits
+        holder.join(30)
+        waiter.join(30)
+        assert [r["memory"] for r in m.get_all(user_id="u")["results"]] == [
+            "queued behind the holder"
+        ]
+        assert len(added) == 1

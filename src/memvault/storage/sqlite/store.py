@@ -31,7 +31,7 @@ from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
-from memvault.errors import FilterTooExpensive, MemvaultError, StorageError
+from memvault.errors import FilterTooExpensive, MemvaultError, StorageBusy, StorageError
 from memvault.filters import COLUMNS, FilterNode, Matcher, compile_matcher, fold
 from memvault.lru import memoize
 from memvault.storage.base import Cursor, DedupKey, MetaDecryptor, check_table
@@ -67,6 +67,8 @@ DB_NAME = "memvault.db"
 # entries of the largest metadata (box + JSON) within ``METADATA_CACHE_ENTRIES`` x 32 KB.
 METADATA_CACHE_BYTES = 32 * 1024 * 1024
 METADATA_CACHE_ENTRIES = 8192
+# As long as SQLite's own busy_timeout: a writer of this process waits no longer for another.
+WRITER_WAIT_SECONDS = 30.0
 
 _PRAGMAS = frozenset({"wal_checkpoint"})
 _FILTER_TABLES = frozenset({"memories", "json_each"})
@@ -131,6 +133,11 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        # The writers of this process queue here, woken the moment the lock is free. Left to
+        # SQLite's busy handler, a thread that finds the write lock taken sleeps 1, 2, 5, 10, ...
+        # 100 ms between tries, and under a busy job pool a request waited tens of ms for a lock
+        # free most of that time. Other processes still meet at BEGIN IMMEDIATE (busy_timeout).
+        self._writer = threading.RLock()
         self._closed = False
         self._udf_errors = threading.local()
         # Decrypted metadata (every tenant's plaintext): bounded in bytes, not only entries.
@@ -247,16 +254,21 @@ class SQLiteStore:
     def transaction(self) -> Iterator[SQLiteTx]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; any error rolls everything back."""
         db = self._db()
-        with translated("starting a write"):
-            db.execute("BEGIN IMMEDIATE")
+        if not self._writer.acquire(timeout=WRITER_WAIT_SECONDS):
+            raise StorageBusy("the store is busy with other writes; try again")
         try:
-            with translated("a write"):
-                yield SQLiteTx(self, db)
-                db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            with translated("starting a write"):
+                db.execute("BEGIN IMMEDIATE")
+            try:
+                with translated("a write"):
+                    yield SQLiteTx(self, db)
+                    db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        finally:
+            self._writer.release()
 
     def _query(
         self, sql: str, params: Sequence[Any] = (), *, filtered: bool = False
