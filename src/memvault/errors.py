@@ -26,15 +26,21 @@ responses. Never match on message text: match on the class or on ``code``.
     ├── RateLimited                    rate_limited     429
     ├── EmbeddingModelMismatch         embedding_model_mismatch 409
     ├── EmbedderError                  embedder_error   502
+    │   └── EmbedderUnavailable        embedder_unavailable 503
     ├── LLMError                       llm_error        502
     │   ├── LLMUnavailable             llm_unavailable
     │   └── LLMBadOutput               llm_bad_output
+    ├── RateLimiterUnavailable         rate_limiter_unavailable 503
     ├── MissingDependency              missing_dependency 500
     ├── AddressUnavailable             address_unavailable 500
     ├── CryptoError                    crypto_error     500
     │   ├── WrongMasterKey             wrong_master_key
     │   └── IntegrityError             integrity_error
     └── StorageError                   storage_error    500
+        └── StorageBusy                storage_busy     503
+
+Every 503 carries ``retry_after`` (seconds), which the server sends as ``Retry-After``: the
+fault is expected to clear by itself (a lock released, a database back, disk space freed).
 
 Messages never contain memory text or key material: they name fields, limits and ids only.
 """
@@ -47,6 +53,7 @@ __all__ = [
     "AddressUnavailable",
     "CryptoError",
     "EmbedderError",
+    "EmbedderUnavailable",
     "EmbeddingModelMismatch",
     "EmptyText",
     "FilterTooExpensive",
@@ -69,6 +76,7 @@ __all__ = [
     "OriginNotAllowed",
     "PayloadTooLarge",
     "RateLimited",
+    "RateLimiterUnavailable",
     "SecretDetected",
     "StorageBusy",
     "StorageError",
@@ -243,6 +251,16 @@ class EmbedderError(MemvaultError):
     http_status = 502
 
 
+class EmbedderUnavailable(EmbedderError):
+    """The embedding endpoint timed out, was unreachable or answered 429/5xx: a retry may work.
+
+    Nothing of the request was applied (texts are embedded before the write begins)."""
+
+    code = "embedder_unavailable"
+    http_status = 503
+    retry_after = 5
+
+
 class LLMError(MemvaultError):
     """The LLM endpoint failed or answered something unusable (never carries prompt text)."""
 
@@ -260,6 +278,16 @@ class LLMBadOutput(LLMError):
     """The model's answer stayed unparseable (or off-schema) after the repair retry."""
 
     code = "llm_bad_output"
+
+
+class RateLimiterUnavailable(MemvaultError):
+    """The shared rate-limit counters (Redis) do not answer. Requests are refused rather than
+    let through unlimited: the failed-authentication budget is what makes guessing keys slow,
+    and it must not lapse because someone knocked the counter store over."""
+
+    code = "rate_limiter_unavailable"
+    http_status = 503
+    retry_after = 2
 
 
 class MissingDependency(MemvaultError):

@@ -136,6 +136,7 @@ class Memory:
             synchronous=self.settings.synchronous,
             max_filter_seconds=self.settings.max_filter_seconds,
             pool_size=self.settings.database_pool_size,
+            busy_timeout_seconds=self.settings.sqlite_busy_timeout_seconds,
         )
         backend = backend_for(config.database_url)
         keys: KeyStore = backend.open_keys(config)
@@ -249,6 +250,7 @@ class Memory:
         """Ask both stores a trivial question (``/readyz``): raises ``StorageError`` /
         ``StorageBusy`` when either does not answer."""
         self._store.get_meta("embedding_model")
+        self._store.check_writes()
         self._keyring.store.changes()
 
     def store_status(self) -> StoreStatus:

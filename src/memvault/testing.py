@@ -65,13 +65,16 @@ class _LoopbackServer:
 
 
 class FakeOpenAIServer(_LoopbackServer):
-    """``/v1/embeddings`` on a free loopback port; ``fail_with`` makes the next answers fail."""
+    """``/v1/embeddings`` on a free loopback port; ``fail_with`` makes the next answers fail,
+    ``delay`` makes each answer wait that many seconds first (longer than a client's timeout:
+    a timeout)."""
 
     def __init__(self, dimensions: int = 64, api_key: str | None = None) -> None:
         self.embedder = HashEmbedder(dimensions)
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
         self.fail_with: int | None = None
+        self.delay = 0.0
         self.respond: Callable[[dict[str, Any]], Any] | None = None
         self._listen()
 
@@ -96,6 +99,8 @@ class FakeOpenAIServer(_LoopbackServer):
                 fake.requests.append(
                     {"path": self.path, "body": body, "headers": dict(self.headers)}
                 )
+                if fake.delay:
+                    time.sleep(fake.delay)
                 if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
                     self._send(401, {"error": {"message": "bad key"}})
                 elif self.path != "/v1/embeddings":

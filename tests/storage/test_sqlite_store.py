@@ -45,8 +45,6 @@ def test_writers_of_one_process_queue_on_a_lock_and_give_up_as_busy(
     sleeping busy handler); past the wait it is refused as retryable, having written nothing."""
     import threading
 
-    import memvault.storage.sqlite.store as sqlite_store
-
     with Memory(home, embedder=HashEmbedder()) as m:
         store = m._store
         holding, release = threading.Event(), threading.Event()
@@ -59,10 +57,10 @@ def test_writers_of_one_process_queue_on_a_lock_and_give_up_as_busy(
         holder = threading.Thread(target=hold)
         holder.start()
         assert holding.wait(30)
-        monkeypatch.setattr(sqlite_store, "WRITER_WAIT_SECONDS", 0.05)
+        monkeypatch.setattr(store, "_busy_timeout", 0.05)
         with pytest.raises(StorageBusy):
             m.add("refused while another write holds the store", user_id="u")
-        monkeypatch.setattr(sqlite_store, "WRITER_WAIT_SECONDS", 30.0)
+        monkeypatch.setattr(store, "_busy_timeout", 30.0)
         added: list[dict[str, object]] = []
         waiter = threading.Thread(
             target=lambda: added.append(m.add("queued behind the holder", user_id="u"))

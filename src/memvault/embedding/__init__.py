@@ -57,6 +57,7 @@ def _openai(settings: Settings) -> Embedder:
         settings.openai_model,
         api_key=key,
         dimensions=settings.openai_dimensions,
+        timeout=settings.openai_timeout_seconds,
     )
 
 

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 
 from memvault.embedding.base import Vectors, normalize_rows
-from memvault.errors import EmbedderError
+from memvault.errors import EmbedderError, EmbedderUnavailable
 
 __all__ = ["OpenAIEmbedder"]
 
@@ -71,7 +71,13 @@ class OpenAIEmbedder:
         try:
             response = self._client.post("embeddings", json=body)
         except httpx.HTTPError as exc:
-            raise EmbedderError(f"embedding endpoint unreachable: {type(exc).__name__}") from exc
+            raise EmbedderUnavailable(
+                f"embedding endpoint unreachable: {type(exc).__name__}"
+            ) from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            # The endpoint is overloaded or down: the caller may retry (503). Other statuses
+            # (a wrong key, a wrong URL) are configuration and stay EmbedderError (502).
+            raise EmbedderUnavailable(f"embedding endpoint answered HTTP {response.status_code}")
         if response.status_code != 200:
             raise EmbedderError(f"embedding endpoint answered HTTP {response.status_code}")
         try:

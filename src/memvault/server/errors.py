@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from memvault.errors import MemvaultError, RateLimited, StorageBusy, Unauthorized
+from memvault.errors import MemvaultError, Unauthorized
 from memvault.server.schemas import ErrorBody
 
 __all__ = ["ERRORS", "error_response", "error_responses", "install_error_handlers"]
@@ -45,8 +45,8 @@ ERRORS = {
     413: "The body or a text is over its size limit.",
     422: "Invalid input: the error's code names the rule (invalid_filter, missing_scope, ...).",
     429: "Rate limited; Retry-After says when to retry.",
-    503: "The database is unreachable or busy (storage_busy); nothing was applied; retry after"
-    " Retry-After seconds.",
+    503: "A dependency is unavailable for now (storage_busy, embedder_unavailable,"
+    " rate_limiter_unavailable); nothing was applied; retry after Retry-After seconds.",
 }
 
 
@@ -64,8 +64,10 @@ def _body(code: str, message: str) -> dict[str, Any]:
 def error_response(exc: MemvaultError) -> JSONResponse:
     """The JSON answer for ``exc``, also for ASGI code outside FastAPI's handlers."""
     headers = None
-    if isinstance(exc, RateLimited | StorageBusy):
-        headers = {"Retry-After": str(exc.retry_after)}
+    # Every answer that says "try again later" (429, and each 503 class) says when.
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):
+        headers = {"Retry-After": str(retry_after)}
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer realm="memvault"'}
     return JSONResponse(_body(exc.code, exc.message), status_code=exc.http_status, headers=headers)

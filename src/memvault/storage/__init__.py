@@ -29,6 +29,8 @@ class StoreConfig:
     synchronous: str
     max_filter_seconds: float
     pool_size: int
+    # SQLite only: how long a write waits for another process's write lock before storage_busy.
+    busy_timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ def _sqlite_data(config: StoreConfig, decrypt: MetaDecryptor) -> DataStore:
         synchronous=config.synchronous,
         decrypt_metadata=decrypt,
         max_filter_seconds=config.max_filter_seconds,
+        busy_timeout_seconds=config.busy_timeout_seconds,
     )
 
 
@@ -85,7 +88,7 @@ def _sqlite_keys(config: StoreConfig) -> KeyStore:
             "MEMVAULT_KEYS_DATABASE_URL is for a Postgres store; the SQLite store keeps its keys"
             " in keys.db in the home directory"
         )
-    return SQLiteKeyStore(config.home)
+    return SQLiteKeyStore(config.home, busy_timeout_seconds=config.busy_timeout_seconds)
 
 
 def _sqlite_restore_data(config: StoreConfig, directory: Path) -> None:

@@ -75,7 +75,9 @@ def _touch_private(path: Path) -> None:
             candidate.chmod(0o600)
 
 
-def open_sqlite(path: Path, *, synchronous: str) -> sqlite3.Connection:
+def open_sqlite(
+    path: Path, *, synchronous: str, busy_timeout_seconds: float = 30.0
+) -> sqlite3.Connection:
     """A connection in WAL mode with secure_delete and foreign keys, in autocommit mode.
 
     Transactions are explicit (``BEGIN IMMEDIATE`` ... ``COMMIT``): a write is acknowledged only
@@ -86,12 +88,14 @@ def open_sqlite(path: Path, *, synchronous: str) -> sqlite3.Connection:
     ensure_private_dir(path.parent)
     _touch_private(path)
     try:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_seconds
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(_SYNCHRONOUS[synchronous])
         db.execute("PRAGMA secure_delete=ON")
         db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA busy_timeout=30000")
+        db.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")  # a float, not input
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open {path.name}: {exc}") from exc
     return db

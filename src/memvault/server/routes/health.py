@@ -29,7 +29,9 @@ def healthz() -> dict[str, str]:
 def readyz(request: Request, response: Response) -> dict[str, Any]:
     """The embedding model is loaded, and the data store and the key store answer a query (a
     cheap one: probes come often). 503 ``starting`` while the model loads; 503 ``unavailable``
-    with the error's stable ``code`` when the model failed to load (the probe tries again)."""
+    with the error's stable ``code`` when the model failed to load (the probe tries again), or
+    when a store or the rate-limit counters do not answer, or writes fail though reads work
+    (``storage_busy``, ``rate_limiter_unavailable``): each clears by itself with the fault."""
     model = request.app.state.model.state()
     if model.status == "loading":
         response.status_code = 503
@@ -39,9 +41,13 @@ def readyz(request: Request, response: Response) -> dict[str, Any]:
         return {"status": "unavailable", "code": model.error.code}
     try:
         request.app.state.memory.ping()
-    except MemvaultError:
+        request.app.state.limiter.check()
+    except MemvaultError as exc:
         response.status_code = 503
-        return {"status": "unavailable"}
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int):
+            response.headers["Retry-After"] = str(retry_after)
+        return {"status": "unavailable", "code": exc.code}
     return {"status": "ready"}
 
 

@@ -319,6 +319,10 @@ class PostgresStore:
         rows = self._fetch("SELECT value FROM store_meta WHERE key = %s", (key,))
         return str(rows[0][0]) if rows else None
 
+    def check_writes(self) -> None:
+        """Nothing to do: a Postgres server that cannot write (stopped, out of disk, read-only)
+        also fails the read of ``get_meta`` that ``/readyz`` makes first."""
+
     def set_meta_once(self, key: str, value: str) -> str:
         with self._connection("writing store metadata") as conn, conn.transaction():
             conn.execute(

@@ -15,9 +15,20 @@ from memvault.errors import MemvaultError, StorageBusy, StorageError
 
 __all__ = ["translate", "translated"]
 
-# Another connection holds the lock past busy_timeout, or the disk or memory ran out: the
-# request can be retried later, and nothing of it was applied.
-_BUSY = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_NOMEM", "SQLITE_IOERR"})
+# Another connection holds the lock past busy_timeout, the disk or memory ran out, or the file
+# or its directory turned read-only: the request can be retried once the operator (or the other
+# process) clears the fault, and nothing of it was applied.
+_BUSY = frozenset(
+    {
+        "SQLITE_BUSY",
+        "SQLITE_LOCKED",
+        "SQLITE_FULL",
+        "SQLITE_NOMEM",
+        "SQLITE_IOERR",
+        "SQLITE_READONLY",
+        "SQLITE_CANTOPEN",
+    }
+)
 
 
 def translate(exc: sqlite3.Error, action: str) -> StorageError:

@@ -34,11 +34,13 @@ _DELETE_LEGACY_KEY = "DELETE FROM data_keys WHERE scope_id = ? AND format = 1 RE
 
 
 class SQLiteKeyStore:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, busy_timeout_seconds: float = 30.0) -> None:
         self.path = home / KEYS_DB_NAME
         # One connection, used under this lock by every thread of the process.
         self._lock = threading.RLock()
-        self._db = open_sqlite(self.path, synchronous="FULL")
+        self._db = open_sqlite(
+            self.path, synchronous="FULL", busy_timeout_seconds=busy_timeout_seconds
+        )
         try:
             self._migrate()
         except BaseException:

@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import astuple
 from pathlib import Path
 from typing import Any
@@ -67,8 +67,6 @@ DB_NAME = "memvault.db"
 # entries of the largest metadata (box + JSON) within ``METADATA_CACHE_ENTRIES`` x 32 KB.
 METADATA_CACHE_BYTES = 32 * 1024 * 1024
 METADATA_CACHE_ENTRIES = 8192
-# As long as SQLite's own busy_timeout: a writer of this process waits no longer for another.
-WRITER_WAIT_SECONDS = 30.0
 
 _PRAGMAS = frozenset({"wal_checkpoint"})
 _FILTER_TABLES = frozenset({"memories", "json_each"})
@@ -126,10 +124,13 @@ class SQLiteStore:
         synchronous: str,
         decrypt_metadata: MetaDecryptor,
         max_filter_seconds: float = 2.0,
+        busy_timeout_seconds: float = 30.0,
     ) -> None:
         self.path = home / DB_NAME
         self._synchronous = synchronous
         self._max_filter_seconds = max_filter_seconds
+        # SQLite's busy_timeout, and as long for a writer of this process waiting for another.
+        self._busy_timeout = busy_timeout_seconds
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -139,6 +140,8 @@ class SQLiteStore:
         # free most of that time. Other processes still meet at BEGIN IMMEDIATE (busy_timeout).
         self._writer = threading.RLock()
         self._closed = False
+        # The code of the last write's fault (storage_busy), None once a write commits again.
+        self._write_fault: str | None = None
         self._udf_errors = threading.local()
         # Decrypted metadata (every tenant's plaintext): bounded in bytes, not only entries.
         self._decrypt_metadata = memoize(
@@ -155,7 +158,9 @@ class SQLiteStore:
             return db
         if self._closed:
             raise StorageError("the store is closed")
-        db = open_sqlite(self.path, synchronous=self._synchronous)
+        db = open_sqlite(
+            self.path, synchronous=self._synchronous, busy_timeout_seconds=self._busy_timeout
+        )
         db.row_factory = sqlite3.Row
         db.create_function("mv_meta", 8, self._mv_meta, deterministic=True)
         db.create_function("mv_fold", 1, _fold_or_none, deterministic=True)
@@ -254,7 +259,7 @@ class SQLiteStore:
     def transaction(self) -> Iterator[SQLiteTx]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``; any error rolls everything back."""
         db = self._db()
-        if not self._writer.acquire(timeout=WRITER_WAIT_SECONDS):
+        if not self._writer.acquire(timeout=self._busy_timeout):
             raise StorageBusy("the store is busy with other writes; try again")
         try:
             with translated("starting a write"):
@@ -265,8 +270,15 @@ class SQLiteStore:
                     db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
-                    db.execute("ROLLBACK")
+                    with suppress(sqlite3.Error):
+                        # SQLite has already rolled back after a full disk or an I/O error.
+                        db.execute("ROLLBACK")
                 raise
+        except StorageBusy as exc:
+            self._write_fault = exc.code
+            raise
+        else:
+            self._write_fault = None
         finally:
             self._writer.release()
 
@@ -313,6 +325,16 @@ class SQLiteStore:
             tx.db.execute("INSERT OR IGNORE INTO store_meta VALUES (?, ?)", (key, value))
             row = tx.db.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()
             return str(row[0])
+
+    def check_writes(self) -> None:
+        # Only after a failed write: then one tiny write (a row of store_meta) shows whether
+        # the fault cleared, so a node taken out of rotation by /readyz comes back by itself.
+        if self._write_fault is None:
+            return
+        with self.transaction() as tx:
+            tx.db.execute(
+                "INSERT OR REPLACE INTO store_meta VALUES ('write_probe', ?)", (str(time.time()),)
+            )
 
     def status(self) -> StoreStatus:
         with translated("reading the status"):
