@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(
         8, ge=1, le=256, description="Postgres only: connections per process."
     )
+    database_pool_timeout_seconds: float = Field(
+        5,
+        gt=0,
+        le=600,
+        description="Postgres only: how long a request waits for a connection (none free, or the"
+        " server down) before it answers storage_busy (503).",
+    )
     synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="SQLite durability: FULL survives power loss, NORMAL only a crash."
     )

@@ -137,6 +137,7 @@ class Memory:
             max_filter_seconds=self.settings.max_filter_seconds,
             pool_size=self.settings.database_pool_size,
             busy_timeout_seconds=self.settings.sqlite_busy_timeout_seconds,
+            pool_timeout_seconds=self.settings.database_pool_timeout_seconds,
         )
         backend = backend_for(config.database_url)
         keys: KeyStore = backend.open_keys(config)

@@ -165,7 +165,7 @@ def test_postgres_stopped_mid_traffic_answers_storage_busy_then_recovers(
 ) -> None:
     from tests.pg import start_postgres, stop_postgres
 
-    running, stop = launch_server(home, database_url=pg_url)
+    running, stop = launch_server(home, database_url=pg_url, database_pool_timeout_seconds=0.5)
     try:
         with running.http(running.key("write")) as http:
             assert http.post(ADD, json={"messages": "before", "user_id": "u"}).is_success

@@ -31,6 +31,8 @@ class StoreConfig:
     pool_size: int
     # SQLite only: how long a write waits for another process's write lock before storage_busy.
     busy_timeout_seconds: float = 30.0
+    # Postgres only: how long a request waits for a pooled connection before storage_busy.
+    pool_timeout_seconds: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,7 @@ def _postgres_data(config: StoreConfig, decrypt: MetaDecryptor) -> DataStore:
         decrypt_metadata=decrypt,
         max_filter_seconds=config.max_filter_seconds,
         pool_max=config.pool_size,
+        pool_timeout_seconds=config.pool_timeout_seconds,
     )
 
 
@@ -128,7 +131,7 @@ def _postgres_keys(config: StoreConfig) -> KeyStore:
 
     url = config.keys_database_url or config.database_url
     assert url is not None
-    return PostgresKeyStore(url)
+    return PostgresKeyStore(url, pool_timeout_seconds=config.pool_timeout_seconds)
 
 
 def _postgres_restore_data(config: StoreConfig, directory: Path) -> None:

@@ -80,7 +80,9 @@ class PostgresKeyStore:
 
     backend = "postgres"
 
-    def __init__(self, url: str, *, schema: str = KEYS_SCHEMA) -> None:
+    def __init__(
+        self, url: str, *, schema: str = KEYS_SCHEMA, pool_timeout_seconds: float = 5.0
+    ) -> None:
         self._url = url
         self._schema = schema
         self._changes = 0
@@ -94,6 +96,7 @@ class PostgresKeyStore:
                 url,
                 min_size=1,
                 max_size=4,
+                timeout=pool_timeout_seconds,  # see PostgresStore
                 kwargs={"autocommit": True},
                 configure=self._configure,
                 open=False,

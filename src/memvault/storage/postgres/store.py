@@ -198,6 +198,7 @@ class PostgresStore:
         schema: str = DATA_SCHEMA,
         pool_min: int = 1,
         pool_max: int = 8,
+        pool_timeout_seconds: float = 5.0,
     ) -> None:
         self._url = url
         self._schema = schema
@@ -213,6 +214,9 @@ class PostgresStore:
                 url,
                 min_size=pool_min,
                 max_size=pool_max,
+                # While the server is down the pool cannot open a connection: a request answers
+                # storage_busy after this long instead of psycopg's 30 s.
+                timeout=pool_timeout_seconds,
                 kwargs={"autocommit": True},
                 configure=self._configure,
                 open=False,
