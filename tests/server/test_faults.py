@@ -5,8 +5,8 @@ stable code and ``Retry-After`` (never a 500), applies nothing of the refused re
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +19,7 @@ import pytest
 
 from memvault.testing import FakeOpenAIServer
 
-from .conftest import RunningServer, free_port, launch_server
+from .conftest import free_port, launch_server
 
 ADD = "/v1/memories/"
 
@@ -207,8 +207,6 @@ def private_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
         deadline = time.monotonic() + 10
         while True:
             with contextlib.suppress(OSError):
-                import socket
-
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             assert time.monotonic() < deadline, "redis-server did not start"
@@ -275,6 +273,5 @@ def test_the_sqlite_busy_timeout_is_a_setting() -> None:
     """The lock test above runs in a second because the wait is configurable (default 30 s)."""
     from memvault import Settings
 
-    os.environ.pop("MEMVAULT_SQLITE_BUSY_TIMEOUT_SECONDS", None)
     assert Settings.load().sqlite_busy_timeout_seconds == 30
     assert Settings.load(sqlite_busy_timeout_seconds=0.3).sqlite_busy_timeout_seconds == 0.3
