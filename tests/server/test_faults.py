@@ -5,6 +5,7 @@ stable code and ``Retry-After`` (never a 500), applies nothing of the refused re
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memvault.testing import FakeOpenAIServer
+from memvault.testing import FakeOpenAIServer, Reply, ScriptedChatServer
 
 from .conftest import free_port, launch_server
 
@@ -265,6 +266,48 @@ def test_embedding_endpoint_faults_answer_embedder_unavailable(home: Path, fault
                 fake.delay, fake.fail_with = 0.0, None
                 assert http.post(ADD, json={"messages": "after", "user_id": "u"}).is_success
                 assert stored(http, "u") == ["after", "before"]
+        finally:
+            stop()
+
+
+# --- the LLM endpoint -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [Reply(status=500), Reply(status=503), Reply(delay=1.0)],
+    ids=["500", "503", "timeout"],
+)
+def test_llm_endpoint_faults_store_the_messages_raw(home: Path, failure: Reply) -> None:
+    """No 5xx for an LLM outage: after its retries the messages are stored as they are, the
+    result saying ``llm_unavailable`` (the queue's jobs take the same path)."""
+    with ScriptedChatServer(default=failure) as chat:
+        running, stop = launch_server(
+            home,
+            async_mode=False,
+            llm_base_url=chat.base_url,
+            llm_model="scripted",
+            llm_timeout_seconds=0.3,
+            llm_max_attempts=2,
+            llm_backoff_seconds=0,
+        )
+        try:
+            with running.http(running.key("write")) as http:
+                answer = http.post(
+                    ADD, json={"messages": "I like green tea", "user_id": "u", "infer": True}
+                )
+                assert answer.status_code == 200, answer.text
+                [result] = answer.json()["results"]
+                assert result["inferred"] is False
+                assert result["error"]["code"] == "llm_unavailable"
+                assert stored(http, "u") == ["I like green tea"]
+                # Recovered (another user: nothing similar stored, one call to the model).
+                chat.default = json.dumps({"facts": [{"text": "Likes tea", "type": "semantic"}]})
+                answer = http.post(
+                    ADD, json={"messages": "I like black tea", "user_id": "v", "infer": True}
+                )
+                assert answer.status_code == 200, answer.text
+                assert [r["inferred"] for r in answer.json()["results"]] == [True], answer.text
         finally:
             stop()
 

@@ -113,12 +113,25 @@ class MemoryItem(BaseModel):
     explain: dict[str, float | int | None] | None = None
 
 
+class InferenceError(BaseModel):
+    code: str
+    message: str
+
+
 class AddResult(BaseModel):
     id: str
     memory: str
     event: Literal["ADD", "NONE"]
     redactions: list[str] | None = Field(
         None, description="Kinds of secrets replaced by [REDACTED:kind] before storing."
+    )
+    inferred: bool | None = Field(
+        None,
+        description="infer=True run inline: whether the LLM extracted this memory (false: the"
+        " LLM failed and the messages were stored as they are; see error).",
+    )
+    error: InferenceError | None = Field(
+        None, description="Why inference failed (llm_unavailable, llm_bad_output)."
     )
 
 
