@@ -748,7 +748,9 @@ class Memory:
         """The ``top_k`` memories of the scope closest to ``query`` by meaning and by words.
 
         ``threshold`` drops hits whose cosine similarity to the query is lower; ``explain`` adds
-        each hit's vector and BM25 parts; ``mode`` ``vector`` or ``bm25`` uses one side only.
+        each hit's vector and BM25 parts (and, with recency decay or reinforcement on, the score
+        before them, ``decay``, ``recency`` and ``reinforcement``); ``mode`` ``vector`` or
+        ``bm25`` uses one side only.
         """
         check_text(query, self.settings.max_text_bytes, "query")
         scope, node = reads.query_scope(user_id, agent_id, run_id, filters)
