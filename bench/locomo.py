@@ -7,6 +7,12 @@ questions. Encryption is on, as in production.
 
     .venv/bin/python bench/locomo.py [--embedder local|hash] [--context-window 2] [--fusion zscore]
 
+Recency decay and reinforcement (off by default in memvault): ``--session-dates`` stores each
+turn with its session's date as ``created_at``, ``--memory-type episodic`` types the turns, and
+``--half-life episodic=30`` (repeatable), ``--recency-weight``, ``--reinforcement-weight`` set
+the ranking adjustments; a conversation's questions are searched "now" = its last session's
+date (the ranking clock), so ages are the conversation's own.
+
 The data (CC BY-NC) is read from ../shared/datasets/locomo and never copied into the repo.
 """
 
@@ -27,8 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from corpus import pct, table_head
-from locomo_data import CATEGORIES, DATA, KS, MODES, turns
+from locomo_data import CATEGORIES, DATA, KS, MODES, turn_dates, turns
 from memvault import Memory
+from memvault.validation import MEMORY_TYPES
 
 HERE = Path(__file__).resolve().parent
 
@@ -70,6 +77,24 @@ def encryption(enabled: bool) -> Iterator[None]:
         keyring.ScopeCipher = original  # type: ignore[misc]
 
 
+def half_lives(pairs: list[str]) -> dict[str, float]:
+    """``["episodic=30", ...]`` -> ``{"episodic": 30.0}``."""
+    found = {}
+    for pair in pairs:
+        memory_type, _, days = pair.partition("=")
+        found[memory_type] = float(days)
+    return found
+
+
+def item(dia_id: str, text: str, scope: str, date: datetime, args: argparse.Namespace) -> dict:
+    """One turn as an add_many item: typed, and dated by its session when asked."""
+    add = {"messages": text, "user_id": scope, "metadata": {"dia_id": dia_id}}
+    add["memory_type"] = args.memory_type
+    if args.session_dates:
+        add["created_at"] = date.isoformat()
+    return add
+
+
 def run(args: argparse.Namespace, *, encrypted: bool = True) -> dict:
     files = sorted(DATA.glob("conv-*.json"))
     if not files:
@@ -83,6 +108,8 @@ def run(args: argparse.Namespace, *, encrypted: bool = True) -> dict:
     embed_seconds = 0.0
     stored = 0
     search_ms: dict[str, list[float]] = defaultdict(list)
+    # The ranking clock: each conversation's questions are asked just after its last session.
+    asked_at = [datetime.now(UTC)]
     with tempfile.TemporaryDirectory() as home, encryption(encrypted):
         memory = Memory(
             home,
@@ -91,6 +118,10 @@ def run(args: argparse.Namespace, *, encrypted: bool = True) -> dict:
             fusion=args.fusion,
             context_weight=args.context_weight,
             vector_weight=args.vector_weight,
+            recency_half_life_days=half_lives(args.half_life),
+            recency_weight=args.recency_weight,
+            reinforcement_weight=args.reinforcement_weight,
+            ranking_clock=lambda: asked_at[0],
         )
         with memory:
             for path in files:
@@ -102,10 +133,10 @@ def run(args: argparse.Namespace, *, encrypted: bool = True) -> dict:
                 begin = time.perf_counter()
                 memory.embedder.embed_batch(texts)
                 embed_seconds += time.perf_counter() - begin
+                dates = turn_dates(conversation)
+                asked_at[0] = max(dates.values())
                 begin = time.perf_counter()
-                memory.add_many(
-                    [{"messages": t, "user_id": scope, "metadata": {"dia_id": d}} for d, t in items]
-                )
+                memory.add_many([item(d, t, scope, dates[d], args) for d, t in items])
                 add_seconds += time.perf_counter() - begin
                 stored += len(items)
                 for qa in data["qa"]:
@@ -176,12 +207,29 @@ def run(args: argparse.Namespace, *, encrypted: bool = True) -> dict:
     }
 
 
+def adjustments(settings: dict) -> str:
+    """The ranking adjustments a run used, in words."""
+    parts = []
+    if settings.get("half_life"):
+        parts.append(
+            f"recency half-life {', '.join(settings['half_life'])} days"
+            f" (weight {settings['recency_weight']})"
+        )
+    if settings.get("reinforcement_weight"):
+        parts.append(f"reinforcement weight {settings['reinforcement_weight']}")
+    dated = "turns dated by session" if settings.get("session_dates") else "turns dated at load"
+    kind = settings.get("memory_type", "semantic")
+    return f"{' and '.join(parts) or 'no decay, no reinforcement'}; {dated}, typed {kind}"
+
+
 def markdown(result: dict) -> str:
     lines = [
         f"# LoCoMo retrieval, {result['date']}",
         "",
         f"{result['memories']} memories, {result['questions']} questions (categories 1-4), "
         f"embedder `{result['settings']['embedder']}`, encryption on.",
+        "",
+        f"ranking: {adjustments(result['settings'])}.",
         "",
         *table_head("mode", *(f"recall@{k}" for k in KS)),
     ]
@@ -211,7 +259,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def options(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options (bench/suite.py runs with the defaults)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -220,9 +269,26 @@ def main() -> None:
     parser.add_argument("--context-weight", type=float, default=0.5)
     parser.add_argument("--vector-weight", type=float, default=0.5)
     parser.add_argument("--fusion", default="zscore", choices=["zscore", "rrf"])
+    parser.add_argument(
+        "--session-dates", action="store_true", help="store each turn's session date as created_at"
+    )
+    parser.add_argument("--memory-type", default="semantic", choices=MEMORY_TYPES)
+    parser.add_argument(
+        "--half-life",
+        action="append",
+        default=[],
+        metavar="TYPE=DAYS",
+        help="recency half-life of a memory type (repeatable); none: no decay",
+    )
+    parser.add_argument("--recency-weight", type=float, default=1.0)
+    parser.add_argument("--reinforcement-weight", type=float, default=0.0)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--tag", default="")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = options()
     result = run(args)
     text = markdown(result)
     print(text)

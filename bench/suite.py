@@ -331,9 +331,7 @@ def mem0_side(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def locomo_runs(embedder: str) -> dict[str, Any]:
-    settings = argparse.Namespace(
-        embedder=embedder, context_window=2, fusion="zscore", context_weight=0.5, vector_weight=0.5
-    )
+    settings = locomo.options(["--embedder", embedder])
     log("LoCoMo, encryption on")
     on = locomo.run(settings, encrypted=True)
     log("LoCoMo, encryption off (bench/locomo.py PlainCipher)")

@@ -8,6 +8,7 @@ CLI when they start.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -22,6 +23,9 @@ from memvault.errors import InvalidConfig
 __all__ = ["Settings", "default_home"]
 
 CONFIG_FILE_NAME = "memvault.toml"
+# Recency half-lives: from about 15 minutes to 1,000 years (longer is the same as none).
+MIN_HALF_LIFE_DAYS = 0.01
+MAX_HALF_LIFE_DAYS = 365_000.0
 
 
 def default_home() -> Path:
@@ -85,6 +89,26 @@ class Settings(BaseSettings):
     )
     vector_weight: float = Field(
         0.5, ge=0, description="Weight of the vector ranking in fusion (BM25 weighs 1)."
+    )
+    recency_half_life_days: dict[Literal["semantic", "episodic", "procedural"], float] = Field(
+        default_factory=dict,
+        description="Recency decay per memory type: a memory's score loses half of recency_weight"
+        " when it is this many days old (since its last change); types not named do not decay."
+        " Empty (the default): no decay; it lowered LoCoMo recall (docs/architecture.md, Search).",
+    )
+    recency_weight: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="The most recency decay lowers a score, in standard deviations of the"
+        " candidates' scores (used only with recency_half_life_days).",
+    )
+    reinforcement_weight: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="The most reads (access_count) raise a score, in standard deviations of the"
+        " candidates' scores; half of it at 10 reads. 0 (the default): off.",
     )
     context_weight: float = Field(
         0.5, ge=0, description="BM25 weight of the context field against the memory's own text."
@@ -211,6 +235,17 @@ class Settings(BaseSettings):
             return check_namespace(value)
         except InvalidId as exc:  # pydantic reports ValueErrors with the field's name
             raise ValueError(exc.message) from None
+
+    @field_validator("recency_half_life_days")
+    @classmethod
+    def _half_lives_are_durations(cls, value: dict[str, float]) -> dict[str, float]:
+        for memory_type, days in value.items():
+            if not math.isfinite(days) or not MIN_HALF_LIFE_DAYS <= days <= MAX_HALF_LIFE_DAYS:
+                raise ValueError(
+                    f"the half-life of {memory_type} memories must be between"
+                    f" {MIN_HALF_LIFE_DAYS} and {MAX_HALF_LIFE_DAYS} days, not {days}"
+                )
+        return value
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -44,6 +44,7 @@ from memvault.llm import LLM, OpenAIChat
 from memvault.llm.prompts import Instructions
 from memvault.lru import ByteLRU, text_size
 from memvault.retrieval.hybrid import HybridSearcher, Mode
+from memvault.retrieval.ranking import Clock, RankingAdjustments, system_clock
 from memvault.retrieval.vector_index import VectorCache
 from memvault.security.apikeys import ApiKeyStore
 from memvault.security.audit import AuditLog
@@ -117,6 +118,7 @@ class Memory:
         settings: Settings | None = None,
         config_file: str | Path | None = None,
         llm: LLM | None = None,
+        ranking_clock: Clock | None = None,
         **options: Any,
     ) -> None:
         name = embedder if isinstance(embedder, str) else None
@@ -180,6 +182,9 @@ class Memory:
         # A key destroyed by another process (erase, reset): its plaintext goes from here too.
         self._keyring.on_forget(self._forget_scopes)
         self._searcher: HybridSearcher | None = None
+        # What recency decay measures ages against; a benchmark replaying old conversations
+        # (or a test) passes a fixed one. Nothing else reads it.
+        self._ranking_clock = ranking_clock or system_clock
         self._searcher_lock = threading.Lock()
         self._access = AccessRecorder(self._store.touch)
         # Query text -> vector, per caller: keyed by namespace, query scope and text, so a hit
@@ -398,6 +403,15 @@ class Memory:
                     fusion=self.settings.fusion,
                     bm25_weights=(1.0, self.settings.context_weight),
                     vector_weight=self.settings.vector_weight,
+                    adjustments=RankingAdjustments(
+                        {
+                            str(kind): days
+                            for kind, days in self.settings.recency_half_life_days.items()
+                        },
+                        self.settings.recency_weight,
+                        self.settings.reinforcement_weight,
+                    ),
+                    clock=self._ranking_clock,
                 )
             return self._searcher
 
@@ -737,7 +751,9 @@ class Memory:
         """The ``top_k`` memories of the scope closest to ``query`` by meaning and by words.
 
         ``threshold`` drops hits whose cosine similarity to the query is lower; ``explain`` adds
-        each hit's vector and BM25 parts; ``mode`` ``vector`` or ``bm25`` uses one side only.
+        each hit's vector and BM25 parts (and, with recency decay or reinforcement on, the score
+        before them, ``decay``, ``recency`` and ``reinforcement``); ``mode`` ``vector`` or
+        ``bm25`` uses one side only.
         """
         check_text(query, self.settings.max_text_bytes, "query")
         scope, node = reads.query_scope(user_id, agent_id, run_id, filters)

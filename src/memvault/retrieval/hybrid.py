@@ -28,6 +28,7 @@ from memvault.codec import Codec
 from memvault.errors import InvalidInput
 from memvault.filters import FilterNode
 from memvault.retrieval.fusion import FusedHit, fuse
+from memvault.retrieval.ranking import Clock, RankingAdjustments, score_spread, system_clock
 from memvault.retrieval.text import words
 from memvault.retrieval.vector_index import ScopeIndex, VectorCache
 from memvault.storage.base import MemoryStore
@@ -82,6 +83,8 @@ class HybridSearcher:
         fusion: str = "zscore",
         bm25_weights: tuple[float, float] = (1.0, 0.5),
         vector_weight: float = 1.0,
+        adjustments: RankingAdjustments | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self._store = store
         self._codec = codec
@@ -90,6 +93,8 @@ class HybridSearcher:
         self._fusion = fusion
         self._bm25_weights = bm25_weights
         self._weights = {"vector": vector_weight, "bm25": 1.0}
+        self._adjustments = adjustments or RankingAdjustments()
+        self._clock = clock
         self._resealed = False  # once every legacy row is resealed, it stays so
 
     def _legacy_possible(self) -> bool:
@@ -215,11 +220,13 @@ class HybridSearcher:
             rankings = {side: candidates(side, None, limit) for side in sides}
         else:
             rankings = self._filtered(candidates, sides, scope, node, limit)
+        # Adjustments can lift a candidate from beyond top_k: they rank every fused candidate.
+        adjusting = self._adjustments.enabled
         fused = fuse(
             rankings,
             method=self._fusion,
             weights=self._weights,
-            limit=top_k if threshold is None else None,
+            limit=top_k if threshold is None and not adjusting else None,
         )
         rows = self._store.get_many(self._codec.namespace, [hit.id for hit in fused])
         hits = []
@@ -227,13 +234,55 @@ class HybridSearcher:
             row = rows.get(hit.id)
             if row is None:  # deleted between the two reads
                 continue
+            if adjusting and threshold is None:
+                # The cosine is only shown, so only the hits kept need it (it may decrypt).
+                hits.append(SearchHit(row, self._score(hit, mode), {}))
+                continue
             cosine = self._cosine(hit, row, query_vector)
             if threshold is not None and (cosine is None or cosine < threshold):
                 continue
             hits.append(SearchHit(row, self._score(hit, mode), self._explain(hit, cosine)))
-            if len(hits) == top_k:
+            if len(hits) == top_k and not adjusting:
                 break
-        return hits
+        if not adjusting:
+            return hits
+        return self._adjusted(
+            hits, fused, query_vector, top_k=top_k, explained=threshold is not None
+        )
+
+    def _adjusted(
+        self,
+        hits: list[SearchHit],
+        fused: Sequence[FusedHit],
+        query_vector: npt.NDArray[np.float32] | None,
+        *,
+        top_k: int,
+        explained: bool,
+    ) -> list[SearchHit]:
+        """The candidates re-ranked by their adjusted scores (ties keep the fused order), the first
+        ``top_k``, each with the adjustment's parts in its explanation."""
+        now = self._clock()
+        spread = score_spread([hit.score for hit in hits])
+        adjusted = []
+        for hit in hits:
+            change = self._adjustments.adjust(hit.row, now, spread)
+            adjusted.append((hit.score + change.total, hit, change))
+        adjusted.sort(key=lambda entry: -entry[0])
+        by_id = {hit.id: hit for hit in fused}
+        kept = []
+        for score, hit, change in adjusted[:top_k]:
+            explain = hit.explain
+            if not explained:
+                fused_hit = by_id[hit.row.id]
+                explain = self._explain(fused_hit, self._cosine(fused_hit, hit.row, query_vector))
+            explain |= {
+                "unadjusted": hit.score,
+                "decay": change.decay,
+                "recency": change.recency,
+                "reinforcement": change.reinforcement,
+            }
+            kept.append(SearchHit(hit.row, score, explain))
+        return kept
 
     def _filtered(
         self,
