@@ -102,3 +102,37 @@ def test_a_port_in_use_is_one_message_before_anything_is_created(home: Path) -> 
     # Nothing was printed or made: no admin key shown (and lost), no store created.
     assert "memvault serving" not in result.stdout and not KEY.findall(result.stdout)
     assert not home.exists()
+
+
+def test_the_served_socket_answers_without_nagle_delays() -> None:
+    """``serve`` binds its socket itself (a port in use is one clear error); asyncio then turns
+    Nagle's algorithm off on each connection only if the socket says TCP. Without it every
+    answer written in two parts waited for the client's delayed ACK (40 ms a request)."""
+    import asyncio
+
+    from memvault.server.run import listen
+
+    sock = listen("127.0.0.1", 0)
+    seen: list[int] = []
+
+    async def scenario() -> None:
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conn = writer.get_extra_info("socket")
+            seen.append(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            await asyncio.sleep(0)
+            for _ in range(100):  # until the server side has run its callback
+                if seen:
+                    break
+                await asyncio.sleep(0.01)
+            writer.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sock.close()
+    assert seen and seen[0] != 0
