@@ -88,6 +88,8 @@ def open_sqlite(
     ensure_private_dir(path.parent)
     _touch_private(path)
     try:
+        # ``timeout`` is SQLite's busy timeout (sqlite3_busy_timeout): a writer waits this long
+        # for another process's write lock before SQLITE_BUSY.
         db = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_seconds
         )
@@ -95,7 +97,6 @@ def open_sqlite(
         db.execute(_SYNCHRONOUS[synchronous])
         db.execute("PRAGMA secure_delete=ON")
         db.execute("PRAGMA foreign_keys=ON")
-        db.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")  # a float, not input
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open {path.name}: {exc}") from exc
     return db
