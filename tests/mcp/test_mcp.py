@@ -27,8 +27,9 @@ ALL_TOOLS = {
     "update_memory",
     "delete_memory",
     "memory_history",
+    "job_status",
 }
-READ_TOOLS = {"search_memories", "list_memories", "get_memory", "memory_history"}
+READ_TOOLS = {"search_memories", "list_memories", "get_memory", "memory_history", "job_status"}
 
 
 @asynccontextmanager
@@ -252,3 +253,50 @@ def test_every_tool_call_is_audited(server: RunningServer) -> None:
     assert all(e["key_id"] == key.split("_")[1] for e in entries)
     assert "audited over mcp" not in str(entries)
     assert server.memory.audit.verify().ok
+
+
+def test_http_job_status_follows_a_queued_inference(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """add_memory(infer=true) on a server is queued; job_status shows it, queued then done, to
+    its user only (another user's key sees no such job)."""
+    import time
+
+    from memvault.testing import ScriptedChatServer
+    from tests.llm.conftest import facts
+
+    with ScriptedChatServer(default=facts("Alice lives in Lisbon")) as chat:
+        server = start_server(job_workers=0, llm_base_url=chat.base_url, llm_model="scripted")
+        alice, bob = server.key("write", user_id="alice"), server.key("read", user_id="bob")
+
+        async def scenario() -> None:
+            async with http_client(server, alice) as client:
+                added = await client.call_tool(
+                    "add_memory", {"text": "I moved to Lisbon", "infer": True}
+                )
+                assert not added.is_error, added.content
+                job_id = added.structured_content["job"]["id"]
+                queued = await client.call_tool("job_status", {"job_id": job_id})
+                assert queued.structured_content["status"] == "queued"
+                assert f"job {job_id}: queued" in queued.content[0].text
+                server.memory.start_jobs(1)
+                deadline = time.monotonic() + 30
+                while True:  # bounded: the worker thread runs the job
+                    shown = await client.call_tool("job_status", {"job_id": job_id})
+                    if shown.structured_content["status"] == "done":
+                        break
+                    assert time.monotonic() < deadline, shown.structured_content
+                    await anyio.sleep(0.05)
+                assert "ADD" in shown.content[0].text and "Alice lives in Lisbon" in (
+                    shown.content[0].text
+                )
+            async with http_client(server, bob) as client:
+                other = await client.call_tool("job_status", {"job_id": job_id})
+                assert other.is_error and "[not_found]" in other.content[0].text
+                unknown = await client.call_tool("job_status", {"job_id": "../../etc"})
+                assert unknown.is_error
+
+        try:
+            run(scenario)
+        finally:
+            server.memory.stop_jobs()

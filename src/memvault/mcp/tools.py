@@ -31,12 +31,15 @@ TOOL_ACTIONS: dict[str, Action] = {
     "list_memories": Action.MEMORIES_READ,
     "get_memory": Action.MEMORIES_READ,
     "memory_history": Action.MEMORIES_READ,
+    "job_status": Action.JOBS_READ,
     "add_memory": Action.MEMORIES_WRITE,
     "update_memory": Action.MEMORIES_WRITE,
     "delete_memory": Action.MEMORIES_WRITE,
 }
-READ_TOOLS = tuple(t for t, a in TOOL_ACTIONS.items() if a is Action.MEMORIES_READ)
-WRITE_TOOLS = tuple(t for t, a in TOOL_ACTIONS.items() if a is not Action.MEMORIES_READ)
+# What a read-only connection offers: the tools whose action only reads.
+_READ_ACTIONS = frozenset({Action.MEMORIES_READ, Action.JOBS_READ})
+READ_TOOLS = tuple(t for t, a in TOOL_ACTIONS.items() if a in _READ_ACTIONS)
+WRITE_TOOLS = tuple(t for t, a in TOOL_ACTIONS.items() if a not in _READ_ACTIONS)
 
 Resolver = Callable[[Context], Principal]
 T = TypeVar("T")
@@ -56,6 +59,9 @@ Filters = Annotated[
     ),
 ]
 MemoryId = Annotated[str, Field(description="A memory id, as returned by add or search.")]
+JobId = Annotated[
+    str, Field(description="A job id, as named by add_memory(infer=true) on a server.")
+]
 
 INSTRUCTIONS = (
     "Long-term memory about the user. Search before answering questions that may depend on what "
@@ -94,6 +100,20 @@ async def _run(who: Principal, tool: str, fn: Callable[[], T], memory_id: str | 
 def _line(item: dict[str, Any]) -> str:
     score = f" (score {item['score']:.2f})" if item.get("score") is not None else ""
     return f"- {item['memory']}{score} [id {item['id']}]"
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    line = f"job {job['id']}: {job['status']} (attempt {job['attempts']} of {job['max_attempts']})"
+    if job.get("error_code"):
+        line += f", last error {job['error_code']}"
+    result = job.get("result")
+    if isinstance(result, dict):
+        line += "".join(
+            f"\n{r.get('event')} [id {r.get('id')}] {r.get('memory') or ''}".rstrip()
+            for r in result.get("results", [])
+            if isinstance(r, dict)
+        )
+    return line
 
 
 def _result(payload: dict[str, Any], text: str) -> CallToolResult:
@@ -190,6 +210,17 @@ def build_server(
             for e in events
         )
         return _result({"events": events}, text)
+
+    @server.tool(
+        description="Where a queued add_memory(infer=true) is: queued, running, done (with the "
+        "memories it stored or changed), failed (retrying) or dead (it gave up).",
+        annotations=read_only,
+    )
+    async def job_status(ctx: Context, job_id: JobId) -> CallToolResult:
+        who = resolve(ctx)
+        # A connection bound to a user sees only that user's jobs; another's looks absent.
+        job = await _run(who, "job_status", lambda: who.memory.job(job_id, user_id=who.bound_user))
+        return _result(job, _job_line(job))
 
     if not writable:
         return server
