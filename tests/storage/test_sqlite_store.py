@@ -73,3 +73,34 @@ def test_writers_of_one_process_queue_on_a_lock_and_give_up_as_busy(
             "queued behind the holder"
         ]
         assert len(added) == 1
+
+
+def test_closing_never_closes_a_connection_another_thread_is_using(home: Path) -> None:
+    """A Memory closed while another thread (a job worker past its grace) is inside a query
+    must not close that connection under it (CI crashed with SIGSEGV once): the thread finishes
+    its query, and its next call finds the store closed."""
+    import threading
+
+    m = Memory(home, embedder=HashEmbedder())
+    m.add("one memory", user_id="u")
+    store = m._store
+    holding, release = threading.Event(), threading.Event()
+    seen: list[object] = []
+
+    def worker() -> None:
+        db = store._db()  # this thread's connection, as a query in progress holds it
+        holding.set()
+        release.wait(30)
+        seen.append(db.execute("SELECT count(*) FROM memories").fetchone()[0])
+        try:
+            store.get_meta("embedding_model")
+        except StorageError as exc:
+            seen.append(exc.code)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert holding.wait(30)
+    m.close()
+    release.set()
+    thread.join(30)
+    assert seen == [1, "storage_error"]

@@ -132,7 +132,8 @@ class SQLiteStore:
         # SQLite's busy_timeout, and as long for a writer of this process waiting for another.
         self._busy_timeout = busy_timeout_seconds
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Each connection with the thread it belongs to (``close`` closes only the idle ones).
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
         # The writers of this process queue here, woken the moment the lock is free. Left to
         # SQLite's busy handler, a thread that finds the write lock taken sleeps 1, 2, 5, 10, ...
@@ -171,7 +172,7 @@ class SQLiteStore:
         # sees it): do it now, so that a filtered read never needs more than reading it.
         db.execute("SELECT 1 FROM json_each('[]')")
         with self._connections_lock:
-            self._connections.append(db)
+            self._connections.append((threading.current_thread(), db))
         self._local.db = db
         return db
 
@@ -248,12 +249,20 @@ class SQLiteStore:
         self._decrypt_metadata.cache_clear()
 
     def close(self) -> None:
+        """Close the store: this thread's connection and those of threads that ended are closed
+        now. Another live thread's connection is never closed from here: closing a connection
+        under a query another thread is running can crash the interpreter (a job worker still
+        finishing when its Memory closed did, in CI). Its references are dropped instead: an
+        idle one is closed as soon as nothing holds it, one in use when its query returns, and
+        that thread's next call finds the store closed (``StorageError``)."""
+        me = threading.current_thread()
         with self._connections_lock:
             self._closed = True
-            for db in self._connections:
+            held, self._connections = self._connections, []
+        self._local = threading.local()  # every thread's cached connection is forgotten
+        for owner, db in held:
+            if owner is me or not owner.is_alive():
                 db.close()
-            self._connections.clear()
-        self._local = threading.local()
 
     @contextmanager
     def transaction(self) -> Iterator[SQLiteTx]:
