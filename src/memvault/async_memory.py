@@ -123,6 +123,15 @@ class AsyncMemory:
     retry_job = _in_thread(Memory.retry_job)
     start_jobs = _in_thread(Memory.start_jobs)
     stop_jobs = _in_thread(Memory.stop_jobs)
+    configure_webhook = _in_thread(Memory.configure_webhook)
+    webhook = _in_thread(Memory.webhook)
+    remove_webhook = _in_thread(Memory.remove_webhook)
+    rotate_webhook_secret = _in_thread(Memory.rotate_webhook_secret)
+    webhook_deliveries = _in_thread(Memory.webhook_deliveries)
+    retry_webhook_delivery = _in_thread(Memory.retry_webhook_delivery)
+    webhook_worker = _in_thread(Memory.webhook_worker)
+    start_webhooks = _in_thread(Memory.start_webhooks)
+    stop_webhooks = _in_thread(Memory.stop_webhooks)
     process_inference = _in_thread(Memory.process_inference)
 
     # --- operations -----------------------------------------------------------------------------

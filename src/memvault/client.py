@@ -180,6 +180,12 @@ class Client:
     job = _sync(remote.job)
     jobs = _sync(remote.jobs)
     retry_job = _sync(remote.retry_job)
+    configure_webhook = _sync(remote.configure_webhook)
+    webhook = _sync(remote.webhook)
+    remove_webhook = _sync(remote.remove_webhook)
+    rotate_webhook_secret = _sync(remote.rotate_webhook_secret)
+    webhook_deliveries = _sync(remote.webhook_deliveries)
+    retry_webhook_delivery = _sync(remote.retry_webhook_delivery)
     ping = _sync(remote.ping)
 
     def export_user(self, user_id: str) -> Iterator[dict[str, Any]]:
@@ -269,6 +275,12 @@ class AsyncClient:
     job = _async(remote.job)
     jobs = _async(remote.jobs)
     retry_job = _async(remote.retry_job)
+    configure_webhook = _async(remote.configure_webhook)
+    webhook = _async(remote.webhook)
+    remove_webhook = _async(remote.remove_webhook)
+    rotate_webhook_secret = _async(remote.rotate_webhook_secret)
+    webhook_deliveries = _async(remote.webhook_deliveries)
+    retry_webhook_delivery = _async(remote.retry_webhook_delivery)
     ping = _async(remote.ping)
 
     async def export_user(self, user_id: str) -> AsyncIterator[dict[str, Any]]:

@@ -201,6 +201,35 @@ class Settings(BaseSettings):
     job_poll_seconds: float = Field(
         1, gt=0, le=60, description="How often an idle worker looks for jobs queued elsewhere."
     )
+    webhook_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Where webhooks may be delivered: host names (`hooks.example.com`,"
+        " `*.example.com` for its subdomains), IP addresses and CIDR networks. Empty (the"
+        " default): no webhook can be configured. A name's addresses must be public unless a"
+        " listed network holds them (private, loopback, link-local and metadata addresses"
+        " are refused otherwise).",
+    )
+    webhook_allow_http: bool = Field(
+        False, description="Allow http:// webhook URLs (default: https:// only)."
+    )
+    webhook_workers: int = Field(
+        1, ge=0, le=16, description="Webhook delivery threads in the server (0: none)."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=100, description="Attempts before a webhook delivery is dead."
+    )
+    webhook_retry_seconds: float = Field(
+        10, ge=0, le=3600, description="First retry delay of a failed delivery (doubles, jittered)."
+    )
+    webhook_max_backoff_seconds: float = Field(
+        3600, ge=0, le=86400, description="The longest delay between two delivery attempts."
+    )
+    webhook_timeout_seconds: float = Field(
+        10, gt=0, le=120, description="Timeout of one delivery (connect and answer)."
+    )
+    webhook_keep_delivered_days: float = Field(
+        7, gt=0, le=3650, description="How long delivered events stay listed before removal."
+    )
     openai_base_url: str = Field("http://127.0.0.1:11434/v1", description="OpenAI-compatible API.")
     openai_api_key: SecretStr | None = None
     openai_model: str = "text-embedding-3-small"
@@ -235,6 +264,17 @@ class Settings(BaseSettings):
             return check_namespace(value)
         except InvalidId as exc:  # pydantic reports ValueErrors with the field's name
             raise ValueError(exc.message) from None
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _webhook_destinations_parse(cls, value: list[str]) -> list[str]:
+        from memvault.webhooks.destination import AllowList
+
+        try:
+            AllowList.parse(value)
+        except InvalidConfig as exc:
+            raise ValueError(exc.message) from None
+        return value
 
     @field_validator("recency_half_life_days")
     @classmethod

@@ -14,6 +14,7 @@ responses. Never match on message text: match on the class or on ``code``.
     │   │   └── FilterTooExpensive     filter_too_expensive
     │   ├── InvalidConfig              invalid_config
     │   ├── UnsupportedOption          unsupported_option
+    │   ├── DestinationRefused         destination_refused
     │   └── SecretDetected             secret_detected
     ├── Unauthorized                   unauthorized     401
     ├── Forbidden                      forbidden        403
@@ -22,6 +23,7 @@ responses. Never match on message text: match on the class or on ``code``.
     ├── NotFound                       not_found        404
     ├── TooManyKeys                    too_many_keys    409
     ├── JobNotRetryable                job_not_retryable 409
+    ├── DeliveryNotRetryable           delivery_not_retryable 409
     ├── PayloadTooLarge                payload_too_large 413
     ├── RateLimited                    rate_limited     429
     ├── EmbeddingModelMismatch         embedding_model_mismatch 409
@@ -52,6 +54,8 @@ from typing import ClassVar
 __all__ = [
     "AddressUnavailable",
     "CryptoError",
+    "DeliveryNotRetryable",
+    "DestinationRefused",
     "EmbedderError",
     "EmbedderUnavailable",
     "EmbeddingModelMismatch",
@@ -211,6 +215,20 @@ class JobNotRetryable(MemvaultError):
 
     code = "job_not_retryable"
     http_status = 409
+
+
+class DeliveryNotRetryable(MemvaultError):
+    """Only a dead webhook delivery is sent again; this one is pending, sending or delivered."""
+
+    code = "delivery_not_retryable"
+    http_status = 409
+
+
+class DestinationRefused(InvalidInput):
+    """A webhook URL the operator's allow-list does not permit (its host, or an address it
+    resolves to: private, loopback, link-local and metadata addresses unless listed)."""
+
+    code = "destination_refused"
 
 
 class RateLimited(MemvaultError):

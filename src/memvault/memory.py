@@ -26,7 +26,7 @@ from memvault.access import AccessRecorder
 from memvault.clock import iso
 from memvault.codec import Codec
 from memvault.config import Settings
-from memvault.core import changes, infer, reads, rekey, reseal, rights
+from memvault.core import changes, infer, reads, rekey, reseal, rights, webhooks
 from memvault.core import jobs as queue
 from memvault.core.changes import Add, Change, Delete, Update
 from memvault.core.engine import Engine
@@ -203,6 +203,7 @@ class Memory:
         self.async_mode = bool(self.settings.async_mode)
         self._job_handler: queue.Handler | None = None
         self._job_worker: queue.JobWorker | None = None
+        self._webhook_worker: webhooks.WebhookWorker | None = None
         # One search at a time per core: more at once only thrash the GIL and the caches.
         # Extra callers wait their turn (their query embeddings are batched meanwhile).
         self._search_slots = threading.BoundedSemaphore(self.settings.max_concurrent_searches)
@@ -284,6 +285,7 @@ class Memory:
         if not self._owns_resources:
             return
         self.stop_jobs()
+        self.stop_webhooks()
         self._access.close()
         self.audit.flush()
         self._store.close()
@@ -732,6 +734,67 @@ class Memory:
         worker, self._job_worker = self._job_worker, None
         if worker is not None:
             worker.stop(grace_seconds)
+
+    # --- webhooks ----------------------------------------------------------------------------
+
+    def configure_webhook(self, url: str, *, include_text: bool = False) -> dict[str, Any]:
+        """Send this namespace's memory events (added, updated, deleted, user erased) to
+        ``url``, signed (see docs/webhooks.md); ``include_text`` adds the memory's text to added
+        and updated events. The URL must be one the operator's allow-list permits
+        (``MEMVAULT_WEBHOOK_ALLOWED_HOSTS``), else ``DestinationRefused``. A new webhook's
+        signing ``secret`` is in this answer and never shown again; changing the URL or the
+        flag keeps it."""
+        return webhooks.configure(self._engine, url, include_text=include_text)
+
+    def webhook(self) -> dict[str, Any]:
+        """This namespace's webhook (URL, include_text, times; never its secret), or
+        ``NotFound``."""
+        return webhooks.webhook(self._engine)
+
+    def remove_webhook(self) -> dict[str, Any]:
+        """Stop sending events; those not yet delivered (and dead ones) are dropped."""
+        return webhooks.remove(self._engine)
+
+    def rotate_webhook_secret(self) -> dict[str, Any]:
+        """A new signing secret, in this answer only; the old one signs nothing from now on."""
+        return webhooks.rotate_secret(self._engine)
+
+    def webhook_deliveries(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> dict[str, list[dict[str, Any]]]:
+        """This namespace's outbox, newest first: ``pending``, ``sending``, ``delivered`` or
+        ``dead`` (the dead letters), with attempts and the last error code; never text."""
+        rows = webhooks.deliveries(self._engine, status=status, limit=limit)
+        return {"results": [webhooks.public_delivery(row) for row in rows]}
+
+    def retry_webhook_delivery(self, delivery_id: str) -> dict[str, Any]:
+        """Send a dead delivery again, its attempts reset."""
+        row = webhooks.retry_delivery(self._engine, delivery_id)
+        if self._webhook_worker is not None:
+            self._webhook_worker.notify()
+        return webhooks.public_delivery(row)
+
+    def webhook_worker(self, *, clock: webhooks.Clock | None = None) -> webhooks.WebhookWorker:
+        """A delivery worker over this store, not started: ``deliver_due()`` sends what is due
+        now by ``clock`` (tests pass their own), ``start()`` runs it in threads."""
+        return webhooks.WebhookWorker(self._store, self._engine.view, self.settings, clock=clock)
+
+    def start_webhooks(self, workers: int | None = None) -> webhooks.WebhookWorker:
+        """Start delivering webhook events in this process (the server does it at start)."""
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 16
+        ):
+            raise InvalidInput("workers must be an integer from 1 to 16")
+        if self._webhook_worker is None:
+            count = workers if workers is not None else max(1, self.settings.webhook_workers)
+            self._webhook_worker = self.webhook_worker().start(count)
+        return self._webhook_worker
+
+    def stop_webhooks(self) -> None:
+        """Stop the delivery threads (a delivery being sent finishes). Idempotent."""
+        worker, self._webhook_worker = self._webhook_worker, None
+        if worker is not None:
+            worker.stop()
 
     # --- search and read ----------------------------------------------------------------------
 

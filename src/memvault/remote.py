@@ -7,7 +7,8 @@ a call, so neither can drift from the other. A failed call is thrown into the pl
 ``MemvaultError`` subclass of the error's stable ``code``, where the plan may turn it into
 ``Memory``'s answer (``get`` of an unknown id is None).
 
-Ids go into paths only through ``_memory_path``, ``user_path`` and ``_job_path``.
+Ids go into paths only through ``_memory_path``, ``user_path``, ``_job_path`` and
+``_delivery_path``.
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ def _memory_path(memory_id: str, *rest: str) -> str:
 def _job_path(job_id: str, *rest: str) -> str:
     """``/v1/jobs/{id}[/rest]`` (the jobs routes have no trailing slash)."""
     return "/".join(("/v1/jobs", _segment(job_id, "job"), *rest))
+
+
+def _delivery_path(delivery_id: str, *rest: str) -> str:
+    """``/v1/namespace/webhook/deliveries/{id}[/rest]``."""
+    return "/".join((_WEBHOOK + "deliveries", _segment(delivery_id, "delivery"), *rest))
 
 
 def user_path(user_id: str, *rest: str) -> str:
@@ -420,6 +426,44 @@ def retry_job(job_id: str, *, user_id: str | None = None) -> Plan[dict[str, Any]
     if user_id is not None:
         yield from job(job_id, user_id=user_id)
     return dict((yield Call("POST", _job_path(job_id, "retry"))))
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+_WEBHOOK = "/v1/namespace/webhook/"
+
+
+def configure_webhook(url: str, *, include_text: bool = False) -> Plan[dict[str, Any]]:
+    """``PUT /v1/namespace/webhook/`` (admin): a new webhook's ``secret`` is in this answer."""
+    return dict((yield Call("PUT", _WEBHOOK, {"url": url, "include_text": include_text})))
+
+
+def webhook() -> Plan[dict[str, Any]]:
+    """``GET /v1/namespace/webhook/`` (admin)."""
+    return dict((yield Call("GET", _WEBHOOK)))
+
+
+def remove_webhook() -> Plan[dict[str, Any]]:
+    """``DELETE /v1/namespace/webhook/`` (admin)."""
+    return dict((yield Call("DELETE", _WEBHOOK)))
+
+
+def rotate_webhook_secret() -> Plan[dict[str, Any]]:
+    """``POST /v1/namespace/webhook/rotate-secret`` (admin)."""
+    return dict((yield Call("POST", _WEBHOOK + "rotate-secret")))
+
+
+def webhook_deliveries(
+    *, status: str | None = None, limit: int = 100
+) -> Plan[dict[str, list[dict[str, Any]]]]:
+    """``GET /v1/namespace/webhook/deliveries/?status=&limit=`` (admin): newest first."""
+    params = _present(status=status, limit=limit)
+    return dict((yield Call("GET", _WEBHOOK + "deliveries/", params=params)))
+
+
+def retry_webhook_delivery(delivery_id: str) -> Plan[dict[str, Any]]:
+    """``POST /v1/namespace/webhook/deliveries/{id}/retry`` (admin)."""
+    return dict((yield Call("POST", _delivery_path(delivery_id, "retry"))))
 
 
 # --- operations -------------------------------------------------------------------------------

@@ -23,6 +23,9 @@ LOCAL_ONLY: Final[Mapping[str, str]] = MappingProxyType(
         "namespaced": "a client's namespace is its API key's: use a key of the other namespace",
         "start_jobs": "the server runs its own job workers (MEMVAULT_JOB_WORKERS)",
         "stop_jobs": "the server runs its own job workers (MEMVAULT_JOB_WORKERS)",
+        "start_webhooks": "the server runs its own delivery threads (MEMVAULT_WEBHOOK_WORKERS)",
+        "stop_webhooks": "the server runs its own delivery threads (MEMVAULT_WEBHOOK_WORKERS)",
+        "webhook_worker": "a delivery worker over the embedded store: the server runs its own",
         "process_inference": "a queue worker's entry point: over REST, add(infer=True) queues it",
         "purge_expired": "crosses every namespace, so no tenant's key may run it: the server "
         "does it hourly, `memvault gc` on demand",

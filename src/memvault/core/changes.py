@@ -5,7 +5,8 @@ A plan is a list of ``Add``, ``Update`` and ``Delete`` (an add batch, an update,
 scope, and later one LLM reconciliation). ``apply`` locks the namespace (shared) and every key
 owner the plan touches in one sorted order, reads the current key generation under those locks,
 writes rows, index entries and history, and bumps each touched scope's version; any error rolls
-the whole plan back. It returns one result per change, in order.
+the whole plan back. When the namespace has a webhook, each event goes into its outbox in the same
+transaction (``core/webhooks.py``). It returns one result per change, in order.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from memvault.clock import now_iso, to_epoch, uuid7
 from memvault.codec import binding
 from memvault.core.engine import Engine
 from memvault.core.reseal import reseal_row
+from memvault.core.webhooks import Outbox
 from memvault.errors import InvalidInput, NotFound
 from memvault.retrieval.text import normalize_for_dedup
 from memvault.retrieval.vector_index import VectorEntry
@@ -115,7 +117,7 @@ def apply(
         engine.lock_owners(tx, owners)
         if live_job is not None and engine.store.get_job(engine.namespace, live_job) is None:
             raise JobGone(f"job {live_job} no longer exists (its user was erased): not applied")
-        writer = _Writer(engine, tx, done)
+        writer = _Writer(engine, tx, done, Outbox.open(engine, tx))
         if not existing:  # adds only (a batch): one dedup look-up for all of them
             writer.prefetch_duplicates([c for c in changes if isinstance(c, Add)])
         for change in changes:
@@ -128,6 +130,7 @@ def apply(
             else:
                 results.append(writer.delete(change))
         writer.flush()
+        writer.outbox.flush(tx)
         for scope_id in sorted(done.touched):
             done.versions[scope_id] = tx.bump_version(scope_id)
     for scope_id, (before, after) in done.versions.items():
@@ -170,10 +173,11 @@ def vector_entry(row: MemoryRow, vector: npt.NDArray[np.float32], terms: IndexTe
 class _Writer:
     """The changes of one plan inside its transaction."""
 
-    def __init__(self, engine: Engine, tx: WriteTx, done: _Applied) -> None:
+    def __init__(self, engine: Engine, tx: WriteTx, done: _Applied, outbox: Outbox) -> None:
         self.engine = engine
         self.tx = tx
         self.done = done
+        self.outbox = outbox
         self.keys: dict[Scope, tuple[KeyScope, ScopeCipher]] = {}
         self.recent: dict[Scope, deque[str]] = {}
         self.seen: dict[tuple[Scope, str], str] = {}
@@ -259,6 +263,7 @@ class _Writer:
             engine.event(row, row.id, "ADD", None, text, cipher, change.provenance)
         )
         window.append(text)
+        self.outbox.record("memory.added", _owners(row), memory_id=row.id, text=text, cipher=cipher)
         self.seen[(change.scope, row.hash)] = row.id
         self.done.added.setdefault(row.scope_id, []).append(vector_entry(row, change.vector, terms))
         self.done.touched.add(row.scope_id)
@@ -339,6 +344,9 @@ class _Writer:
         tx.add_history(
             engine.event(row, row.id, "UPDATE", old_text, new_text, cipher, change.provenance)
         )
+        self.outbox.record(
+            "memory.updated", _owners(row), memory_id=row.id, text=new_text, cipher=cipher
+        )
         if change.vector is not None and terms is not None:
             self.done.added.setdefault(row.scope_id, []).append(
                 vector_entry(row, change.vector, terms)
@@ -360,9 +368,14 @@ class _Writer:
         self.tx.add_history(
             engine.event(row, row.id, "DELETE", old, None, cipher, change.provenance)
         )
+        self.outbox.record("memory.deleted", _owners(row), memory_id=row.id)
         self.done.removed.setdefault(row.scope_id, []).append(row.id)
         self.done.touched.add(row.scope_id)
         return {"id": row.id, "memory": old, "event": "DELETE"}
+
+
+def _owners(row: MemoryRow) -> tuple[str | None, str | None, str | None]:
+    return row.user_id, row.agent_id, row.run_id
 
 
 def _result(memory_id: str, text: str, event: str, redactions: list[str]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from memvault.clock import now_iso
 from memvault.codec import legacy_keys
-from memvault.core import changes
+from memvault.core import changes, webhooks
 from memvault.core.engine import Engine
 from memvault.errors import NotFound
 from memvault.validation import Scope, check_id
@@ -54,6 +54,8 @@ def erase_user(engine: Engine, user_id: str) -> dict[str, Any]:
         deleted, deleted_events = tx.delete_user(engine.namespace, user_id)
         # Queued jobs too: sealed with the key just destroyed, and deleted with the rest.
         jobs_deleted = tx.delete_jobs(engine.namespace, user_id)
+        # The user.erased event, committed with the erase (and no text of theirs left waiting).
+        webhooks.record_erase(engine, tx, user_id)
         for scope_id in scopes:
             # Versions only grow: a cache elsewhere of these scopes sees that it is stale.
             tx.bump_version(scope_id)

@@ -21,7 +21,7 @@ from typing import Literal
 from memvault.security.crypto import canonical
 from memvault.validation import Scope
 
-__all__ = ["API_KEYS", "AUDIT", "KeyScope", "Kind"]
+__all__ = ["API_KEYS", "AUDIT", "WEBHOOKS", "KeyScope", "Kind"]
 
 Kind = Literal["user", "agent", "run", "system"]
 _KINDS = ("user", "agent", "run", "system")
@@ -70,3 +70,5 @@ class KeyScope:
 # (namespaces start with a letter or digit), so no tenant's key can be one of these.
 API_KEYS = KeyScope("_system", "system", "api-keys")
 AUDIT = KeyScope("_system", "system", "audit")
+# Seals the namespaces' webhook signing secrets.
+WEBHOOKS = KeyScope("_system", "system", "webhooks")

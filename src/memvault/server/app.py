@@ -28,7 +28,7 @@ from memvault.server.lazy_mcp import LazyMcp
 from memvault.server.middleware import Observability, metrics_registry
 from memvault.server.network import HostGuard, HostPolicy, Proxies, is_loopback
 from memvault.server.ratelimit import RateLimiter
-from memvault.server.routes import admin, health, jobs, mem0, memories, users
+from memvault.server.routes import admin, health, jobs, mem0, memories, users, webhooks
 from memvault.server.warmup import ModelWarmup
 
 __all__ = ["PUBLIC_PATHS", "check_settings", "create_app", "is_loopback"]
@@ -94,6 +94,8 @@ def create_app(
         )
         if settings.job_workers:
             store.start_jobs(settings.job_workers, handler=job_handler)
+        if settings.webhook_workers and settings.webhook_allowed_hosts:
+            store.start_webhooks(settings.webhook_workers)
         try:
             if gateway is None:
                 yield
@@ -105,6 +107,7 @@ def create_app(
                 sweeper.cancel()
             # Running jobs finish, or their claims go back to the queue for another worker.
             await anyio.to_thread.run_sync(store.stop_jobs)
+            await anyio.to_thread.run_sync(store.stop_webhooks)
             if owned:
                 store.close()
 
@@ -125,7 +128,7 @@ def create_app(
     app.state.key_usage = KeyUsage(store)
     app.state.model = model
     install_error_handlers(app)
-    for module in (memories, mem0, users, jobs, admin, health):
+    for module in (memories, mem0, users, jobs, webhooks, admin, health):
         app.include_router(module.router)
     _mount_docs(app)
     if gateway is not None:

@@ -29,6 +29,10 @@ __all__ = [
     "SearchRequest",
     "SearchResults",
     "UpdateRequest",
+    "WebhookConfig",
+    "WebhookDelivery",
+    "WebhookDeliveryList",
+    "WebhookInfo",
 ]
 
 Id = StrictStr
@@ -306,3 +310,45 @@ class ErrorDetail(BaseModel):
 class ErrorBody(BaseModel):
     error: ErrorDetail
     detail: str = Field(description="The message again, where mem0's client looks for it.")
+
+
+class WebhookConfig(Strict):
+    url: StrictStr = Field(
+        max_length=2048,
+        description="Where events are POSTed: https (http only if the operator allows it), a"
+        " destination the operator's allow-list permits.",
+    )
+    include_text: StrictBool = Field(
+        False, description="Add the memory's text to memory.added and memory.updated events."
+    )
+
+
+class WebhookInfo(BaseModel):
+    url: str
+    include_text: bool
+    created_at: str
+    updated_at: str
+    secret: str | None = Field(
+        None,
+        description="The signing secret: only in the answer that made it (a new webhook, a"
+        " rotation), never again.",
+    )
+
+
+class WebhookDelivery(BaseModel):
+    id: str = Field(description="The event's id, also sent as X-Memvault-Delivery.")
+    event: Literal["memory.added", "memory.updated", "memory.deleted", "user.erased"]
+    memory_id: str | None
+    user_id: str | None
+    status: Literal["pending", "sending", "delivered", "dead"]
+    attempts: int
+    max_attempts: int
+    next_attempt_at: str | None
+    last_error: str | None = Field(None, description="Why the last attempt failed (a code).")
+    last_status: int | None = Field(None, description="The receiver's last HTTP status.")
+    created_at: str
+    updated_at: str
+
+
+class WebhookDeliveryList(BaseModel):
+    results: list[WebhookDelivery]

@@ -11,6 +11,9 @@ outside a backend's folder holds SQL or a driver object. Rows cross the seam as 
 - ``KeyStore``: wrapped data keys, their generations and the master key checks, kept apart from the
   data (``keys.db``; a Postgres schema or database of its own) so a data backup never holds keys.
 - ``ApiKeyRecords`` and ``AuditRecords``: the API key table and the audit chain.
+- ``WebhookStore``: each namespace's webhook and the outbox of its events (``core/webhooks.py``),
+  claimed with a lease like jobs; ``WriteTx.insert_deliveries`` writes events in the transaction
+  of the change they report.
 - ``JobStore``: the durable job queue (``core/jobs.py``): claims with a lease, so several workers
   and nodes share one queue and a job whose worker died is taken again once its lease expires.
 
@@ -42,6 +45,7 @@ from memvault.filters import FilterNode
 from memvault.storage.rows import (
     ApiKeyRow,
     AuditRow,
+    DeliveryRow,
     ExportRow,
     HistoryRow,
     Imported,
@@ -53,6 +57,7 @@ from memvault.storage.rows import (
     Snapshot,
     StoreStatus,
     VectorRow,
+    WebhookRow,
     WrappedKey,
 )
 from memvault.validation import Scope
@@ -72,6 +77,7 @@ __all__ = [
     "MetaDecryptor",
     "Owners",
     "Snapshotting",
+    "WebhookStore",
     "WriteTx",
 ]
 
@@ -188,6 +194,17 @@ class WriteTx(Protocol):
     def rewrite_job(self, job: JobRow) -> None:
         """Store a job's new key scope and its re-sealed request and result; nothing else of
         the job (its state belongs to the workers)."""
+        ...
+
+    # the webhook outbox (written with the change it reports)
+    def webhook(self, namespace: str) -> WebhookRow | None:
+        """The namespace's webhook, read inside the transaction."""
+        ...
+
+    def insert_deliveries(self, rows: Sequence[DeliveryRow]) -> None: ...
+
+    def shred_delivery_texts(self, namespace: str, user_id: str) -> int:
+        """Remove the sealed text of a user's events (an erase); how many had one."""
         ...
 
 
@@ -382,6 +399,55 @@ class JobStore(Protocol):
     def delete_jobs(self, namespace: str, user_id: str | None = None) -> int: ...
 
 
+class WebhookStore(Protocol):
+    """Webhooks and their outbox; each method atomic on its own, times as in ``JobStore``.
+
+    A claim hands the oldest due delivery (``pending`` and due, or ``sending`` with an expired
+    lease) to one worker only, as ``JobStore.claim`` does; ``delivered`` and
+    ``delivery_failed`` change a row only while ``worker`` holds its claim."""
+
+    def get_webhook(self, namespace: str) -> WebhookRow | None: ...
+
+    def put_webhook(self, row: WebhookRow) -> None:
+        """Insert or replace the namespace's webhook."""
+        ...
+
+    def delete_webhook(self, namespace: str) -> tuple[bool, int]:
+        """Remove the webhook and every delivery of the namespace: (was there, deliveries)."""
+        ...
+
+    def claim_delivery(self, worker: str, lease_until: str, now: str) -> DeliveryRow | None: ...
+
+    def delivered(self, delivery_id: str, worker: str, status: int, now: str) -> bool: ...
+
+    def delivery_failed(
+        self,
+        delivery_id: str,
+        worker: str,
+        error_code: str,
+        status: int | None,
+        retry_at: str | None,
+        now: str,
+    ) -> bool:
+        """Back to ``pending`` until ``retry_at``, or ``dead`` (``retry_at`` None, or no
+        attempt left)."""
+        ...
+
+    def list_deliveries(
+        self, namespace: str, *, status: str | None, limit: int
+    ) -> list[DeliveryRow]:
+        """Newest first."""
+        ...
+
+    def retry_delivery(self, namespace: str, delivery_id: str, now: str) -> DeliveryRow | None:
+        """A ``dead`` delivery pending again with its attempts reset; None otherwise."""
+        ...
+
+    def prune_deliveries(self, before: str) -> int:
+        """Delete delivered rows last changed before ``before``."""
+        ...
+
+
 # The tables ``memvault migrate`` copies, in copy order; a backend knows no other table names, so
 # a name never comes from a user. Keys first: data without its keys could not be read.
 DATA_TABLES = (
@@ -434,7 +500,14 @@ class Snapshotting(Protocol):
 
 
 class DataStore(
-    MemoryStore, ApiKeyRecords, AuditRecords, JobStore, Exportable, Snapshotting, Protocol
+    MemoryStore,
+    ApiKeyRecords,
+    AuditRecords,
+    JobStore,
+    WebhookStore,
+    Exportable,
+    Snapshotting,
+    Protocol,
 ):
     """What one backend's data database offers."""
 

@@ -17,6 +17,7 @@ __all__ = [
     "RULE_DEFAULTS",
     "ApiKeyRow",
     "AuditRow",
+    "DeliveryRow",
     "ExportRow",
     "HistoryRow",
     "Imported",
@@ -28,6 +29,7 @@ __all__ = [
     "Snapshot",
     "StoreStatus",
     "VectorRow",
+    "WebhookRow",
     "WrappedKey",
     "namespace_rules",
     "rules_values",
@@ -260,5 +262,52 @@ class JobRow:
     payload_box: bytes
     result_box: bytes | None
     error_code: str | None
+    created_at: str
+    updated_at: str
+
+
+# The states of a webhook delivery of the outbox: ``pending`` (waiting, maybe until
+# ``run_after``), ``sending`` (claimed by ``lease_owner`` until ``lease_until``), ``delivered``
+# and ``dead`` (out of attempts, or its webhook removed).
+DELIVERY_STATUSES = ("pending", "sending", "delivered", "dead")
+
+
+@dataclass(slots=True)
+class WebhookRow:
+    """A namespace's webhook: where events go, whether they carry memory text, and the signing
+    secret sealed with the system's webhook key (never stored in the clear)."""
+
+    namespace: str
+    url: str
+    include_text: bool
+    secret_box: bytes
+    created_at: str
+    updated_at: str
+
+
+@dataclass(slots=True)
+class DeliveryRow:
+    """One event of the webhook outbox, written in the transaction of the change it reports.
+
+    ``text_box``: the memory's text, only when the namespace's webhook includes text, sealed with
+    the owner's data key under ``scope_id`` (an erase or a key rotation shreds it)."""
+
+    id: str
+    namespace: str
+    event: str
+    memory_id: str | None
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    scope_id: str | None
+    text_box: bytes | None
+    status: str
+    attempts: int
+    max_attempts: int
+    lease_owner: str | None
+    lease_until: str | None
+    run_after: str
+    last_error: str | None
+    last_status: int | None
     created_at: str
     updated_at: str

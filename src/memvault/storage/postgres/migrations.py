@@ -172,11 +172,52 @@ def m004_inference_instructions(conn: psycopg.Connection[tuple[object, ...]]) ->
     )
 
 
+def m005_webhooks(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Each namespace's webhook (its secret sealed) and the outbox of its events
+    (``core/webhooks.py``), written in the transaction of the change an event reports; claims
+    use ``FOR UPDATE SKIP LOCKED`` over ``webhook_outbox_claim``."""
+    _run(
+        conn,
+        """
+        CREATE TABLE webhooks (
+            namespace text PRIMARY KEY,
+            url text NOT NULL,
+            include_text boolean NOT NULL,
+            secret_box bytea NOT NULL,
+            created_at text COLLATE "C" NOT NULL,
+            updated_at text COLLATE "C" NOT NULL
+        );
+        CREATE TABLE webhook_outbox (
+            id text COLLATE "C" PRIMARY KEY,
+            namespace text NOT NULL,
+            event text NOT NULL,
+            memory_id text,
+            user_id text, agent_id text, run_id text,
+            scope_id text,
+            text_box bytea,
+            status text NOT NULL,
+            attempts integer NOT NULL DEFAULT 0,
+            max_attempts integer NOT NULL,
+            lease_owner text,
+            lease_until text COLLATE "C",
+            run_after text COLLATE "C" NOT NULL,
+            last_error text,
+            last_status integer,
+            created_at text COLLATE "C" NOT NULL,
+            updated_at text COLLATE "C" NOT NULL
+        );
+        CREATE INDEX webhook_outbox_claim ON webhook_outbox (status, run_after, id);
+        CREATE INDEX webhook_outbox_namespace ON webhook_outbox (namespace, user_id, id)
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_tables,
     m002_jobs,
     m003_history_provenance,
     m004_inference_instructions,
+    m005_webhooks,
 ]
 
 

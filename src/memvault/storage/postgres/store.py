@@ -63,6 +63,7 @@ from memvault.storage.postgres.migrations import applied, migrate
 from memvault.storage.rows import (
     ApiKeyRow,
     AuditRow,
+    DeliveryRow,
     ExportRow,
     HistoryRow,
     Imported,
@@ -73,6 +74,7 @@ from memvault.storage.rows import (
     Snapshot,
     StoreStatus,
     VectorRow,
+    WebhookRow,
     namespace_rules,
     rules_values,
     values,
@@ -106,6 +108,13 @@ _JOB_COLUMNS = (
     " updated_at"
 )
 _JOB_VALUES = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+_WEBHOOK_COLUMNS = "namespace, url, include_text, secret_box, created_at, updated_at"
+_DELIVERY_COLUMNS = (
+    "id, namespace, event, memory_id, user_id, agent_id, run_id, scope_id, text_box, status,"
+    " attempts, max_attempts, lease_owner, lease_until, run_after, last_error, last_status,"
+    " created_at, updated_at"
+)
+_DELIVERY_VALUES = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
 _API_KEY_COLUMNS = (
     "id, namespace, role, name, user_id, secret_hash, created_at, expires_at, revoked_at,"
     " last_used_at"
@@ -162,6 +171,18 @@ def _limit(limit: int) -> int | None:
 
 def _memory(row: Sequence[Any]) -> MemoryRow:
     return MemoryRow(*row)
+
+
+def _webhook(row: Sequence[Any]) -> WebhookRow:
+    hook = WebhookRow(*row)
+    hook.secret_box = bytes(hook.secret_box)
+    return hook
+
+
+def _delivery(row: Sequence[Any]) -> DeliveryRow:
+    delivery = DeliveryRow(*row)
+    delivery.text_box = None if delivery.text_box is None else bytes(delivery.text_box)
+    return delivery
 
 
 def _job(row: Sequence[Any]) -> JobRow:
@@ -837,6 +858,111 @@ class PostgresStore:
         with self.transaction() as tx:
             return int(tx.delete_jobs(namespace, user_id))
 
+    # --- webhooks and their outbox (WebhookStore) ---------------------------------------------
+
+    def get_webhook(self, namespace: str) -> WebhookRow | None:
+        rows = self._fetch(
+            f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE namespace = %s", (namespace,)
+        )
+        return _webhook(rows[0]) if rows else None
+
+    def put_webhook(self, row: WebhookRow) -> None:
+        with self._connection("writing a webhook") as conn, conn.transaction():
+            conn.execute(
+                f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (namespace) DO UPDATE SET url = excluded.url,"
+                " include_text = excluded.include_text, secret_box = excluded.secret_box,"
+                " updated_at = excluded.updated_at",
+                astuple(row),
+            )
+
+    def delete_webhook(self, namespace: str) -> tuple[bool, int]:
+        with self._connection("removing a webhook") as conn, conn.transaction():
+            found = conn.execute("DELETE FROM webhooks WHERE namespace = %s", (namespace,))
+            dropped = conn.execute(
+                "DELETE FROM webhook_outbox WHERE namespace = %s", (namespace,)
+            ).rowcount
+            return found.rowcount > 0, int(dropped)
+
+    def claim_delivery(self, worker: str, lease_until: str, now: str) -> DeliveryRow | None:
+        """The oldest due delivery, locked with ``SKIP LOCKED``, then marked sending."""
+        with self._connection("claiming a delivery") as conn, conn.transaction():
+            found = conn.execute(
+                "SELECT id FROM webhook_outbox WHERE (status = 'pending' AND run_after <= %s)"
+                " OR (status = 'sending' AND lease_until <= %s)"
+                " ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (now, now),
+            ).fetchone()
+            if found is None:
+                return None
+            row = conn.execute(
+                f"UPDATE webhook_outbox SET status = 'sending', attempts = attempts + 1,"
+                f" lease_owner = %s, lease_until = %s, updated_at = %s WHERE id = %s"
+                f" RETURNING {_DELIVERY_COLUMNS}",
+                (worker, lease_until, now, found[0]),
+            ).fetchone()
+        return _delivery(row) if row is not None else None
+
+    def delivered(self, delivery_id: str, worker: str, status: int, now: str) -> bool:
+        with self._connection("recording a delivery") as conn, conn.transaction():
+            cursor = conn.execute(
+                "UPDATE webhook_outbox SET status = 'delivered', last_status = %s,"
+                " last_error = NULL, text_box = NULL, lease_owner = NULL, lease_until = NULL,"
+                " updated_at = %s WHERE id = %s AND status = 'sending' AND lease_owner = %s",
+                (status, now, delivery_id, worker),
+            )
+            return bool(cursor.rowcount > 0)
+
+    def delivery_failed(
+        self,
+        delivery_id: str,
+        worker: str,
+        error_code: str,
+        status: int | None,
+        retry_at: str | None,
+        now: str,
+    ) -> bool:
+        with self._connection("recording a failed delivery") as conn, conn.transaction():
+            cursor = conn.execute(
+                "UPDATE webhook_outbox SET status = CASE WHEN %s::text IS NULL"
+                " OR attempts >= max_attempts THEN 'dead' ELSE 'pending' END,"
+                " run_after = coalesce(%s::text, run_after), last_error = %s,"
+                " last_status = %s, lease_owner = NULL, lease_until = NULL, updated_at = %s"
+                " WHERE id = %s AND status = 'sending' AND lease_owner = %s",
+                (retry_at, retry_at, error_code, status, now, delivery_id, worker),
+            )
+            return bool(cursor.rowcount > 0)
+
+    def list_deliveries(
+        self, namespace: str, *, status: str | None, limit: int
+    ) -> list[DeliveryRow]:
+        rows = self._fetch(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE namespace = %s"
+            " AND (%s::text IS NULL OR status = %s) ORDER BY id DESC LIMIT %s",
+            (namespace, status, status, limit),
+        )
+        return [_delivery(row) for row in rows]
+
+    def retry_delivery(self, namespace: str, delivery_id: str, now: str) -> DeliveryRow | None:
+        with self._connection("retrying a delivery") as conn, conn.transaction():
+            row = conn.execute(
+                f"UPDATE webhook_outbox SET status = 'pending', attempts = 0, run_after = %s,"
+                f" last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = %s"
+                f" WHERE namespace = %s AND id = %s AND status = 'dead'"
+                f" RETURNING {_DELIVERY_COLUMNS}",
+                (now, now, namespace, delivery_id),
+            ).fetchone()
+        return _delivery(row) if row is not None else None
+
+    def prune_deliveries(self, before: str) -> int:
+        with self._connection("removing old deliveries") as conn, conn.transaction():
+            return int(
+                conn.execute(
+                    "DELETE FROM webhook_outbox WHERE status = 'delivered' AND updated_at < %s",
+                    (before,),
+                ).rowcount
+            )
+
 
 class _OverBudget(Exception):
     """A filtered read ran out of time between rows."""
@@ -1105,6 +1231,28 @@ class _PgTx:
         self._conn.execute(
             "UPDATE jobs SET scope_id = %s, payload_box = %s, result_box = %s WHERE id = %s",
             (job.scope_id, job.payload_box, job.result_box, job.id),
+        )
+
+    def webhook(self, namespace: str) -> WebhookRow | None:
+        rows = self._all(
+            f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE namespace = %s", (namespace,)
+        )
+        return _webhook(rows[0]) if rows else None
+
+    def insert_deliveries(self, rows: Sequence[DeliveryRow]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO webhook_outbox ({_DELIVERY_COLUMNS}) VALUES ({_DELIVERY_VALUES})",
+                [astuple(row) for row in rows],
+            )
+
+    def shred_delivery_texts(self, namespace: str, user_id: str) -> int:
+        return int(
+            self._conn.execute(
+                "UPDATE webhook_outbox SET text_box = NULL, scope_id = NULL"
+                " WHERE namespace = %s AND user_id = %s AND text_box IS NOT NULL",
+                (namespace, user_id),
+            ).rowcount
         )
 
 

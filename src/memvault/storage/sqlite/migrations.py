@@ -194,6 +194,46 @@ def m009_inference_instructions(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE namespace_settings ADD COLUMN reconciliation_instructions TEXT")
 
 
+def m010_webhooks(db: sqlite3.Connection) -> None:
+    """Each namespace's webhook (its secret sealed) and the outbox of its events
+    (``core/webhooks.py``), written in the transaction of the change an event reports;
+    ``webhook_outbox_claim`` finds the oldest due delivery without a scan."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE webhooks (
+            namespace TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            include_text INTEGER NOT NULL,
+            secret_box BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE webhook_outbox (
+            id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            event TEXT NOT NULL,
+            memory_id TEXT,
+            user_id TEXT, agent_id TEXT, run_id TEXT,
+            scope_id TEXT,
+            text_box BLOB,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL,
+            lease_owner TEXT,
+            lease_until TEXT,
+            run_after TEXT NOT NULL,
+            last_error TEXT,
+            last_status INTEGER,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX webhook_outbox_claim ON webhook_outbox (status, run_after, id);
+        CREATE INDEX webhook_outbox_namespace ON webhook_outbox (namespace, user_id, id);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_create_tables,
     m002_api_keys,
@@ -204,6 +244,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m007_jobs,
     m008_history_provenance,
     m009_inference_instructions,
+    m010_webhooks,
 ]
 
 

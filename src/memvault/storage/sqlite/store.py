@@ -39,6 +39,7 @@ from memvault.storage.files import open_sqlite
 from memvault.storage.rows import (
     ApiKeyRow,
     AuditRow,
+    DeliveryRow,
     ExportRow,
     HistoryRow,
     Imported,
@@ -49,6 +50,7 @@ from memvault.storage.rows import (
     Snapshot,
     StoreStatus,
     VectorRow,
+    WebhookRow,
     namespace_rules,
     rules_values,
     values,
@@ -92,6 +94,12 @@ _JOB_COLUMNS = (
     "id, namespace, user_id, agent_id, run_id, scope_id, kind, status, attempts, max_attempts,"
     " lease_owner, lease_until, run_after, payload_box, result_box, error_code, created_at,"
     " updated_at"
+)
+_WEBHOOK_COLUMNS = "namespace, url, include_text, secret_box, created_at, updated_at"
+_DELIVERY_COLUMNS = (
+    "id, namespace, event, memory_id, user_id, agent_id, run_id, scope_id, text_box, status,"
+    " attempts, max_attempts, lease_owner, lease_until, run_after, last_error, last_status,"
+    " created_at, updated_at"
 )
 _HISTORY_COLUMNS = (
     "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
@@ -827,6 +835,111 @@ class SQLiteStore:
         with self.transaction() as tx:
             return tx.delete_jobs(namespace, user_id)
 
+    # --- webhooks and their outbox (WebhookStore) ---------------------------------------------
+
+    def get_webhook(self, namespace: str) -> WebhookRow | None:
+        rows = self._query(
+            f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE namespace = ?", (namespace,)
+        )
+        return _webhook(rows[0]) if rows else None
+
+    def put_webhook(self, row: WebhookRow) -> None:
+        with self.transaction() as tx:
+            tx.db.execute(
+                f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (namespace) DO UPDATE SET url = excluded.url,"
+                " include_text = excluded.include_text, secret_box = excluded.secret_box,"
+                " updated_at = excluded.updated_at",
+                (
+                    row.namespace,
+                    row.url,
+                    int(row.include_text),
+                    row.secret_box,
+                    row.created_at,
+                    row.updated_at,
+                ),
+            )
+
+    def delete_webhook(self, namespace: str) -> tuple[bool, int]:
+        with self.transaction() as tx:
+            found = tx.db.execute("DELETE FROM webhooks WHERE namespace = ?", (namespace,))
+            dropped = tx.db.execute(
+                "DELETE FROM webhook_outbox WHERE namespace = ?", (namespace,)
+            ).rowcount
+            return found.rowcount > 0, dropped
+
+    def claim_delivery(self, worker: str, lease_until: str, now: str) -> DeliveryRow | None:
+        with self.transaction() as tx:
+            row = tx.db.execute(
+                f"UPDATE webhook_outbox SET status = 'sending', attempts = attempts + 1,"
+                f" lease_owner = ?, lease_until = ?, updated_at = ? WHERE id = (SELECT id FROM"
+                f" webhook_outbox WHERE (status = 'pending' AND run_after <= ?) OR"
+                f" (status = 'sending' AND lease_until <= ?) ORDER BY run_after, id LIMIT 1)"
+                f" RETURNING {_DELIVERY_COLUMNS}",
+                (worker, lease_until, now, now, now),
+            ).fetchone()
+        return _delivery(row) if row is not None else None
+
+    def delivered(self, delivery_id: str, worker: str, status: int, now: str) -> bool:
+        with self.transaction() as tx:
+            cursor = tx.db.execute(
+                "UPDATE webhook_outbox SET status = 'delivered', last_status = ?,"
+                " last_error = NULL, text_box = NULL, lease_owner = NULL, lease_until = NULL,"
+                " updated_at = ? WHERE id = ? AND status = 'sending' AND lease_owner = ?",
+                (status, now, delivery_id, worker),
+            )
+            return cursor.rowcount > 0
+
+    def delivery_failed(
+        self,
+        delivery_id: str,
+        worker: str,
+        error_code: str,
+        status: int | None,
+        retry_at: str | None,
+        now: str,
+    ) -> bool:
+        with self.transaction() as tx:
+            cursor = tx.db.execute(
+                "UPDATE webhook_outbox SET status = CASE WHEN ? IS NULL"
+                " OR attempts >= max_attempts THEN 'dead' ELSE 'pending' END,"
+                " run_after = coalesce(?, run_after), last_error = ?, last_status = ?,"
+                " lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                " WHERE id = ? AND status = 'sending' AND lease_owner = ?",
+                (retry_at, retry_at, error_code, status, now, delivery_id, worker),
+            )
+            return cursor.rowcount > 0
+
+    def list_deliveries(
+        self, namespace: str, *, status: str | None, limit: int
+    ) -> list[DeliveryRow]:
+        rows = self._query(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE namespace = ?"
+            " AND (? IS NULL OR status = ?) ORDER BY id DESC LIMIT ?",
+            (namespace, status, status, limit),
+        )
+        return [_delivery(row) for row in rows]
+
+    def retry_delivery(self, namespace: str, delivery_id: str, now: str) -> DeliveryRow | None:
+        with self.transaction() as tx:
+            row = tx.db.execute(
+                f"UPDATE webhook_outbox SET status = 'pending', attempts = 0, run_after = ?,"
+                f" last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ?"
+                f" WHERE namespace = ? AND id = ? AND status = 'dead'"
+                f" RETURNING {_DELIVERY_COLUMNS}",
+                (now, now, namespace, delivery_id),
+            ).fetchone()
+        return _delivery(row) if row is not None else None
+
+    def prune_deliveries(self, before: str) -> int:
+        with self.transaction() as tx:
+            return int(
+                tx.db.execute(
+                    "DELETE FROM webhook_outbox WHERE status = 'delivered' AND updated_at < ?",
+                    (before,),
+                ).rowcount
+            )
+
 
 class SQLiteTx:
     """One write transaction (``WriteTx``) on the thread's connection, under SQLite's write lock
@@ -1104,6 +1217,37 @@ class SQLiteTx:
             "UPDATE jobs SET scope_id = ?, payload_box = ?, result_box = ? WHERE id = ?",
             (job.scope_id, job.payload_box, job.result_box, job.id),
         )
+
+    def webhook(self, namespace: str) -> WebhookRow | None:
+        return self._store.get_webhook(namespace)
+
+    def insert_deliveries(self, rows: Sequence[DeliveryRow]) -> None:
+        self.db.executemany(
+            f"INSERT INTO webhook_outbox ({_DELIVERY_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+            [astuple(row) for row in rows],
+        )
+
+    def shred_delivery_texts(self, namespace: str, user_id: str) -> int:
+        return int(
+            self.db.execute(
+                "UPDATE webhook_outbox SET text_box = NULL, scope_id = NULL"
+                " WHERE namespace = ? AND user_id = ? AND text_box IS NOT NULL",
+                (namespace, user_id),
+            ).rowcount
+        )
+
+
+def _webhook(row: sqlite3.Row) -> WebhookRow:
+    hook = WebhookRow(*row)
+    hook.include_text = bool(hook.include_text)
+    hook.secret_box = bytes(hook.secret_box)
+    return hook
+
+
+def _delivery(row: sqlite3.Row) -> DeliveryRow:
+    delivery = DeliveryRow(*row)
+    delivery.text_box = None if delivery.text_box is None else bytes(delivery.text_box)
+    return delivery
 
 
 def _memory(row: sqlite3.Row) -> MemoryRow:
