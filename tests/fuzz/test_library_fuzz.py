@@ -84,6 +84,8 @@ def valid_argument(name: str, library: Library) -> Any:
         "job_id": "no-such-job",
         "text": "alice's scratch memory, updated",
         "namespace": "other",
+        "url": "https://hooks.example.com/in",
+        "delivery_id": "no-such-delivery",
     }
     return values.get(name, inspect.Parameter.empty)
 
@@ -95,9 +97,18 @@ def strategy_for(name: str) -> st.SearchStrategy[Any]:
         return hostile_metadata()
     if name == "messages":
         return hostile_messages()
-    if name in ("user_id", "agent_id", "run_id", "actor_id", "memory_id", "namespace", "job_id"):
+    if name in (
+        "user_id",
+        "agent_id",
+        "run_id",
+        "actor_id",
+        "memory_id",
+        "namespace",
+        "job_id",
+        "delivery_id",
+    ):
         return st.one_of(hostile_id(), hostile_scalar())
-    if name in ("query", "text", "data"):
+    if name in ("query", "text", "data", "url"):
         return st.one_of(hostile_text(), hostile_scalar())
     if name == "items":
         return st.one_of(

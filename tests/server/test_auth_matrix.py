@@ -109,6 +109,21 @@ ROWS = [
     Row("GET", "/v1/audit/", "admin", 200, 403, 200),
     Row("GET", "/v1/namespace/settings/", "admin", 200, 403, 200),
     Row("PUT", "/v1/namespace/settings/", "admin", 200, 403, 200, {"secret_policy": "redact"}),
+    # No webhook is set and the allow-list is empty: 404s, and a PUT refused (422).
+    Row("GET", "/v1/namespace/webhook/", "admin", 404, 403, 404),
+    Row(
+        "PUT",
+        "/v1/namespace/webhook/",
+        "admin",
+        422,
+        403,
+        422,
+        {"url": "https://hooks.example.com/"},
+    ),
+    Row("DELETE", "/v1/namespace/webhook/", "admin", 404, 403, 404),
+    Row("POST", "/v1/namespace/webhook/rotate-secret", "admin", 404, 403, 404),
+    Row("GET", "/v1/namespace/webhook/deliveries/", "admin", 200, 403, 200),
+    Row("POST", "/v1/namespace/webhook/deliveries/{delivery_id}/retry", "admin", 404, 403, 404),
     Row("GET", "/metrics", "operator", 200, 403, 403),
     Row("POST", "/mcp", "read", PASS, PASS, PASS, MCP_INIT),
     Row("GET", "/mcp", "read", PASS, PASS, PASS),
@@ -291,6 +306,7 @@ def test_every_route_is_protected(matrix_server: RunningServer) -> None:
             .replace("{agent_id}", "helper")
             .replace("{run_id}", "r1")
             .replace("{app_id}", "shop")
+            .replace("{delivery_id}", "no-such-delivery")
         )
         body = row.body
         if row.template == "/v1/batch/":

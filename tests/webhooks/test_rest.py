@@ -1,0 +1,56 @@
+"""Webhooks over REST with the Python client, delivered by the server's own worker threads to a
+loopback receiver the operator listed."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+
+from memvault import Client
+from memvault.errors import DeliveryNotRetryable, DestinationRefused, Forbidden, NotFound
+from memvault.webhooks import verify
+from tests.server.conftest import RunningServer, start_server  # noqa: F401
+from tests.webhooks.conftest import LOOPBACK, Receiver
+
+
+def test_configure_deliver_list_rotate_remove(
+    start_server: Callable[..., RunningServer],  # noqa: F811
+    receiver: Receiver,
+) -> None:
+    server = start_server(webhook_allowed_hosts=LOOPBACK, webhook_allow_http=True)
+    with Client(server.base_url, server.admin_key) as admin:
+        with pytest.raises(NotFound):
+            admin.webhook()
+        with pytest.raises(DestinationRefused):
+            admin.configure_webhook("http://127.0.0.2:8080/")  # loopback, but not listed
+        made = admin.configure_webhook(receiver.url, include_text=True)
+        secret = made["secret"]
+        assert admin.webhook() == {k: v for k, v in made.items() if k != "secret"}
+        added = admin.add("Ivy waters the ferns on Sundays", user_id="ivy")["results"][0]
+        deadline = time.monotonic() + 15
+        while not receiver.received and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server's worker polls every second: wait for it, bounded
+        (item,) = receiver.received
+        verify(secret, item.body, item.headers["X-Memvault-Signature"], now=time.time())
+        event = json.loads(item.body)
+        assert (event["type"], event["data"]["memory_id"]) == ("memory.added", added["id"])
+        assert event["data"]["text"] == "Ivy waters the ferns on Sundays"
+        while admin.webhook_deliveries()["results"][0]["status"] != "delivered":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (listed,) = admin.webhook_deliveries(status="delivered")["results"]
+        assert listed["id"] == event["id"] and "text" not in listed
+        with pytest.raises(DeliveryNotRetryable):
+            admin.retry_webhook_delivery(listed["id"])
+        with pytest.raises(NotFound):
+            admin.retry_webhook_delivery("no-such-delivery")
+        rotated = admin.rotate_webhook_secret()
+        assert rotated["secret"] != secret
+        assert admin.remove_webhook()["deleted"] is True
+        with pytest.raises(NotFound):
+            admin.webhook()
+    with Client(server.base_url, server.key("write")) as writer, pytest.raises(Forbidden):
+        writer.configure_webhook(receiver.url)
