@@ -104,6 +104,9 @@ _COMPARED: dict[str, tuple[str, ...]] = {
         "created_at",
         "updated_at",
     ),
+    # A delivery's state is compared as a job's is: stop the webhook workers while migrating.
+    "webhooks": ("url", "include_text", "secret_box", "created_at", "updated_at"),
+    "webhook_outbox": ("namespace", "event", "memory_id", "status", "text_box", "updated_at"),
     "audit_log": ("hash", "prev_hash"),
 }
 _KEYS: dict[str, tuple[str, ...]] = {
@@ -118,6 +121,8 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "memories": ("id",),
     "history": ("id",),
     "jobs": ("id",),
+    "webhooks": ("namespace",),
+    "webhook_outbox": ("id",),
     "audit_log": ("seq",),
 }
 

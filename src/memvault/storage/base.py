@@ -458,6 +458,8 @@ DATA_TABLES = (
     "memories",
     "history",
     "jobs",
+    "webhooks",
+    "webhook_outbox",
     "audit_log",
 )
 KEY_TABLES = ("master_checks", "data_keys", "key_generations", "scope_generations")

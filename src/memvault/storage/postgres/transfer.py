@@ -53,6 +53,22 @@ _JOBS_VALUES = (
     " %(run_after)s, %(payload_box)s, %(result_box)s, %(error_code)s, %(created_at)s,"
     " %(updated_at)s"
 )
+_WEBHOOKS = "namespace, url, include_text, secret_box, created_at, updated_at"
+_OUTBOX = (
+    "id, namespace, event, memory_id, user_id, agent_id, run_id, scope_id, text_box, status,"
+    " attempts, max_attempts, lease_owner, lease_until, run_after, last_error, last_status,"
+    " created_at, updated_at"
+)
+_WEBHOOKS_VALUES = (
+    "%(namespace)s, %(url)s, %(include_text)s::int::boolean, %(secret_box)s,"
+    " %(created_at)s, %(updated_at)s"
+)
+_OUTBOX_VALUES = (
+    "%(id)s, %(namespace)s, %(event)s, %(memory_id)s, %(user_id)s, %(agent_id)s,"
+    " %(run_id)s, %(scope_id)s, %(text_box)s, %(status)s, %(attempts)s,"
+    " %(max_attempts)s, %(lease_owner)s, %(lease_until)s, %(run_after)s,"
+    " %(last_error)s, %(last_status)s, %(created_at)s, %(updated_at)s"
+)
 _AUDIT = "seq, at, namespace, key_id, action, user_id, memory_ids, source, outcome, prev_hash, hash"
 _MEMORY_SELECT = (
     "SELECT m.rowid AS _k0, m.id, m.namespace, m.scope_id, m.user_id, m.agent_id, m.run_id,"
@@ -102,6 +118,17 @@ _EXPORT: dict[str, tuple[str, str, int]] = {
     "jobs": (
         f"SELECT id AS _k0, {_JOBS} FROM jobs ORDER BY id LIMIT %s",
         f"SELECT id AS _k0, {_JOBS} FROM jobs WHERE id > %s ORDER BY id LIMIT %s",
+        1,
+    ),
+    "webhooks": (
+        f"SELECT namespace AS _k0, {_WEBHOOKS} FROM webhooks ORDER BY namespace LIMIT %s",
+        f"SELECT namespace AS _k0, {_WEBHOOKS} FROM webhooks WHERE namespace > %s"
+        f" ORDER BY namespace LIMIT %s",
+        1,
+    ),
+    "webhook_outbox": (
+        f"SELECT id AS _k0, {_OUTBOX} FROM webhook_outbox ORDER BY id LIMIT %s",
+        f"SELECT id AS _k0, {_OUTBOX} FROM webhook_outbox WHERE id > %s ORDER BY id LIMIT %s",
         1,
     ),
     "audit_log": (
@@ -165,6 +192,10 @@ _INSERT: dict[str, str] = {
     " %(new_box)s, %(actor_id)s, %(role)s, %(created_at)s, %(seal_version)s, %(meta_box)s)"
     " ON CONFLICT DO NOTHING",
     "jobs": f"INSERT INTO jobs ({_JOBS}) VALUES ({_JOBS_VALUES}) ON CONFLICT DO NOTHING",
+    "webhooks": f"INSERT INTO webhooks ({_WEBHOOKS}) VALUES ({_WEBHOOKS_VALUES})"
+    " ON CONFLICT DO NOTHING",
+    "webhook_outbox": f"INSERT INTO webhook_outbox ({_OUTBOX}) VALUES ({_OUTBOX_VALUES})"
+    " ON CONFLICT DO NOTHING",
     "audit_log": f"INSERT INTO audit_log ({_AUDIT}) VALUES (%(seq)s, %(at)s, %(namespace)s,"
     " %(key_id)s, %(action)s, %(user_id)s, %(memory_ids)s, %(source)s, %(outcome)s,"
     " %(prev_hash)s, %(hash)s)"
@@ -191,6 +222,8 @@ _EXISTING: dict[str, str] = {
     "memories": f"SELECT {_MEMORY} FROM memories WHERE id = %(id)s",
     "history": f"SELECT {_HISTORY} FROM history WHERE id = %(id)s",
     "jobs": f"SELECT {_JOBS} FROM jobs WHERE id = %(id)s",
+    "webhooks": f"SELECT {_WEBHOOKS} FROM webhooks WHERE namespace = %(namespace)s",
+    "webhook_outbox": f"SELECT {_OUTBOX} FROM webhook_outbox WHERE id = %(id)s",
     "audit_log": f"SELECT {_AUDIT} FROM audit_log WHERE seq = %(seq)s",
     "master_checks": "SELECT version, check_box, created_at FROM master_checks"
     " WHERE version = %(version)s",
@@ -210,6 +243,8 @@ _COUNT: dict[str, str] = {
     "memories": "SELECT count(*) FROM memories",
     "history": "SELECT count(*) FROM history",
     "jobs": "SELECT count(*) FROM jobs",
+    "webhooks": "SELECT count(*) FROM webhooks",
+    "webhook_outbox": "SELECT count(*) FROM webhook_outbox",
     "audit_log": "SELECT count(*) FROM audit_log",
     "master_checks": "SELECT count(*) FROM master_checks",
     "data_keys": "SELECT count(*) FROM data_keys",

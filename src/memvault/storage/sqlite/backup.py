@@ -41,6 +41,8 @@ _COUNT: dict[str, str] = {
     "history": "SELECT count(*) FROM history",
     "audit_log": "SELECT count(*) FROM audit_log",
     "jobs": "SELECT count(*) FROM jobs",
+    "webhooks": "SELECT count(*) FROM webhooks",
+    "webhook_outbox": "SELECT count(*) FROM webhook_outbox",
     "master_checks": "SELECT count(*) FROM master_checks",
     "data_keys": "SELECT count(*) FROM data_keys",
     "key_generations": "SELECT count(*) FROM key_generations",

@@ -47,6 +47,18 @@ _JOBS_VALUES = (
     " :max_attempts, :lease_owner, :lease_until, :run_after, :payload_box, :result_box,"
     " :error_code, :created_at, :updated_at"
 )
+_WEBHOOKS = "namespace, url, include_text, secret_box, created_at, updated_at"
+_OUTBOX = (
+    "id, namespace, event, memory_id, user_id, agent_id, run_id, scope_id, text_box, status,"
+    " attempts, max_attempts, lease_owner, lease_until, run_after, last_error, last_status,"
+    " created_at, updated_at"
+)
+_WEBHOOKS_VALUES = ":namespace, :url, :include_text, :secret_box, :created_at, :updated_at"
+_OUTBOX_VALUES = (
+    ":id, :namespace, :event, :memory_id, :user_id, :agent_id, :run_id, :scope_id,"
+    " :text_box, :status, :attempts, :max_attempts, :lease_owner, :lease_until,"
+    " :run_after, :last_error, :last_status, :created_at, :updated_at"
+)
 _AUDIT = "seq, at, namespace, key_id, action, user_id, memory_ids, source, outcome, prev_hash, hash"
 _MEMORY_SELECT = (
     "SELECT m.rowid AS _k0, m.id, m.namespace, m.scope_id, m.user_id, m.agent_id, m.run_id,"
@@ -97,6 +109,17 @@ _EXPORT: dict[str, tuple[str, str, int]] = {
     "jobs": (
         f"SELECT id AS _k0, {_JOBS} FROM jobs ORDER BY id LIMIT ?",
         f"SELECT id AS _k0, {_JOBS} FROM jobs WHERE id > ? ORDER BY id LIMIT ?",
+        1,
+    ),
+    "webhooks": (
+        f"SELECT namespace AS _k0, {_WEBHOOKS} FROM webhooks ORDER BY namespace LIMIT ?",
+        f"SELECT namespace AS _k0, {_WEBHOOKS} FROM webhooks WHERE namespace > ?"
+        f" ORDER BY namespace LIMIT ?",
+        1,
+    ),
+    "webhook_outbox": (
+        f"SELECT id AS _k0, {_OUTBOX} FROM webhook_outbox ORDER BY id LIMIT ?",
+        f"SELECT id AS _k0, {_OUTBOX} FROM webhook_outbox WHERE id > ? ORDER BY id LIMIT ?",
         1,
     ),
     "audit_log": (
@@ -157,6 +180,10 @@ _INSERT: dict[str, str] = {
     " :namespace, :scope_id, :user_id, :agent_id, :run_id, :event, :old_box, :new_box,"
     " :actor_id, :role, :created_at, :seal_version, :meta_box) ON CONFLICT DO NOTHING",
     "jobs": f"INSERT INTO jobs ({_JOBS}) VALUES ({_JOBS_VALUES}) ON CONFLICT DO NOTHING",
+    "webhooks": f"INSERT INTO webhooks ({_WEBHOOKS}) VALUES ({_WEBHOOKS_VALUES})"
+    " ON CONFLICT DO NOTHING",
+    "webhook_outbox": f"INSERT INTO webhook_outbox ({_OUTBOX}) VALUES ({_OUTBOX_VALUES})"
+    " ON CONFLICT DO NOTHING",
     "audit_log": f"INSERT INTO audit_log ({_AUDIT}) VALUES (:seq, :at, :namespace, :key_id,"
     " :action, :user_id, :memory_ids, :source, :outcome, :prev_hash, :hash)"
     " ON CONFLICT DO NOTHING",
@@ -180,6 +207,8 @@ _EXISTING: dict[str, str] = {
     "memories": f"SELECT {_MEMORY} FROM memories WHERE id = :id",
     "history": f"SELECT {_HISTORY} FROM history WHERE id = :id",
     "jobs": f"SELECT {_JOBS} FROM jobs WHERE id = :id",
+    "webhooks": f"SELECT {_WEBHOOKS} FROM webhooks WHERE namespace = :namespace",
+    "webhook_outbox": f"SELECT {_OUTBOX} FROM webhook_outbox WHERE id = :id",
     "audit_log": f"SELECT {_AUDIT} FROM audit_log WHERE seq = :seq",
     "master_checks": "SELECT version, check_box, created_at FROM master_checks"
     " WHERE version = :version",
@@ -198,6 +227,8 @@ _COUNT: dict[str, str] = {
     "memories": "SELECT count(*) FROM memories",
     "history": "SELECT count(*) FROM history",
     "jobs": "SELECT count(*) FROM jobs",
+    "webhooks": "SELECT count(*) FROM webhooks",
+    "webhook_outbox": "SELECT count(*) FROM webhook_outbox",
     "audit_log": "SELECT count(*) FROM audit_log",
     "master_checks": "SELECT count(*) FROM master_checks",
     "data_keys": "SELECT count(*) FROM data_keys",
