@@ -311,3 +311,28 @@ class DeliveryRow:
     last_status: int | None
     created_at: str
     updated_at: str
+
+    def columns(self) -> tuple[Any, ...]:
+        """The fields in the column order of ``webhook_outbox`` (``astuple`` copies deeply:
+        slower on the write path, for nothing)."""
+        return (
+            self.id,
+            self.namespace,
+            self.event,
+            self.memory_id,
+            self.user_id,
+            self.agent_id,
+            self.run_id,
+            self.scope_id,
+            self.text_box,
+            self.status,
+            self.attempts,
+            self.max_attempts,
+            self.lease_owner,
+            self.lease_until,
+            self.run_after,
+            self.last_error,
+            self.last_status,
+            self.created_at,
+            self.updated_at,
+        )

@@ -1243,7 +1243,7 @@ class _PgTx:
         with self._conn.cursor() as cursor:
             cursor.executemany(
                 f"INSERT INTO webhook_outbox ({_DELIVERY_COLUMNS}) VALUES ({_DELIVERY_VALUES})",
-                [astuple(row) for row in rows],
+                [row.columns() for row in rows],
             )
 
     def shred_delivery_texts(self, namespace: str, user_id: str) -> int:

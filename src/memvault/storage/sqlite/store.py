@@ -1224,7 +1224,7 @@ class SQLiteTx:
     def insert_deliveries(self, rows: Sequence[DeliveryRow]) -> None:
         self.db.executemany(
             f"INSERT INTO webhook_outbox ({_DELIVERY_COLUMNS}) VALUES ({', '.join('?' * 19)})",
-            [astuple(row) for row in rows],
+            [row.columns() for row in rows],
         )
 
     def shred_delivery_texts(self, namespace: str, user_id: str) -> int:
