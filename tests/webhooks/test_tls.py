@@ -109,10 +109,14 @@ def tls_receiver(tmp_path: Path) -> Iterator[Callable[[str], tuple[int, bytes, l
         server.server_close()
 
 
-def _pinned(host: str, address: str) -> Callable[[str, int], list[str]]:
-    """A resolver that knows one name (no DNS is asked)."""
+def _pinned(
+    host: str, address: str, calls: list[str] | None = None
+) -> Callable[[str, int], list[str]]:
+    """A resolver that knows one name (no DNS is asked), noting each question in ``calls``."""
 
     def resolve(name: str, port: int) -> list[str]:
+        if calls is not None:
+            calls.append(name)
         return [address] if name == host else []
 
     return resolve
@@ -134,16 +138,20 @@ def test_https_is_verified_for_the_host_name_on_the_pinned_address(
             resolver=_pinned("hooks.test", "127.0.0.1"),
         )
         m.add("over TLS", user_id="kim", infer=False)
+        asked: list[str] = []
         worker = WebhookWorker(
             m.engine.store,
             m.engine.view,
             m.settings,
             clock=clock,
-            resolver=_pinned("hooks.test", "127.0.0.1"),
+            resolver=_pinned("hooks.test", "127.0.0.1", asked),
             tls=ssl.create_default_context(cadata=ca_pem.decode()),
         )
         assert worker.deliver_due() == 1
         (row,) = m.webhook_deliveries()["results"]
+    # Resolved once, by the check; the system resolver (which does not know hooks.test) never
+    # was: the connection went to the checked address.
+    assert asked == ["hooks.test"]
     if cert_host == "hooks.test":
         assert row["status"] == "delivered" and row["last_status"] == 204
         ((host_header, body),) = received
