@@ -123,29 +123,27 @@ def _public(hook: WebhookRow, secret: str | None = None) -> dict[str, Any]:
 def configure(
     engine: Engine, url: str, *, include_text: bool, resolver: Resolver = system_resolver
 ) -> dict[str, Any]:
-    """Set the namespace's webhook; a new one gets a secret, shown in this answer only."""
+    """Set the namespace's webhook; a new one gets a secret, shown in this answer only (of two
+    callers creating it at once, one creates it and sees the secret, the other updates it)."""
     if not isinstance(include_text, bool):
         raise InvalidInput("include_text must be true or false")
     if not isinstance(url, str):
         raise DestinationRefused("the webhook URL must be a string")
     check_destination(url, allow_list(engine.settings), resolver)
-    now = now_iso()
-    existing = engine.store.get_webhook(engine.namespace)
-    secret = new_secret() if existing is None else None
-    hook = WebhookRow(
-        namespace=engine.namespace,
+    store, namespace, now = engine.store, engine.namespace, now_iso()
+    secret = new_secret()
+    made = WebhookRow(
+        namespace=namespace,
         url=url,
         include_text=include_text,
-        secret_box=(
-            _seal_secret(engine.keyring, engine.namespace, secret)
-            if secret is not None
-            else existing.secret_box  # type: ignore[union-attr]  # existing is set here
-        ),
-        created_at=existing.created_at if existing is not None else now,
+        secret_box=_seal_secret(engine.keyring, namespace, secret),
+        created_at=now,
         updated_at=now,
     )
-    engine.store.put_webhook(hook)
-    return _public(hook, secret)
+    if store.create_webhook(made):
+        return _public(made, secret)
+    store.update_webhook(namespace, now, url=url, include_text=include_text)
+    return webhook(engine)
 
 
 def webhook(engine: Engine) -> dict[str, Any]:
@@ -157,14 +155,11 @@ def webhook(engine: Engine) -> dict[str, Any]:
 
 def rotate_secret(engine: Engine) -> dict[str, Any]:
     """A new secret, shown in this answer only; the old one signs nothing from now on."""
-    hook = engine.store.get_webhook(engine.namespace)
-    if hook is None:
-        raise NotFound(f"namespace {engine.namespace} has no webhook")
     secret = new_secret()
-    hook.secret_box = _seal_secret(engine.keyring, engine.namespace, secret)
-    hook.updated_at = now_iso()
-    engine.store.put_webhook(hook)
-    return _public(hook, secret)
+    box = _seal_secret(engine.keyring, engine.namespace, secret)
+    if not engine.store.update_webhook(engine.namespace, now_iso(), secret_box=box):
+        raise NotFound(f"namespace {engine.namespace} has no webhook")
+    return {**webhook(engine), "secret": secret}
 
 
 def remove(engine: Engine) -> dict[str, Any]:
@@ -282,12 +277,12 @@ def retry_delivery(engine: Engine, delivery_id: str) -> DeliveryRow:
     row = engine.store.retry_delivery(engine.namespace, delivery_id, now_iso())
     if row is not None:
         return row
-    for found in engine.store.list_deliveries(engine.namespace, status=None, limit=1000):
-        if found.id == delivery_id:
-            raise DeliveryNotRetryable(
-                f"delivery {delivery_id} is {found.status}: only a dead delivery is sent again"
-            )
-    raise NotFound(f"no webhook delivery {delivery_id} in this namespace")
+    found = engine.store.get_delivery(engine.namespace, delivery_id)
+    if found is None:
+        raise NotFound(f"no webhook delivery {delivery_id} in this namespace")
+    raise DeliveryNotRetryable(
+        f"delivery {delivery_id} is {found.status}: only a dead delivery is sent again"
+    )
 
 
 # --- delivery ------------------------------------------------------------------------------------

@@ -408,9 +408,23 @@ class WebhookStore(Protocol):
 
     def get_webhook(self, namespace: str) -> WebhookRow | None: ...
 
-    def put_webhook(self, row: WebhookRow) -> None:
-        """Insert or replace the namespace's webhook."""
+    def create_webhook(self, row: WebhookRow) -> bool:
+        """Insert the namespace's webhook unless it has one (then False, nothing changed)."""
         ...
+
+    def update_webhook(
+        self,
+        namespace: str,
+        now: str,
+        *,
+        url: str | None = None,
+        include_text: bool | None = None,
+        secret_box: bytes | None = None,
+    ) -> bool:
+        """Change the given fields (None: kept) of the namespace's webhook; False when none."""
+        ...
+
+    def get_delivery(self, namespace: str, delivery_id: str) -> DeliveryRow | None: ...
 
     def delete_webhook(self, namespace: str) -> tuple[bool, int]:
         """Remove the webhook and every delivery of the namespace: (was there, deliveries)."""

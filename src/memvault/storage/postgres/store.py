@@ -866,15 +866,40 @@ class PostgresStore:
         )
         return _webhook(rows[0]) if rows else None
 
-    def put_webhook(self, row: WebhookRow) -> None:
+    def create_webhook(self, row: WebhookRow) -> bool:
         with self._connection("writing a webhook") as conn, conn.transaction():
-            conn.execute(
+            cursor = conn.execute(
                 f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (namespace) DO UPDATE SET url = excluded.url,"
-                " include_text = excluded.include_text, secret_box = excluded.secret_box,"
-                " updated_at = excluded.updated_at",
+                " ON CONFLICT (namespace) DO NOTHING",
                 astuple(row),
             )
+            return bool(cursor.rowcount > 0)
+
+    def update_webhook(
+        self,
+        namespace: str,
+        now: str,
+        *,
+        url: str | None = None,
+        include_text: bool | None = None,
+        secret_box: bytes | None = None,
+    ) -> bool:
+        with self._connection("writing a webhook") as conn, conn.transaction():
+            cursor = conn.execute(
+                "UPDATE webhooks SET url = coalesce(%s::text, url),"
+                " include_text = coalesce(%s::boolean, include_text),"
+                " secret_box = coalesce(%s::bytea, secret_box), updated_at = %s"
+                " WHERE namespace = %s",
+                (url, include_text, secret_box, now, namespace),
+            )
+            return bool(cursor.rowcount > 0)
+
+    def get_delivery(self, namespace: str, delivery_id: str) -> DeliveryRow | None:
+        rows = self._fetch(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE namespace = %s AND id = %s",
+            (namespace, delivery_id),
+        )
+        return _delivery(rows[0]) if rows else None
 
     def delete_webhook(self, namespace: str) -> tuple[bool, int]:
         with self._connection("removing a webhook") as conn, conn.transaction():

@@ -843,13 +843,11 @@ class SQLiteStore:
         )
         return _webhook(rows[0]) if rows else None
 
-    def put_webhook(self, row: WebhookRow) -> None:
+    def create_webhook(self, row: WebhookRow) -> bool:
         with self.transaction() as tx:
-            tx.db.execute(
+            cursor = tx.db.execute(
                 f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (namespace) DO UPDATE SET url = excluded.url,"
-                " include_text = excluded.include_text, secret_box = excluded.secret_box,"
-                " updated_at = excluded.updated_at",
+                " ON CONFLICT (namespace) DO NOTHING",
                 (
                     row.namespace,
                     row.url,
@@ -859,6 +857,33 @@ class SQLiteStore:
                     row.updated_at,
                 ),
             )
+            return cursor.rowcount > 0
+
+    def update_webhook(
+        self,
+        namespace: str,
+        now: str,
+        *,
+        url: str | None = None,
+        include_text: bool | None = None,
+        secret_box: bytes | None = None,
+    ) -> bool:
+        flag = None if include_text is None else int(include_text)
+        with self.transaction() as tx:
+            cursor = tx.db.execute(
+                "UPDATE webhooks SET url = coalesce(?, url),"
+                " include_text = coalesce(?, include_text),"
+                " secret_box = coalesce(?, secret_box), updated_at = ? WHERE namespace = ?",
+                (url, flag, secret_box, now, namespace),
+            )
+            return cursor.rowcount > 0
+
+    def get_delivery(self, namespace: str, delivery_id: str) -> DeliveryRow | None:
+        rows = self._query(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE namespace = ? AND id = ?",
+            (namespace, delivery_id),
+        )
+        return _delivery(rows[0]) if rows else None
 
     def delete_webhook(self, namespace: str) -> tuple[bool, int]:
         with self.transaction() as tx:
