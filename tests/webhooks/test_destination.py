@@ -93,6 +93,7 @@ def test_one_bad_address_among_good_ones_refuses() -> None:
         "https://\uff11\uff12\uff17.\uff10.\uff10.\uff11/",  # fullwidth digits: IDNA makes them 127.0.0.1
         "https://hooks.ex\u0430mple.com/",  # Cyrillic a: another name (xn--), not listed
         "https://" + "a" * 2100 + ".example.com/",
+        "https://hooks.example.com/caf\u00e9",  # a path that is not ASCII
         "",
     ],
 )

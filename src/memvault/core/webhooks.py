@@ -385,6 +385,10 @@ class WebhookWorker:
             code = "unreachable"
         except MemvaultError as exc:
             code = exc.code
+        except Exception as exc:  # noqa: BLE001 - one delivery's fault never stops the worker
+            # The class only: a message could quote a payload.
+            log.warning("webhook delivery %s failed: %s", row.id, type(exc).__name__)
+            code = "internal"
         if code is None:
             self.store.delivered(row.id, worker, status or 200, self._now())
             return
@@ -459,5 +463,7 @@ class WebhookWorker:
                 self.deliver_due()
             except MemvaultError as exc:
                 log.warning("webhook delivery pass failed: %s", exc.code)
+            except Exception as exc:  # noqa: BLE001 - the thread outlives a fault of one pass
+                log.warning("webhook delivery pass failed: %s", type(exc).__name__)
             self._wake.wait(self._poll)
             self._wake.clear()

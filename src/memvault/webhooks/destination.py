@@ -4,9 +4,9 @@ any connection.
 A URL is parsed strictly (``parse_url``): http(s) only (http when the operator allows it), no
 user info, no fragment, no backslash, space or control character, no ambiguous number for a host
 (``2130706433``, ``0177.0.0.1``, ``0x7f.1``: resolvers read them as addresses, a reader does not),
-an IDN host turned into its ASCII form first. ``check_addresses`` then decides on every address
-the name resolved to, and the caller connects to the address it returns, never resolving the name
-again (a second answer could differ: DNS rebinding):
+an IDN host turned into its ASCII form first, a path and query in ASCII. ``check_addresses``
+then decides on every address the name resolved to, and the caller connects to the address it
+returns, never resolving the name again (a second answer could differ: DNS rebinding):
 
 - an address inside a network of the allow-list passes (the operator named it), but a cloud
   metadata address passes only when listed as itself (``169.254.169.254/32``);
@@ -202,6 +202,8 @@ def parse_url(url: str, allow: AllowList) -> Target:
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
+    if not path.isascii():
+        raise DestinationRefused("the webhook URL's path and query must be ASCII (percent-encode)")
     return Target(scheme, host, port or (443 if scheme == "https" else 80), path, address)
 
 
