@@ -92,7 +92,7 @@ def list_deliveries(
     "/deliveries/{delivery_id}/retry",
     summary="Retry a dead delivery",
     response_model=WebhookDelivery,
-    responses={**error_responses(401, 403, 404, 429), **error_responses(409)},
+    responses={**error_responses(), **error_responses(409)},
 )
 def retry_delivery(delivery_id: str, principal: Keeper) -> dict[str, Any]:
     """Send a dead delivery again, its attempts reset; 409 in any other state."""
