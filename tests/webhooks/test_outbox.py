@@ -9,27 +9,46 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from memvault import Memory
 from memvault.clock import iso
 from memvault.errors import StorageError
+from memvault.storage.postgres.store import DATA_SCHEMA
 from tests.webhooks.conftest import FakeClock, Receiver
 
 
-# The fault is a SQLite trigger; Postgres runs the same code path (changes.apply) in one transaction.
-@pytest.mark.parametrize("backend", [None], ids=["sqlite"])
+def _refuse_outbox_writes(m: Memory, backend: str | None) -> None:
+    """A trigger that fails every insert into the outbox (a full disk, as the store sees it)."""
+    if backend is None:
+        with sqlite3.connect(m.home / "memvault.db") as db:
+            db.execute(
+                "CREATE TRIGGER outbox_fault BEFORE INSERT ON webhook_outbox"
+                " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+            )
+        return
+    with psycopg.connect(backend, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.outbox_fault() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$"
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER outbox_fault BEFORE INSERT ON {}.webhook_outbox"
+                " FOR EACH ROW EXECUTE FUNCTION public.outbox_fault()"
+            ).format(sql.Identifier(DATA_SCHEMA))
+        )
+
+
 def test_an_outbox_write_that_fails_rolls_the_change_back(
-    open_memory: Callable[..., Memory], receiver: Receiver
+    open_memory: Callable[..., Memory], receiver: Receiver, backend: str | None
 ) -> None:
     m = open_memory()
     m.configure_webhook(receiver.url)
     kept = m.add("before the fault", user_id="ann", infer=False)["results"][0]
-    with sqlite3.connect(m.home / "memvault.db") as db:
-        db.execute(
-            "CREATE TRIGGER outbox_fault BEFORE INSERT ON webhook_outbox"
-            " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-        )
+    _refuse_outbox_writes(m, backend)
     with pytest.raises(StorageError):
         m.add("lost with its event", user_id="ann", infer=False)
     with pytest.raises(StorageError):
