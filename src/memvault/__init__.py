@@ -14,6 +14,8 @@ from memvault.embedding import Embedder, HashEmbedder, register_embedder
 from memvault.errors import (
     AddressUnavailable,
     CryptoError,
+    DeliveryNotRetryable,
+    DestinationRefused,
     EmbedderError,
     EmbedderUnavailable,
     EmbeddingModelMismatch,
@@ -61,6 +63,8 @@ __all__ = [
     "AsyncMemory",
     "Client",
     "CryptoError",
+    "DeliveryNotRetryable",
+    "DestinationRefused",
     "Embedder",
     "EmbedderError",
     "EmbedderUnavailable",

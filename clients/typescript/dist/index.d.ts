@@ -14,6 +14,7 @@ export type Filters = Record<string, unknown>;
 export type SearchMode = "hybrid" | "vector" | "bm25";
 export type SecretPolicy = "redact" | "reject" | "allow";
 export type JobStatus = "queued" | "running" | "done" | "failed" | "dead";
+export type DeliveryStatus = "pending" | "sending" | "delivered" | "dead";
 export interface Message {
     role: string;
     content: string;
@@ -71,6 +72,14 @@ export interface JobOptions {
 export interface JobsOptions {
     status?: JobStatus;
     user_id?: string;
+    limit?: number;
+}
+export interface ConfigureWebhookOptions {
+    /** Add the memory's text to memory.added and memory.updated events (default false). */
+    include_text?: boolean;
+}
+export interface WebhookDeliveriesOptions {
+    status?: DeliveryStatus;
     limit?: number;
 }
 export interface ConfigureNamespaceOptions {
@@ -188,6 +197,28 @@ export interface NamespaceRules {
     extraction_instructions?: string | null;
     reconciliation_instructions?: string | null;
 }
+export interface Webhook {
+    url: string;
+    include_text: boolean;
+    created_at: string;
+    updated_at: string;
+    /** The signing secret: only in the answer that made it (a new webhook, a rotation). */
+    secret?: string;
+}
+export interface WebhookDelivery {
+    id: string;
+    event: "memory.added" | "memory.updated" | "memory.deleted" | "user.erased";
+    memory_id: string | null;
+    user_id: string | null;
+    status: DeliveryStatus;
+    attempts: number;
+    max_attempts: number;
+    next_attempt_at: string | null;
+    last_error: string | null;
+    last_status: number | null;
+    created_at: string;
+    updated_at: string;
+}
 export interface NamespaceInfo {
     name: string;
     memories: number;
@@ -282,6 +313,23 @@ export declare class MemvaultClient {
     }>;
     /** `POST /v1/jobs/{id}/retry`; with `user_id`, only a job of that user. */
     retry_job(job_id: string, options?: JobOptions): Promise<Job>;
+    /** `PUT /v1/namespace/webhook/` (admin): a new webhook's `secret` is in this answer only. */
+    configure_webhook(url: string, options?: ConfigureWebhookOptions): Promise<Webhook>;
+    /** `GET /v1/namespace/webhook/` (admin): never the secret; `not_found` when there is none. */
+    webhook(): Promise<Webhook>;
+    /** `DELETE /v1/namespace/webhook/` (admin): undelivered events are dropped. */
+    remove_webhook(): Promise<{
+        deleted: boolean;
+        deliveries_deleted: number;
+    }>;
+    /** `POST /v1/namespace/webhook/rotate-secret` (admin): the new secret, in this answer only. */
+    rotate_webhook_secret(): Promise<Webhook>;
+    /** `GET /v1/namespace/webhook/deliveries/?status=&limit=` (admin): newest first. */
+    webhook_deliveries(options?: WebhookDeliveriesOptions): Promise<{
+        results: WebhookDelivery[];
+    }>;
+    /** `POST /v1/namespace/webhook/deliveries/{id}/retry` (admin): a dead delivery sent again. */
+    retry_webhook_delivery(delivery_id: string): Promise<WebhookDelivery>;
     /** `GET /readyz`: throws `storage_error` when the server's stores do not answer. */
     ping(): Promise<void>;
 }

@@ -107,6 +107,7 @@ function segment(value, what) {
 function memoryPath(memoryId, ...rest) {
     return ["/v1/memories", segment(memoryId, "memory"), ...rest, ""].join("/");
 }
+const WEBHOOK = "/v1/namespace/webhook/";
 function jobPath(jobId, ...rest) {
     return ["/v1/jobs", segment(jobId, "job"), ...rest].join("/");
 }
@@ -550,6 +551,39 @@ export class MemvaultClient {
         const path = jobPath(job_id, "retry");
         if (options.user_id !== undefined)
             await this.job(job_id, options);
+        return object(await this.send({ method: "POST", path }));
+    }
+    // --- webhooks ---
+    /** `PUT /v1/namespace/webhook/` (admin): a new webhook's `secret` is in this answer only. */
+    async configure_webhook(url, options = {}) {
+        const json = { url, include_text: options.include_text ?? false };
+        const answer = await this.send({ method: "PUT", path: WEBHOOK, json });
+        return object(answer);
+    }
+    /** `GET /v1/namespace/webhook/` (admin): never the secret; `not_found` when there is none. */
+    async webhook() {
+        return object(await this.send({ method: "GET", path: WEBHOOK }));
+    }
+    /** `DELETE /v1/namespace/webhook/` (admin): undelivered events are dropped. */
+    async remove_webhook() {
+        const answer = object(await this.send({ method: "DELETE", path: WEBHOOK }));
+        return answer;
+    }
+    /** `POST /v1/namespace/webhook/rotate-secret` (admin): the new secret, in this answer only. */
+    async rotate_webhook_secret() {
+        const answer = await this.send({ method: "POST", path: `${WEBHOOK}rotate-secret` });
+        return object(answer);
+    }
+    /** `GET /v1/namespace/webhook/deliveries/?status=&limit=` (admin): newest first. */
+    async webhook_deliveries(options = {}) {
+        const params = { status: options.status, limit: options.limit ?? 100 };
+        const path = `${WEBHOOK}deliveries/`;
+        const answer = object(await this.send({ method: "GET", path, params }));
+        return { ...answer, results: objects(answer["results"]) };
+    }
+    /** `POST /v1/namespace/webhook/deliveries/{id}/retry` (admin): a dead delivery sent again. */
+    async retry_webhook_delivery(delivery_id) {
+        const path = [`${WEBHOOK}deliveries`, segment(delivery_id, "delivery"), "retry"].join("/");
         return object(await this.send({ method: "POST", path }));
     }
     // --- operations ---

@@ -17,6 +17,7 @@ export type Filters = Record<string, unknown>;
 export type SearchMode = "hybrid" | "vector" | "bm25";
 export type SecretPolicy = "redact" | "reject" | "allow";
 export type JobStatus = "queued" | "running" | "done" | "failed" | "dead";
+export type DeliveryStatus = "pending" | "sending" | "delivered" | "dead";
 
 export interface Message {
   role: string;
@@ -85,6 +86,16 @@ export interface JobOptions {
 export interface JobsOptions {
   status?: JobStatus;
   user_id?: string;
+  limit?: number;
+}
+
+export interface ConfigureWebhookOptions {
+  /** Add the memory's text to memory.added and memory.updated events (default false). */
+  include_text?: boolean;
+}
+
+export interface WebhookDeliveriesOptions {
+  status?: DeliveryStatus;
   limit?: number;
 }
 
@@ -213,6 +224,30 @@ export interface NamespaceRules {
   default_ttl_seconds: number | null;
   extraction_instructions?: string | null;
   reconciliation_instructions?: string | null;
+}
+
+export interface Webhook {
+  url: string;
+  include_text: boolean;
+  created_at: string;
+  updated_at: string;
+  /** The signing secret: only in the answer that made it (a new webhook, a rotation). */
+  secret?: string;
+}
+
+export interface WebhookDelivery {
+  id: string;
+  event: "memory.added" | "memory.updated" | "memory.deleted" | "user.erased";
+  memory_id: string | null;
+  user_id: string | null;
+  status: DeliveryStatus;
+  attempts: number;
+  max_attempts: number;
+  next_attempt_at: string | null;
+  last_error: string | null;
+  last_status: number | null;
+  created_at: string;
+  updated_at: string;
 }
 
 export interface NamespaceInfo {
@@ -351,6 +386,8 @@ function segment(value: unknown, what: string): string {
 function memoryPath(memoryId: unknown, ...rest: string[]): string {
   return ["/v1/memories", segment(memoryId, "memory"), ...rest, ""].join("/");
 }
+
+const WEBHOOK = "/v1/namespace/webhook/";
 
 function jobPath(jobId: unknown, ...rest: string[]): string {
   return ["/v1/jobs", segment(jobId, "job"), ...rest].join("/");
@@ -830,6 +867,48 @@ export class MemvaultClient {
     const path = jobPath(job_id, "retry");
     if (options.user_id !== undefined) await this.job(job_id, options);
     return object(await this.send({ method: "POST", path })) as unknown as Job;
+  }
+
+  // --- webhooks ---
+
+  /** `PUT /v1/namespace/webhook/` (admin): a new webhook's `secret` is in this answer only. */
+  async configure_webhook(url: string, options: ConfigureWebhookOptions = {}): Promise<Webhook> {
+    const json = { url, include_text: options.include_text ?? false };
+    const answer = await this.send({ method: "PUT", path: WEBHOOK, json });
+    return object(answer) as unknown as Webhook;
+  }
+
+  /** `GET /v1/namespace/webhook/` (admin): never the secret; `not_found` when there is none. */
+  async webhook(): Promise<Webhook> {
+    return object(await this.send({ method: "GET", path: WEBHOOK })) as unknown as Webhook;
+  }
+
+  /** `DELETE /v1/namespace/webhook/` (admin): undelivered events are dropped. */
+  async remove_webhook(): Promise<{ deleted: boolean; deliveries_deleted: number }> {
+    const answer = object(await this.send({ method: "DELETE", path: WEBHOOK }));
+    return answer as unknown as { deleted: boolean; deliveries_deleted: number };
+  }
+
+  /** `POST /v1/namespace/webhook/rotate-secret` (admin): the new secret, in this answer only. */
+  async rotate_webhook_secret(): Promise<Webhook> {
+    const answer = await this.send({ method: "POST", path: `${WEBHOOK}rotate-secret` });
+    return object(answer) as unknown as Webhook;
+  }
+
+  /** `GET /v1/namespace/webhook/deliveries/?status=&limit=` (admin): newest first. */
+  async webhook_deliveries(
+    options: WebhookDeliveriesOptions = {},
+  ): Promise<{ results: WebhookDelivery[] }> {
+    const params = { status: options.status, limit: options.limit ?? 100 };
+    const path = `${WEBHOOK}deliveries/`;
+    const answer = object(await this.send({ method: "GET", path, params }));
+    return { ...answer, results: objects(answer["results"]) as unknown as WebhookDelivery[] };
+  }
+
+  /** `POST /v1/namespace/webhook/deliveries/{id}/retry` (admin): a dead delivery sent again. */
+  async retry_webhook_delivery(delivery_id: string): Promise<WebhookDelivery> {
+    const path = [`${WEBHOOK}deliveries`, segment(delivery_id, "delivery"), "retry"].join("/");
+    return object(await this.send({ method: "POST", path })) as unknown as WebhookDelivery;
   }
 
   // --- operations ---

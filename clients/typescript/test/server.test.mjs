@@ -160,6 +160,18 @@ describe("against memvault serve", { skip }, () => {
     await m.erase_user(user_id);
   });
 
+  test("the webhook calls: the server's allow-list is empty, so webhooks are off", async () => {
+    const m = admin();
+    assert.equal((await failure(m.webhook())).code, "not_found");
+    const refused = await failure(m.configure_webhook("https://hooks.example.com/in", { include_text: true }));
+    assert.equal(refused.code, "destination_refused");
+    assert.deepEqual((await m.webhook_deliveries({ status: "dead", limit: 5 })).results, []);
+    assert.equal((await failure(m.rotate_webhook_secret())).code, "not_found");
+    assert.equal((await failure(m.remove_webhook())).code, "not_found");
+    assert.equal((await failure(m.retry_webhook_delivery("no-such-delivery"))).code, "not_found");
+    assert.equal((await failure(m.retry_webhook_delivery(".."))).code, "not_found");
+  });
+
   test("a key bound to a user cannot see another user", async () => {
     const own = env.MEMVAULT_TEST_USER;
     const bound = client(env.MEMVAULT_TEST_USER_KEY);
