@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from memvault.config import Settings
 from memvault.errors import DestinationRefused, InvalidConfig
 from memvault.webhooks import AllowList, check_addresses, check_destination, parse_url
 
@@ -147,3 +148,10 @@ def test_no_address_is_refused() -> None:
 def test_bad_allow_list_entries_are_refused(entry: str) -> None:
     with pytest.raises(InvalidConfig):
         AllowList.parse([entry])
+
+
+def test_settings_refuse_a_bad_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidConfig):
+        Settings.load(webhook_allowed_hosts=["hooks.example.com", "not a host!"])
+    monkeypatch.setenv("MEMVAULT_WEBHOOK_ALLOWED_HOSTS", '["*.example.com", "10.0.0.0/8"]')
+    assert Settings.load().webhook_allowed_hosts == ["*.example.com", "10.0.0.0/8"]
