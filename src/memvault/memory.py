@@ -490,7 +490,7 @@ class Memory:
                 raise exc.for_item(index) from None
         if any(item.get("infer") for item, _ in validated):
             self._require_llm()
-            return {"results": self._add_inferring(validated, batch_size)}
+            return {"results": self._add_inferring(validated, rules, batch_size)}
         pending: list[Change] = [p for _, adds in validated for p in adds]
         results: list[dict[str, Any]] = []
         for start in range(0, len(pending), batch_size):
@@ -500,7 +500,10 @@ class Memory:
         return {"results": results}
 
     def _add_inferring(
-        self, validated: list[tuple[Mapping[str, Any], list[Add]]], batch_size: int
+        self,
+        validated: list[tuple[Mapping[str, Any], list[Add]]],
+        rules: Mapping[str, Any],
+        batch_size: int,
     ) -> list[dict[str, Any]]:
         """Items in order: plain ones written in batches, ``infer`` ones inferred one by one."""
         results: list[dict[str, Any]] = []
@@ -514,7 +517,7 @@ class Memory:
         for item, adds in validated:
             if item.get("infer"):
                 flush()
-                results.extend(self._infer(adds, _observed(adds), None))
+                results.extend(self._infer(adds, rules, _observed(adds), None))
             else:
                 plain.extend(adds)
         flush()
@@ -557,17 +560,20 @@ class Memory:
         if job_id is not None:
             job_id = check_id("job_id", job_id)
         self._require_llm()
-        raw = self._validate(item, self._store.namespace_settings(self.namespace))
+        rules = self._store.namespace_settings(self.namespace)
+        raw = self._validate(item, rules)
         live_job = job_id if queued else None
-        return {"results": self._infer(raw, observed or _observed(raw), job_id, live_job)}
+        return {"results": self._infer(raw, rules, observed or _observed(raw), job_id, live_job)}
 
     def _infer(
         self,
         raw: list[Add],
+        rules: Mapping[str, Any],
         observed_at: datetime,
         job_id: str | None,
         live_job: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Infer ``raw``'s facts; ``rules`` are the namespace's, already read to validate."""
         scope = raw[0].scope
 
         owners = (scope.user_id, scope.agent_id, scope.run_id)
@@ -593,7 +599,7 @@ class Memory:
             job_id=job_id,
             live_job=live_job,
             top_k=SIMILAR_PER_FACT,
-            instructions=Instructions.of(self._store.namespace_settings(self.namespace)),
+            instructions=Instructions.of(rules),
         )
 
     def _validate(self, item: Mapping[str, Any], rules: Mapping[str, Any]) -> list[Add]:
