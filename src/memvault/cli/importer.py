@@ -31,6 +31,7 @@ from memvault.core.changes import Add, PastEvent
 from memvault.errors import InvalidInput, MemvaultError, StorageError
 from memvault.memory import Memory
 from memvault.security.redact import apply_policy
+from memvault.validation import check_text
 
 __all__ = [
     "derived_id",
@@ -349,23 +350,30 @@ def _plan(memory: Memory, records: list[Record], kind: str) -> list[_Plan]:
                 add = adds[0]
                 add.memory_id = derived_id(memory.namespace, kind, record.source_id, add.created_at)
                 add.live = record.live
-                if record.past is not None:  # history texts follow the namespace's policy too
-                    add.past = tuple(
-                        replace(
-                            past,
-                            old=_policed(past.old, policy),
-                            new=_policed(past.new, policy),
-                        )
-                        for past in record.past
-                    )
+                if record.past is not None:  # history is held to what a memory's text is
+                    add.past = tuple(_checked(past, memory, policy) for past in record.past)
         except MemvaultError as exc:
             raise type(exc)(f"{record.where}: {exc.message}") from None
         plans.append(_Plan(record, adds))
     return plans
 
 
-def _policed(text: str | None, policy: Any) -> str | None:
-    return None if text is None else str(apply_policy(text, policy, "the history")[0])
+def _checked(past: PastEvent, memory: Memory, policy: Any) -> PastEvent:
+    """A history event within the limits of a memory's text and metadata, its texts under the
+    namespace's secret policy (redacted, or refused)."""
+    limits = memory.settings
+
+    def text(value: str | None) -> str | None:
+        if value is None:
+            return None
+        check_text(value, limits.max_text_bytes, "a history text")
+        return str(apply_policy(value, policy, "the history")[0])
+
+    if past.meta is not None:
+        size = len(json.dumps(past.meta, ensure_ascii=False).encode())
+        if size > limits.max_metadata_bytes:
+            raise InvalidInput("a history event's provenance is too large")
+    return replace(past, old=text(past.old), new=text(past.new))
 
 
 def _mark_stored(memory: Memory, plans: list[_Plan]) -> None:
