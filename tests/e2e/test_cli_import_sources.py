@@ -156,6 +156,7 @@ def test_mem0_local_storage_imports_with_its_history(
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert (summary["already_there"], summary["added"], summary["duplicates"]) == (3, 0, 0)
+    assert summary["verified"] == 3  # what the first run stored, compared with the source again
     with Memory(home, embedder=HashEmbedder()) as memory:
         assert memory.count(user_id="alex") == 2
         assert len(memory.history(sport["id"])) == 2

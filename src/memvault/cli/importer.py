@@ -30,6 +30,7 @@ from memvault.clock import now_iso
 from memvault.core.changes import Add, PastEvent
 from memvault.errors import InvalidInput, MemvaultError, StorageError
 from memvault.memory import Memory
+from memvault.security.poisoning import flag_metadata
 from memvault.security.redact import apply_policy
 from memvault.validation import check_text
 
@@ -400,8 +401,9 @@ def _verify(
     sample_size: int,
 ) -> int:
     """Counts (every memory of the source is stored, or merged into an equal one), then a
-    random sample opened through ``Memory`` and compared with what the source said: text,
-    scope, role, metadata, times and history. How many were compared."""
+    random sample (of this run's and earlier runs' imports) opened through ``Memory`` and
+    compared with what the source said: text, scope, role, metadata, times and history. How
+    many were compared."""
     store, namespace = memory.engine.store, memory.namespace
     expected = {
         add.memory_id
@@ -420,6 +422,12 @@ def _verify(
     if any(not store.history(namespace, memory_id) for memory_id in gone):
         raise StorageError("verification failed: the history of a deleted memory is missing")
     candidates = [(add, result) for add, result in written if result["event"] != "NONE"]
+    for plan in plans:  # what an earlier run stored is compared with the source as well
+        if plan.there:
+            for add in plan.adds:
+                add.metadata = flag_metadata(add.metadata, add.message.content)  # as written
+                event = "ADD" if add.live else "DELETE"
+                candidates.append((add, {"id": add.memory_id, "event": event}))
     chooser = random.Random()  # noqa: S311  (which memories to re-read, not a secret)
     sample = chooser.sample(candidates, min(sample_size, len(candidates)))
     now = now_iso()
