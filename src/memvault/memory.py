@@ -23,7 +23,7 @@ import numpy.typing as npt
 from pydantic import SecretStr
 
 from memvault.access import AccessRecorder
-from memvault.clock import iso
+from memvault.clock import iso, now_iso
 from memvault.codec import Codec
 from memvault.config import Settings
 from memvault.core import changes, infer, reads, rekey, reseal, rights
@@ -241,6 +241,25 @@ class Memory:
         """The store's API keys (used by the server and ``memvault keys``)."""
         cipher = self._keyring.cipher_for(API_KEYS)
         return ApiKeyStore(self._store, derive_key(cipher.data_key, "memvault/v1/api-keys"))
+
+    def sealing_key(self, purpose: str) -> bytes:
+        """A 256-bit secret for one named purpose, the same on every node of this store.
+
+        Derived from a data key the master key wraps, so it survives a master key rotation and
+        nobody without the master key can compute it (the dashboard seals its cookies with it).
+        """
+        cipher = self._keyring.cipher_for(API_KEYS)
+        return derive_key(cipher.data_key, f"memvault/v1/sealing/{purpose}")
+
+    def stats(self) -> list[dict[str, Any]]:
+        """How many live memories each (user, agent, memory type) of this namespace holds.
+
+        Ids only, from the owner columns: no memory is decrypted (the dashboard's overview)."""
+        rows = self._store.scope_stats(self.namespace, now_iso())
+        return [
+            {"user_id": user, "agent_id": agent, "memory_type": kind, "memories": count}
+            for user, agent, kind, count in rows
+        ]
 
     def namespaces(self) -> list[dict[str, Any]]:
         """Every namespace that holds memories or keys, with counts."""

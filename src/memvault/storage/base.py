@@ -288,6 +288,12 @@ class MemoryStore(Protocol):
 
     def namespace_stats(self) -> list[dict[str, Any]]: ...
 
+    def scope_stats(
+        self, namespace: str, now: str
+    ) -> list[tuple[str | None, str | None, str, int]]:
+        """``(user_id, agent_id, memory_type, count)`` of the namespace's unexpired memories."""
+        ...
+
     def after_erase(self) -> None:
         """Leave no freed page of erased rows behind where the backend can (SQLite: truncate
         the WAL)."""
