@@ -40,7 +40,8 @@ def _safe_next(target: str | None) -> str:
     if not target or not target.startswith("/ui/") or target.startswith("/ui/login"):
         return "/ui/memories"
     parts = urlsplit(target)
-    return "/ui/memories" if parts.scheme or parts.netloc or "\\" in target else target
+    odd = any(part in target for part in ("\\", "//", "/..", "%2e", "%2E"))
+    return "/ui/memories" if parts.scheme or parts.netloc or odd else target
 
 
 def _login_page(
@@ -101,7 +102,7 @@ async def login(request: Request) -> Response:
         return _login_page(request, next_path, exc.message, exc.http_status)
     response = RedirectResponse(next_path, status_code=303)
     set_session_cookie(request, response, sessions.start(key))
-    response.delete_cookie(LOGIN_COOKIE, path="/ui/login")
+    response.delete_cookie(LOGIN_COOKIE, path="/ui/login", httponly=True, samesite="strict")
     return response
 
 
