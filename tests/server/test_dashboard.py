@@ -252,6 +252,7 @@ def test_pages_have_a_strict_csp_and_no_inline_script_or_style(dash: Dash) -> No
         assert answer.headers.get_list("content-security-policy") == [csp]
         assert answer.headers["x-frame-options"] == "DENY"
         assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers.get_list("referrer-policy") == ["same-origin"]
         html = answer.text
         assert re.search(r"<script(?![^>]*\bsrc=)", html) is None, path
         assert re.search(r"\sstyle=", html) is None, path

@@ -181,6 +181,8 @@ class UiRoute(APIRoute):
                 set_session_cookie(request, response, fresh)
             response.headers["Content-Security-Policy"] = CSP
             response.headers["Cache-Control"] = "no-store"
+            # Forms then carry their real Origin (under no-referrer, Chromium sends "null").
+            response.headers["Referrer-Policy"] = "same-origin"
             return response
 
         return run
