@@ -113,6 +113,7 @@ UI_ROUTES = {
     ("POST", "/ui/users/{user_id}/erase"): "users.erase",
     ("GET", "/ui/audit"): "audit.read",
     ("GET", "/ui/jobs"): "jobs.read",
+    ("POST", "/ui/jobs/{job_id}/retry"): "jobs.write",
     ("GET", "/ui/overview"): "memories.read",
     # Public: they check their own form tokens (and sign-in passes the REST gate).
     ("GET", "/ui/login"): None,
@@ -141,7 +142,7 @@ def test_every_page_needs_a_session(dash: Dash) -> None:
     for (method, template), action in UI_ROUTES.items():
         if action is None:
             continue
-        path = template.format(memory_id=dash.alice_id, key_id="x", user_id="alice")
+        path = template.format(memory_id=dash.alice_id, key_id="x", user_id="alice", job_id="j")
         answer = client.request(method, path, follow_redirects=False)
         assert answer.status_code == 303, (method, template)
         assert answer.headers["location"].startswith("/ui/login")
@@ -499,3 +500,31 @@ def test_audit_page_shows_the_chain_verification(dash: Dash) -> None:
     assert "GET /ui/jobs" in html and "GET /ui/keys" in html
     filtered = client.get("/ui/audit?outcome=ok&action=jobs").text
     assert "GET /ui/jobs" in filtered and "GET /ui/keys" not in filtered
+
+
+def test_filters_by_metadata_type_and_date(dash: Dash) -> None:
+    dash.memory.add("Alice's flight is on Friday", user_id="alice", metadata={"topic": "travel"})
+    client = signed_in(dash, dash.admin)
+    html = client.get("/ui/memories?user_id=alice&meta=topic%3Dtravel").text
+    assert "flight is on Friday" in html and "green tea" not in html
+    html = client.get("/ui/memories?user_id=alice&memory_type=episodic").text
+    assert "0 memories" in html
+    html = client.get("/ui/memories?user_id=alice&since=2999-01-01").text
+    assert "0 memories" in html
+    assert client.get("/ui/memories?user_id=alice&meta=nokey").status_code == 422
+
+
+def test_a_dead_job_is_retried_from_the_jobs_page(dash: Dash) -> None:
+    from .test_auth_matrix import dead_job
+
+    job_id = dead_job(dash.memory, 1)
+    client = signed_in(dash, dash.admin)
+    page = client.get("/ui/jobs?status=dead").text
+    assert job_id in page and f"/ui/jobs/{job_id}/retry" in page
+    reader = signed_in(dash, dash.memory.api_keys.create("default", "read").key)
+    assert f"/ui/jobs/{job_id}/retry" not in reader.get("/ui/jobs").text
+    refused = reader.post(f"/ui/jobs/{job_id}/retry", data={"csrf": csrf_of(reader)})
+    assert refused.status_code == 403
+    answer = client.post(f"/ui/jobs/{job_id}/retry", data={"csrf": csrf_of(client)})
+    assert answer.status_code == 200
+    assert dash.memory.job(job_id)["status"] == "queued"

@@ -30,6 +30,7 @@ Exporter = Annotated[Principal, Depends(UiRequire(Action.USERS_EXPORT))]
 Eraser = Annotated[Principal, Depends(UiRequire(Action.USERS_ERASE))]
 Auditor = Annotated[Principal, Depends(UiRequire(Action.AUDIT_READ))]
 JobsReader = Annotated[Principal, Depends(UiRequire(Action.JOBS_READ))]
+JobsWriter = Annotated[Principal, Depends(UiRequire(Action.JOBS_WRITE))]
 Reader = Annotated[Principal, Depends(UiRequire(Action.MEMORIES_READ))]
 ROLES = ("read", "write", "admin")
 
@@ -207,6 +208,12 @@ def jobs(
         status=status or None, user_id=principal.user_scope(None), limit=200
     )["results"]
     return page(request, "jobs.html", principal, jobs=found, status=status)
+
+
+@router.post("/jobs/{job_id}/retry", summary="Dashboard: retry a dead job")
+def retry_job(job_id: str, principal: JobsWriter) -> Response:
+    principal.memory.retry_job(job_id, user_id=principal.bound_user)
+    return RedirectResponse("/ui/jobs", status_code=303)
 
 
 @router.get("/overview", summary="Dashboard: overview")

@@ -28,8 +28,14 @@ PAGE_SIZES = (10, 25, 50, 100)
 EXPLAIN_PARTS = ("vector", "bm25", "fused", "decay", "recency", "reinforcement")
 
 
-def _filters(memory_type: str, since: str, until: str) -> dict[str, Any] | None:
+def _filters(memory_type: str, since: str, until: str, meta: str) -> dict[str, Any] | None:
     parts: list[dict[str, Any]] = []
+    if meta:
+        # "key=value": one metadata field equal to a text (the REST API takes any filter).
+        key, sep, value = meta.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput("the metadata filter is key=value")
+        parts.append({key.strip(): value.strip()})
     if memory_type:
         parts.append({"memory_type": memory_type})
     if since:
@@ -57,13 +63,14 @@ def memories(
     memory_type: Field = "",
     since: Annotated[str, Query(max_length=40)] = "",
     until: Annotated[str, Query(max_length=40)] = "",
+    meta: Annotated[str, Query(max_length=300)] = "",
     page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     size: Annotated[int, Query(ge=1, le=100)] = 25,
     deleted: int = 0,
 ) -> Response:
     memory = principal.memory
     user = principal.user_scope(user_id or None)
-    filters = principal.pin_filters(_filters(memory_type, since, until))
+    filters = principal.pin_filters(_filters(memory_type, since, until, meta))
     agent, run = agent_id or None, run_id or None
     scope = {"user_id": user, "agent_id": agent, "run_id": run}
     mode = "list"
@@ -111,6 +118,7 @@ def memories(
         "memory_type": memory_type,
         "since": since,
         "until": until,
+        "meta": meta,
         "size": size,
     }
     return page(
