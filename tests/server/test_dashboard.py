@@ -151,6 +151,10 @@ def test_every_page_needs_a_session(dash: Dash) -> None:
         "/ui/overview", headers={"Authorization": f"Bearer {dash.admin}"}, follow_redirects=False
     )
     assert answer.status_code == 303
+    signed = signed_in(dash, dash.admin)
+    assert signed.get("/v1/memories/?user_id=alice").status_code == 401  # nor a cookie the API
+    cookie = {"Cookie": f"{COOKIE}={signed.cookies[COOKIE]}"}
+    assert dash.client().get("/v1/memories/?user_id=alice", headers=cookie).status_code == 401
 
 
 # --- the cookie -------------------------------------------------------------------------------

@@ -92,7 +92,9 @@ def same_origin(request: Request) -> bool:
     if origin == "null":
         return False
     sent = urlsplit(origin)
-    return (sent.scheme, sent.netloc) == (request.url.scheme, request.url.netloc)
+    # The host and port, not the scheme: behind a TLS proxy whose X-Forwarded-Proto is not
+    # trusted, the page is https to the browser and http here.
+    return sent.scheme in ("http", "https") and sent.netloc == request.url.netloc
 
 
 async def form_of(request: Request) -> FormData:
