@@ -199,10 +199,21 @@ def test_another_store_cannot_open_the_cookie(dash: Dash, tmp_path: Path) -> Non
     settings = Settings.load(home=tmp_path / "other", embedder="hash", job_workers=0)
     with Memory(settings=settings, embedder=HashEmbedder()) as other:
         other.api_keys.create("default", "admin")
-        client = TestClient(create_app(settings, other), base_url=BASE)
+        client = TestClient(create_app(settings, other, clock=dash.clock), base_url=BASE)
         client.cookies.set(COOKIE, cookie, domain="127.0.0.1", path="/ui")
         answer = client.get("/ui/overview", follow_redirects=False)
     assert answer.status_code == 303
+
+
+def test_a_session_works_on_another_node_of_the_store(dash: Dash) -> None:
+    """Nodes share the store, hence the sealing key: no sticky sessions are needed."""
+    cookie = signed_in(dash, dash.admin).cookies[COOKIE]
+    settings = dash.memory.settings
+    with Memory(settings=settings, embedder=HashEmbedder()) as node:
+        client = TestClient(create_app(settings, node, clock=dash.clock), base_url=BASE)
+        client.cookies.set(COOKIE, cookie, domain="127.0.0.1", path="/ui")
+        answer = client.get("/ui/memories?user_id=alice", follow_redirects=False)
+    assert answer.status_code == 200 and "Alice drinks green tea" in answer.text
 
 
 def test_a_wrong_key_is_refused_and_audited(dash: Dash) -> None:
