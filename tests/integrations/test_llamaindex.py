@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from memvault import AsyncMemory, HashEmbedder, Memory
 from memvault.errors import Forbidden, InvalidConfig, MissingScope
 from memvault.integrations.llamaindex import MemvaultMemoryBlock, MemvaultRetriever
+from memvault.testing import ScriptedChatServer
 
 HOSTILE = "it's \"quoted\" ../../etc/passwd ü 日本語 🧠 ' OR 1=1 --"
 
@@ -161,3 +163,28 @@ def test_retriever_returns_nodes_of_its_scope_only(memory: Memory) -> None:
     assert [node.node.get_content() for node in bob] == ["Bob prefers green tea too"]
     with pytest.raises(MissingScope):
         MemvaultRetriever(memory)
+
+
+def test_infer_hands_the_turns_to_memvaults_llm(tmp_path: Path) -> None:
+    answer = json.dumps({"facts": [{"text": "Alice loves green tea", "type": "semantic"}]})
+    with (
+        ScriptedChatServer([answer]) as llm,
+        Memory(
+            tmp_path / "home",
+            embedder=HashEmbedder(),
+            llm_base_url=llm.base_url,
+            llm_model="scripted",
+            llm_timeout_seconds=5,
+        ) as memory,
+    ):
+        block = MemvaultMemoryBlock(memory=memory, user_id="alice", infer=True)
+        turns = [
+            ChatMessage(role="user", content="I love green tea"),
+            ChatMessage(role="assistant", content="Lovely"),
+        ]
+        asyncio.run(block.aput(turns, session_id="s1"))
+        conversation = llm.chat_requests[0]["messages"][-1]["content"]
+        stored = memory.get_all(user_id="alice")["results"]
+    assert "I love green tea" in conversation
+    assert "Lovely" not in conversation  # only the roles the block keeps
+    assert [m["memory"] for m in stored] == ["Alice loves green tea"]
