@@ -108,6 +108,11 @@ def test_session_scope_rule_narrows_and_never_widens(memory: Memory) -> None:
     narrowed = MemvaultSession("chat-1", memory, user_id="alice", scope=lambda sid: {"run_id": sid})
     asyncio.run(narrowed.add_items([user("in its own run")]))
     assert memory.count(user_id="alice", run_id="chat-1") == 1
+    # The same session id bound to alice alone sees the narrower items; never the reverse.
+    wider = MemvaultSession("chat-1", memory, user_id="alice")
+    asyncio.run(wider.add_items([user("in alice's scope")]))
+    assert asyncio.run(narrowed.get_items()) == [user("in its own run")]
+    assert asyncio.run(wider.get_items()) == [user("in its own run"), user("in alice's scope")]
     with pytest.raises(Forbidden):
         MemvaultSession("bob", memory, user_id="alice", scope=lambda sid: {"user_id": sid})
     with pytest.raises(MissingScope):
