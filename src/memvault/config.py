@@ -179,6 +179,16 @@ class Settings(BaseSettings):
         None, description="Also append every audit entry to this JSON-lines file (for a SIEM)."
     )
     auth: bool = Field(True, description="Require API keys (off only on a loopback address).")
+    dashboard: bool = Field(True, description="Serve the web dashboard at /ui.")
+    dashboard_session_seconds: float = Field(
+        8 * 3600,
+        ge=60,
+        le=30 * 86400,
+        description="A dashboard session ends this long after sign-in.",
+    )
+    dashboard_idle_seconds: float = Field(
+        1800, ge=60, le=30 * 86400, description="... or this long after its last request."
+    )
     async_mode: bool | None = Field(
         None,
         description="add(infer=True) queues a job and answers at once (unset: off in the library,"

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from pydantic import SecretStr
 
 from memvault.access import AccessRecorder
-from memvault.clock import iso
+from memvault.clock import iso, now_iso
 from memvault.codec import Codec
 from memvault.config import Settings
 from memvault.core import changes, infer, reads, rekey, reseal, rights, webhooks
@@ -242,6 +242,25 @@ class Memory:
         """The store's API keys (used by the server and ``memvault keys``)."""
         cipher = self._keyring.cipher_for(API_KEYS)
         return ApiKeyStore(self._store, derive_key(cipher.data_key, "memvault/v1/api-keys"))
+
+    def sealing_key(self, purpose: str) -> bytes:
+        """A 256-bit secret for one named purpose, the same on every node of this store.
+
+        Derived from a data key the master key wraps, so it survives a master key rotation and
+        nobody without the master key can compute it (the dashboard seals its cookies with it).
+        """
+        cipher = self._keyring.cipher_for(API_KEYS)
+        return derive_key(cipher.data_key, f"memvault/v1/sealing/{purpose}")
+
+    def stats(self) -> list[dict[str, Any]]:
+        """How many live memories each (user, agent, memory type) of this namespace holds.
+
+        Ids only, from the owner columns: no memory is decrypted (the dashboard's overview)."""
+        rows = self._store.scope_stats(self.namespace, now_iso())
+        return [
+            {"user_id": user, "agent_id": agent, "memory_type": kind, "memories": count}
+            for user, agent, kind, count in rows
+        ]
 
     def namespaces(self) -> list[dict[str, Any]]:
         """Every namespace that holds memories or keys, with counts."""
@@ -492,7 +511,7 @@ class Memory:
                 raise exc.for_item(index) from None
         if any(item.get("infer") for item, _ in validated):
             self._require_llm()
-            return {"results": self._add_inferring(validated, batch_size)}
+            return {"results": self._add_inferring(validated, rules, batch_size)}
         pending: list[Change] = [p for _, adds in validated for p in adds]
         results: list[dict[str, Any]] = []
         for start in range(0, len(pending), batch_size):
@@ -502,7 +521,10 @@ class Memory:
         return {"results": results}
 
     def _add_inferring(
-        self, validated: list[tuple[Mapping[str, Any], list[Add]]], batch_size: int
+        self,
+        validated: list[tuple[Mapping[str, Any], list[Add]]],
+        rules: Mapping[str, Any],
+        batch_size: int,
     ) -> list[dict[str, Any]]:
         """Items in order: plain ones written in batches, ``infer`` ones inferred one by one."""
         results: list[dict[str, Any]] = []
@@ -516,7 +538,7 @@ class Memory:
         for item, adds in validated:
             if item.get("infer"):
                 flush()
-                results.extend(self._infer(adds, _observed(adds), None))
+                results.extend(self._infer(adds, rules, _observed(adds), None))
             else:
                 plain.extend(adds)
         flush()
@@ -559,17 +581,20 @@ class Memory:
         if job_id is not None:
             job_id = check_id("job_id", job_id)
         self._require_llm()
-        raw = self._validate(item, self._store.namespace_settings(self.namespace))
+        rules = self._store.namespace_settings(self.namespace)
+        raw = self._validate(item, rules)
         live_job = job_id if queued else None
-        return {"results": self._infer(raw, observed or _observed(raw), job_id, live_job)}
+        return {"results": self._infer(raw, rules, observed or _observed(raw), job_id, live_job)}
 
     def _infer(
         self,
         raw: list[Add],
+        rules: Mapping[str, Any],
         observed_at: datetime,
         job_id: str | None,
         live_job: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Infer ``raw``'s facts; ``rules`` are the namespace's, already read to validate."""
         scope = raw[0].scope
 
         owners = (scope.user_id, scope.agent_id, scope.run_id)
@@ -595,7 +620,7 @@ class Memory:
             job_id=job_id,
             live_job=live_job,
             top_k=SIMILAR_PER_FACT,
-            instructions=Instructions.of(self._store.namespace_settings(self.namespace)),
+            instructions=Instructions.of(rules),
         )
 
     def _validate(self, item: Mapping[str, Any], rules: Mapping[str, Any]) -> list[Add]:

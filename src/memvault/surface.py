@@ -39,6 +39,10 @@ LOCAL_ONLY: Final[Mapping[str, str]] = MappingProxyType(
         "key_store_status": "where the wrapped keys are is "
         + _OPERATOR
         + " (`memvault db status`)",
+        "stats": "the dashboard's counts per user, agent and type, read where the store is; "
+        "over REST, the dashboard at /ui shows them",
+        "sealing_key": "a secret derived from a wrapped data key never leaves the store's "
+        "process: " + _OPERATOR,
         "reset": "destroys every key of a namespace at once: not offered to API keys; erase "
         "users one by one (erase_user) or reset locally",
     }

@@ -323,3 +323,21 @@ def test_entities_lists_owners_of_live_memories(mem: Memory) -> None:
     own = [(e["type"], e["name"]) for e in reads.entities(mem.engine, "ann")]
     assert own == [("user", "ann"), ("agent", "bot"), ("run", "r1")]
     assert reads.entities(mem.namespaced("elsewhere").engine) == []
+
+
+def test_stats_count_live_memories_per_user_agent_and_type(mem: Memory) -> None:
+    """The dashboard's counts: the namespace's own, unexpired memories, grouped by owner ids."""
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    mem.add("alice one", user_id="alice", agent_id="helper")
+    mem.add("alice two", user_id="alice", agent_id="helper")
+    mem.add("alice three", user_id="alice", memory_type="episodic")
+    mem.add("alice expired", user_id="alice", expiration_date=past)
+    mem.add("the helper's own note", agent_id="helper")
+    mem.namespaced("other").add("another tenant's alice", user_id="alice")
+    rows = {(r["user_id"], r["agent_id"], r["memory_type"]): r["memories"] for r in mem.stats()}
+    assert rows == {
+        ("alice", "helper", "semantic"): 2,
+        ("alice", None, "episodic"): 1,
+        (None, "helper", "semantic"): 1,
+    }
+    assert [r["memories"] for r in mem.namespaced("other").stats()] == [1]

@@ -18,6 +18,11 @@ BAD_FILES = {
     "not JSON": b'{"messages": "ok", "user_id": "u"}\n{"messages": \n',
     "not an object": b"[1, 2]\n",
     "a number too large": b'{"messages": "x", "user_id": "u", "importance": 1e999}\n',
+    "an unknown history event": (
+        b'{"type": "memory", "id": "m1", "memory": "x", "user_id": "u",'
+        b' "history": [{"event": "BOOM", "created_at": "2024-01-01T00:00:00Z"}]}\n'
+    ),
+    "a history line without events": b'{"type": "history", "memory_id": "m2"}\n',
 }
 
 

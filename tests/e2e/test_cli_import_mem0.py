@@ -34,6 +34,22 @@ def memories_of(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: line[k] for k in KEPT} for line in lines if line["type"] == "memory"]
 
 
+# What a history event is besides its id and its memory's id.
+EVENT_KEPT = ("event", "old_memory", "new_memory", "user_id", "agent_id", "run_id", "created_at")
+
+
+def histories_of(lines: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Each memory's history, then each deleted memory's, in the export's order."""
+    found = [line["history"] for line in lines if line["type"] == "memory"]
+    found += [line["events"] for line in lines if line["type"] == "history"]
+    return [[{k: e.get(k) for k in EVENT_KEPT} for e in events] for events in found]
+
+
+def counts(summary: dict[str, Any]) -> tuple[int, int, int, int, int]:
+    keys = ("records", "added", "duplicates", "deleted", "already_there")
+    return tuple(summary[k] for k in keys)  # type: ignore[return-value]
+
+
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return path
@@ -59,11 +75,15 @@ def test_a_memvault_export_imports_back_unchanged(home: Path, tmp_path: Path) ->
     path = write_jsonl(tmp_path / "alice.jsonl", before)
 
     with Memory(tmp_path / "fresh", embedder=HashEmbedder()) as fresh:
-        assert import_jsonl(fresh, path) == {"lines": 3, "added": 3, "duplicates": 0}
+        done = import_jsonl(fresh, path)
+        assert counts(done) == (4, 3, 0, 1, 0) and done["verified"] == 4
         after = list(fresh.export_user("alice"))
-        again = import_jsonl(fresh, path)  # the same file twice: every memory a duplicate
-        assert again == {"lines": 3, "added": 0, "duplicates": 3}
+        again = import_jsonl(fresh, path)  # the same file twice: every memory already there
+        assert counts(again) == (4, 0, 0, 0, 4)
+        assert list(fresh.export_user("alice"))[1:] == after[1:]  # nothing doubled
     assert memories_of(after) == memories_of(before)
+    assert histories_of(after) == histories_of(before)  # history and its times come along
+    assert [e["event"] for e in histories_of(after)[-1]] == ["ADD", "DELETE"]
     updated = next(m for m in memories_of(after) if m["memory"] == "Alice likes strong coffee")
     assert updated["updated_at"] > updated["created_at"]  # both times kept, not "now"
 
@@ -79,7 +99,7 @@ def test_the_cli_imports_an_export_made_by_the_cli(home: Path, tmp_path: Path) -
     other = tmp_path / "other"
     result = run(other, "import", str(exported), "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"lines": 2, "added": 2, "duplicates": 0}
+    assert counts(json.loads(result.stdout)) == (2, 2, 0, 0, 0)
     with Memory(other, embedder=HashEmbedder()) as memory:
         assert memories_of(list(memory.export_user("bea"))) == memories_of(before)
 

@@ -70,3 +70,17 @@ def test_no_progress_when_stderr_is_not_a_terminal(stocked_home: Path) -> None:
     piped = run(stocked_home, "user", "rotate-key", "zoe", terminal=False)
     assert piped.returncode == 0, piped.stderr
     assert piped.stderr == ""
+
+
+def test_migrate_draws_a_bar_per_table_and_keeps_json_clean(
+    stocked_home: Path, tmp_path: Path
+) -> None:
+    shown = run(stocked_home, "migrate", "--to", f"sqlite:{tmp_path / 'copy'}", terminal=True)
+    assert shown.returncode == 0, shown.stderr
+    plain = ANSI.sub("", shown.stderr)
+    assert "memories" in plain and "6/6" in plain  # the memories table's bar, full
+    as_json = run(
+        stocked_home, "migrate", "--to", f"sqlite:{tmp_path / 'other'}", "--json", terminal=True
+    )
+    assert as_json.returncode == 0 and as_json.stderr == ""
+    assert json.loads(ANSI.sub("", as_json.stdout))["tables"]["memories"]["copied"] == 6

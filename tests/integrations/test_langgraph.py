@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,13 +190,3 @@ def test_retriever_returns_documents_of_its_scope_only(memory: Memory) -> None:
     assert [doc.page_content for doc in bob] == ["Bob prefers green tea too"]
     with pytest.raises(MissingScope):
         MemvaultRetriever(memory=memory)
-
-
-DOC = Path(__file__).parents[2] / "docs" / "integrations.md"
-
-
-@pytest.mark.parametrize("index", [0, 1])
-def test_the_documented_examples_run(index: int) -> None:
-    snippets = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-    assert len(snippets) == 2
-    exec(compile(snippets[index], f"{DOC}#{index}", "exec"), {})

@@ -17,6 +17,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp import Client
+from tests.polling import wait_for_async
 from tests.server.conftest import RunningServer
 
 ALL_TOOLS = {
@@ -260,7 +261,6 @@ def test_http_job_status_follows_a_queued_inference(
 ) -> None:
     """add_memory(infer=true) on a server is queued; job_status shows it, queued then done, to
     its user only (another user's key sees no such job)."""
-    import time
 
     from memvault.testing import ScriptedChatServer
     from tests.llm.conftest import facts
@@ -280,13 +280,14 @@ def test_http_job_status_follows_a_queued_inference(
                 assert queued.structured_content["status"] == "queued"
                 assert f"job {job_id}: queued" in queued.content[0].text
                 server.memory.start_jobs(1)
-                deadline = time.monotonic() + 30
-                while True:  # bounded: the worker thread runs the job
+                shown = queued
+
+                async def done() -> bool:  # the worker thread runs the job
+                    nonlocal shown
                     shown = await client.call_tool("job_status", {"job_id": job_id})
-                    if shown.structured_content["status"] == "done":
-                        break
-                    assert time.monotonic() < deadline, shown.structured_content
-                    await anyio.sleep(0.05)
+                    return bool(shown.structured_content["status"] == "done")
+
+                await wait_for_async(done, 30, "the queued inference")
                 assert "ADD" in shown.content[0].text and "Alice lives in Lisbon" in (
                     shown.content[0].text
                 )

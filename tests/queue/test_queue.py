@@ -15,6 +15,7 @@ from memvault.clock import now_iso
 from memvault.codec import KeyMissing
 from memvault.core import jobs
 from memvault.errors import InvalidId, InvalidInput, JobNotRetryable, NotFound
+from tests.polling import wait_for
 
 OpenMemory = Callable[..., Memory]
 CANARY = "zebra-canary-7f3a9 lives at 12 Quay Street"
@@ -26,14 +27,6 @@ def _later(seconds: float) -> str:
     from memvault.clock import iso
 
     return iso(datetime.now(UTC) + timedelta(seconds=seconds))
-
-
-def wait_for(check: Callable[[], bool], seconds: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def echo(payload: dict[str, Any]) -> dict[str, Any]:

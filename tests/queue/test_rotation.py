@@ -20,7 +20,8 @@ from memvault.security.crypto import Binding, ScopeCipher
 from memvault.storage.rows import JobRow
 from memvault.testing import ScriptedChatServer
 from tests.llm.conftest import facts
-from tests.queue.test_queue import _later, echo, wait_for
+from tests.polling import wait_for
+from tests.queue.test_queue import _later, echo
 
 OpenMemory = Callable[..., Memory]
 

@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from memvault import HashEmbedder, Memory
 from memvault.testing import ScriptedChatServer
 from tests.llm.conftest import facts
+from tests.polling import wait_for
 
 
 def worker_env(home: Path, llm: str | None) -> dict[str, str]:
@@ -38,19 +38,16 @@ def test_a_worker_process_runs_every_namespaces_jobs_and_stops_on_sigterm(home: 
                 env=worker_env(home, chat.base_url),
             )
             try:
-                deadline = time.monotonic() + 60
-                while True:  # bounded poll: the jobs are done by another process
-                    statuses = [
-                        memory.job(job_id)["status"]
-                        for job_id, memory in zip(
-                            queued, [m, m.namespaced("team-b")] * 3, strict=True
-                        )
-                    ]
-                    if set(statuses) == {"done"}:
-                        break
+                namespaces = [m, m.namespaced("team-b")] * 3
+
+                def all_done() -> bool:  # the jobs are done by another process
                     assert worker.poll() is None, worker.communicate()[0]
-                    assert time.monotonic() < deadline, statuses
-                    time.sleep(0.1)
+                    return all(
+                        memory.job(job_id)["status"] == "done"
+                        for job_id, memory in zip(queued, namespaces, strict=True)
+                    )
+
+                wait_for(all_done, 60, "every job done by the worker process")
                 assert m.count(user_id="u0") == 1
                 assert m.namespaced("team-b").count(user_id="u2") == 1
             finally:

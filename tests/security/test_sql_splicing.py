@@ -4,7 +4,8 @@ Every call that runs SQL (``execute``, ``executemany``, ``executescript``, the s
 and ``read``, the migrations' ``_run_script``) must get SQL made of:
 
 - string literals and f-strings / ``+`` / ``%``-free concatenations of safe parts;
-- module-level constants whose value is safe (``_MEMORY_COLUMNS``), items of constant dicts;
+- module-level constants whose value is safe (``_MEMORY_COLUMNS``), items of constant dicts,
+  also when imported by name from another module of memvault (checked in that module);
 - local names whose every assignment in the function is safe, loop variables over literal
   tuples, ``sep.join(parts)`` of safe lists, ``"?" * n`` placeholders;
 - parameters of functions that are themselves SQL sinks (their callers are checked);
@@ -102,6 +103,15 @@ class Checker:
                 for target in targets:
                     if isinstance(target, ast.Name):
                         self.module_values.setdefault(target.id, []).append(node.value)
+        # from memvault.x import NAME: NAME's value is judged in memvault/x.py
+        self.imported: dict[str, tuple[Path, str]] = {}
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("memvault."):
+                module = SRC.parent.joinpath(*str(node.module).split("."))
+                path = module.with_suffix(".py") if module.with_suffix(".py").exists() else None
+                for alias in node.names:
+                    if path is not None:
+                        self.imported[alias.asname or alias.name] = (path, alias.name)
 
     def safe(
         self, expr: ast.AST, func: Function | None, seen: frozenset[str] = frozenset()
@@ -166,7 +176,21 @@ class Checker:
                 return all(self.safe(v, func, seen) for v in func.assigned[name])
         if name in self.module_values:
             return all(self.safe(v, None, seen) for v in self.module_values[name])
+        if name in self.imported:
+            path, original = self.imported[name]
+            other = _checker(path)
+            values = other.module_values.get(original)
+            return values is not None and all(other.safe(v, None, frozenset()) for v in values)
         return False
+
+
+_CHECKERS: dict[Path, Checker] = {}
+
+
+def _checker(path: Path) -> Checker:
+    if path not in _CHECKERS:
+        _CHECKERS[path] = Checker(path, ast.parse(path.read_text(), str(path)))
+    return _CHECKERS[path]
 
 
 def _composed_identifiers(call: ast.Call) -> bool:
@@ -280,8 +304,13 @@ def f(db, key, value):
     where, params = _where(value)
     db.execute(where, params)
     db.execute(params)
+    db.execute(STATEMENTS[key])
+    db.execute(UNSAFE[key])
 """
-    tree = ast.parse(bad)
+    tree = ast.parse(
+        "from memvault.storage.base import COUNT_ROWS as STATEMENTS\n"
+        "from memvault.storage.base import Cursor as UNSAFE\n" + bad
+    )
     checker = Checker(tmp_path / "bad.py", tree)
     func_node = next(_functions(tree))
     func = _function_assignments(func_node)
@@ -290,4 +319,4 @@ def f(db, key, value):
         key=lambda node: node.lineno,
     )
     verdicts = [checker.safe(sql, func) for node in calls if (sql := _sql_argument(node))]
-    assert verdicts == [False, False, False, True, True, False, True, False]
+    assert verdicts == [False, False, False, True, True, False, True, False, True, False]

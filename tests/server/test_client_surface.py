@@ -5,7 +5,6 @@ namespace's rules, the job queue."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ from memvault import (
     JobNotRetryable,
     NotFound,
 )
+from tests.polling import wait_for
 
 from .conftest import RunningServer
 
@@ -149,12 +149,8 @@ def test_namespace_rules_and_namespaces(server: RunningServer) -> None:
 
 
 def wait_for_job(c: Client, job_id: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while (job := c.job(job_id))["status"] != status:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} is {job['status']}, not {status}")
-        time.sleep(0.02)
-    return job
+    wait_for(lambda: c.job(job_id)["status"] == status, 30, f"job {job_id} {status}")
+    return c.job(job_id)
 
 
 def test_the_job_queue(start_server: Callable[..., RunningServer]) -> None:

@@ -326,33 +326,89 @@ def import_file(
     path: Annotated[
         Path,
         typer.Argument(
-            help="JSONL of add() items, a memvault export, or a mem0 get_all dump.",
+            help="JSONL of add() items, a memvault export, a mem0 get_all dump or platform"
+            " export, mem0's history.db (with --qdrant), or OpenMemory's SQLite file.",
             exists=True,
             dir_okay=False,
         ),
     ],
+    qdrant: Annotated[
+        Path,
+        typer.Option(
+            "--qdrant",
+            help="mem0 local storage: the Qdrant path of its vector_store config.",
+            file_okay=False,
+        ),
+    ] = Path("/tmp/qdrant"),  # noqa: S108  (mem0's own default, read only)
+    collection: Annotated[
+        str, typer.Option("--collection", help="mem0 local storage: the Qdrant collection.")
+    ] = "mem0",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and count everything, store nothing.")
+    ] = False,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 256,
     as_json: JsonOption = False,
     home: HomeOption = None,
     embedder: EmbedderOption = None,
     namespace: NamespaceOption = None,
 ) -> None:
-    """Bulk load memories from JSONL, with a progress bar. Each line is an object with add()'s
-    arguments ({"messages": "...", "user_id": "..."}); "memory" or "text" may stand for messages.
-    All lines are checked before the first is stored."""
-    from memvault.cli.importer import import_jsonl
+    """Bulk load memories, with a progress bar, then verify them (counts, and a sample read
+    back and compared with the source). Reads JSONL of add() items ({"messages": "...",
+    "user_id": "..."}; "memory" or "text" may stand for messages), a memvault export, mem0's
+    dumps, mem0's local storage (history.db and its Qdrant path) and OpenMemory's SQLite file.
+    Every record is checked before the first is stored. Run it again after an interruption:
+    what is stored already is skipped."""
+    from memvault.cli.importer import import_records, json_records
+    from memvault.cli.progress import bar
+    from memvault.cli.sources import is_sqlite, read_mem0_local, read_openmemory, sqlite_kind
 
-    with _memory(home, embedder, namespace) as memory:
-        summary = import_jsonl(
-            memory, path, batch_size=batch_size, console=None if as_json else errors
+    orphans = 0
+    if is_sqlite(path):
+        kind = sqlite_kind(path)
+        if kind == "openmemory":
+            records = read_openmemory(path)
+        else:
+            records, orphans = read_mem0_local(path, qdrant, collection)
+    else:
+        kind, records = "json", json_records(path)
+    with (
+        _memory(home, embedder, namespace) as memory,
+        bar(errors, "importing", len(records), show=_live(as_json) and not dry_run) as advance,
+    ):
+        summary = import_records(
+            memory,
+            records,
+            kind=kind,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            advance=advance,
+            orphans=orphans,
         )
-    _emit(
-        summary,
-        as_json,
-        lambda s: console.print(
-            f"imported {s['added']} memories, {s['duplicates']} duplicates skipped"
-        ),
-    )
+
+    def render(s: dict[str, Any]) -> None:
+        if s["dry_run"]:
+            console.print(
+                f"dry run ({s['format']}): {s['records']} records checked, would import"
+                f" {s['memories']} memories and {s['deleted']} deleted memories' histories"
+                f" ({s['history_events']} history events); {s['already_there']} already"
+                " imported; nothing stored",
+                highlight=False,
+            )
+        else:
+            console.print(
+                f"imported {s['added']} memories, {s['duplicates']} duplicates skipped,"
+                f" {s['deleted']} deleted memories' histories, {s['already_there']} already"
+                f" there; verified: counts, {s['verified']} sampled memories read back equal",
+                highlight=False,
+            )
+        if s["orphans"]:
+            console.print(
+                f"not imported: the history of {s['orphans']} memories mem0 deleted (it names"
+                " no user, agent or run)",
+                highlight=False,
+            )
+
+    _emit(summary, as_json, render)
 
 
 keys_app = _group("API keys of the REST server (work while it runs).")

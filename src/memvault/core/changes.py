@@ -34,7 +34,20 @@ from memvault.storage.base import WriteTx
 from memvault.storage.rows import HistoryRow, IndexTerms, MemoryRow
 from memvault.validation import Message, Scope
 
-__all__ = ["Add", "Change", "Delete", "JobGone", "Update", "apply"]
+__all__ = ["Add", "Change", "Delete", "JobGone", "PastEvent", "Update", "apply"]
+
+
+@dataclass(frozen=True, slots=True)
+class PastEvent:
+    """A history event an import brings from its source, with the source's time (``clock.iso``
+    form): written instead of the ``ADD`` event a new memory gets. ``meta``: sealed beside it
+    (shown as the event's ``provenance``), e.g. a state change the event stands for."""
+
+    event: str  # ADD, UPDATE or DELETE
+    old: str | None
+    new: str | None
+    created_at: str
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -55,6 +68,13 @@ class Add:
     # None means now. ISO 8601 in ``clock.iso``'s form.
     created_at: str | None = None
     updated_at: str | None = None
+    # An import's: the memory's id (derived from the source's, so a re-run finds it), its
+    # history (``past``, instead of one ADD event now), and ``live=False`` for a memory the
+    # source had deleted (its history alone is written, no memory). A duplicate of a stored
+    # memory (same text and scope) writes no NONE event when ``past`` is set.
+    memory_id: str | None = None
+    past: tuple[PastEvent, ...] | None = None
+    live: bool = True
 
 
 @dataclass(slots=True)
@@ -244,11 +264,15 @@ class _Writer:
         key_scope, cipher = self._key(change.scope)
         text = change.message.content
         row = self._new_row(change, key_scope.id, cipher)
+        if not change.live:  # a memory the source had deleted: its history alone
+            self.new_events.extend(self._past(row, change, cipher))
+            return _result(row.id, text, "DELETE", change.redactions)
         duplicate = self._duplicate(change, row)
         if duplicate is not None:
-            self.new_events.append(
-                engine.event(row, duplicate, "NONE", None, None, cipher, change.provenance)
-            )
+            if change.past is None:
+                self.new_events.append(
+                    engine.event(row, duplicate, "NONE", None, None, cipher, change.provenance)
+                )
             return _result(duplicate, text, "NONE", change.redactions)
         window = self.recent.get(change.scope)
         if window is None:
@@ -259,9 +283,12 @@ class _Writer:
             engine.codec.index_terms(cipher, text), engine.codec.index_terms(cipher, context)
         )
         self.new_rows.append((row, terms))
-        self.new_events.append(
-            engine.event(row, row.id, "ADD", None, text, cipher, change.provenance)
-        )
+        if change.past is None:
+            self.new_events.append(
+                engine.event(row, row.id, "ADD", None, text, cipher, change.provenance)
+            )
+        else:
+            self.new_events.extend(self._past(row, change, cipher))
         window.append(text)
         self.outbox.record("memory.added", _owners(row), memory_id=row.id, text=text, cipher=cipher)
         self.seen[(change.scope, row.hash)] = row.id
@@ -276,7 +303,7 @@ class _Writer:
         now = now_iso()
         row = MemoryRow(
             rowid=None,
-            id=uuid7(),
+            id=change.memory_id or uuid7(),
             namespace=engine.namespace,
             scope_id=scope_id,
             user_id=change.scope.user_id,
@@ -300,6 +327,17 @@ class _Writer:
         row.metadata_box = engine.codec.seal_metadata(cipher, bound, change.metadata)
         row.vector_box = engine.codec.seal_vector(cipher, bound, change.vector)
         return row
+
+    def _past(self, row: MemoryRow, change: Add, cipher: ScopeCipher) -> list[HistoryRow]:
+        """An imported memory's history events, sealed with its key, at their own times."""
+        events = []
+        for past in change.past or ():
+            event = self.engine.event(
+                row, row.id, past.event, past.old, past.new, cipher, past.meta
+            )
+            event.created_at = past.created_at
+            events.append(event)
+        return events
 
     def _recent_texts(self, scope: Scope) -> deque[str]:
         """The texts added last to exactly this scope: the context of the next memory."""

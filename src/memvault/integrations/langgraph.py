@@ -34,7 +34,8 @@ from datetime import datetime
 from typing import Any
 
 from memvault.async_memory import AsyncMemory
-from memvault.errors import Forbidden, InvalidConfig, InvalidFilter, InvalidInput, MissingScope
+from memvault.errors import InvalidFilter, InvalidInput, MissingScope
+from memvault.integrations.scoping import ScopeBinding
 from memvault.memory import Memory
 from memvault.validation import Scope
 
@@ -63,7 +64,6 @@ ScopeRule = Callable[[tuple[str, ...]], Mapping[str, str]]
 """A namespace -> some of ``user_id``, ``agent_id``, ``run_id`` (raise IndexError/KeyError for
 a namespace that names no scope)."""
 
-SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
 KEY_FIELD = "langgraph_key"
 DEPTH_FIELD = "langgraph_depth"
 ITEM_FIELD = "langgraph_ns.{}"
@@ -89,15 +89,10 @@ class MemvaultStore(BaseStore):
         max_namespace_scan: int = MAX_NAMESPACE_SCAN,
     ) -> None:
         self.memory = memory.sync if isinstance(memory, AsyncMemory) else memory
-        bound = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
-        self.bound = {name: value for name, value in bound.items() if value is not None}
-        if self.bound:
-            Scope.of(user_id, agent_id, run_id)  # the ids are checked now, not at first use
-        elif scope is None:
-            raise InvalidConfig(
-                "MemvaultStore needs a scope: bind it (user_id=, agent_id=, run_id=) and/or"
-                " map namespaces to one (scope=lambda ns: {'user_id': ns[1]})"
-            )
+        self._binding: ScopeBinding[tuple[str, ...]] = ScopeBinding(
+            user_id=user_id, agent_id=agent_id, run_id=run_id, rule=scope, owner="MemvaultStore"
+        )
+        self.bound = self._binding.bound
         self.rule = scope
         self.max_namespace_scan = max_namespace_scan
         # put is read-then-write (upsert): one at a time per store, so two puts of a new key
@@ -130,20 +125,7 @@ class MemvaultStore(BaseStore):
 
     def scope_of(self, namespace: tuple[str, ...]) -> Scope:
         """The memvault scope of ``namespace``: the bound ids plus what the rule maps it to."""
-        mapped: dict[str, str] = {}
-        if self.rule is not None:
-            try:
-                mapped = dict(self.rule(tuple(namespace)))
-            except (IndexError, KeyError):
-                raise MissingScope("the namespace maps to no memvault scope") from None
-        unknown = sorted(set(mapped) - set(SCOPE_FIELDS))
-        if unknown:
-            raise InvalidConfig(f"a scope rule may return only {SCOPE_FIELDS}, not {unknown}")
-        for name, value in mapped.items():
-            if name in self.bound and self.bound[name] != value:
-                raise Forbidden(f"the namespace maps to another {name} than the store is bound to")
-        merged = {**mapped, **self.bound}
-        return Scope.of(merged.get("user_id"), merged.get("agent_id"), merged.get("run_id"))
+        return self._binding.scope_of(tuple(namespace))
 
     # --- operations ---------------------------------------------------------------------------
 

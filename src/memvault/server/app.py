@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -29,13 +30,26 @@ from memvault.server.middleware import Observability, metrics_registry
 from memvault.server.network import HostGuard, HostPolicy, Proxies, is_loopback
 from memvault.server.ratelimit import RateLimiter
 from memvault.server.routes import admin, health, jobs, mem0, memories, users, webhooks
+from memvault.server.ui import STATIC_PATH, mount_dashboard
 from memvault.server.warmup import ModelWarmup
 
 __all__ = ["PUBLIC_PATHS", "check_settings", "create_app", "is_loopback"]
 
 DOCS_ASSETS = "/docs-assets"
 # Served without a key. Every other route declares a security.policy Action (a test checks).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json", DOCS_ASSETS})
+# The dashboard's sign-in and sign-out pages check their own form tokens (docs/dashboard.md).
+PUBLIC_PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/docs",
+        "/openapi.json",
+        DOCS_ASSETS,
+        "/ui/login",
+        "/ui/logout",
+        STATIC_PATH,
+    }
+)
 
 
 def _configure_logging() -> None:
@@ -57,13 +71,14 @@ def create_app(
     *,
     job_handler: Handler | None = None,
     warmup: ModelWarmup | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The FastAPI app. It opens (and at shutdown closes) a ``Memory`` unless given one.
 
     The job queue is on unless ``MEMVAULT_ASYNC_MODE=false``: an ``infer=True`` add answers 202
     and ``job_workers`` threads run the jobs (``job_handler``, for embedders and tests: what
     runs a job; default ``Memory.process_inference``). Only code that builds the app can set
-    it; no request or setting names code to run.
+    it; no request or setting names code to run. ``clock``: what dashboard sessions expire by.
 
     The embedding model starts loading now, in a background thread (``warmup``: one already
     started by ``serve``); ``/readyz`` says 503 until it is loaded."""
@@ -131,6 +146,8 @@ def create_app(
     for module in (memories, mem0, users, jobs, webhooks, admin, health):
         app.include_router(module.router)
     _mount_docs(app)
+    if settings.dashboard:
+        mount_dashboard(app, store, settings, clock)
     if gateway is not None:
         for path in ("/mcp", "/mcp/"):
             app.router.routes.append(Route(path, gateway, methods=["GET", "POST", "DELETE"]))
@@ -152,7 +169,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         requests=requests,
         latency=latency,
-        csp_exempt=("/docs",),
+        csp_exempt=("/docs", "/ui"),  # the dashboard sets its own CSP (server/ui/base.py)
         audit=store.audit,
     )
     return app

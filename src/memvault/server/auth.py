@@ -103,6 +103,11 @@ class Require:
             return principals[self.action]
         return await anyio.to_thread.run_sync(self.before_body, request)
 
+    def credential(self, request: Request) -> str | None:
+        """Where the key comes from: the ``Authorization`` header (the dashboard's subclass
+        takes it from its sealed session cookie; everything after this is the same)."""
+        return request.headers.get("authorization")
+
     def _check(self, request: Request) -> Principal:
         state = request.app.state
         memory: Memory = state.memory
@@ -111,7 +116,7 @@ class Require:
             authorize(principal, self.action, request.path_params.get("user_id"))
             return principal
         key = state.gate.authenticate(
-            request.headers.get("authorization"),
+            self.credential(request),
             client_address(request),
             f"{request.method} {route_template(request.scope)}",
         )

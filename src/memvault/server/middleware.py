@@ -164,7 +164,11 @@ class Observability:
                     # audit log right after its request finds the entry.
                     route = route_template(scope)
                     self._audit(scope, state, scope.get("method", "-"), route, status)
-                extra = [*SECURITY_HEADERS, (b"x-request-id", request_id.encode())]
+                # A header the app set itself wins (the dashboard's Referrer-Policy: a page
+                # under no-referrer sends "Origin: null" with its forms).
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [h for h in SECURITY_HEADERS if h[0] not in present]
+                extra.append((b"x-request-id", request_id.encode()))
                 if not scope["path"].startswith(self.csp_exempt):
                     extra.append(API_CSP)
                     extra.append((b"cache-control", b"no-store"))

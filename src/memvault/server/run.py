@@ -135,8 +135,10 @@ def serve(settings: Settings, console: Console | None = None) -> None:
         key = first_start_key(memory) if settings.auth else None
         if key is not None:
             _print_first_key(console, key, base)
+        dashboard = f", dashboard {base}/ui" if settings.dashboard else ""
         console.print(
-            f"memvault serving {base}  (API docs {base}/docs, OpenAPI {base}/openapi.json)\n"
+            f"memvault serving {base}  (API docs {base}/docs, OpenAPI {base}/openapi.json"
+            f"{dashboard})\n"
             f"data: {memory.home}   keys: memvault keys create --role write [--user ID]"
         )
         app = create_app(settings, memory, warmup=model)

@@ -305,6 +305,12 @@ class MemoryStore(Protocol):
 
     def namespace_stats(self) -> list[dict[str, Any]]: ...
 
+    def scope_stats(
+        self, namespace: str, now: str
+    ) -> list[tuple[str | None, str | None, str, int]]:
+        """``(user_id, agent_id, memory_type, count)`` of the namespace's unexpired memories."""
+        ...
+
     def after_erase(self) -> None:
         """Leave no freed page of erased rows behind where the backend can (SQLite: truncate
         the WAL)."""
@@ -477,6 +483,24 @@ DATA_TABLES = (
     "audit_log",
 )
 KEY_TABLES = ("master_checks", "data_keys", "key_generations", "scope_generations")
+# Row counts a backup manifest records, one constant statement per table of the two tuples above
+# (every backend names its tables alike).
+COUNT_ROWS: dict[str, str] = {
+    "store_meta": "SELECT count(*) FROM store_meta",
+    "namespace_settings": "SELECT count(*) FROM namespace_settings",
+    "scope_versions": "SELECT count(*) FROM scope_versions",
+    "api_keys": "SELECT count(*) FROM api_keys",
+    "memories": "SELECT count(*) FROM memories",
+    "history": "SELECT count(*) FROM history",
+    "jobs": "SELECT count(*) FROM jobs",
+    "webhooks": "SELECT count(*) FROM webhooks",
+    "webhook_outbox": "SELECT count(*) FROM webhook_outbox",
+    "audit_log": "SELECT count(*) FROM audit_log",
+    "master_checks": "SELECT count(*) FROM master_checks",
+    "data_keys": "SELECT count(*) FROM data_keys",
+    "key_generations": "SELECT count(*) FROM key_generations",
+    "scope_generations": "SELECT count(*) FROM scope_generations",
+}
 # Where an export stopped: the ordering key of the last row handed out (None: the beginning).
 # Opaque to callers; only the backend that made it reads it.
 Cursor = tuple[Any, ...] | None

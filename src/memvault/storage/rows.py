@@ -26,6 +26,7 @@ __all__ = [
     "KeyStoreStatus",
     "MemoryRow",
     "OwnerCount",
+    "ScopeCount",
     "Snapshot",
     "StoreStatus",
     "VectorRow",
@@ -182,6 +183,10 @@ class WrappedKey:
 
     kek_version: int
     wrapped: bytes
+
+
+# (user_id, agent_id, memory_type, live memories): one group of ``DataStore.scope_stats``.
+ScopeCount = tuple[str | None, str | None, str, int]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from memvault.errors import MissingDependency, StorageError
+from memvault.storage.base import COUNT_ROWS
 from memvault.storage.files import open_private
 from memvault.storage.postgres.errors import guard
 from memvault.storage.rows import Snapshot
@@ -36,22 +37,6 @@ __all__ = ["DATA_DUMP", "KEYS_DUMP", "restore_schema", "snapshot_schema"]
 
 DATA_DUMP = "memvault.dump"
 KEYS_DUMP = "memvault_keys.dump"
-_COUNT: dict[str, str] = {
-    "store_meta": "SELECT count(*) FROM store_meta",
-    "namespace_settings": "SELECT count(*) FROM namespace_settings",
-    "scope_versions": "SELECT count(*) FROM scope_versions",
-    "api_keys": "SELECT count(*) FROM api_keys",
-    "memories": "SELECT count(*) FROM memories",
-    "history": "SELECT count(*) FROM history",
-    "audit_log": "SELECT count(*) FROM audit_log",
-    "jobs": "SELECT count(*) FROM jobs",
-    "webhooks": "SELECT count(*) FROM webhooks",
-    "webhook_outbox": "SELECT count(*) FROM webhook_outbox",
-    "master_checks": "SELECT count(*) FROM master_checks",
-    "data_keys": "SELECT count(*) FROM data_keys",
-    "key_generations": "SELECT count(*) FROM key_generations",
-    "scope_generations": "SELECT count(*) FROM scope_generations",
-}
 
 
 def _tool(name: str) -> str:
@@ -87,7 +72,7 @@ def snapshot_schema(
         conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
         counts = {}
         for table in tables:
-            found = conn.execute(_COUNT[table]).fetchone()
+            found = conn.execute(COUNT_ROWS[table]).fetchone()
             counts[table] = int(found[0]) if found else 0
         names: tuple[str, ...] = ()
         if migrations:

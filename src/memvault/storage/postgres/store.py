@@ -644,6 +644,17 @@ class PostgresStore:
                 (namespace, *rules_values(rules)),
             )
 
+    def scope_stats(
+        self, namespace: str, now: str
+    ) -> list[tuple[str | None, str | None, str, int]]:
+        rows = self._fetch(
+            "SELECT user_id, agent_id, memory_type, count(*) FROM memories"
+            " WHERE namespace = %s AND (expires_at IS NULL OR expires_at > %s)"
+            " GROUP BY user_id, agent_id, memory_type",
+            (namespace, now),
+        )
+        return [(r[0], r[1], str(r[2]), int(r[3])) for r in rows]
+
     def namespace_stats(self) -> list[dict[str, Any]]:
         rows = self._fetch(
             "SELECT namespace, sum(memories) AS memories, sum(keys) AS keys FROM ("

@@ -23,35 +23,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from memvault.errors import StorageError
-from memvault.storage.base import DATA_TABLES, KEY_TABLES
+from memvault.storage.base import COUNT_ROWS, DATA_TABLES, KEY_TABLES
 from memvault.storage.files import create_private_file, open_sqlite
 from memvault.storage.rows import Snapshot
 from memvault.storage.sqlite.errors import translated
 
 __all__ = ["counts", "restore_file", "snapshot_file"]
 
-# Data tables a snapshot counts: what migrate copies, plus the job queue.
-SNAPSHOT_DATA_TABLES = (*DATA_TABLES, "jobs")
-_COUNT: dict[str, str] = {
-    "store_meta": "SELECT count(*) FROM store_meta",
-    "namespace_settings": "SELECT count(*) FROM namespace_settings",
-    "scope_versions": "SELECT count(*) FROM scope_versions",
-    "api_keys": "SELECT count(*) FROM api_keys",
-    "memories": "SELECT count(*) FROM memories",
-    "history": "SELECT count(*) FROM history",
-    "audit_log": "SELECT count(*) FROM audit_log",
-    "jobs": "SELECT count(*) FROM jobs",
-    "webhooks": "SELECT count(*) FROM webhooks",
-    "webhook_outbox": "SELECT count(*) FROM webhook_outbox",
-    "master_checks": "SELECT count(*) FROM master_checks",
-    "data_keys": "SELECT count(*) FROM data_keys",
-    "key_generations": "SELECT count(*) FROM key_generations",
-    "scope_generations": "SELECT count(*) FROM scope_generations",
-}
-
 
 def counts(db: sqlite3.Connection, tables: Sequence[str]) -> dict[str, int]:
-    return {table: int(db.execute(_COUNT[table]).fetchone()[0]) for table in tables}
+    return {table: int(db.execute(COUNT_ROWS[table]).fetchone()[0]) for table in tables}
 
 
 def snapshot_file(source: sqlite3.Connection, target: Path, *, keys: bool) -> Snapshot:
@@ -65,7 +46,7 @@ def snapshot_file(source: sqlite3.Connection, target: Path, *, keys: bool) -> Sn
             verdict = copy.execute("PRAGMA integrity_check").fetchone()[0]
             if verdict != "ok":
                 raise StorageError(f"the snapshot {target.name} failed its integrity check")
-            tables = counts(copy, KEY_TABLES if keys else SNAPSHOT_DATA_TABLES)
+            tables = counts(copy, KEY_TABLES if keys else DATA_TABLES)
             migrations: tuple[str, ...] = ()
             if not keys:
                 rows = copy.execute("SELECT name FROM migrations ORDER BY rowid").fetchall()

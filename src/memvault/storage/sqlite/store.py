@@ -628,6 +628,17 @@ class SQLiteStore:
                 (namespace, *rules_values(rules)),
             )
 
+    def scope_stats(
+        self, namespace: str, now: str
+    ) -> list[tuple[str | None, str | None, str, int]]:
+        rows = self._query(
+            "SELECT user_id, agent_id, memory_type, count(*) FROM memories"
+            " WHERE namespace = ? AND (expires_at IS NULL OR expires_at > ?)"
+            " GROUP BY user_id, agent_id, memory_type",
+            (namespace, now),
+        )
+        return [(r[0], r[1], str(r[2]), int(r[3])) for r in rows]
+
     def namespace_stats(self) -> list[dict[str, Any]]:
         rows = self._query(
             "SELECT namespace, sum(memories) AS memories, sum(keys) AS keys FROM ("
