@@ -85,13 +85,13 @@ def test_at_least_500_cases_ran() -> None:
 
 # Scenarios of up to 10 steps each; MEMVAULT_SOAK=1 runs enough for at least 2,000 steps.
 SOAK = os.environ.get("MEMVAULT_SOAK") == "1"  # read at import: the hermetic fixture clears it
-STATEFUL_SCENARIOS = int(os.environ.get("MEMVAULT_STATEFUL_SCENARIOS", "500" if SOAK else "30"))
+STATEFUL_SCENARIOS = int(os.environ.get("MEMVAULT_STATEFUL_SCENARIOS", "250" if SOAK else "30"))
 STATEFUL_STEPS: list[tuple[str, int]] = []
 
 
 # The memory operations (memvault's and mem0's) and the user ones: key and namespace admin stays
-# in the stateless run above (chained, it revokes the very key the scenario calls with).
-# A schema of its own (a config of its own): valid requests only, so that the chains go deep.
+# in the stateless run above (chained, it revokes the very key the scenario calls with). A schema
+# object of its own, so its config is its own: valid requests only, so that the chains go deep.
 _memory_schema = schemathesis.openapi.from_asgi("/openapi.json", app).include(
     path_regex="^/v[0-9]/(memories|users|batch|entities)"
 )
@@ -111,16 +111,10 @@ SCOPED_QUERIES = {"GET /v1/memories/", "DELETE /v1/memories/"}
 
 
 def _scoped(body: dict[str, object]) -> bool:
-    given = (
-        {k for k, v in body.items() if v is not None}
-        | {
-            k
-            for k, v in (body.get("filters") or {}).items()
-            if v is not None  # type: ignore[union-attr]
-        }
-        if isinstance(body.get("filters") or {}, dict)
-        else set(body)
-    )
+    given = {k for k, v in body.items() if v is not None}
+    filters = body.get("filters")
+    if isinstance(filters, dict):  # mem0 2.x sends the scope inside filters
+        given |= {k for k, v in filters.items() if v is not None}
     return bool(SCOPE_FIELDS & given)
 
 
@@ -205,6 +199,7 @@ class _Workflow(_memory_schema.as_state_machine()):  # type: ignore[misc]
         )
 
 
+@pytest.mark.timeout(1800 if SOAK else 300)
 def test_linked_operations_keep_to_the_schema_over_call_sequences() -> None:
     """Scenarios of calls chained by the OpenAPI links (an add's id into get, update, delete
     and history; its user into list, export and erase): no 5xx, every answer as the schema
@@ -223,3 +218,24 @@ def test_linked_operations_keep_to_the_schema_over_call_sequences() -> None:
     linked = {label for label, status in steps if status == 200 and "{memory_id}" in label}
     assert len(linked) >= 2, sorted(linked)  # the links were followed, to ids that exist
     assert len(steps) >= (2000 if SOAK else 100), len(steps)
+
+
+def test_every_served_link_names_an_operation_and_its_parameters() -> None:
+    spec = app.openapi()
+    links = [
+        (f"{method.upper()} {path}", name, link)
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        for answer in operation["responses"].values()
+        for name, link in answer.get("links", {}).items()
+    ]
+    assert len(links) >= 20
+    for source, name, link in links:
+        pointer = link["operationRef"].removeprefix("#/paths/").split("/")
+        path, method = pointer[0].replace("~1", "/"), pointer[1]
+        target = spec["paths"][path][method]
+        names = {p["name"] for p in target.get("parameters", [])}
+        assert set(link["parameters"]) <= names, (source, name)
+        assert all(
+            v.startswith(("$response.body#/", "$request.")) for v in link["parameters"].values()
+        )
