@@ -11,18 +11,25 @@ update is the new text or the old one, with the history event that goes with it)
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from memvault import HashEmbedder, Memory
 from memvault.config import Settings
 from memvault.core.backup import backup, restore
+from tests.e2e.test_load import load
 
 WRITERS = 4
+bench = load  # bench/load.py: its ``serve`` starts ``memvault serve`` on a free loopback port
 
 
 @dataclass
@@ -33,9 +40,57 @@ class Write:
     acknowledged: float = 0.0
 
 
+class LibraryWrites:
+    """The writes a writer makes, through a ``Memory`` in this process."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+
+    def add(self, text: str, user: str) -> str:
+        return str(self.memory.add(text, user_id=user)["results"][0]["id"])
+
+    def add_many(self, texts: list[str], user: str) -> list[str]:
+        done = self.memory.add_many([{"messages": t, "user_id": user} for t in texts])
+        return [r["id"] for r in done["results"]]
+
+    def update(self, memory_id: str, text: str) -> None:
+        self.memory.update(memory_id, text)
+
+    def delete(self, memory_id: str) -> None:
+        self.memory.delete(memory_id)
+
+
+class RestWrites:
+    """The same writes over HTTP, each writer with a keep-alive connection of its own."""
+
+    def __init__(self, base: str, key: str) -> None:
+        self.http = httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        )
+
+    def _ok(self, response: httpx.Response) -> Any:
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def add(self, text: str, user: str) -> str:
+        answer = self._ok(self.http.post("/v1/memories/", json={"messages": text, "user_id": user}))
+        return str(answer["results"][0]["id"])
+
+    def add_many(self, texts: list[str], user: str) -> list[str]:
+        items = [{"messages": t, "user_id": user} for t in texts]
+        answer = self._ok(self.http.post("/v1/memories/batch/", json={"items": items}))
+        return [r["id"] for r in answer["results"]]
+
+    def update(self, memory_id: str, text: str) -> None:
+        self._ok(self.http.put(f"/v1/memories/{memory_id}/", json={"text": text}))
+
+    def delete(self, memory_id: str) -> None:
+        self._ok(self.http.delete(f"/v1/memories/{memory_id}/"))
+
+
 @dataclass(eq=False)
 class Writer(threading.Thread):
-    memory: Memory
+    api: LibraryWrites | RestWrites
     number: int
     log: list[Write] = field(default_factory=list)
     failure: BaseException | None = None
@@ -55,25 +110,18 @@ class Writer(threading.Thread):
                 started = time.monotonic()
                 step = n % 7
                 if step in (1, 2, 4) or len(live) < 5:
-                    added = self.memory.add(text, user_id=self.user)["results"][0]
-                    write = Write("add", started, {added["id"]: text})
+                    write = Write("add", started, {self.api.add(text, self.user): text})
                 elif step == 3:
-                    items = [
-                        {"messages": f"{text} (batch {i})", "user_id": self.user} for i in range(3)
-                    ]
-                    done = self.memory.add_many(items)["results"]
-                    write = Write(
-                        "batch",
-                        started,
-                        {r["id"]: item["messages"] for r, item in zip(done, items, strict=True)},
-                    )
+                    texts = [f"{text} (batch {i})" for i in range(3)]
+                    ids = self.api.add_many(texts, self.user)
+                    write = Write("batch", started, dict(zip(ids, texts, strict=True)))
                 elif step == 5:
                     memory_id = sorted(live)[n % len(live)]
-                    self.memory.update(memory_id, f"{text} (updated)")
+                    self.api.update(memory_id, f"{text} (updated)")
                     write = Write("update", started, {memory_id: f"{text} (updated)"})
                 else:
                     memory_id = sorted(live)[n % len(live)]
-                    self.memory.delete(memory_id)
+                    self.api.delete(memory_id)
                     write = Write("delete", started, {memory_id: None})
                 write.acknowledged = time.monotonic()
                 self.log.append(write)
@@ -107,42 +155,57 @@ def _wait_for(condition: Any, what: str, seconds: float = 60) -> None:
         time.sleep(0.01)
 
 
-def test_backup_under_concurrent_writes_restores_one_consistent_moment(
-    home: Path, tmp_path: Path
-) -> None:
-    data_dir, keys_dir, new_home = tmp_path / "data", tmp_path / "keys", tmp_path / "restored"
-    with Memory(home, embedder=HashEmbedder()) as memory:
-        writers = [Writer(memory, n) for n in range(WRITERS)]
+def _run_writers(writers: list[Writer], take_backup: Any) -> tuple[float, float]:
+    """Start the writers, take the backup once each has a history, and let them go on after
+    it; returns when the backup began and when it returned."""
+    for writer in writers:
+        writer.start()
+    try:
+        # Some history first, so that the snapshot has pages to copy while writes go on.
+        _wait_for(lambda: all(len(w.log) >= 40 for w in writers) or _failed(writers), "slow")
+        assert not _failed(writers), [w.failure for w in writers]
+        began = time.monotonic()
+        take_backup()
+        ended = time.monotonic()
+        counts = [len(w.log) for w in writers]
+        # The writers were never blocked for good: each goes on after the snapshot.
+        _wait_for(
+            lambda: (
+                all(len(w.log) > c + 5 for w, c in zip(writers, counts, strict=True))
+                or _failed(writers)
+            ),
+            "writers stalled by the backup",
+        )
+    finally:
         for writer in writers:
-            writer.start()
-        try:
-            # Some history first, so that the snapshot has pages to copy while writes go on.
-            _wait_for(lambda: all(len(w.log) >= 60 for w in writers), "writers too slow")
-            assert all(w.failure is None for w in writers), [w.failure for w in writers]
-            began = time.monotonic()
-            made = backup(memory, data_dir, keys_out=keys_dir)
-            ended = time.monotonic()
-            counts = [len(w.log) for w in writers]
-            # The writers were never blocked for good: each goes on after the snapshot.
-            _wait_for(
-                lambda: all(len(w.log) > c + 5 for w, c in zip(writers, counts, strict=True)),
-                "writers stalled by the backup",
-            )
-        finally:
-            for writer in writers:
-                writer.stop.set()
-            for writer in writers:
-                writer.join(timeout=60)
-        assert all(w.failure is None for w in writers), [w.failure for w in writers]
+            writer.stop.set()
+        for writer in writers:
+            writer.join(timeout=60)
+    assert not _failed(writers), [w.failure for w in writers]
+    return began, ended
 
-    manifest = json.loads((data_dir / "manifest.json").read_text())
-    assert manifest["tables"] == made["data"]["tables"]
+
+def _failed(writers: list[Writer]) -> bool:
+    return any(w.failure is not None for w in writers)
+
+
+def _check_backup(data_dir: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((data_dir / "manifest.json").read_text())
     with sqlite3.connect(data_dir / "memvault.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         in_file = db.execute("SELECT count(*) FROM memories").fetchone()[0]
     assert manifest["tables"]["memories"] == in_file
+    return manifest
 
-    restored = restore(Settings.load(home=new_home), data_dir, keys_dir=keys_dir)
+
+def _check_restored(
+    restored: dict[str, Any],
+    manifest: dict[str, Any],
+    new_home: Path,
+    writers: list[Writer],
+    began: float,
+    ended: float,
+) -> None:
     assert restored["shredded"]["memories"] == 0
     # Every table restored holds what the manifest counted in the snapshot (the audit log one
     # entry more: the restore's own).
@@ -174,3 +237,53 @@ def test_backup_under_concurrent_writes_restores_one_consistent_moment(
                 assert events and events[-1]["new_memory"] == text, (memory_id, events[-1:])
                 assert events[-1]["event"] in ("ADD", "UPDATE")
         assert total == manifest["tables"]["memories"]
+
+
+def test_backup_under_concurrent_writes_restores_one_consistent_moment(
+    home: Path, tmp_path: Path
+) -> None:
+    data_dir, keys_dir, new_home = tmp_path / "data", tmp_path / "keys", tmp_path / "restored"
+    made: dict[str, Any] = {}
+    with Memory(home, embedder=HashEmbedder()) as memory:
+        writers = [Writer(LibraryWrites(memory), n) for n in range(WRITERS)]
+        began, ended = _run_writers(
+            writers, lambda: made.update(backup(memory, data_dir, keys_out=keys_dir))
+        )
+    manifest = _check_backup(data_dir)
+    assert manifest["tables"] == made["data"]["tables"]
+    restored = restore(Settings.load(home=new_home), data_dir, keys_dir=keys_dir)
+    _check_restored(restored, manifest, new_home, writers, began, ended)
+
+
+def test_cli_backup_of_a_serving_store_under_concurrent_rest_writers(tmp_path: Path) -> None:
+    """The same with every part real: ``memvault serve`` on 127.0.0.1, writers over HTTP, and
+    ``memvault backup`` / ``memvault restore`` as processes of their own."""
+    home, data_dir, keys_dir = tmp_path / "home", tmp_path / "data", tmp_path / "keys"
+    new_home = tmp_path / "restored"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVAULT_")}
+    env["MEMVAULT_EMBEDDER"] = "hash"
+
+    def cli(*args: str, at: Path) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-m", "memvault", *args, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**env, "MEMVAULT_HOME": str(at), "COLUMNS": "10000"},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return dict(json.loads(done.stdout))
+
+    with bench.serve("hash", home=home) as server:
+        writers = [Writer(RestWrites(server.base, server.key), n) for n in range(WRITERS)]
+        try:
+            began, ended = _run_writers(
+                writers, lambda: cli("backup", str(data_dir), "--keys", str(keys_dir), at=home)
+            )
+        finally:
+            for writer in writers:
+                assert isinstance(writer.api, RestWrites)
+                writer.api.http.close()
+    manifest = _check_backup(data_dir)
+    restored = cli("restore", str(data_dir), "--keys", str(keys_dir), at=new_home)
+    _check_restored(restored, manifest, new_home, writers, began, ended)
