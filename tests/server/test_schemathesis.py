@@ -216,7 +216,8 @@ def test_linked_operations_keep_to_the_schema_over_call_sequences() -> None:
     )
     steps = STATEFUL_STEPS[before:]
     linked = {label for label, status in steps if status == 200 and "{memory_id}" in label}
-    assert len(linked) >= 2, sorted(linked)  # the links were followed, to ids that exist
+    # The links were followed, to ids that exist (several kinds in the long run).
+    assert len(linked) >= (3 if SOAK else 1), sorted(linked)
     assert len(steps) >= (2000 if SOAK else 100), len(steps)
 
 
