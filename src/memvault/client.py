@@ -131,6 +131,14 @@ def _json_lines(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
             yield _line(line)
 
 
+# An idle pooled connection is dropped after this long, well before ``memvault serve`` closes
+# it (``KEEP_ALIVE_SECONDS``, 5 s). httpx's own default is 5 s, the same as the server's: a
+# request sent on a connection at the moment the server's timer closes it met a reset
+# (``ReadError``) under load (bench/load.py, 64 clients: 9 of 3,219 requests).
+KEEPALIVE_EXPIRY_SECONDS = 2.0
+_LIMITS = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS)
+
+
 class Client:
     """``Memory``'s API against a memvault server."""
 
@@ -143,7 +151,11 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._http = httpx.Client(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+            base_url=base_url,
+            headers=_headers(api_key),
+            timeout=timeout,
+            transport=transport,
+            limits=_LIMITS,
         )
 
     def _send(self, call: Call) -> Any:
@@ -236,7 +248,11 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+            base_url=base_url,
+            headers=_headers(api_key),
+            timeout=timeout,
+            transport=transport,
+            limits=_LIMITS,
         )
 
     async def _send(self, call: Call) -> Any:

@@ -19,7 +19,12 @@ from memvault.memory import Memory
 from memvault.server.checks import check_settings
 from memvault.server.warmup import ModelWarmup
 
-__all__ = ["first_start_key", "listen", "serve", "uvicorn_options"]
+__all__ = ["KEEP_ALIVE_SECONDS", "first_start_key", "listen", "serve", "uvicorn_options"]
+
+# How long an idle keep-alive connection stays open. A client must stop reusing an idle
+# connection before that (memvault's own clients drop theirs after 2 s: client.py), or a
+# request it sends as the server closes the connection is lost to a reset.
+KEEP_ALIVE_SECONDS = 5
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -35,7 +40,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # idle connections close after 5 s, at most max_connections are served at once, and
         # a request head is at most 16 KiB.
         "http": deadline_protocol(settings.request_timeout_seconds),
-        "timeout_keep_alive": 5,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "limit_concurrency": settings.max_connections,
         "h11_max_incomplete_event_size": 16 * 1024,
         "timeout_graceful_shutdown": 30,

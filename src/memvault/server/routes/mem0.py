@@ -20,6 +20,7 @@ from memvault.security.principal import Principal
 from memvault.server.auth import require
 from memvault.server.bodies import CheckedRoute
 from memvault.server.errors import error_responses
+from memvault.server.links import added_links
 from memvault.server.mem0_options import (
     NO_APP,
     check_fields,
@@ -105,6 +106,7 @@ def _plain_add(body: Mem0AddRequest) -> AddRequest:
     response_model=AddResults,
     response_model_exclude_none=True,
     responses={
+        200: added_links(),
         202: {"model": JobAccepted, "description": "infer and async_mode true: a job id"},
         **error_responses(),
     },

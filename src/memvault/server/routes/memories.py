@@ -13,6 +13,7 @@ from memvault.security.principal import Principal
 from memvault.server.auth import require
 from memvault.server.bodies import CheckedRoute
 from memvault.server.errors import error_responses
+from memvault.server.links import added_links, memory_links
 from memvault.server.mem0_options import MAX_QUERY_FILTER, parse_query_filters, scope_from_filters
 from memvault.server.schemas import (
     AddRequest,
@@ -112,6 +113,7 @@ def add_one(principal: Principal, request: AddRequest) -> dict[str, Any]:
     response_model=AddResults,
     response_model_exclude_none=True,
     responses={
+        200: added_links(),
         202: {"model": JobAccepted, "description": "infer=True with the queue on: a job id"},
         **error_responses(),
     },
@@ -133,7 +135,7 @@ def add(body: AddRequest, principal: Writer, request: Request) -> Any:
     summary="Add many memories",
     response_model=AddResults,
     response_model_exclude_none=True,
-    responses=error_responses(),
+    responses={200: added_links("$request.body#/items/0/user_id"), **error_responses()},
 )
 def add_batch(body: BatchAddRequest, principal: Writer, request: Request) -> dict[str, Any]:
     """Bulk load up to 1,000 items; all are checked before any is stored; order is kept."""
@@ -214,7 +216,14 @@ def get(memory_id: str, principal: Reader) -> dict[str, Any]:
     "/{memory_id}/",
     summary="Update a memory",
     response_model=UpdateResult,
-    responses=error_responses(),
+    responses={
+        200: {
+            "links": memory_links(
+                "$request.path.memory_id", "GetMemory", "MemoryHistory", "DeleteMemory"
+            )
+        },
+        **error_responses(),
+    },
 )
 def update(memory_id: str, body: UpdateRequest, principal: Writer) -> dict[str, Any]:
     """Replace the text and/or metadata; the old text goes to the memory's history."""
@@ -231,7 +240,10 @@ def update(memory_id: str, body: UpdateRequest, principal: Writer) -> dict[str, 
     "/{memory_id}/",
     summary="Delete a memory",
     response_model=DeleteResult,
-    responses=error_responses(),
+    responses={
+        200: {"links": memory_links("$request.path.memory_id", "GetMemory", "MemoryHistory")},
+        **error_responses(),
+    },
 )
 def delete(memory_id: str, principal: Writer) -> dict[str, Any]:
     principal.owned(principal.memory.get(memory_id), memory_id)
