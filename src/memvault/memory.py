@@ -106,6 +106,10 @@ QUERY_CACHE_BYTES = 16 * 1024 * 1024
 QUERY_CACHE_ENTRIES = 1024
 
 
+_PURPOSE_MAX = 64
+_PURPOSE_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
 class Memory:
     """Long-term memory for agents: add, search, get, update, delete, history."""
 
@@ -248,7 +252,15 @@ class Memory:
 
         Derived from a data key the master key wraps, so it survives a master key rotation and
         nobody without the master key can compute it (the dashboard seals its cookies with it).
+        ``purpose`` is 1 to 64 of ``a-z``, ``0-9`` and ``-``: a name of memvault's own, never a
+        caller's text, so no two purposes can spell the same derivation input.
         """
+        if (
+            not isinstance(purpose, str)
+            or not 1 <= len(purpose) <= _PURPOSE_MAX
+            or not set(purpose) <= _PURPOSE_ALPHABET
+        ):
+            raise InvalidInput("purpose must be 1 to 64 characters of a-z, 0-9 and '-'")
         cipher = self._keyring.cipher_for(API_KEYS)
         return derive_key(cipher.data_key, f"memvault/v1/sealing/{purpose}")
 
