@@ -11,6 +11,7 @@ says.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -104,6 +105,10 @@ class Codec:
         """The key generation new rows of ``scope`` are sealed with: read from the key store now,
         so call it inside the write transaction (see ``KeyRing.current``)."""
         return self._keyring.current(self.key_scope(scope))
+
+    def current_many(self, scopes: Sequence[Scope]) -> list[KeyScope]:
+        """``current`` of each of ``scopes``, read at once (see ``KeyRing.current_many``)."""
+        return self._keyring.current_many([self.key_scope(scope) for scope in scopes])
 
     def live_scopes(self, scope: Scope) -> list[str]:
         """The ids of the key generations that may hold rows of ``scope``'s key owner."""

@@ -160,6 +160,9 @@ class Memory:
             self._codec.store = self._store
             self._embedder: Embedder | None = None
             self._embedder_lock = threading.Lock()
+            # (model id, dimension) once checked against the store's (written once, never
+            # changed): later embeddings skip the two reads of store_meta.
+            self._settled_model: tuple[str, int] | None = None
             if embedder is not None and not isinstance(embedder, str):
                 self._check_model(embedder)
                 self._embedder = embedder
@@ -395,6 +398,8 @@ class Memory:
         vectors = self.embedder.embed_batch(texts)
         if vectors.ndim != 2 or vectors.shape[0] != len(texts):
             raise EmbedderError("the embedder returned the wrong number of vectors")
+        if self._settled_model == (self.embedder.model_id, vectors.shape[1]):
+            return vectors  # checked before: the store's model and dimension never change
         model = self._store.get_meta("embedding_model") or self._store.set_meta_once(
             "embedding_model", self.embedder.model_id
         )
@@ -406,6 +411,7 @@ class Memory:
                 f"this store holds {dims}-d vectors of {model!r}; got {vectors.shape[1]}-d"
                 f" vectors of {self.embedder.model_id!r}"
             )
+        self._settled_model = (model, int(dims))
         return vectors
 
     def _forget_scopes(self, scope_ids: list[str]) -> None:

@@ -151,8 +151,7 @@ def apply(
                 results.append(writer.delete(change))
         writer.flush()
         writer.outbox.flush(tx)
-        for scope_id in sorted(done.touched):
-            done.versions[scope_id] = tx.bump_version(scope_id)
+        done.versions.update(tx.bump_versions(sorted(done.touched)))
     for scope_id, (before, after) in done.versions.items():
         engine.cache.apply(
             scope_id,
@@ -210,7 +209,20 @@ class _Writer:
         self.hashes: dict[int, str] = {}  # by id() of an Add of this plan (alive as long)
 
     def prefetch_duplicates(self, adds: list[Add]) -> None:
-        """Look every add's dedup key up at once (Postgres: one query, not one per memory)."""
+        """Read what every add needs at once (Postgres: a query each, not one per memory or
+        scope): the scopes' key generations, their last texts (the context window) and every
+        add's dedup key."""
+        scopes = list(dict.fromkeys(change.scope for change in adds))
+        missing = [scope for scope in scopes if scope not in self.keys]
+        for scope, found in zip(missing, self.engine.writer_keys(missing), strict=True):
+            self.keys[scope] = found
+        size = self.engine.settings.context_window
+        if size:
+            unread = [scope for scope in scopes if scope not in self.recent]
+            recent = self.tx.recent_rows_many(self.engine.namespace, unread, size)
+            for scope, rows in recent.items():
+                window = self.recent[scope] = deque(maxlen=size)
+                window.extend(self.engine.codec.open_text(row) for row in reversed(rows))
         keys = []
         for change in adds:
             text_hash = self._text_hash(change, self._key(change.scope)[1])

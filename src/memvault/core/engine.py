@@ -63,8 +63,7 @@ class Engine:
         """Lock the namespace (shared; ``alone``: exclusive) then each key owner, in one sorted
         order, so two units of work never wait on each other in a cycle."""
         tx.lock(namespace_lock(self.namespace), exclusive=alone)
-        for name in sorted({owner_lock(owner) for owner in owners}):
-            tx.lock(name)
+        tx.lock_all(sorted({owner_lock(owner) for owner in owners}))
 
     def writer_key(self, scope: Scope) -> tuple[KeyScope, ScopeCipher]:
         """The generation new rows of ``scope`` are sealed with and its cipher. Call it inside
@@ -72,6 +71,14 @@ class Engine:
         under the same lock, so the answer holds until the write commits."""
         key_scope = self.codec.current(scope)
         return key_scope, self.codec.writer(key_scope)
+
+    def writer_keys(self, scopes: Sequence[Scope]) -> list[tuple[KeyScope, ScopeCipher]]:
+        """``writer_key`` of each of ``scopes``, their generations read at once (the same rule:
+        inside the write transaction, after ``lock_owners``)."""
+        return [
+            (key_scope, self.codec.writer(key_scope))
+            for key_scope in self.codec.current_many(scopes)
+        ]
 
     def event(
         self,

@@ -15,7 +15,7 @@ with ``InvalidInput`` (422): narrow it with ``user_id``. So a search hashes at m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal, TypeVar
@@ -96,6 +96,7 @@ class HybridSearcher:
         self._adjustments = adjustments or RankingAdjustments()
         self._clock = clock
         self._resealed = False  # once every legacy row is resealed, it stays so
+        self._dimensions: int | None = None
 
     def _legacy_possible(self) -> bool:
         if not self._resealed:
@@ -116,16 +117,23 @@ class HybridSearcher:
     def _load(self, scope_id: str) -> ScopeIndex:
         # The store records the dimension at its first write; only an empty store asks the
         # embedder (which for an OpenAI-compatible endpoint can cost a probe request).
-        recorded = self._store.get_meta("embedding_dimensions")
-        dimensions = int(recorded) if recorded else self._embedder_dimensions()
+        if self._dimensions is None:  # written once, never changed: read until it exists
+            recorded = self._store.get_meta("embedding_dimensions")
+            self._dimensions = int(recorded) if recorded else None
+        dimensions = self._dimensions or self._embedder_dimensions()
         index = ScopeIndex(0, dimensions, self._bm25_weights)
         index.version = self._store.scope_vectors(
             scope_id, lambda rows: index.add([self._codec.vector_entry(scope_id, r) for r in rows])
         )
         return index
 
-    def _read(self, scope_id: str, reader: Callable[[ScopeIndex], _R]) -> _R:
-        version = self._store.scope_version(scope_id)
+    def _read(
+        self, scope_id: str, reader: Callable[[ScopeIndex], _R], version: int | None = None
+    ) -> _R:
+        """``version``: the scope's version read already by this search (one read serves both
+        sides of a hybrid search); else read now."""
+        if version is None:
+            version = self._store.scope_version(scope_id)
         return self._cache.read(scope_id, version, lambda: self._load(scope_id), reader)
 
     def _best_of_scopes(
@@ -135,13 +143,15 @@ class HybridSearcher:
         limit: int,
         ask: Callable[[str, Owners, ScopeIndex], list[tuple[str, float]]],
         own: frozenset[str],
+        versions: Mapping[str, int] | None = None,
     ) -> list[tuple[str, float]]:
         """The best ``limit`` hits that ``ask`` finds in each key scope's index, with the owner
         columns the scope does not already imply."""
         found: list[tuple[str, float]] = []
         for scope_id in scope_ids:
             owners = _implied_owners(scope, scope_id, own)
-            found.extend(self._read(scope_id, partial(ask, scope_id, owners)))
+            version = None if versions is None else versions.get(scope_id)
+            found.extend(self._read(scope_id, partial(ask, scope_id, owners), version))
         found.sort(key=lambda hit: -hit[1])
         return found[:limit]
 
@@ -153,13 +163,14 @@ class HybridSearcher:
         allowed: set[str] | None,
         limit: int,
         own: frozenset[str] = frozenset(),
+        versions: Mapping[str, int] | None = None,
     ) -> list[tuple[str, float]]:
         now = time.time()
 
         def ask(scope_id: str, owners: Owners, index: ScopeIndex) -> list[tuple[str, float]]:
             return index.search(query, limit, now=now, owners=owners, allowed=allowed)
 
-        return self._best_of_scopes(scope, scope_ids, limit, ask, own)
+        return self._best_of_scopes(scope, scope_ids, limit, ask, own, versions)
 
     def bm25_candidates(
         self,
@@ -169,6 +180,7 @@ class HybridSearcher:
         allowed: set[str] | None,
         limit: int,
         own: frozenset[str] = frozenset(),
+        versions: Mapping[str, int] | None = None,
     ) -> list[tuple[str, float]]:
         terms = query_terms(text)
         tokens: dict[str, set[str]] = {}  # each scope hashes the words with its own key
@@ -183,7 +195,7 @@ class HybridSearcher:
                 tokens[scope_id], limit, now=now, owners=owners, allowed=allowed
             )
 
-        return self._best_of_scopes(scope, list(tokens), limit, ask, own)
+        return self._best_of_scopes(scope, list(tokens), limit, ask, own, versions)
 
     def search(
         self,
@@ -208,12 +220,17 @@ class HybridSearcher:
             )
         limit = max(CANDIDATES, top_k)
         query_vector = embed_query() if embed_query is not None else None
+        # Each scope's version read once, after the embedding: both sides (and every pass of a
+        # filtered search) check their indexes against it (one round trip each on Postgres).
+        versions = {scope_id: self._store.scope_version(scope_id) for scope_id in scope_ids}
 
         def candidates(side: str, allowed: set[str] | None, count: int) -> list[tuple[str, float]]:
             if side == "vector":
                 assert query_vector is not None
-                return self.vector_candidates(query_vector, scope, scope_ids, allowed, count, own)
-            return self.bm25_candidates(query_text, scope, scope_ids, allowed, count, own)
+                return self.vector_candidates(
+                    query_vector, scope, scope_ids, allowed, count, own, versions
+                )
+            return self.bm25_candidates(query_text, scope, scope_ids, allowed, count, own, versions)
 
         sides = [side for side in ("vector", "bm25") if mode in (side, "hybrid")]
         if node is None:

@@ -6,6 +6,7 @@ background (``server.warmup``), so the load runs beside them rather than in the 
 from __future__ import annotations
 
 import errno
+import gc
 import importlib.util
 import socket
 from typing import Any
@@ -116,6 +117,19 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def settle_heap() -> int:
+    """Move every object the start made (modules, FastAPI's and pydantic's schemas: about
+    110,000 tracked objects) out of the garbage collector's view; the number moved.
+
+    They live as long as the process, but each full collection walked them all again: in a
+    node with 100 scopes loaded, 170,000 objects, a pause of 0.1-0.5 s on a busy machine
+    inside whichever request triggered it (the REST p95/p99 tail). After ``gc.freeze`` a full
+    collection walks only what was made since (scope indexes, requests). Garbage among the
+    frozen objects stays; start-up makes little."""
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def serve(settings: Settings, console: Console | None = None) -> None:
     for module in ("fastapi", "uvicorn"):  # found, not imported: they load after the model starts
         if importlib.util.find_spec(module) is None:
@@ -147,6 +161,7 @@ def serve(settings: Settings, console: Console | None = None) -> None:
             f"data: {memory.home}   keys: memvault keys create --role write [--user ID]"
         )
         app = create_app(settings, memory, warmup=model)
+        settle_heap()
         server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
         server.run(sockets=[sock])
     finally:

@@ -95,6 +95,10 @@ class WriteTx(Protocol):
         """Hold a lock on ``name`` (a namespace or a key owner) until the transaction ends."""
         ...
 
+    def lock_all(self, names: Sequence[str]) -> None:
+        """``lock`` (exclusive) on each of ``names`` in their order (Postgres: one round trip)."""
+        ...
+
     # reads inside the transaction (see its own writes; on Postgres the rows read are locked)
     def get(self, namespace: str, memory_id: str) -> MemoryRow | None: ...
 
@@ -104,6 +108,13 @@ class WriteTx(Protocol):
 
     def recent_rows(self, namespace: str, scope: Scope, limit: int) -> list[MemoryRow]:
         """The last rows added to exactly ``scope`` (unnamed owner columns absent), newest first."""
+        ...
+
+    def recent_rows_many(
+        self, namespace: str, scopes: Sequence[Scope], limit: int
+    ) -> dict[Scope, list[MemoryRow]]:
+        """``recent_rows`` of each of ``scopes`` (Postgres: a round trip per scope shape), for
+        their texts: a backend may leave the metadata, vector and context boxes empty."""
         ...
 
     def find_duplicate(self, row: MemoryRow) -> str | None:
@@ -161,6 +172,11 @@ class WriteTx(Protocol):
 
     def bump_version(self, scope_id: str) -> tuple[int, int]:
         """Raise a key scope's version by one (versions only ever grow); (before, after)."""
+        ...
+
+    def bump_versions(self, scope_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """``bump_version`` of each of ``scope_ids`` (distinct, in the order given; Postgres:
+        one round trip); (before, after) by scope id."""
         ...
 
     def delete_user(self, namespace: str, user_id: str) -> tuple[int, int]:
@@ -597,6 +613,13 @@ class KeyStore(Exportable, Snapshotting, Protocol):
         self, namespace: str, kind: str, owner: str, legacy_base: str
     ) -> tuple[int, int | None] | None:
         """(current, previous) of a key owner, or of its pre-v2 record, or None."""
+        ...
+
+    def generations_many(
+        self, owners: Sequence[tuple[str, str, str, str]]
+    ) -> list[tuple[int, int | None] | None]:
+        """``generations`` of each (namespace, kind, owner, legacy_base), in order (Postgres:
+        one round trip, two when some owner has no record of this version)."""
         ...
 
     def namespace_generations(self, namespace: str) -> list[tuple[str, str, int]]:

@@ -327,6 +327,39 @@ class PostgresKeyStore:
             return None
         return int(row[0]), None if row[1] is None else int(row[1])
 
+    def generations_many(
+        self, owners: Sequence[tuple[str, str, str, str]]
+    ) -> list[tuple[int, int | None] | None]:
+        """One query for every owner's record; a second only for owners without one (an older
+        version's record, by legacy base)."""
+        if not owners:
+            return []
+        found: list[tuple[int, int | None] | None] = [None] * len(owners)
+        with self._connection("reading key generations") as conn:
+            rows = conn.execute(
+                "SELECT k.i, g.current, g.previous FROM unnest(%s::text[], %s::text[],"
+                " %s::text[], %s::int[]) AS k(n, kind, o, i) JOIN key_generations g"
+                " ON g.namespace = k.n AND g.kind = k.kind AND g.owner = k.o",
+                (
+                    [o[0] for o in owners],
+                    [o[1] for o in owners],
+                    [o[2] for o in owners],
+                    list(range(len(owners))),
+                ),
+            ).fetchall()
+            for index, current, previous in rows:
+                found[int(index)] = int(current), None if previous is None else int(previous)
+            missing = [i for i, value in enumerate(found) if value is None]
+            if missing:
+                rows = conn.execute(
+                    "SELECT k.i, g.current, g.previous FROM unnest(%s::text[], %s::int[])"
+                    " AS k(b, i) JOIN scope_generations g ON g.base = k.b",
+                    ([owners[i][3] for i in missing], missing),
+                ).fetchall()
+                for index, current, previous in rows:
+                    found[int(index)] = int(current), None if previous is None else int(previous)
+        return found
+
     def namespace_generations(self, namespace: str) -> list[tuple[str, str, int]]:
         rows = self._fetch(
             "SELECT kind, owner, current FROM key_generations WHERE namespace = %s"

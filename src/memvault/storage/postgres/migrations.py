@@ -212,12 +212,34 @@ def m005_webhooks(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     )
 
 
+def m006_inline_sealed_rows(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Keep a memory's row in its heap page: a row with a 384-dimension vector is about 2.1 kB,
+    just over TOAST's default 2 kB target, so every insert tried to compress its sealed boxes
+    (ciphertext does not compress) and then moved the vector out of line (a TOAST row and a
+    TOAST index entry more per memory). Sealed boxes are stored uncompressed (``EXTERNAL``)
+    and rows stay inline up to 4 kB. Table settings only: no row is rewritten."""
+    _run(
+        conn,
+        """
+        ALTER TABLE memories SET (toast_tuple_target = 4080);
+        ALTER TABLE memories ALTER COLUMN text_box SET STORAGE EXTERNAL,
+            ALTER COLUMN metadata_box SET STORAGE EXTERNAL,
+            ALTER COLUMN vector_box SET STORAGE EXTERNAL,
+            ALTER COLUMN context_box SET STORAGE EXTERNAL;
+        ALTER TABLE history ALTER COLUMN old_box SET STORAGE EXTERNAL,
+            ALTER COLUMN new_box SET STORAGE EXTERNAL,
+            ALTER COLUMN meta_box SET STORAGE EXTERNAL
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_tables,
     m002_jobs,
     m003_history_provenance,
     m004_inference_instructions,
     m005_webhooks,
+    m006_inline_sealed_rows,
 ]
 
 

@@ -98,6 +98,13 @@ _MEMORY_COLUMNS = (
     " m.created_at, m.updated_at, m.expires_at, m.importance, m.access_count,"
     " m.last_accessed_at, m.seal_version"
 )
+# _MEMORY_COLUMNS with empty metadata, vector and context boxes (recent_rows_many).
+_TEXT_ONLY_COLUMNS = (
+    "m.rowid, m.id, m.namespace, m.scope_id, m.user_id, m.agent_id, m.run_id, m.actor_id,"
+    " m.role, m.memory_type, m.hash, m.text_box, ''::bytea, ''::bytea, ''::bytea,"
+    " m.created_at, m.updated_at, m.expires_at, m.importance, m.access_count,"
+    " m.last_accessed_at, m.seal_version"
+)
 _HISTORY_COLUMNS = (
     "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
     " actor_id, role, created_at, seal_version, meta_box"
@@ -1034,6 +1041,16 @@ class _PgTx:
                 "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))", (name,)
             )
 
+    def lock_all(self, names: Sequence[str]) -> None:
+        """One statement: ``unnest`` yields the names in the array's order, and each row's lock
+        is taken before the next row is produced, so the order callers sort by holds."""
+        if names:
+            self._all(
+                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
+                " FROM unnest(%s::text[]) WITH ORDINALITY AS l(k, i) ORDER BY i",
+                (list(names),),
+            )
+
     def get(self, namespace: str, memory_id: str) -> MemoryRow | None:
         rows = self._all(
             f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s"
@@ -1060,6 +1077,50 @@ class _PgTx:
         )
         return [_memory(row) for row in rows]
 
+    def recent_rows_many(
+        self, namespace: str, scopes: Sequence[Scope], limit: int
+    ) -> dict[Scope, list[MemoryRow]]:
+        """One query per scope shape (which owner columns are named): a ``LATERAL`` look-up per
+        scope, each served by its owner column's index like ``recent_rows``. The rows carry
+        their text box only (metadata, vector and context boxes empty): the context window
+        needs the text, and the vectors were most of the bytes read (a bulk load reads
+        ``limit`` rows per scope and batch)."""
+        found: dict[Scope, list[MemoryRow]] = {scope: [] for scope in scopes}
+        shapes: dict[tuple[bool, bool, bool], list[Scope]] = {}
+        for scope in found:
+            shape = (
+                scope.user_id is not None,
+                scope.agent_id is not None,
+                scope.run_id is not None,
+            )
+            shapes.setdefault(shape, []).append(scope)
+        for group in shapes.values():
+            clauses = ["m.namespace = %s"]
+            for name in ("user_id", "agent_id", "run_id"):
+                if getattr(group[0], name) is not None:  # the group's shape
+                    clauses.append(f"m.{name} = k.{name}")
+                else:
+                    clauses.append(f"m.{name} IS NULL")
+            where = " AND ".join(clauses)
+            rows = self._all(
+                f"SELECT k.i, {_TEXT_ONLY_COLUMNS} FROM unnest(%s::text[], %s::text[], %s::text[],"
+                " %s::int[]) AS k(user_id, agent_id, run_id, i) CROSS JOIN LATERAL"
+                f" (SELECT {_MEMORY_COLUMNS} FROM memories m WHERE {where}"
+                " ORDER BY m.rowid DESC LIMIT %s) AS m"
+                " ORDER BY k.i, m.rowid DESC",
+                (
+                    [scope.user_id for scope in group],
+                    [scope.agent_id for scope in group],
+                    [scope.run_id for scope in group],
+                    list(range(len(group))),
+                    namespace,
+                    _limit(limit),
+                ),
+            )
+            for row in rows:
+                found[group[int(row[0])]].append(_memory(row[1:]))
+        return found
+
     def find_duplicate(self, row: MemoryRow) -> str | None:
         key = (row.user_id, row.agent_id, row.run_id, row.hash)
         return self.find_duplicates(row.namespace, [key]).get(key)
@@ -1068,11 +1129,15 @@ class _PgTx:
         """One query for the lot (the dedup index serves each key)."""
         if not keys:
             return {}
+        # LATERAL ... LIMIT 1: a probe of memories_dedup per key whatever the statistics say (a
+        # plain join was planned as a hash join over the whole namespace while the table's
+        # statistics were stale: every row read, per batch of a bulk load).
         rows = self._all(
             "SELECT m.id, k.i FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::int[]) AS k(u, a, r, h, i) JOIN memories m ON m.namespace = %s"
-            " AND coalesce(m.user_id, '') = k.u AND coalesce(m.agent_id, '') = k.a"
-            " AND coalesce(m.run_id, '') = k.r AND m.hash = k.h",
+            " %s::int[]) AS k(u, a, r, h, i) CROSS JOIN LATERAL (SELECT m.id FROM memories m"
+            " WHERE m.namespace = %s AND coalesce(m.user_id, '') = k.u"
+            " AND coalesce(m.agent_id, '') = k.a AND coalesce(m.run_id, '') = k.r"
+            " AND m.hash = k.h LIMIT 1) AS m",
             (
                 [k[0] or "" for k in keys],
                 [k[1] or "" for k in keys],
@@ -1208,6 +1273,18 @@ class _PgTx:
         assert found is not None
         after = int(found[0])
         return after - 1, after
+
+    def bump_versions(self, scope_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """One statement; rows are inserted (and their locks taken) in the order given."""
+        if not scope_ids:
+            return {}
+        rows = self._all(
+            "INSERT INTO scope_versions AS v SELECT s, 1 FROM unnest(%s::text[])"
+            " WITH ORDINALITY AS u(s, i) ORDER BY i ON CONFLICT (scope_id)"
+            " DO UPDATE SET version = v.version + 1 RETURNING scope_id, version",
+            (list(scope_ids),),
+        )
+        return {str(scope_id): (int(after) - 1, int(after)) for scope_id, after in rows}
 
     def delete_user(self, namespace: str, user_id: str) -> tuple[int, int]:
         memories = self._conn.execute(

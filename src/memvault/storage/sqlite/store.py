@@ -988,6 +988,9 @@ class SQLiteTx:
     def lock(self, name: str, *, exclusive: bool = True) -> None:
         return None
 
+    def lock_all(self, names: Sequence[str]) -> None:
+        return None
+
     # --- reads (the same connection: they see this transaction's writes) --------------------
 
     def get(self, namespace: str, memory_id: str) -> MemoryRow | None:
@@ -998,6 +1001,11 @@ class SQLiteTx:
 
     def recent_rows(self, namespace: str, scope: Scope, limit: int) -> list[MemoryRow]:
         return self._store.list_rows(namespace, scope, None, now=None, limit=limit, exact=True)
+
+    def recent_rows_many(
+        self, namespace: str, scopes: Sequence[Scope], limit: int
+    ) -> dict[Scope, list[MemoryRow]]:
+        return {scope: self.recent_rows(namespace, scope, limit) for scope in scopes}
 
     def find_duplicate(self, row: MemoryRow) -> str | None:
         key = (row.user_id, row.agent_id, row.run_id, row.hash)
@@ -1181,6 +1189,9 @@ class SQLiteTx:
             (scope_id,),
         ).fetchone()[0]
         return int(after) - 1, int(after)
+
+    def bump_versions(self, scope_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        return {scope_id: self.bump_version(scope_id) for scope_id in scope_ids}
 
     def delete_user(self, namespace: str, user_id: str) -> tuple[int, int]:
         """Delete a user's memories, index entries and history; returns the two counts."""
