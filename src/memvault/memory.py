@@ -216,6 +216,9 @@ class Memory:
         # processes keep working between batches); a no-op once done.
         if self.settings.reseal_on_open:
             self.reseal_legacy()
+        # An erase that a crash cut between its two steps (the key destroyed, the rows not yet
+        # deleted) ends now; a read that meets such rows in a running process does the same.
+        rights.finish_cut_erasures(self._engine)
 
     def namespaced(self, namespace: str) -> Memory:
         """This store seen from another namespace, sharing files, keys, model and caches.
@@ -800,7 +803,7 @@ class Memory:
             found = reads.search_results(self._engine, hits, explain=explain)
             return found, [hit.row.id for hit in hits]
 
-        return reads.settled(run)
+        return reads.settled(self._engine, run)
 
     def get(self, memory_id: str) -> dict[str, Any] | None:
         """One memory of this namespace by id, or None (also for expired memories)."""
