@@ -216,9 +216,6 @@ class Memory:
         # processes keep working between batches); a no-op once done.
         if self.settings.reseal_on_open:
             self.reseal_legacy()
-        # An erase that a crash cut between its two steps (the key destroyed, the rows not yet
-        # deleted) ends now; a read that meets such rows in a running process does the same.
-        rights.finish_cut_erasures(self._engine)
 
     def namespaced(self, namespace: str) -> Memory:
         """This store seen from another namespace, sharing files, keys, model and caches.

@@ -68,8 +68,8 @@ ERASER = textwrap.dedent(
 def test_an_erase_cut_between_its_two_steps_is_finished_not_left_unreadable(home: Path) -> None:
     """Keys and rows are two databases: a kill between the key's destruction and the rows'
     deletion left rows no key opens, and every read of the user answered integrity_error for
-    good. A running process's next read now finishes the erase (the rows of a past key
-    generation go), and so does the next open of the store."""
+    good. The next read now finishes the erase (the rows of a past key generation go), in the
+    process that was running as well as in a new one."""
     with Memory(home, embedder=HashEmbedder()) as m:
         first = m.add("alice likes green tea", user_id="alice")["results"][0]["id"]
         m.add("alice has a cat", user_id="alice")
@@ -91,7 +91,7 @@ def test_an_erase_cut_between_its_two_steps_is_finished_not_left_unreadable(home
         assert [r["memory"] for r in m.get_all(user_id="alice")["results"]] == ["alice is back"]
 
 
-def test_the_next_open_finishes_an_erase_cut_by_a_crash(home: Path) -> None:
+def test_an_export_finishes_an_erase_cut_by_a_crash(home: Path) -> None:
     with Memory(home, embedder=HashEmbedder()) as m:
         m.add("alice likes green tea", user_id="alice")
         m.add("bob likes coffee", user_id="bob")

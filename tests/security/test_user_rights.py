@@ -56,8 +56,8 @@ def test_erase_makes_even_an_earlier_copy_unreadable(home: Path, tmp_path: Path)
     assert held == []  # no key opens them: only their ids and sizes are left
     with Memory(copy, embedder=HashEmbedder()) as old:
         assert len(old.get_all(user_id="bob")["results"]) == 6  # others untouched
-        # Rows of an erased key generation are the leftovers of an erase: opening the store
-        # finishes it (core/rights.py, finish_cut_erasures), so no read meets them.
+        # Rows of an erased key generation are the leftovers of an erase: the first read that
+        # meets one finishes it (core/rights.py, finish_cut_erasures), so no read returns them.
         for memory_id, _ in alice:
             assert old.get(memory_id) is None
         assert old.history(alice[0][0]) == []

@@ -119,10 +119,16 @@ def export_user(engine: Engine, user_id: str) -> Iterator[dict[str, Any]]:
     answer 404 instead of an empty stream.
     """
     user_id = check_id("user_id", user_id)
+    try:
+        history = _histories(engine, user_id)
+    except KeyMissing:  # an erase cut off by a crash: end it, then read
+        if not finish_cut_erasures(engine):
+            raise
+        history = _histories(engine, user_id)
     memories, events = engine.store.user_rows(engine.namespace, user_id)
     if not memories and not events:
         raise NotFound(f"no user {user_id} in namespace {engine.namespace}")
-    return _export_lines(engine, user_id)
+    return _export_lines(engine, user_id, history)
 
 
 def _histories(engine: Engine, user_id: str) -> dict[str, list[dict[str, Any]]]:
@@ -132,14 +138,10 @@ def _histories(engine: Engine, user_id: str) -> dict[str, list[dict[str, Any]]]:
     return history
 
 
-def _export_lines(engine: Engine, user_id: str) -> Iterator[dict[str, Any]]:
+def _export_lines(
+    engine: Engine, user_id: str, history: dict[str, list[dict[str, Any]]]
+) -> Iterator[dict[str, Any]]:
     store, codec = engine.store, engine.codec
-    try:
-        history = _histories(engine, user_id)
-    except KeyMissing:  # an erase cut off by a crash (in another process): end it, then read
-        if not finish_cut_erasures(engine):
-            raise
-        history = _histories(engine, user_id)
     yield {
         "type": "export",
         "format": EXPORT_FORMAT,
