@@ -906,7 +906,7 @@ class Memory:
             found = reads.search_results(self._engine, hits, explain=explain)
             return found, [hit.row.id for hit in hits]
 
-        return reads.settled(run)
+        return reads.settled(self._engine, run)
 
     def get(self, memory_id: str) -> dict[str, Any] | None:
         """One memory of this namespace by id, or None (also for expired memories)."""

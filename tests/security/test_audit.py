@@ -115,3 +115,33 @@ def test_cli_erase_is_audited(home: Path) -> None:
         ("cli user erase", "not_found"),
         ("cli user erase", "ok"),
     ]
+
+
+def test_entries_are_written_while_requests_never_pause(home: Path) -> None:
+    """The writer thread takes entries in batches; a batch used to close only after 0.2 s
+    without a new entry (or at 500), so steady traffic held every entry in memory, where a
+    SIGKILL lost them all. Now a batch is written 0.2 s after its first entry at the latest."""
+    import threading
+    import time
+
+    from memvault import HashEmbedder, Memory
+    from memvault.security.audit import AuditEntry
+
+    with Memory(home, embedder=HashEmbedder()) as m:
+        stop = threading.Event()
+
+        def traffic() -> None:
+            while not stop.wait(0.05):  # one entry every 50 ms: 500 would take 25 s
+                m.audit.record(AuditEntry(action="steady", outcome="ok"))
+
+        thread = threading.Thread(target=traffic)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not m.audit.entries(None, limit=1):
+                assert time.monotonic() < deadline, "no entry written while traffic went on"
+                time.sleep(0.05)
+            assert thread.is_alive()  # written while entries kept coming
+        finally:
+            stop.set()
+            thread.join()

@@ -6,9 +6,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-import pytest
-
-from memvault import HashEmbedder, IntegrityError, Memory
+from memvault import HashEmbedder, Memory
 
 
 def test_rotate_user_key_reencrypts_everything(home: Path, tmp_path: Path) -> None:
@@ -58,9 +56,15 @@ def test_rotate_user_key_reencrypts_everything(home: Path, tmp_path: Path) -> No
     shutil.copy(home / "keys.db", snapshot / "keys.db")
     for suffix in ("-wal", "-shm"):
         (snapshot / f"keys.db{suffix}").unlink(missing_ok=True)
+    with sqlite3.connect(snapshot / "keys.db") as keys:
+        assert not keys.execute(
+            "SELECT 1 FROM data_keys WHERE scope_id = ?", ('["default","user","alice",1]',)
+        ).fetchall()
     with Memory(snapshot, embedder=HashEmbedder()) as old:
-        with pytest.raises(IntegrityError):
-            old.get(ids[5])
+        # Rows of a key generation moved past whose key is gone are leftovers (of an erase cut
+        # by a crash, or of an old copy like this one): the read that meets them deletes them.
+        assert old.get(ids[5]) is None
+        assert old.get_all(user_id="alice")["results"] == []
         assert old.get_all(user_id="bob")["results"][0]["memory"] == "bob fact about kites"
 
 

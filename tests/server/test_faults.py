@@ -8,11 +8,12 @@ import contextlib
 import json
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -154,6 +155,109 @@ def test_a_full_disk_answers_storage_busy_and_recovers_when_space_returns(
                 assert stored(http, "u") == sorted(acknowledged)
                 filler.unlink()
                 until_ready(http)
+                assert http.post(ADD, json={"messages": "after", "user_id": "u"}).is_success
+                assert stored(http, "u") == sorted([*acknowledged, "after"])
+        finally:
+            stop()
+
+
+@contextlib.contextmanager
+def ext4_disk(where: Path) -> Iterator[tuple[Path, Callable[[], None], Callable[[], None]]]:
+    """A small ext4 file system on a loop device, mounted ``errors=remount-ro``; yields the
+    mount point, what turns it read-only (an ext4 error, as a failing disk raises one), and
+    what mounts it again (checked by ``e2fsck`` first, as an operator would)."""
+    tools = ("mount", "umount", "mkfs.ext4", "e2fsck", "findmnt")
+    if not all(shutil.which(tool) for tool in tools):
+        pytest.skip("mount, mkfs.ext4, e2fsck or findmnt is missing: no ext4 to turn read-only")
+    image, mountpoint = where / "disk.img", where / "disk"
+    mountpoint.mkdir()
+    with open(image, "wb") as handle:
+        handle.truncate(32 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+
+    def mount() -> None:
+        done = subprocess.run(
+            ["mount", "-o", "loop,errors=remount-ro", str(image), str(mountpoint)],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.skip("cannot mount a loop device here (needs root and /dev/loop*)")
+
+    def turn_read_only() -> None:
+        source = subprocess.run(
+            ["findmnt", "-n", "-o", "SOURCE", str(mountpoint)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        trigger = Path("/sys/fs/ext4") / Path(source).name / "trigger_fs_error"
+        if not trigger.exists():
+            pytest.skip("this kernel has no ext4 trigger_fs_error: no read-only fault to stage")
+        trigger.write_text("memvault test\n")
+
+    def remount() -> None:
+        subprocess.run(["umount", str(mountpoint)], check=True, capture_output=True)
+        # 0: clean, 1: errors corrected (the error the test raised is recorded in the superblock)
+        fsck = subprocess.run(["e2fsck", "-fy", str(image)], capture_output=True, check=False)
+        assert fsck.returncode in (0, 1), fsck.stdout
+        mount()
+
+    mount()
+    try:
+        yield mountpoint, turn_read_only, remount
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, check=False)
+
+
+def integrity_check(database: Path) -> list[tuple[str]]:
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        return db.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        db.close()
+
+
+def test_a_read_only_file_system_answers_storage_busy_and_loses_nothing(tmp_path: Path) -> None:
+    """ext4 turns itself read-only on an error (``errors=remount-ro``, the usual way a database
+    becomes read-only in production); a read-only remount by hand is refused while the store
+    holds its files open for writing. The kernel keeps that file system read-only until it is
+    mounted again, which needs memvault's files closed: recovery is the operator's remount
+    and a restart, and then every write acknowledged before the fault is there."""
+    with ext4_disk(tmp_path) as (disk, turn_read_only, remount):
+        running, stop = launch_server(disk / "home")
+        acknowledged = [f"before the fault {n}" for n in range(3)]
+        try:
+            with running.http(running.key("write")) as http:
+                for text in acknowledged:
+                    assert http.post(ADD, json={"messages": text, "user_id": "u"}).is_success
+                [first] = [
+                    m["id"]
+                    for m in http.get(ADD, params={"user_id": "u"}).json()["results"]
+                    if m["memory"] == acknowledged[0]
+                ]
+                turn_read_only()
+                refused = http.post(ADD, json={"messages": "while read-only", "user_id": "u"})
+                assert_unavailable(refused, "storage_busy")
+                update = http.put(f"{ADD}{first}/", json={"text": "changed while read-only"})
+                assert_unavailable(update, "storage_busy")
+                assert_unavailable(http.delete(f"{ADD}{first}/"), "storage_busy")
+                assert stored(http, "u") == sorted(acknowledged)  # reads go on
+                found = http.post("/v1/memories/search/", json={"query": "fault", "user_id": "u"})
+                assert found.status_code == 200 and len(found.json()["results"]) == 3
+                assert_not_ready(http, "storage_busy")
+                assert_not_ready(http, "storage_busy")  # and stays so while the fault lasts
+        finally:
+            with contextlib.suppress(Exception):  # closing cannot checkpoint a read-only disk
+                stop()
+        remount()
+        assert integrity_check(disk / "home" / "memvault.db") == [("ok",)]
+        assert integrity_check(disk / "home" / "keys.db") == [("ok",)]
+        running, stop = launch_server(disk / "home")
+        try:
+            with running.http(running.key("write")) as http:
+                assert http.get("/readyz").json() == {"status": "ready"}
+                assert stored(http, "u") == sorted(acknowledged)
                 assert http.post(ADD, json={"messages": "after", "user_id": "u"}).is_success
                 assert stored(http, "u") == sorted([*acknowledged, "after"])
         finally:

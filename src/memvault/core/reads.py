@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from memvault.clock import now_iso
 from memvault.codec import KeyMissing
 from memvault.core.engine import Engine
+from memvault.core.rights import finish_cut_erasures
 from memvault.errors import InvalidFilter, InvalidInput
 from memvault.filters import FilterNode, parse_filter, scope_ids
 from memvault.retrieval.hybrid import SearchHit
@@ -35,7 +36,7 @@ SETTLE_TRIES = 8
 SETTLE_FIRST_WAIT = 0.005
 
 
-def settled(read: Callable[[], _T]) -> _T:
+def settled(engine: Engine, read: Callable[[], _T]) -> _T:
     """Run a read (rows, then their keys), again when a row's key is missing.
 
     Rows and keys are read in separate transactions (the key store may even be another
@@ -43,12 +44,17 @@ def settled(read: Callable[[], _T]) -> _T:
     destroys the old key once the rows have moved. A read that took rows before such a change
     committed (here or on another node) and their key after finds no key: a moment later the
     rows are gone or moved, and the read answers as if it had started after the change. A key
-    still missing after the last try is a real integrity failure (a tampered ``scope_id``)."""
+    still missing after the last try is a real integrity failure (a tampered ``scope_id``).
+
+    An erase cut off by a crash between its two steps left rows under a destroyed key for good:
+    the first miss finishes such erasures (``rights.finish_cut_erasures``) before trying again."""
     wait = SETTLE_FIRST_WAIT
-    for _ in range(SETTLE_TRIES - 1):
+    for attempt in range(SETTLE_TRIES - 1):
         try:
             return read()
         except KeyMissing:
+            if attempt == 0 and finish_cut_erasures(engine):
+                continue
             time.sleep(wait)
             wait *= 2
     return read()
@@ -83,7 +89,7 @@ def get(engine: Engine, memory_id: str) -> dict[str, Any] | None:
         row = engine.store.get(engine.namespace, memory_id, now_iso())
         return None if row is None else engine.codec.public(row)
 
-    return settled(run)
+    return settled(engine, run)
 
 
 def rows(
@@ -98,7 +104,7 @@ def rows(
         )
         return [engine.codec.public(row) for row in found]
 
-    return settled(run)
+    return settled(engine, run)
 
 
 def page(
@@ -113,7 +119,7 @@ def page(
         )
         return [engine.codec.public(row) for row in found], total
 
-    return settled(run)
+    return settled(engine, run)
 
 
 def count(engine: Engine, scope: Scope, node: FilterNode | None) -> int:
@@ -127,7 +133,7 @@ def history(engine: Engine, memory_id: str) -> list[dict[str, Any]]:
         events = engine.store.history(engine.namespace, memory_id)
         return [engine.codec.public_history(event) for event in events]
 
-    return settled(run)
+    return settled(engine, run)
 
 
 def search_results(

@@ -4,21 +4,30 @@ Erase destroys the user's data key *first*: from that moment every copy of their
 backups, WAL files, replicas) is unreadable, whatever happens next. The rows, index entries,
 history and queued jobs are then deleted in one transaction, with ``secure_delete`` overwriting
 the freed pages, and both WAL files are checkpointed and truncated.
+
+The key store and the data are two databases, so no commit covers both steps: a process killed
+between them leaves rows sealed under a destroyed key. ``finish_cut_erasures`` deletes such rows
+(a read that meets one calls it): the erase was never answered, and it ends as if it had been.
+Only rows of a *past* generation of their owner's key qualify, a generation an erase or the end of
+a rotation moved past; a key missing for any other reason (a tampered ``scope_id``, a key store
+from another backup) stays an integrity error.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from memvault.clock import now_iso
-from memvault.codec import legacy_keys
+from memvault.codec import KeyMissing, legacy_keys
 from memvault.core import changes, webhooks
 from memvault.core.engine import Engine
 from memvault.errors import NotFound
+from memvault.security.keyscope import KeyScope
 from memvault.validation import Scope, check_id
 
-__all__ = ["erase_user", "export_user", "purge_expired", "require_user"]
+__all__ = ["erase_user", "export_user", "finish_cut_erasures", "purge_expired", "require_user"]
 
 EXPORT_FORMAT = "memvault-export/1"
 
@@ -73,6 +82,38 @@ def erase_user(engine: Engine, user_id: str) -> dict[str, Any]:
     }
 
 
+def finish_cut_erasures(engine: Engine) -> int:
+    """Delete the rows, history and jobs sealed under keys an erase destroyed before it was cut
+    off (see the module docstring); returns how many key scopes it cleared."""
+    store, keyring = engine.store, engine.keyring
+    in_use = sorted(store.scope_ids_in_use())
+    missing = set(in_use) - keyring.store.present(in_use)
+    shredded = sorted(scope_id for scope_id in missing if _past_generation(engine, scope_id))
+    if not shredded:
+        return 0
+    with store.transaction() as tx:
+        for scope_id in shredded:
+            tx.delete_scope_rows(scope_id)
+            tx.bump_version(scope_id)  # versions only grow: no cache keeps the old rows
+    store.after_erase()
+    for scope_id in shredded:
+        engine.cache.drop(scope_id)
+    store.forget_decrypted()
+    return len(shredded)
+
+
+def _past_generation(engine: Engine, scope_id: str) -> bool:
+    """Whether ``scope_id`` names a generation older than its owner's current one."""
+    try:
+        namespace, kind, owner, generation = json.loads(scope_id)
+        key_scope = KeyScope(namespace, kind, owner, generation)
+    except (ValueError, TypeError):  # a pre-v2 name, or not a key scope id at all
+        return False
+    if not isinstance(generation, int) or key_scope.id != scope_id:
+        return False
+    return engine.keyring.current(key_scope).generation > generation
+
+
 def export_user(engine: Engine, user_id: str) -> Iterator[dict[str, Any]]:
     """JSON lines: a header, then each memory with its history, then history of deleted ones.
 
@@ -80,17 +121,29 @@ def export_user(engine: Engine, user_id: str) -> Iterator[dict[str, Any]]:
     answer 404 instead of an empty stream.
     """
     user_id = check_id("user_id", user_id)
+    try:
+        history = _histories(engine, user_id)
+    except KeyMissing:  # an erase cut off by a crash: end it, then read
+        if not finish_cut_erasures(engine):
+            raise
+        history = _histories(engine, user_id)
     memories, events = engine.store.user_rows(engine.namespace, user_id)
     if not memories and not events:
         raise NotFound(f"no user {user_id} in namespace {engine.namespace}")
-    return _export_lines(engine, user_id)
+    return _export_lines(engine, user_id, history)
 
 
-def _export_lines(engine: Engine, user_id: str) -> Iterator[dict[str, Any]]:
-    store, codec = engine.store, engine.codec
+def _histories(engine: Engine, user_id: str) -> dict[str, list[dict[str, Any]]]:
     history: dict[str, list[dict[str, Any]]] = {}
-    for event in store.history_of_user(engine.namespace, user_id):
-        history.setdefault(event.memory_id, []).append(codec.public_history(event))
+    for event in engine.store.history_of_user(engine.namespace, user_id):
+        history.setdefault(event.memory_id, []).append(engine.codec.public_history(event))
+    return history
+
+
+def _export_lines(
+    engine: Engine, user_id: str, history: dict[str, list[dict[str, Any]]]
+) -> Iterator[dict[str, Any]]:
+    store, codec = engine.store, engine.codec
     yield {
         "type": "export",
         "format": EXPORT_FORMAT,

@@ -19,6 +19,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = ["AuditEntry", "AuditLog", "Verification"]
 
 log = logging.getLogger("memvault.audit")
 GENESIS = "0" * 64
+BATCH_SECONDS = 0.2  # the longest an entry waits in the queue while others keep coming
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,9 @@ class AuditLog:
         while not stop:
             batch: list[AuditEntry] = []
             item = self._queue.get()
+            # A batch is written 0.2 s after its first entry at the latest: steady traffic
+            # (a request every few ms) must not hold entries back until 500 have queued.
+            deadline = time.monotonic() + BATCH_SECONDS
             while True:
                 if item is None:
                     stop = True
@@ -136,7 +141,7 @@ class AuditLog:
                 if len(batch) >= 500:
                     break
                 try:
-                    item = self._queue.get(timeout=0.2)
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
             try:

@@ -440,9 +440,11 @@ class KeyRing:
             # Only the keys' own ids: a pre-v2 name might be another owner's key (see
             # ``destroy_legacy``, which takes names read from the owner's own rows).
             ids = [key_scope.at(generation).id for generation in range(1, current + 1)]
-            self._keys.delete(ids)
+            # One commit: a crash between the keys' deletion and the move to a new generation
+            # left the current generation without its key, its rows never to open again.
+            owner = (key_scope.namespace, key_scope.kind, key_scope.owner, current + 1)
+            self._keys.delete(ids, advance=owner)
             self._forget(ids)
-            self._set_generations(key_scope, current + 1, None)
 
     def destroy_legacy(self, names: list[str]) -> None:
         """Crypto-shred keys stored under pre-v2 names, as read from an owner's own legacy rows

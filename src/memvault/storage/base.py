@@ -630,9 +630,16 @@ class KeyStore(Exportable, Snapshotting, Protocol):
         self, namespace: str, kind: str, owner: str, current: int, previous: int | None
     ) -> None: ...
 
-    def delete(self, scope_ids: Sequence[str], *, legacy_only: bool = False) -> list[str]:
+    def delete(
+        self,
+        scope_ids: Sequence[str],
+        *,
+        legacy_only: bool = False,
+        advance: tuple[str, str, str, int] | None = None,
+    ) -> list[str]:
         """Crypto-shred keys (the freed pages overwritten where the backend can); the ids that
-        were there."""
+        were there. ``advance`` (namespace, kind, owner, generation): in the same transaction,
+        move that key owner to the generation (no previous one), as ``set_generations``."""
         ...
 
     def delete_namespace(self, namespace: str, scope_ids: Sequence[str]) -> list[str]:

@@ -47,6 +47,12 @@ from memvault.storage.rows import ExportRow, Imported, KeyStoreStatus, Snapshot,
 
 __all__ = ["CHANNEL", "KEYS_SCHEMA", "PostgresKeyStore"]
 
+_ADVANCE = (
+    "INSERT INTO key_generations VALUES (%s, %s, %s, %s, %s)"
+    " ON CONFLICT (namespace, kind, owner)"
+    " DO UPDATE SET current = excluded.current, previous = excluded.previous"
+)
+
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 _log = logging.getLogger(__name__)
@@ -372,22 +378,26 @@ class PostgresKeyStore:
         self, namespace: str, kind: str, owner: str, current: int, previous: int | None
     ) -> None:
         with self._write("recording key generations") as conn:
-            conn.execute(
-                "INSERT INTO key_generations VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT (namespace, kind, owner)"
-                " DO UPDATE SET current = excluded.current, previous = excluded.previous",
-                (namespace, kind, owner, current, previous),
-            )
+            conn.execute(_ADVANCE, (namespace, kind, owner, current, previous))
 
-    def delete(self, scope_ids: Sequence[str], *, legacy_only: bool = False) -> list[str]:
-        """Delete the keys (crypto-shred), then ``VACUUM data_keys``; the ids that were there."""
-        if not scope_ids:
+    def delete(
+        self,
+        scope_ids: Sequence[str],
+        *,
+        legacy_only: bool = False,
+        advance: tuple[str, str, str, int] | None = None,
+    ) -> list[str]:
+        """Delete the keys (crypto-shred), then ``VACUUM data_keys``; the ids that were there.
+        ``advance``: the key owner's new generation, in the same transaction."""
+        if not scope_ids and advance is None:
             return []
         query = "DELETE FROM data_keys WHERE scope_id = ANY(%s)"
         if legacy_only:
             query += " AND format = 1"
         with self._write("deleting data keys") as conn:
             gone = conn.execute(query + " RETURNING scope_id", (list(scope_ids),)).fetchall()
+            if advance is not None:
+                conn.execute(_ADVANCE, (*advance, None))
         self._vacuum()
         return [str(row[0]) for row in gone]
 

@@ -31,6 +31,11 @@ __all__ = ["KEYS_DB_NAME", "SQLiteKeyStore"]
 KEYS_DB_NAME = "keys.db"
 _DELETE_KEY = "DELETE FROM data_keys WHERE scope_id = ? RETURNING scope_id"
 _DELETE_LEGACY_KEY = "DELETE FROM data_keys WHERE scope_id = ? AND format = 1 RETURNING scope_id"
+_ADVANCE = (
+    "INSERT INTO key_generations VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (namespace, kind, owner)"
+    " DO UPDATE SET current = excluded.current, previous = excluded.previous"
+)
 
 
 class SQLiteKeyStore:
@@ -182,10 +187,18 @@ class SQLiteKeyStore:
             ).fetchone()
         return WrappedKey(int(row[0]), bytes(row[1]))
 
-    def delete(self, scope_ids: Sequence[str], *, legacy_only: bool = False) -> list[str]:
+    def delete(
+        self,
+        scope_ids: Sequence[str],
+        *,
+        legacy_only: bool = False,
+        advance: tuple[str, str, str, int] | None = None,
+    ) -> list[str]:
         sql = _DELETE_LEGACY_KEY if legacy_only else _DELETE_KEY
         with self._transaction() as db:
             gone = [str(row[0]) for i in scope_ids for row in db.execute(sql, (i,)).fetchall()]
+            if advance is not None:
+                db.execute(_ADVANCE, (*advance, None))
         self._flush_wal()
         return gone
 
@@ -253,12 +266,7 @@ class SQLiteKeyStore:
         self, namespace: str, kind: str, owner: str, current: int, previous: int | None
     ) -> None:
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO key_generations VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (namespace, kind, owner)"
-                " DO UPDATE SET current = excluded.current, previous = excluded.previous",
-                (namespace, kind, owner, current, previous),
-            )
+            db.execute(_ADVANCE, (namespace, kind, owner, current, previous))
 
     # --- master key rotation ------------------------------------------------------------------
 
