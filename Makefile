@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint typecheck unit fuzz bench bench-quick profile clean
+.PHONY: install run demo test lint typecheck unit fuzz soak bench bench-quick profile clean
 
 ## demo: the guided library tour (stores and searches a few memories with the local model)
 demo: install
@@ -63,4 +63,10 @@ fuzz: install
 		tests/fuzz tests/unit/test_filters.py tests/unit/test_filter_sql.py \
 		tests/security/test_filter_injection.py tests/unit/test_hostile_strings.py \
 		tests/security/test_redaction_linear.py tests/security/test_key_scopes.py \
+		tests/server/test_schemathesis.py
+
+## soak: the long reliability runs (200 random SIGKILLs, 60 s of mixed load at 16 and 64 clients with RSS checks, 2,000+ stateful API calls); about 20 minutes; ends by itself
+soak: install
+	MEMVAULT_SOAK=1 $(PY) -m pytest -q -p no:cacheprovider -p no:xdist --timeout=7200 -rs \
+		tests/reliability/test_sigkill_harness.py tests/e2e/test_load.py \
 		tests/server/test_schemathesis.py
