@@ -54,11 +54,13 @@ def repeat(unit: str, size: int) -> str:
 
 
 def best_time(function: Callable[[], object], runs: int = 5) -> float:
+    """CPU seconds of this thread (not wall time: another process or test worker taking the
+    core does not count), the best of ``runs``."""
     best = float("inf")
     for _ in range(runs):
-        started = time.perf_counter()
+        started = time.thread_time()
         function()
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.thread_time() - started)
     return best
 
 
@@ -104,7 +106,11 @@ def test_the_largest_add_is_redacted_in_linear_time(memory: Memory) -> None:
     def plain_redaction() -> object:
         return apply_policy(plain, "redact", "t"), apply_policy(plain_meta, "redact", "m")
 
-    assert best_time(hostile_redaction) < 10 * best_time(plain_redaction)
+    for _ in range(5):  # noise only ever slows a run: measured again before it counts
+        ratio = best_time(hostile_redaction) / best_time(plain_redaction)
+        if ratio < 10:
+            break
+    assert ratio < 10, f"{ratio:.1f}x plain text"
     stored = memory.add(text, user_id="u", metadata=hostile_meta)["results"]
     assert len(stored) == 1
 
