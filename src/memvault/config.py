@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     vector_cache_bytes: int = Field(
         256 * 1024 * 1024, gt=0, description="Budget of decrypted vector indexes kept in memory."
     )
+    ann_threshold: int = Field(
+        20_000,
+        ge=0,
+        description="Rows from which a key scope is searched through an approximate (HNSW, int8)"
+        " index, its candidates re-scored exactly; smaller scopes are scanned exactly. 0: never."
+        " Needs the ann extra (usearch); without it every scope is scanned exactly.",
+    )
     model_path: Path | None = Field(None, description="Another ONNX sentence model (local).")
     tokenizer_path: Path | None = Field(None, description="Its tokenizer.json (local).")
     host: str = Field("127.0.0.1", description="Server address (memvault serve).")

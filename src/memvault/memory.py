@@ -442,6 +442,7 @@ class Memory:
                     fusion=self.settings.fusion,
                     bm25_weights=(1.0, self.settings.context_weight),
                     vector_weight=self.settings.vector_weight,
+                    ann_threshold=self.settings.ann_threshold,
                     adjustments=RankingAdjustments(
                         {
                             str(kind): days

@@ -83,6 +83,7 @@ class HybridSearcher:
         fusion: str = "zscore",
         bm25_weights: tuple[float, float] = (1.0, 0.5),
         vector_weight: float = 1.0,
+        ann_threshold: int = 0,
         adjustments: RankingAdjustments | None = None,
         clock: Clock = system_clock,
     ) -> None:
@@ -92,6 +93,7 @@ class HybridSearcher:
         self._embedder_dimensions = embedder_dimensions
         self._fusion = fusion
         self._bm25_weights = bm25_weights
+        self._ann_threshold = ann_threshold
         self._weights = {"vector": vector_weight, "bm25": 1.0}
         self._adjustments = adjustments or RankingAdjustments()
         self._clock = clock
@@ -121,10 +123,11 @@ class HybridSearcher:
             recorded = self._store.get_meta("embedding_dimensions")
             self._dimensions = int(recorded) if recorded else None
         dimensions = self._dimensions or self._embedder_dimensions()
-        index = ScopeIndex(0, dimensions, self._bm25_weights)
+        index = ScopeIndex(0, dimensions, self._bm25_weights, self._ann_threshold)
         index.version = self._store.scope_vectors(
             scope_id, lambda rows: index.add([self._codec.vector_entry(scope_id, r) for r in rows])
         )
+        index.prepare()  # a large scope's HNSW graph, built here outside the cache lock
         return index
 
     def _read(

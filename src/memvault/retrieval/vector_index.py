@@ -6,6 +6,11 @@ The same entry holds the scope's keyword postings (``keywords.KeywordIndex``) fo
 Each entry remembers the scope version it was built at; the store bumps that version on every
 write, so an entry built by this process is patched in place after its own writes and rebuilt when
 another process wrote.
+
+A scope of ``ann_threshold`` rows or more is also searched through an HNSW graph
+(``retrieval/ann.py``): the graph proposes candidates, which are re-scored exactly here and masked
+by owner, expiry and filter; a selective mask (few rows pass) goes to the exact scan of the passing
+rows instead. Smaller scopes, or a process without the ``ann`` extra, keep the exact scan.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memvault.embedding.base import Vectors
+from memvault.retrieval import ann
 from memvault.retrieval.keywords import KeywordIndex
 
 __all__ = ["ScopeIndex", "VectorCache", "VectorEntry"]
@@ -33,6 +39,13 @@ _R = TypeVar("_R")
 # concurrent BM25 query and the next query's embedding need: measured on 2 cores, hybrid search
 # p50 went from 12.5 ms to 8 ms at 10,000 memories with the plain loop, which costs 0.6 ms there.
 _BLAS_MIN_ROWS = 50_000
+
+# The ANN path asks the graph for OVERSAMPLING times the candidates wanted among passing rows.
+# When the share of rows that pass the masks is below MIN_PASS_SHARE, or the graph would have to
+# return more than MAX_CANDIDATE_SHARE of the scope, the passing rows are scanned exactly instead.
+OVERSAMPLING = 2
+MIN_PASS_SHARE = 0.1
+MAX_CANDIDATE_SHARE = 0.05
 
 
 def _dot_rows(
@@ -63,18 +76,34 @@ class ScopeIndex:
     version: int
     dimensions: int
     bm25_weights: tuple[float, float] = (1.0, 0.5)
+    ann_threshold: int = 0  # rows from which the HNSW graph is used; 0: never
     ids: list[str] = field(default_factory=list)
     positions: dict[str, int] = field(default_factory=dict)
     matrix: Vectors = field(init=False)
     owners: npt.NDArray[np.object_] = field(init=False)  # (n, 3): user_id, agent_id, run_id
     expires: npt.NDArray[np.float64] = field(init=False)
     keywords: KeywordIndex = field(init=False)
+    graph: ann.HnswIndex | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.matrix = np.zeros((16, self.dimensions), dtype=np.float32)
         self.owners = np.empty((16, 3), dtype=object)
         self.expires = np.full(16, math.inf)
         self.keywords = KeywordIndex(self.bm25_weights)
+        self.graph = None
+
+    @property
+    def uses_graph(self) -> bool:
+        """Whether searches go through the HNSW graph (the scope is large enough)."""
+        return 0 < self.ann_threshold <= self.size and ann.available()
+
+    def prepare(self) -> None:
+        """Build the HNSW graph if the scope needs one and has none yet (a loader calls this
+        outside the cache lock; a search that finds none builds it itself)."""
+        if self.graph is None and self.uses_graph:
+            graph = ann.HnswIndex(self.dimensions)
+            graph.build(self.matrix[: self.size])
+            self.graph = graph
 
     @property
     def size(self) -> int:
@@ -83,7 +112,8 @@ class ScopeIndex:
     @property
     def nbytes(self) -> int:
         arrays = self.matrix.nbytes + self.owners.nbytes + self.expires.nbytes
-        return int(arrays) + self.keywords.nbytes + 100 * self.size
+        graph = self.graph.nbytes if self.graph is not None else 0
+        return int(arrays) + self.keywords.nbytes + 100 * self.size + graph
 
     def _reserve(self, count: int) -> None:
         need = self.size + count
@@ -102,6 +132,7 @@ class ScopeIndex:
         self._reserve(len(entries))
         start = self.size
         fresh: list[VectorEntry] = []
+        replaced: set[int] = set()
         for entry in entries:
             if entry.id in self.positions:
                 position = self.positions[entry.id]
@@ -109,6 +140,7 @@ class ScopeIndex:
                     fresh[position - start] = entry
                 else:
                     self.keywords.put(position, entry.body, entry.context)
+                    replaced.add(position)
             else:
                 position = self.size
                 self.positions[entry.id] = position
@@ -119,6 +151,10 @@ class ScopeIndex:
             self.expires[position] = entry.expires
         # New rows take consecutive positions: their postings are built in one pass.
         self.keywords.put_many(start, [e.body for e in fresh], [e.context for e in fresh])
+        if self.graph is not None:
+            touched = np.array(sorted(replaced), dtype=np.intp)
+            touched = np.concatenate([touched, np.arange(start, self.size, dtype=np.intp)])
+            self.graph.put(touched, self.matrix[touched])
 
     def remove(self, ids: Sequence[str]) -> None:
         """Swap each removed row with the last one: O(1) per removal."""
@@ -128,6 +164,8 @@ class ScopeIndex:
                 continue
             last = self.size - 1
             self.keywords.drop(position)
+            if self.graph is not None:
+                self.graph.remove(position, last)
             if position != last:
                 moved = self.ids[last]
                 self.ids[position] = moved
@@ -153,6 +191,25 @@ class ScopeIndex:
                 mask &= self.owners[:n, column] == wanted
         if allowed is not None:
             mask &= np.fromiter((i in allowed for i in self.ids), dtype=bool, count=n)
+        return mask
+
+    def _live_at(
+        self,
+        positions: npt.NDArray[np.intp],
+        now: float,
+        owners: tuple[str | None, str | None, str | None],
+        allowed: set[str] | None,
+    ) -> npt.NDArray[np.bool_]:
+        """``_live`` for the rows at ``positions`` only."""
+        mask = self.expires[positions] > now
+        for column, wanted in enumerate(owners):
+            if wanted is not None:
+                mask &= self.owners[positions, column] == wanted
+        if allowed is not None:
+            ids = self.ids
+            mask &= np.fromiter(
+                (ids[p] in allowed for p in positions), dtype=bool, count=len(positions)
+            )
         return mask
 
     def _best(
@@ -185,9 +242,58 @@ class ScopeIndex:
         n = self.size
         if n == 0:
             return []
+        if self.uses_graph:
+            return self._graph_search(query, limit, now=now, owners=owners, allowed=allowed)
         scores = _dot_rows(self.matrix[:n], query)
         positions = np.flatnonzero(self._live(n, now, owners, allowed))
         return self._best(positions, scores[positions], limit)
+
+    def _graph_search(
+        self,
+        query: npt.NDArray[np.float32],
+        limit: int,
+        *,
+        now: float,
+        owners: tuple[str | None, str | None, str | None],
+        allowed: set[str] | None,
+    ) -> list[tuple[str, float]]:
+        """The HNSW graph's candidates, masked, then re-scored exactly; the passing rows scanned
+        exactly when few pass. The share of passing rows is first bounded by the filter's size,
+        then measured on the candidates, and the graph asked again for enough of them."""
+        self.prepare()
+        assert self.graph is not None
+        n = self.size
+        wanted = min(limit * OVERSAMPLING, n)
+        share = 1.0 if allowed is None else len(allowed) / n
+        while share >= MIN_PASS_SHARE:
+            count = math.ceil(wanted / share)
+            if count > max(MAX_CANDIDATE_SHARE * n, wanted):
+                break
+            positions = np.sort(self.graph.candidates(query, count))
+            positions = positions[self._live_at(positions, now, owners, allowed)]
+            if len(positions) >= wanted or count >= n:
+                return self._best(positions, _dot_rows(self.matrix[positions], query), limit)
+            # Too few passed: ask again for as many as this pass rate needs, and a margin.
+            share = min(share, 0.8 * len(positions) / count)
+        return self._passing_scan(query, limit, now=now, owners=owners, allowed=allowed)
+
+    def _passing_scan(
+        self,
+        query: npt.NDArray[np.float32],
+        limit: int,
+        *,
+        now: float,
+        owners: tuple[str | None, str | None, str | None],
+        allowed: set[str] | None,
+    ) -> list[tuple[str, float]]:
+        """Exact scores of the passing rows only."""
+        if allowed is not None:
+            found = (self.positions.get(memory_id) for memory_id in allowed)
+            positions = np.sort(np.fromiter((p for p in found if p is not None), dtype=np.intp))
+            positions = positions[self._live_at(positions, now, owners, None)]
+        else:
+            positions = np.flatnonzero(self._live(self.size, now, owners, None))
+        return self._best(positions, _dot_rows(self.matrix[positions], query), limit)
 
     def keyword_search(
         self,

@@ -1,0 +1,202 @@
+"""The HNSW path of a large scope's index against the exact scan on generated data (issue 16).
+
+Two ``ScopeIndex`` hold the same rows: one with a low ``ann_threshold`` (searched through the
+graph), one with none (always scanned exactly). Their top 10 must agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from memvault import Memory
+from memvault.retrieval import ann
+from memvault.retrieval.vector_index import ScopeIndex, VectorEntry
+
+pytestmark = pytest.mark.skipif(not ann.available(), reason="the ann extra (usearch) is missing")
+
+DIMS = 48
+ROWS = 3_000
+THRESHOLD = 1_000
+NOW = 1_000.0
+ANYONE = (None, None, None)
+
+
+def _unit(matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    return (matrix / np.linalg.norm(matrix, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _clustered(rng: np.random.Generator, count: int) -> npt.NDArray[np.float32]:
+    """Unit vectors around 60 centres, like sentence embeddings of related texts."""
+    centres = _unit(rng.standard_normal((60, DIMS)))
+    return _unit(centres[rng.integers(0, 60, count)] + 0.25 * rng.standard_normal((count, DIMS)))
+
+
+def _entries(vectors: npt.NDArray[np.float32], first: int = 0) -> list[VectorEntry]:
+    return [
+        VectorEntry(
+            f"m{first + i}",
+            "u1",
+            "agent-a" if (first + i) % 2 else "agent-b",
+            None,
+            500.0 if (first + i) % 7 == 0 else math.inf,  # one row in seven has expired
+            vector,
+            f"token{(first + i) % 10}",
+            "",
+        )
+        for i, vector in enumerate(vectors)
+    ]
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    rng = np.random.default_rng(16)
+    rows = _clustered(rng, ROWS + 60)
+    vectors, queries = rows[:ROWS], rows[ROWS:]
+    return vectors, _unit(queries + 0.1 * rng.standard_normal(queries.shape))
+
+
+def _pair(vectors: npt.NDArray[np.float32]) -> tuple[ScopeIndex, ScopeIndex]:
+    graph = ScopeIndex(1, DIMS, ann_threshold=THRESHOLD)
+    exact = ScopeIndex(1, DIMS)
+    graph.add(_entries(vectors))
+    exact.add(_entries(vectors))
+    graph.prepare()
+    return graph, exact
+
+
+@pytest.fixture(scope="module")
+def pair(
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> tuple[ScopeIndex, ScopeIndex]:
+    return _pair(data[0])
+
+
+def _recall(
+    graph: ScopeIndex,
+    exact: ScopeIndex,
+    queries: npt.NDArray[np.float32],
+    owners: tuple[str | None, str | None, str | None] = ANYONE,
+    allowed: set[str] | None = None,
+) -> Iterator[tuple[list[tuple[str, float]], list[tuple[str, float]]]]:
+    for query in queries:
+        kwargs = {"now": NOW, "owners": owners, "allowed": allowed}
+        yield graph.search(query, 10, **kwargs), exact.search(query, 10, **kwargs)  # type: ignore[arg-type]
+
+
+def _check(pairs: Iterator[tuple[list[tuple[str, float]], list[tuple[str, float]]]]) -> float:
+    found = total = 0
+    for approximate, exact in pairs:
+        assert len(approximate) == len(exact) == 10
+        scores = dict(exact)
+        for memory_id, score in approximate:  # scores are exact cosines, not quantised ones
+            if memory_id in scores:
+                assert score == pytest.approx(scores[memory_id], abs=1e-5)
+        found += len({i for i, _ in approximate} & set(scores))
+        total += len(exact)
+    return found / total
+
+
+def test_graph_top10_matches_exact_scan(
+    pair: tuple[ScopeIndex, ScopeIndex],
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    graph, exact = pair
+    assert graph.uses_graph and graph.graph is not None and not exact.uses_graph
+    assert _check(_recall(graph, exact, data[1])) >= 0.98
+
+
+def test_graph_applies_owner_mask_filter_and_expiry(
+    pair: tuple[ScopeIndex, ScopeIndex],
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    graph, exact = pair
+    half = {f"m{i}" for i in range(ROWS) if i % 3 != 0}
+    owners = (None, "agent-a", None)
+    assert _check(_recall(graph, exact, data[1], owners, half)) >= 0.98
+    for approximate, _ in _recall(graph, exact, data[1][:10], owners, half):
+        for memory_id, _score in approximate:
+            number = int(memory_id[1:])
+            assert number % 2 == 1 and number % 3 != 0 and number % 7 != 0
+
+
+def test_selective_filter_falls_back_to_exact_scan(
+    pair: tuple[ScopeIndex, ScopeIndex],
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    graph, exact = pair
+    assert graph.graph is not None
+    asked: list[int] = []
+    real = graph.graph.candidates
+    monkeypatch.setattr(graph.graph, "candidates", lambda q, n: asked.append(n) or real(q, n))
+    few = {f"m{i}" for i in range(0, ROWS, 97)} | {"not-in-this-scope"}
+    for approximate, expected in _recall(graph, exact, data[1], ANYONE, few):
+        assert approximate == expected  # the passing rows were scanned exactly
+    assert asked == []
+    # An owner mask that few candidates pass is measured on them, then scanned exactly too.
+    graph.add(_entries(data[0][:5], first=ROWS))
+    exact.add(_entries(data[0][:5], first=ROWS))
+    for row in range(ROWS, ROWS + 5):
+        graph.owners[graph.positions[f"m{row}"], 2] = "run-x"
+        exact.owners[exact.positions[f"m{row}"], 2] = "run-x"
+    for approximate, expected in _recall(graph, exact, data[1][:5], ("u1", None, "run-x")):
+        assert approximate == expected and len(approximate) == 4  # m3003 has expired
+    assert asked, "the graph was asked first: no filter bounded the share beforehand"
+    graph.remove([f"m{row}" for row in range(ROWS, ROWS + 5)])
+    exact.remove([f"m{row}" for row in range(ROWS, ROWS + 5)])
+
+
+def test_adds_updates_and_deletes_reach_the_graph_without_rebuild(
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    vectors, queries = data
+    graph, exact = _pair(vectors)
+    built = graph.graph
+    assert built is not None and built.size == ROWS
+    target = queries[0]
+    for index in (graph, exact):  # a new row equal to the query, and one replaced by it
+        index.add(_entries(np.stack([target]), first=ROWS + 1))  # odd: agent-a, not expired
+        index.add([VectorEntry("m1", "u1", "agent-a", None, math.inf, target, "", "")])
+    found = graph.search(target, 10, now=NOW, owners=ANYONE, allowed=None)
+    assert {i for i, _ in found[:2]} == {f"m{ROWS + 1}", "m1"}
+    assert found[0][1] == pytest.approx(1.0, abs=1e-5)
+    for index in (graph, exact):
+        index.remove([f"m{ROWS + 1}", "m1", "m2", "m3"])
+    assert graph.graph is built and built.removed == 5  # m1 replaced once, then 4 removed
+    assert built.size == ROWS + 1 - 4
+    removed = {f"m{ROWS + 1}", "m1", "m2", "m3"}
+    assert _check(_recall(graph, exact, queries)) >= 0.98
+    for approximate, _ in _recall(graph, exact, queries):
+        assert not removed & {i for i, _ in approximate}
+
+
+def test_small_scope_keeps_exact_scan(
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    small = ScopeIndex(1, DIMS, ann_threshold=THRESHOLD)
+    small.add(_entries(data[0][: THRESHOLD - 1]))
+    small.prepare()
+    small.search(data[1][0], 10, now=NOW, owners=ANYONE, allowed=None)
+    assert not small.uses_graph and small.graph is None
+    small.add(_entries(data[0][THRESHOLD - 1 : THRESHOLD], first=THRESHOLD - 1))
+    small.search(data[1][0], 10, now=NOW, owners=ANYONE, allowed=None)
+    assert small.graph is not None  # the write that crossed the threshold: built on next search
+
+
+def test_memory_setting_reaches_the_scope_index(tmp_path: object) -> None:
+    with Memory(str(tmp_path), embedder="hash", ann_threshold=40) as m:
+        texts = [f"note {i} about topic {i % 9} and colour {i % 5}" for i in range(60)]
+        m.add_many([{"messages": t, "user_id": "alice"} for t in texts])
+        hits = m.search("note about topic 3", user_id="alice", mode="vector", top_k=5)["results"]
+        assert len(hits) == 5
+        indexes = list(m._cache._entries.values())
+        assert [index.graph is not None for index in indexes] == [True]
+        assert indexes[0].graph is not None and indexes[0].graph.size == 60
+        m.delete(hits[0]["id"])
+        again = m.search("note about topic 3", user_id="alice", mode="vector", top_k=5)
+        assert hits[0]["id"] not in {hit["id"] for hit in again["results"]}
