@@ -200,3 +200,35 @@ def test_memory_setting_reaches_the_scope_index(tmp_path: object) -> None:
         m.delete(hits[0]["id"])
         again = m.search("note about topic 3", user_id="alice", mode="vector", top_k=5)
         assert hits[0]["id"] not in {hit["id"] for hit in again["results"]}
+
+
+def test_filtered_search_through_memory_matches_exact(tmp_path: object) -> None:
+    texts = [f"memo {i} on subject {i % 11} in room {i % 4}" for i in range(600)]
+    questions = [f"subject {i} in room {i % 4}" for i in range(12)]
+
+    def answers(threshold: int) -> list[list[str]]:
+        with Memory(str(tmp_path), embedder="hash", ann_threshold=threshold) as m:
+            if not m.get_all(user_id="bob", top_k=1)["results"]:
+                m.add_many(
+                    [
+                        {
+                            "messages": t,
+                            "user_id": "bob",
+                            "metadata": {"room": i % 4, "subject": i % 11},
+                        }
+                        for i, t in enumerate(texts)
+                    ]
+                )
+            found = []
+            for q in questions:
+                for filters in ({"room": 1}, {"room": {"in": [1, 2, 3]}}, {"subject": 3}):
+                    hits = m.search(q, user_id="bob", filters=filters, top_k=10, mode="vector")
+                    found.append([hit["id"] for hit in hits["results"]])
+            indexes = list(m._cache._entries.values())
+            assert [index.graph is not None for index in indexes] == [threshold > 0]
+            return found
+
+    approximate, exact = answers(300), answers(0)
+    same = sum(len(set(a) & set(e)) for a, e in zip(approximate, exact, strict=True))
+    assert all(len(e) == 10 for e in exact)
+    assert same / (10 * len(exact)) >= 0.98
