@@ -15,7 +15,8 @@ import pytest
 
 from memvault import Memory
 from memvault.retrieval import ann
-from memvault.retrieval.vector_index import ScopeIndex, VectorEntry
+from memvault.retrieval.vector_index import ScopeIndex, VectorCache, VectorEntry
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.skipif(not ann.available(), reason="the ann extra (usearch) is missing")
 
@@ -173,6 +174,25 @@ def test_adds_updates_and_deletes_reach_the_graph_without_rebuild(
     assert _check(_recall(graph, exact, queries)) >= 0.98
     for approximate, _ in _recall(graph, exact, queries):
         assert not removed & {i for i, _ in approximate}
+
+
+def test_graph_with_many_removals_is_rebuilt_in_the_background(
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    vectors, queries = data
+    graph, exact = _pair(vectors)
+    old = graph.graph
+    cache = VectorCache(2**30)
+    cache.get("scope", 1, lambda: graph)
+    cache.apply("scope", 1, 2, removed=[f"m{i}" for i in range(0, 1_200, 2)])
+    assert old is not None and old.removed == 600 and cache.rebuilds == 0  # under the minimum
+    cache.apply("scope", 2, 3, removed=[f"m{i}" for i in range(1, 1_200, 2)])
+    exact.remove([f"m{i}" for i in range(1_200)])
+    wait_for(lambda: cache.rebuilds == 1, 60, "the background rebuild")
+    fresh = graph.graph
+    assert fresh is not None and fresh is not old
+    assert fresh.removed == 0 and fresh.size == graph.size == ROWS - 1_200
+    assert _check(_recall(graph, exact, queries)) >= 0.98
 
 
 def test_small_scope_keeps_exact_scan(

@@ -46,6 +46,10 @@ _BLAS_MIN_ROWS = 50_000
 OVERSAMPLING = 2
 MIN_PASS_SHARE = 0.1
 MAX_CANDIDATE_SHARE = 0.05
+# A graph is rebuilt in the background once it has had more removals than this share of the
+# scope's rows (and at least REBUILD_MIN_REMOVED): removed nodes still cost search time.
+REBUILD_REMOVED_SHARE = 0.25
+REBUILD_MIN_REMOVED = 1_000
 
 
 def _dot_rows(
@@ -320,6 +324,8 @@ class VectorCache:
         self._budget = budget_bytes
         self._entries: OrderedDict[str, ScopeIndex] = OrderedDict()
         self._lock = threading.Lock()
+        self._rebuilding: set[str] = set()
+        self.rebuilds = 0  # background graph rebuilds finished (swapped in or not)
 
     def get(self, scope_id: str, version: int, load: Callable[[], ScopeIndex]) -> ScopeIndex:
         with self._lock:
@@ -367,6 +373,32 @@ class VectorCache:
             index.add(added)
             index.version = after
             self._evict()
+            stale = index.graph is not None and index.graph.removed > max(
+                REBUILD_MIN_REMOVED, REBUILD_REMOVED_SHARE * index.size
+            )
+            if stale and scope_id not in self._rebuilding:
+                self._rebuilding.add(scope_id)
+                threading.Thread(
+                    target=self._rebuild, args=(scope_id, index), name="memvault-ann-rebuild"
+                ).start()
+
+    def _rebuild(self, scope_id: str, index: ScopeIndex) -> None:
+        """A fresh HNSW graph for a scope whose graph holds many removed rows, built off the lock
+        from a snapshot of its vectors and swapped in if no write came in the meantime (a later
+        write that still finds it stale starts another)."""
+        try:
+            with self._lock:
+                version, snapshot = index.version, index.matrix[: index.size].copy()
+            graph = ann.HnswIndex(index.dimensions)
+            graph.build(snapshot)
+            with self._lock:
+                if index.version == version and self._entries.get(scope_id) is index:
+                    index.graph = graph
+                    self._evict()
+        finally:
+            with self._lock:
+                self._rebuilding.discard(scope_id)
+                self.rebuilds += 1
 
     def drop(self, scope_id: str | None = None) -> None:
         with self._lock:
