@@ -379,7 +379,10 @@ class VectorCache:
             if stale and scope_id not in self._rebuilding:
                 self._rebuilding.add(scope_id)
                 threading.Thread(
-                    target=self._rebuild, args=(scope_id, index), name="memvault-ann-rebuild"
+                    target=self._rebuild,
+                    args=(scope_id, index),
+                    name="memvault-ann-rebuild",
+                    daemon=True,
                 ).start()
 
     def _rebuild(self, scope_id: str, index: ScopeIndex) -> None:
