@@ -4,7 +4,8 @@ Loads N memories in one user's scope, then prints and saves: search p50/p95 (vec
 modes, end to end in ``Memory.search`` including the query embedding, every query distinct), the
 same with the graph switched off (today's exact scan, same process and data), recall@10 of the
 graph path against the exact scan on the same query vectors, the cold start to the first answer
-(decrypting the scope and building the graph), the graph's build time, its bytes and the RSS.
+(decrypting the scope; the first answers scan exactly while the graph is built in the background),
+the time until the graph is in use, its bytes and the RSS.
 
 Vectors for the load are not computed by the model (N model calls would take an hour): the model
 embeds ``--base`` real facts once, and each memory's vector is a normalised mix of two of them plus
@@ -36,7 +37,6 @@ from corpus import facts, pct, questions
 from memvault import Memory
 from memvault.config import Settings
 from memvault.embedding import create_embedder
-from memvault.retrieval.vector_index import ScopeIndex
 
 HERE = Path(__file__).resolve().parent
 USER = "bench-user"
@@ -113,22 +113,17 @@ def main() -> None:
             load_s = time.perf_counter() - begin
             embedder.vectors.clear()
 
-            # Cold start: the scope decrypted and its graph built, up to the first answer.
-            builds: list[float] = []
-            prepare = ScopeIndex.prepare
-
-            def timed_prepare(index: ScopeIndex) -> None:
-                begin = time.perf_counter()
-                prepare(index)
-                builds.append(time.perf_counter() - begin)
-
-            ScopeIndex.prepare = timed_prepare  # type: ignore[method-assign]
+            # Cold start: the scope decrypted up to the first answer (an exact scan, the graph
+            # being built in the background), then until the graph is in use.
             m._cache.drop()
             begin = time.perf_counter()
             m.search("first question after a cold start", user_id=USER, mode="vector")
             cold_s = time.perf_counter() - begin
-            ScopeIndex.prepare = prepare  # type: ignore[method-assign]
             (index,) = m._cache._entries.values()
+            deadline = time.monotonic() + 3600
+            while index.graph is None and time.monotonic() < deadline:
+                time.sleep(0.05)  # a benchmark's wait, not a test's synchronisation
+            graph_ready_s = time.perf_counter() - begin
             assert index.graph is not None, "the scope was not searched through the graph"
 
             timed_searches(m, asked[:20], "hybrid", "warm up")
@@ -169,7 +164,7 @@ def main() -> None:
         "vectors": f"model embeds {args.base} facts; each memory mixes two (a + 0.5 b + 0.05 noise)",
         "load_seconds": round(load_s, 1),
         "cold_start_to_first_answer_s": round(cold_s, 2),
-        "graph_build_s": round(sum(builds), 2),
+        "cold_start_to_graph_in_use_s": round(graph_ready_s, 2),
         "search_ms_graph": {mode: stats(v) for mode, v in graph_ms.items()},
         "search_ms_exact": {mode: stats(v) for mode, v in exact_ms.items()},
         "recall_at_10": {

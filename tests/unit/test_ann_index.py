@@ -185,10 +185,10 @@ def test_graph_with_many_removals_is_rebuilt_in_the_background(
     cache = VectorCache(2**30)
     cache.get("scope", 1, lambda: graph)
     cache.apply("scope", 1, 2, removed=[f"m{i}" for i in range(0, 1_200, 2)])
-    assert old is not None and old.removed == 600 and cache.rebuilds == 0  # under the minimum
+    assert old is not None and old.removed == 600 and cache.builds == 0  # under the minimum
     cache.apply("scope", 2, 3, removed=[f"m{i}" for i in range(1, 1_200, 2)])
     exact.remove([f"m{i}" for i in range(1_200)])
-    wait_for(lambda: cache.rebuilds == 1, 60, "the background rebuild")
+    wait_for(lambda: cache.builds == 1, 60, "the background rebuild")
     fresh = graph.graph
     assert fresh is not None and fresh is not old
     assert fresh.removed == 0 and fresh.size == graph.size == ROWS - 1_200
@@ -203,15 +203,22 @@ def test_small_scope_keeps_exact_scan(
     small.prepare()
     small.search(data[1][0], 10, now=NOW, owners=ANYONE, allowed=None)
     assert not small.uses_graph and small.graph is None
-    small.add(_entries(data[0][THRESHOLD - 1 : THRESHOLD], first=THRESHOLD - 1))
-    small.search(data[1][0], 10, now=NOW, owners=ANYONE, allowed=None)
-    assert small.graph is not None  # the write that crossed the threshold: built on next search
+    cache = VectorCache(2**30)
+    cache.get("scope", 1, lambda: small)
+    cache.apply(
+        "scope", 1, 2, added=_entries(data[0][THRESHOLD - 1 : THRESHOLD], first=THRESHOLD - 1)
+    )
+    # The write that crossed the threshold started a build; searches scan exactly meanwhile.
+    wait_for(lambda: cache.builds == 1, 60, "the background build")
+    assert small.uses_graph and small.graph is not None and small.graph.size == THRESHOLD
 
 
 def test_memory_setting_reaches_the_scope_index(tmp_path: object) -> None:
     with Memory(str(tmp_path), embedder="hash", ann_threshold=40) as m:
         texts = [f"note {i} about topic {i % 9} and colour {i % 5}" for i in range(60)]
         m.add_many([{"messages": t, "user_id": "alice"} for t in texts])
+        m.search("note about topic 3", user_id="alice", mode="vector", top_k=5)
+        wait_for(lambda: m._cache.builds == 1, 60, "the background build")
         hits = m.search("note about topic 3", user_id="alice", mode="vector", top_k=5)["results"]
         assert len(hits) == 5
         indexes = list(m._cache._entries.values())
@@ -239,6 +246,9 @@ def test_filtered_search_through_memory_matches_exact(tmp_path: object) -> None:
                         for i, t in enumerate(texts)
                     ]
                 )
+            m.search("warm up", user_id="bob")
+            if threshold:
+                wait_for(lambda: m._cache.builds == 1, 60, "the background build")
             found = []
             for q in questions:
                 for filters in ({"room": 1}, {"room": {"in": [1, 2, 3]}}, {"subject": 3}):

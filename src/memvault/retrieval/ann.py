@@ -1,7 +1,8 @@
 """An approximate (HNSW) index over a large key scope's vectors, int8 quantised, in process.
 
-Built from the scope's decrypted vectors when the scope reaches ``ann_threshold`` rows, kept in
-memory beside the float matrix (never written anywhere) and patched row by row after: a write
+Built (in a background thread of ``VectorCache``) from the scope's decrypted vectors when the scope
+reaches ``ann_threshold`` rows, kept in memory beside the float matrix (never written anywhere) and
+patched row by row after: a write
 adds, replaces or removes single rows without a rebuild. The graph only proposes candidates;
 ``ScopeIndex`` re-scores them exactly with the float vectors and applies owner, expiry and filter
 masks, so every score a caller sees is the exact cosine.

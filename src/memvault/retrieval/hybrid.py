@@ -127,7 +127,6 @@ class HybridSearcher:
         index.version = self._store.scope_vectors(
             scope_id, lambda rows: index.add([self._codec.vector_entry(scope_id, r) for r in rows])
         )
-        index.prepare()  # a large scope's HNSW graph, built here outside the cache lock
         return index
 
     def _read(

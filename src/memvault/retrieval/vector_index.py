@@ -10,7 +10,9 @@ another process wrote.
 A scope of ``ann_threshold`` rows or more is also searched through an HNSW graph
 (``retrieval/ann.py``): the graph proposes candidates, which are re-scored exactly here and masked
 by owner, expiry and filter; a selective mask (few rows pass) goes to the exact scan of the passing
-rows instead. Smaller scopes, or a process without the ``ann`` extra, keep the exact scan.
+rows instead. ``VectorCache`` builds the graph in a background thread (the scope is scanned exactly
+until it is in) and again once it has had many removals. Smaller scopes, or a process without the
+``ann`` extra, keep the exact scan.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ MAX_CANDIDATE_SHARE = 0.05
 # scope's rows (and at least REBUILD_MIN_REMOVED): removed nodes still cost search time.
 REBUILD_REMOVED_SHARE = 0.25
 REBUILD_MIN_REMOVED = 1_000
+BUILD_ATTEMPTS = 3
 
 
 def _dot_rows(
@@ -97,14 +100,19 @@ class ScopeIndex:
         self.graph = None
 
     @property
-    def uses_graph(self) -> bool:
-        """Whether searches go through the HNSW graph (the scope is large enough)."""
+    def wants_graph(self) -> bool:
+        """Whether the scope is large enough for the HNSW graph (and the library is there)."""
         return 0 < self.ann_threshold <= self.size and ann.available()
 
+    @property
+    def uses_graph(self) -> bool:
+        """Whether searches go through the HNSW graph: wanted, and built."""
+        return self.graph is not None and self.wants_graph
+
     def prepare(self) -> None:
-        """Build the HNSW graph if the scope needs one and has none yet (a loader calls this
-        outside the cache lock; a search that finds none builds it itself)."""
-        if self.graph is None and self.uses_graph:
+        """Build the HNSW graph now if the scope wants one and has none yet (``VectorCache``
+        builds it in the background instead; this is for callers that can wait)."""
+        if self.graph is None and self.wants_graph:
             graph = ann.HnswIndex(self.dimensions)
             graph.build(self.matrix[: self.size])
             self.graph = graph
@@ -264,7 +272,6 @@ class ScopeIndex:
         """The HNSW graph's candidates, masked, then re-scored exactly; the passing rows scanned
         exactly when few pass. The share of passing rows is first bounded by the filter's size,
         then measured on the candidates, and the graph asked again for enough of them."""
-        self.prepare()
         assert self.graph is not None
         n = self.size
         wanted = min(limit * OVERSAMPLING, n)
@@ -325,7 +332,7 @@ class VectorCache:
         self._entries: OrderedDict[str, ScopeIndex] = OrderedDict()
         self._lock = threading.Lock()
         self._rebuilding: set[str] = set()
-        self.rebuilds = 0  # background graph rebuilds finished (swapped in or not)
+        self.builds = 0  # background graph builds finished (swapped in or not)
 
     def get(self, scope_id: str, version: int, load: Callable[[], ScopeIndex]) -> ScopeIndex:
         with self._lock:
@@ -338,6 +345,7 @@ class VectorCache:
             self._entries[scope_id] = index
             self._entries.move_to_end(scope_id)
             self._evict()
+            self._build_if_needed(scope_id, index)
         return index
 
     def read(
@@ -373,35 +381,46 @@ class VectorCache:
             index.add(added)
             index.version = after
             self._evict()
-            stale = index.graph is not None and index.graph.removed > max(
-                REBUILD_MIN_REMOVED, REBUILD_REMOVED_SHARE * index.size
-            )
-            if stale and scope_id not in self._rebuilding:
-                self._rebuilding.add(scope_id)
-                threading.Thread(
-                    target=self._rebuild,
-                    args=(scope_id, index),
-                    name="memvault-ann-rebuild",
-                    daemon=True,
-                ).start()
+            self._build_if_needed(scope_id, index)
 
-    def _rebuild(self, scope_id: str, index: ScopeIndex) -> None:
-        """A fresh HNSW graph for a scope whose graph holds many removed rows, built off the lock
-        from a snapshot of its vectors and swapped in if no write came in the meantime (a later
-        write that still finds it stale starts another)."""
+    def _build_if_needed(self, scope_id: str, index: ScopeIndex) -> None:
+        """Start a background graph build for a scope that wants one and has none, or whose graph
+        has had many removals (removed nodes still cost search time). Called under the lock."""
+        graph = index.graph
+        if not index.wants_graph or scope_id in self._rebuilding:
+            return
+        if graph is None or graph.removed > max(
+            REBUILD_MIN_REMOVED, REBUILD_REMOVED_SHARE * index.size
+        ):
+            self._rebuilding.add(scope_id)
+            threading.Thread(
+                target=self._build,
+                args=(scope_id, index),
+                name="memvault-ann-build",
+                daemon=True,
+            ).start()
+
+    def _build(self, scope_id: str, index: ScopeIndex) -> None:
+        """A fresh HNSW graph built off the lock from a snapshot of the scope's vectors, swapped
+        in if no write came meanwhile (else tried again, up to BUILD_ATTEMPTS times; the next
+        write starts another). Until then the scope is scanned exactly."""
         try:
-            with self._lock:
-                version, snapshot = index.version, index.matrix[: index.size].copy()
-            graph = ann.HnswIndex(index.dimensions)
-            graph.build(snapshot)
-            with self._lock:
-                if index.version == version and self._entries.get(scope_id) is index:
-                    index.graph = graph
-                    self._evict()
+            for _ in range(BUILD_ATTEMPTS):
+                with self._lock:
+                    if self._entries.get(scope_id) is not index:
+                        return
+                    version, snapshot = index.version, index.matrix[: index.size].copy()
+                graph = ann.HnswIndex(index.dimensions)
+                graph.build(snapshot)
+                with self._lock:
+                    if index.version == version and self._entries.get(scope_id) is index:
+                        index.graph = graph
+                        self._evict()
+                        return
         finally:
             with self._lock:
                 self._rebuilding.discard(scope_id)
-                self.rebuilds += 1
+                self.builds += 1
 
     def drop(self, scope_id: str | None = None) -> None:
         with self._lock:
