@@ -195,6 +195,33 @@ def test_graph_with_many_removals_is_rebuilt_in_the_background(
     assert _check(_recall(graph, exact, queries)) >= 0.98
 
 
+def test_write_during_background_build_is_not_lost(
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vectors, queries = data
+    index = ScopeIndex(1, DIMS, ann_threshold=THRESHOLD)
+    index.add(_entries(vectors))
+    cache = VectorCache(2**30)
+    built: list[int] = []
+    real = ann.HnswIndex.build
+
+    def build(graph: ann.HnswIndex, matrix: npt.NDArray[np.float32]) -> None:
+        built.append(len(matrix))
+        if len(built) == 1:  # a write lands while the first graph is being built
+            new = _entries(np.stack([queries[0]]), first=ROWS + 1)
+            cache.apply("scope", 1, 2, added=new, removed=["m5"])
+        real(graph, matrix)
+
+    monkeypatch.setattr(ann.HnswIndex, "build", build)
+    cache.get("scope", 1, lambda: index)
+    wait_for(lambda: cache.builds == 1, 60, "the background build")
+    assert built == [ROWS, ROWS]  # the first graph, overtaken by the write, was built again
+    assert index.uses_graph and index.graph is not None and index.graph.size == ROWS
+    found = index.search(queries[0], 10, now=NOW, owners=ANYONE, allowed=None)
+    assert found[0][0] == f"m{ROWS + 1}" and "m5" not in {i for i, _ in found}
+
+
 def test_small_scope_keeps_exact_scan(
     data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
 ) -> None:
