@@ -256,12 +256,17 @@ def test_memory_setting_reaches_the_scope_index(tmp_path: object) -> None:
         assert hits[0]["id"] not in {hit["id"] for hit in again["results"]}
 
 
-def test_filtered_search_through_memory_matches_exact(tmp_path: object) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_filtered_search_through_memory_matches_exact(
+    tmp_path: object, store: str, request: pytest.FixtureRequest
+) -> None:
+    """The index lives beside the store: the same on SQLite and on Postgres."""
+    options = {"database_url": request.getfixturevalue("pg_url")} if store == "postgres" else {}
     texts = [f"memo {i} on subject {i % 11} in room {i % 4}" for i in range(600)]
     questions = [f"subject {i} in room {i % 4}" for i in range(12)]
 
     def answers(threshold: int) -> list[list[str]]:
-        with Memory(str(tmp_path), embedder="hash", ann_threshold=threshold) as m:
+        with Memory(str(tmp_path), embedder="hash", ann_threshold=threshold, **options) as m:
             if not m.get_all(user_id="bob", top_k=1)["results"]:
                 m.add_many(
                     [
