@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +17,12 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount, Route
 
-from memvault import NotFound
+from memvault import NotFound, Unauthorized
 from memvault.security.policy import RULES
 from memvault.server.app import PUBLIC_PATHS
 from memvault.server.auth import Require
 from memvault.server.bodies import CheckedRoute
+from tests.polling import wait_for
 
 from .conftest import RunningServer
 
@@ -276,7 +276,15 @@ def test_every_route_is_protected(matrix_server: RunningServer) -> None:
     revoked = server.key("admin")
     memory.api_keys.revoke(revoked.split("_")[1])
     expired = server.key("admin", expires_in_days=1e-6)  # 0.09 s
-    time.sleep(0.2)
+
+    def has_expired() -> bool:
+        try:
+            memory.api_keys.authenticate(expired)
+        except Unauthorized:
+            return True
+        return False
+
+    wait_for(has_expired, 5, "the key's expiry")
     refused = {
         "missing": None,
         "wrong": server.admin_key[:-8] + "AAAAAAAA",
