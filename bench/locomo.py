@@ -268,7 +268,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--context-window", type=int, default=2)
     parser.add_argument("--context-weight", type=float, default=0.5)
     parser.add_argument("--vector-weight", type=float, default=0.5)
-    parser.add_argument("--fusion", default="zscore", choices=["zscore", "rrf"])
+    parser.add_argument("--fusion", default="zscore", choices=["zscore", "rrf", "adaptive"])
     parser.add_argument(
         "--session-dates", action="store_true", help="store each turn's session date as created_at"
     )

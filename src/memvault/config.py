@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     context_window: int = Field(
         2, ge=0, le=8, description="Earlier memories of the scope indexed as a memory's context."
     )
-    fusion: Literal["zscore", "rrf"] = Field(
+    fusion: Literal["zscore", "rrf", "adaptive"] = Field(
         "zscore", description="How vector and BM25 rankings are fused (bench/locomo.py measures)."
     )
     vector_weight: float = Field(
