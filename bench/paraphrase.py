@@ -12,7 +12,9 @@ each question is searched in each mode with top_k=5.
     PYTHONPATH=src .venv/bin/python bench/paraphrase.py [--embedder local] [--out DIR]
 
 Besides recall it reports the shown ``score`` (the calibrated relevance, #18) of the right answer
-and of the best wrong one, and the two examples of the issue with their first three hits. The
+and of the best wrong one, and the two examples of the issue with their first three hits and the
+rank of their answer (among the first 50). Keyword mode ties many memories (equal BM25 scores are
+ordered by memory id, which is random), so its figures move by a few hundredths between runs. The
 results go to bench/results/<date>-paraphrase/ (``paraphrase-<embedder>[-tag].{json,md}``).
 """
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     hits_at: dict[str, dict[int, list[float]]] = {m: {k: [] for k in KS} for m in MODES}
     right_scores: dict[str, list[float]] = {m: [] for m in MODES}
     wrong_scores: dict[str, list[float]] = {m: [] for m in MODES}
-    examples: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    examples: dict[str, dict[str, dict[str, Any]]] = {}
     misses: dict[str, list[dict[str, str]]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory() as home, Memory(home, **settings) as memory:
         added = memory.add_many(
@@ -77,9 +79,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         {"question": qa["question"], "answer": qa["answer"], "first": ids[0]}
                     )
                 if qa["question"] in EXAMPLES:
-                    examples.setdefault(qa["question"], {})[mode] = [
-                        (hit["memory"], round(hit["score"], 3)) for hit in results[:3]
-                    ]
+                    wide = memory.search(qa["question"], user_id="me", top_k=50, mode=mode)
+                    order = [hit["metadata"]["fact"] for hit in wide["results"]]
+                    rank = order.index(qa["answer"]) + 1 if qa["answer"] in order else None
+                    examples.setdefault(qa["question"], {})[mode] = {
+                        "answer_rank": rank,
+                        "first": [(hit["memory"], round(hit["score"], 3)) for hit in results[:3]],
+                    }
     return {
         "benchmark": "paraphrase-retrieval",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -120,9 +126,9 @@ def report(result: dict[str, Any]) -> str:
     lines += ["", "## The issue's examples (first three hits, shown score)", ""]
     for question, by_mode in result["examples"].items():
         lines.append(f"- **{question}**")
-        for mode, hits in by_mode.items():
-            shown = "; ".join(f"{text!r} {score}" for text, score in hits)
-            lines.append(f"  - {mode}: {shown}")
+        for mode, found in by_mode.items():
+            shown = "; ".join(f"{text!r} {score}" for text, score in found["first"])
+            lines.append(f"  - {mode} (answer at rank {found['answer_rank']}): {shown}")
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from memvault import Memory
+from memvault.retrieval.fusion import fuse
 from memvault.retrieval.relevance import KEYWORD_SHARE, relevance
 from tests.mcp.test_mcp import http_client
 from tests.server.conftest import launch_server
@@ -148,3 +149,20 @@ def test_the_same_scores_over_the_library_rest_and_mcp(home: Path, local_embedde
         assert f"(score {pairs[0][1]:.2f})" in answer.content[0].text
     finally:
         stop()
+
+
+def test_adaptive_fusion_damps_flat_weak_keyword_evidence() -> None:
+    """A name shared by every candidate gives a flat, weak BM25 list: z-score fusion stretches
+    its small differences over the meaning; ``adaptive`` lets the meaning decide. A strong,
+    clear keyword winner still counts in both."""
+    vector = [("meaning", 0.66), ("name-a", 0.40), ("name-b", 0.35), ("name-c", 0.30)]
+    flat = [("name-a", 1.10), ("name-b", 1.08), ("name-c", 1.05), ("meaning", 0.98)]
+    weights = {"vector": 0.5, "bm25": 1.0}
+    plain = fuse({"vector": vector, "bm25": flat}, method="zscore", weights=weights)
+    adaptive = fuse({"vector": vector, "bm25": flat}, method="adaptive", weights=weights)
+    assert plain[0].id == "name-a" and adaptive[0].id == "meaning"
+    strong = [("rare-word", 30.0), ("name-a", 1.1), ("name-b", 1.0), ("meaning", 0.9)]
+    rankings = {"vector": [*vector, ("rare-word", 0.45)], "bm25": strong}
+    assert fuse(rankings, method="adaptive", weights=weights)[0].id == "rare-word"
+    # One list alone: the order is the list's own.
+    assert [h.id for h in fuse({"bm25": flat}, method="adaptive")] == [i for i, _ in flat]
