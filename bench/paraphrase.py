@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from memvault import Memory
+from memvault.retrieval import fusion
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "paraphrase.json"
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         settings["vector_weight"] = args.vector_weight
     if args.fusion is not None:
         settings["fusion"] = args.fusion
+
     if args.context_window is not None:
         settings["context_window"] = args.context_window
     hits_at: dict[str, dict[int, list[float]]] = {m: {k: [] for k in KS} for m in MODES}
@@ -89,7 +91,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "paraphrase-retrieval",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "settings": settings,
+        "settings": settings
+        | (
+            {"keyword_half": fusion.KEYWORD_HALF, "spread_floor": fusion.SPREAD_FLOOR}
+            if args.fusion == "adaptive"
+            else {}
+        ),
         "memories": len(data["memories"]),
         "questions": len(data["questions"]),
         "recall": {
@@ -139,6 +146,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--embedder", default="local")
     parser.add_argument("--vector-weight", type=float, default=None)
     parser.add_argument("--context-window", type=int, default=None)
+    # The constants of --fusion adaptive (memvault.retrieval.fusion), to measure other values.
+    parser.add_argument("--keyword-half", type=float, default=fusion.KEYWORD_HALF)
+    parser.add_argument("--spread-floor", type=float, default=fusion.SPREAD_FLOOR)
     parser.add_argument("--fusion", default=None, choices=["zscore", "rrf", "adaptive"])
     day = datetime.now(UTC).date().isoformat()
     parser.add_argument("--out", type=Path, default=HERE / "results" / f"{day}-paraphrase")
@@ -148,6 +158,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = options(argv)
+    fusion.KEYWORD_HALF, fusion.SPREAD_FLOOR = args.keyword_half, args.spread_floor
     if not DATA.exists():
         sys.exit(f"missing {DATA}")
     result = run(args)
