@@ -166,3 +166,15 @@ def test_adaptive_fusion_damps_flat_weak_keyword_evidence() -> None:
     assert fuse(rankings, method="adaptive", weights=weights)[0].id == "rare-word"
     # One list alone: the order is the list's own.
     assert [h.id for h in fuse({"bm25": flat}, method="adaptive")] == [i for i, _ in flat]
+
+
+def test_adaptive_fusion_is_a_setting_and_keeps_the_scores_calibrated(
+    home: Path, local_embedder: Any
+) -> None:
+    with Memory(home, embedder=local_embedder, fusion="adaptive") as memory:
+        memory.add_many([{"messages": text, "user_id": "u"} for text in FACTS])
+        hits = memory.search("what is alice's morning beverage?", user_id="u", top_k=6)
+    found = hits["results"]
+    assert found[0]["memory"] == "Alice drinks green tea every morning"
+    scores = _scores(found)
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
