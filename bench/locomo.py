@@ -35,6 +35,7 @@ from pathlib import Path
 from corpus import pct, table_head
 from locomo_data import CATEGORIES, DATA, KS, MODES, turn_dates, turns
 from memvault import Memory
+from memvault.retrieval import fusion
 from memvault.validation import MEMORY_TYPES
 
 HERE = Path(__file__).resolve().parent
@@ -268,7 +269,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--context-window", type=int, default=2)
     parser.add_argument("--context-weight", type=float, default=0.5)
     parser.add_argument("--vector-weight", type=float, default=0.5)
-    parser.add_argument("--fusion", default="zscore", choices=["zscore", "rrf"])
+    parser.add_argument("--fusion", default="zscore", choices=["zscore", "rrf", "adaptive"])
     parser.add_argument(
         "--session-dates", action="store_true", help="store each turn's session date as created_at"
     )
@@ -281,6 +282,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
         help="recency half-life of a memory type (repeatable); none: no decay",
     )
     parser.add_argument("--recency-weight", type=float, default=1.0)
+    # The constants of --fusion adaptive (memvault.retrieval.fusion), to measure other values.
+    parser.add_argument("--keyword-half", type=float, default=fusion.KEYWORD_HALF)
+    parser.add_argument("--spread-floor", type=float, default=fusion.SPREAD_FLOOR)
     parser.add_argument("--reinforcement-weight", type=float, default=0.0)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--tag", default="")
@@ -289,6 +293,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = options()
+    fusion.KEYWORD_HALF, fusion.SPREAD_FLOOR = args.keyword_half, args.spread_floor
     result = run(args)
     text = markdown(result)
     print(text)

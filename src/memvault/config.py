@@ -84,8 +84,11 @@ class Settings(BaseSettings):
     context_window: int = Field(
         2, ge=0, le=8, description="Earlier memories of the scope indexed as a memory's context."
     )
-    fusion: Literal["zscore", "rrf"] = Field(
-        "zscore", description="How vector and BM25 rankings are fused (bench/locomo.py measures)."
+    fusion: Literal["zscore", "rrf", "adaptive"] = Field(
+        "zscore",
+        description="How vector and BM25 rankings are fused: zscore, rrf, or adaptive (z-scores"
+        " that damp flat lists and weak keyword evidence per query; better on paraphrased"
+        " questions, slightly worse on LoCoMo: bench/results/2026-12-04-paraphrase).",
     )
     vector_weight: float = Field(
         0.5, ge=0, description="Weight of the vector ranking in fusion (BM25 weighs 1)."

@@ -857,10 +857,13 @@ class Memory:
     ) -> dict[str, list[dict[str, Any]]]:
         """The ``top_k`` memories of the scope closest to ``query`` by meaning and by words.
 
-        ``threshold`` drops hits whose cosine similarity to the query is lower; ``explain`` adds
-        each hit's vector and BM25 parts (and, with recency decay or reinforcement on, the score
-        before them, ``decay``, ``recency`` and ``reinforcement``); ``mode`` ``vector`` or
-        ``bm25`` uses one side only.
+        Each hit's ``score`` is a relevance in [0, 1] with fixed constants (a logistic of the
+        cosine similarity combined with the saturated BM25 score; see
+        ``memvault.retrieval.relevance``), never rising down the list. ``threshold`` drops the
+        hits whose shown ``score`` is lower; ``explain`` adds each hit's raw parts (``fused``,
+        the cosine ``vector``, ``bm25``, their ranks and ``relevance``; with recency decay or
+        reinforcement on, also ``unadjusted``, ``adjusted``, ``decay``, ``recency`` and
+        ``reinforcement``); ``mode`` ``vector`` or ``bm25`` uses one side only.
         """
         check_text(query, self.settings.max_text_bytes, "query")
         scope, node = reads.query_scope(user_id, agent_id, run_id, filters)
@@ -871,7 +874,7 @@ class Memory:
             isinstance(threshold, bool) or not isinstance(threshold, int | float)
         ):
             raise InvalidInput("threshold must be a number")
-        needs_vector = mode != "bm25" or threshold is not None
+        needs_vector = mode != "bm25"
         # Outside the search slots, so that queries waiting for a slot are embedded together.
         query_vector = self._embed_query(query, scope) if needs_vector else None
 

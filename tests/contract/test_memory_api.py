@@ -119,8 +119,9 @@ def test_search_explain_threshold_and_top_k(mem: Memory) -> None:
     hits = mem.search("gardening tomatoes", user_id="u", top_k=5, explain=True)["results"]
     assert len(hits) == 5
     assert {"fused", "vector", "bm25", "vector_rank", "bm25_rank"} <= set(hits[0]["explain"])
+    assert {"relevance"} <= set(hits[0]["explain"])
     strict = mem.search("gardening tomatoes", user_id="u", top_k=50, threshold=0.3, explain=True)
-    assert strict["results"] and all(h["explain"]["vector"] >= 0.3 for h in strict["results"])
+    assert strict["results"] and all(h["score"] >= 0.3 for h in strict["results"])
     assert "quantum computing lecture notes" not in [h["memory"] for h in strict["results"]]
 
 

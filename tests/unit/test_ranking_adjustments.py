@@ -100,7 +100,9 @@ def test_reinforcement_lifts_a_frequently_read_memory(home: Path) -> None:
     lift = hits[0]["explain"]["reinforcement"]
     assert lift == pytest.approx(0.5 * 13 / 23)
     assert hits[1]["explain"]["reinforcement"] == pytest.approx(0.5 * 1 / 11)
-    assert hits[0]["score"] == pytest.approx(hits[0]["explain"]["unadjusted"] + lift)
+    assert hits[0]["explain"]["adjusted"] == pytest.approx(hits[0]["explain"]["unadjusted"] + lift)
+    # The shown score is the calibrated relevance, never rising down the list.
+    assert 1 >= hits[0]["score"] >= hits[1]["score"] >= 0
 
 
 def test_decay_is_bounded_by_the_recency_weight(home: Path) -> None:
@@ -148,6 +150,7 @@ def test_adjustments_that_change_nothing_rank_as_without_them(home: Path, mode: 
     for (_, _, before), (_, _, after) in zip(plain, adjusted, strict=True):
         assert after == before | {
             "unadjusted": after["unadjusted"],
+            "adjusted": after["unadjusted"],
             "decay": None,
             "recency": 0.0,
             "reinforcement": 0.0,
@@ -156,12 +159,17 @@ def test_adjustments_that_change_nothing_rank_as_without_them(home: Path, mode: 
     assert "decay" not in plain[0][2]
 
 
-def test_threshold_applies_before_the_adjustments(home: Path) -> None:
+def test_threshold_applies_to_the_shown_score_after_the_adjustments(home: Path) -> None:
     with _memory(home, recency_half_life_days={"episodic": 30}) as memory:
         _corpus(memory)
-        hits = memory.search("cat", user_id="u", threshold=0.2, explain=True)["results"]
-    assert hits and all(hit["explain"]["vector"] >= 0.2 for hit in hits)
-    assert all("cat" in hit["memory"].lower() for hit in hits)
+        every = memory.search("cat", user_id="u", top_k=8, explain=True)["results"]
+        cut = every[2]["score"]
+        hits = memory.search("cat", user_id="u", top_k=8, threshold=cut, explain=True)
+    kept = hits["results"]
+    assert kept and all(hit["score"] >= cut for hit in kept)
+    # A prefix of the unthresholded answer: the shown score never rises down the list.
+    assert [hit["id"] for hit in kept] == [hit["id"] for hit in every[: len(kept)]]
+    assert all(hit["score"] < cut for hit in every[len(kept) :])
 
 
 @pytest.mark.parametrize(

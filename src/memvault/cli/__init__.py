@@ -180,7 +180,9 @@ def search(
     run: RunOption = None,
     filters: Annotated[str | None, typer.Option(help="mem0 filter, JSON.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k")] = 10,
-    threshold: Annotated[float | None, typer.Option(help="Minimum cosine similarity.")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Minimum score (relevance in [0, 1]) of a hit.")
+    ] = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="Show the vector and BM25 parts.")
     ] = False,

@@ -28,7 +28,14 @@ from memvault.codec import Codec
 from memvault.errors import InvalidInput
 from memvault.filters import FilterNode
 from memvault.retrieval.fusion import FusedHit, fuse
-from memvault.retrieval.ranking import Clock, RankingAdjustments, score_spread, system_clock
+from memvault.retrieval.ranking import (
+    Adjustment,
+    Clock,
+    RankingAdjustments,
+    score_spread,
+    system_clock,
+)
+from memvault.retrieval.relevance import relevance
 from memvault.retrieval.text import words
 from memvault.retrieval.vector_index import ScopeIndex, VectorCache
 from memvault.storage.base import MemoryStore
@@ -50,6 +57,16 @@ MAX_SEARCH_SCOPES = 1_000
 def query_terms(text: str) -> list[str]:
     """The distinct index terms of a query, in order, at most ``MAX_QUERY_TERMS``."""
     return list(dict.fromkeys(words(text)))[:MAX_QUERY_TERMS]
+
+
+@dataclass(slots=True)
+class _Ranked:
+    """A fused candidate on its way to a hit: its ranking score and ranking adjustment."""
+
+    hit: FusedHit
+    row: MemoryRow
+    score: float
+    change: Adjustment | None
 
 
 @dataclass(slots=True)
@@ -240,68 +257,58 @@ class HybridSearcher:
         else:
             rankings = self._filtered(candidates, sides, scope, node, limit)
         # Adjustments can lift a candidate from beyond top_k: they rank every fused candidate.
+        # The shown score never rises down the list, so a threshold keeps a prefix of it and
+        # needs no more candidates than top_k.
         adjusting = self._adjustments.enabled
         fused = fuse(
             rankings,
             method=self._fusion,
             weights=self._weights,
-            limit=top_k if threshold is None and not adjusting else None,
+            limit=None if adjusting else top_k,
         )
         rows = self._store.get_many(self._codec.namespace, [hit.id for hit in fused])
+        ranked = [
+            _Ranked(hit, rows[hit.id], self._score(hit, mode), None)
+            for hit in fused
+            if hit.id in rows  # else deleted between the two reads
+        ]
+        if adjusting:
+            ranked = self._adjusted(ranked)
         hits = []
-        for hit in fused:
-            row = rows.get(hit.id)
-            if row is None:  # deleted between the two reads
-                continue
-            if adjusting and threshold is None:
-                # The cosine is only shown, so only the hits kept need it (it may decrypt).
-                hits.append(SearchHit(row, self._score(hit, mode), {}))
-                continue
-            cosine = self._cosine(hit, row, query_vector)
-            if threshold is not None and (cosine is None or cosine < threshold):
-                continue
-            hits.append(SearchHit(row, self._score(hit, mode), self._explain(hit, cosine)))
-            if len(hits) == top_k and not adjusting:
+        shown = 1.0
+        for entry in ranked[:top_k]:
+            cosine = self._cosine(entry.hit, entry.row, query_vector)
+            calibrated = relevance(cosine, entry.hit.parts.get("bm25"), mode)
+            shown = min(shown, calibrated)  # never rising down the list
+            if threshold is not None and shown < threshold:
                 break
-        if not adjusting:
-            return hits
-        return self._adjusted(
-            hits, fused, query_vector, top_k=top_k, explained=threshold is not None
-        )
+            explain = self._explain(entry.hit, cosine) | {"relevance": calibrated}
+            if entry.change is not None:
+                explain |= {
+                    "unadjusted": entry.score,
+                    "adjusted": entry.score + entry.change.total,
+                    "decay": entry.change.decay,
+                    "recency": entry.change.recency,
+                    "reinforcement": entry.change.reinforcement,
+                }
+            hits.append(SearchHit(entry.row, shown, explain))
+        return hits
 
-    def _adjusted(
-        self,
-        hits: list[SearchHit],
-        fused: Sequence[FusedHit],
-        query_vector: npt.NDArray[np.float32] | None,
-        *,
-        top_k: int,
-        explained: bool,
-    ) -> list[SearchHit]:
-        """The candidates re-ranked by their adjusted scores (ties keep the fused order), the first
-        ``top_k``, each with the adjustment's parts in its explanation."""
+    def _adjusted(self, ranked: list[_Ranked]) -> list[_Ranked]:
+        """The candidates re-ranked by their adjusted ranking scores (ties keep the fused
+        order), each with its adjustment."""
         now = self._clock()
-        spread = score_spread([hit.score for hit in hits])
-        adjusted = []
-        for hit in hits:
-            change = self._adjustments.adjust(hit.row, now, spread)
-            adjusted.append((hit.score + change.total, hit, change))
-        adjusted.sort(key=lambda entry: -entry[0])
-        by_id = {hit.id: hit for hit in fused}
-        kept = []
-        for score, hit, change in adjusted[:top_k]:
-            explain = hit.explain
-            if not explained:
-                fused_hit = by_id[hit.row.id]
-                explain = self._explain(fused_hit, self._cosine(fused_hit, hit.row, query_vector))
-            explain |= {
-                "unadjusted": hit.score,
-                "decay": change.decay,
-                "recency": change.recency,
-                "reinforcement": change.reinforcement,
-            }
-            kept.append(SearchHit(hit.row, score, explain))
-        return kept
+        spread = score_spread([entry.score for entry in ranked])
+        adjusted = [
+            _Ranked(
+                entry.hit, entry.row, entry.score, self._adjustments.adjust(entry.row, now, spread)
+            )
+            for entry in ranked
+        ]
+        adjusted.sort(
+            key=lambda entry: -(entry.score + (entry.change.total if entry.change else 0.0))
+        )
+        return adjusted
 
     def _filtered(
         self,
@@ -346,7 +353,7 @@ class HybridSearcher:
 
     @staticmethod
     def _score(hit: FusedHit, mode: Mode) -> float:
-        # A single ranking keeps its own, readable score (cosine or BM25).
+        # The ranking score: a single ranking keeps its own (cosine or BM25), hybrid the fused.
         if mode == "vector":
             return hit.parts["vector"]
         if mode == "bm25":
