@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from memvault.storage.base import Cursor
+from memvault.storage.base import COUNT_ROWS, Cursor
 from memvault.storage.rows import ExportRow, Imported
 
 __all__ = ["count_rows", "export_batch", "import_batch"]
@@ -235,23 +235,6 @@ _EXISTING: dict[str, str] = {
     " WHERE base = %(base)s",
 }
 
-_COUNT: dict[str, str] = {
-    "store_meta": "SELECT count(*) FROM store_meta",
-    "namespace_settings": "SELECT count(*) FROM namespace_settings",
-    "scope_versions": "SELECT count(*) FROM scope_versions",
-    "api_keys": "SELECT count(*) FROM api_keys",
-    "memories": "SELECT count(*) FROM memories",
-    "history": "SELECT count(*) FROM history",
-    "jobs": "SELECT count(*) FROM jobs",
-    "webhooks": "SELECT count(*) FROM webhooks",
-    "webhook_outbox": "SELECT count(*) FROM webhook_outbox",
-    "audit_log": "SELECT count(*) FROM audit_log",
-    "master_checks": "SELECT count(*) FROM master_checks",
-    "data_keys": "SELECT count(*) FROM data_keys",
-    "key_generations": "SELECT count(*) FROM key_generations",
-    "scope_generations": "SELECT count(*) FROM scope_generations",
-}
-
 
 def _as_dict(cursor: psycopg.Cursor[tuple[Any, ...]], row: Sequence[Any]) -> ExportRow:
     names = [column.name for column in cursor.description or ()]
@@ -295,5 +278,5 @@ def import_batch(conn: Conn, table: str, rows: Sequence[ExportRow]) -> Imported:
 
 
 def count_rows(conn: Conn, table: str) -> int:
-    found = conn.execute(_COUNT[table]).fetchone()
+    found = conn.execute(COUNT_ROWS[table]).fetchone()
     return int(found[0]) if found else 0

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from memvault.storage.base import Cursor
+from memvault.storage.base import COUNT_ROWS, Cursor
 from memvault.storage.rows import ExportRow, Imported
 
 __all__ = ["count_rows", "export_batch", "import_batch"]
@@ -219,23 +219,6 @@ _EXISTING: dict[str, str] = {
     "scope_generations": "SELECT base, current, previous FROM scope_generations WHERE base = :base",
 }
 
-_COUNT: dict[str, str] = {
-    "store_meta": "SELECT count(*) FROM store_meta",
-    "namespace_settings": "SELECT count(*) FROM namespace_settings",
-    "scope_versions": "SELECT count(*) FROM scope_versions",
-    "api_keys": "SELECT count(*) FROM api_keys",
-    "memories": "SELECT count(*) FROM memories",
-    "history": "SELECT count(*) FROM history",
-    "jobs": "SELECT count(*) FROM jobs",
-    "webhooks": "SELECT count(*) FROM webhooks",
-    "webhook_outbox": "SELECT count(*) FROM webhook_outbox",
-    "audit_log": "SELECT count(*) FROM audit_log",
-    "master_checks": "SELECT count(*) FROM master_checks",
-    "data_keys": "SELECT count(*) FROM data_keys",
-    "key_generations": "SELECT count(*) FROM key_generations",
-    "scope_generations": "SELECT count(*) FROM scope_generations",
-}
-
 
 def _as_dict(cursor: sqlite3.Cursor, row: Sequence[Any]) -> ExportRow:
     names = [column[0] for column in cursor.description]
@@ -284,4 +267,4 @@ def import_batch(db: sqlite3.Connection, table: str, rows: Sequence[ExportRow]) 
 
 
 def count_rows(db: sqlite3.Connection, table: str) -> int:
-    return int(db.execute(_COUNT[table]).fetchone()[0])
+    return int(db.execute(COUNT_ROWS[table]).fetchone()[0])
