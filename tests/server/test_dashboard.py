@@ -280,6 +280,28 @@ def test_pages_have_a_strict_csp_and_no_inline_script_or_style(dash: Dash) -> No
     assert "localStorage" not in script and "sessionStorage" not in script
 
 
+def test_every_ui_answer_has_a_csp_even_errors_404s_and_static_files(dash: Dash) -> None:
+    """Answers no dashboard route rendered (a 404, a 405, a validation error, a static file)
+    still carry a CSP: the API's ``default-src 'none'`` when the page set none of its own."""
+    client = signed_in(dash, dash.admin)
+    answers = [
+        client.get("/ui/no-such-page"),
+        client.get("/ui/memories?size=many"),
+        client.put("/ui/keys"),
+        client.get("/ui/static/ui.js"),
+        client.get("/ui/static/no-such-file.js"),
+        client.get("/ui/memories/%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+    ]
+    for answer in answers:
+        policies = answer.headers.get_list("content-security-policy")
+        assert len(policies) == 1, answer.request.url
+        assert "default-src 'none'" in policies[0] and "frame-ancestors 'none'" in policies[0]
+        assert "unsafe-inline" not in policies[0]
+        assert answer.headers["x-frame-options"] == "DENY"
+    assert [a.status_code for a in answers] == [404, 422, 405, 200, 404, 404]
+    assert "<script>alert(1)" not in answers[-1].text
+
+
 def test_text_is_escaped(dash: Dash) -> None:
     made = dash.memory.add("<script>alert(1)</script> & <b>bold</b>", user_id="alice")
     client = signed_in(dash, dash.admin)
