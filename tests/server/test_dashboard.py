@@ -182,6 +182,40 @@ def test_the_session_cookie_is_secure_over_tls(dash: Dash) -> None:
     assert "secure" in attributes
 
 
+def test_the_cookies_are_secure_behind_a_tls_proxy_even_one_not_listed(dash: Dash) -> None:
+    """A TLS proxy left out of ``forwarded_allow_ips``: the server sees plain HTTP, but the
+    proxy's ``X-Forwarded-Proto: https`` still marks the cookies Secure (so a browser never
+    sends them over plain HTTP to the host). Plain HTTP without it keeps working."""
+
+    def attributes(cookie: str) -> list[str]:
+        return [part.strip().lower() for part in cookie.split(";")]
+
+    # The browser speaks HTTPS to the proxy, so it sends the Secure cookies back: here by hand
+    # (the test client's jar, speaking plain HTTP, would rightly drop them).
+    proxied = dash.client()
+    proxied.headers["X-Forwarded-Proto"] = "https"
+    form = proxied.get("/ui/login")
+    (login_cookie,) = form.headers.get_list("set-cookie")
+    assert "secure" in attributes(login_cookie)
+    token = _LOGIN.search(form.text)
+    assert token is not None
+    proxied.cookies.clear()
+    answer = proxied.post(
+        "/ui/login",
+        data={"login_token": token.group(1), "api_key": dash.admin},
+        headers={"Cookie": login_cookie.split(";")[0]},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert all("secure" in attributes(c) for c in answer.headers.get_list("set-cookie"))
+    assert "secure" in attributes(session_cookie(answer))
+    plain = dash.client()
+    answer = sign_in(plain, dash.admin)
+    assert answer.status_code == 303
+    assert "secure" not in attributes(session_cookie(answer))
+    assert plain.get("/ui/overview").status_code == 200
+
+
 def test_a_forged_or_edited_cookie_opens_nothing(dash: Dash) -> None:
     client = signed_in(dash, dash.admin)
     sealed = client.cookies[COOKIE]
