@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import structlog.testing
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
@@ -182,6 +183,40 @@ def test_the_session_cookie_is_secure_over_tls(dash: Dash) -> None:
     assert "secure" in attributes
 
 
+def test_the_cookies_are_secure_behind_a_tls_proxy_even_one_not_listed(dash: Dash) -> None:
+    """A TLS proxy left out of ``forwarded_allow_ips``: the server sees plain HTTP, but the
+    proxy's ``X-Forwarded-Proto: https`` still marks the cookies Secure (so a browser never
+    sends them over plain HTTP to the host). Plain HTTP without it keeps working."""
+
+    def attributes(cookie: str) -> list[str]:
+        return [part.strip().lower() for part in cookie.split(";")]
+
+    # The browser speaks HTTPS to the proxy, so it sends the Secure cookies back: here by hand
+    # (the test client's jar, speaking plain HTTP, would rightly drop them).
+    proxied = dash.client()
+    proxied.headers["X-Forwarded-Proto"] = "https"
+    form = proxied.get("/ui/login")
+    (login_cookie,) = form.headers.get_list("set-cookie")
+    assert "secure" in attributes(login_cookie)
+    token = _LOGIN.search(form.text)
+    assert token is not None
+    proxied.cookies.clear()
+    answer = proxied.post(
+        "/ui/login",
+        data={"login_token": token.group(1), "api_key": dash.admin},
+        headers={"Cookie": login_cookie.split(";")[0]},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert all("secure" in attributes(c) for c in answer.headers.get_list("set-cookie"))
+    assert "secure" in attributes(session_cookie(answer))
+    plain = dash.client()
+    answer = sign_in(plain, dash.admin)
+    assert answer.status_code == 303
+    assert "secure" not in attributes(session_cookie(answer))
+    assert plain.get("/ui/overview").status_code == 200
+
+
 def test_a_forged_or_edited_cookie_opens_nothing(dash: Dash) -> None:
     client = signed_in(dash, dash.admin)
     sealed = client.cookies[COOKIE]
@@ -225,6 +260,45 @@ def test_a_wrong_key_is_refused_and_audited(dash: Dash) -> None:
     assert any(e["action"] == "POST /ui/login" and e["outcome"] == "unauthorized" for e in entries)
 
 
+def test_sign_in_shares_the_address_lockout_and_never_records_the_key(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failed sign-ins spend the REST API's per-address failure budget: once locked out, even
+    the right key is refused there, and so are the address's REST calls and open sessions. The
+    audit names the well-formed key id at most, never the secret."""
+    settings = Settings.load(
+        home=home, embedder="hash", job_workers=0, auth_failure_limit="3/minute"
+    )
+    memory = Memory(settings=settings, embedder=HashEmbedder())
+    try:
+        admin = memory.api_keys.create("default", "admin").key
+        app = create_app(settings, memory, clock=Clock())
+        open_session = TestClient(app, base_url=BASE)
+        assert sign_in(open_session, admin).status_code == 303
+        client = TestClient(app, base_url=BASE)
+        wrong = [f"mvk_abcdefghjkmn_NotTheSecret{n}" for n in range(3)]
+        with structlog.testing.capture_logs() as logged:
+            assert [sign_in(client, key).status_code for key in wrong] == [401, 401, 401]
+        refused = sign_in(client, admin)
+        assert refused.status_code == 429 and COOKIE not in refused.headers.get("set-cookie", "")
+        assert "too many failed authentications" in refused.text
+        assert open_session.get("/ui/overview").status_code == 429
+        bearer = {"Authorization": f"Bearer {admin}"}
+        assert client.get("/v1/memories/?user_id=a", headers=bearer).status_code == 429
+        memory.audit.flush()
+        entries = [
+            e for e in memory.audit.entries(None, limit=50) if e["action"] == "POST /ui/login"
+        ]
+        assert [e["outcome"] for e in entries] == ["lockout", "unauthorized", "unauthorized"]
+        assert all(e["key_id"] == "abcdefghjkmn" for e in entries)
+        assert "NotTheSecret" not in repr(memory.audit.entries(None, limit=50))
+        # The access log saw the failed sign-ins, and neither it nor any other log has the key.
+        assert [e["status"] for e in logged if e.get("route") == "/ui/login"] == [200, 401] * 3
+        assert "NotTheSecret" not in repr(logged) + caplog.text
+    finally:
+        memory.close()
+
+
 def test_the_sign_in_form_needs_its_own_token(dash: Dash) -> None:
     """Login CSRF: another site cannot sign a browser in under the attacker's key."""
     client = dash.client()
@@ -235,7 +309,10 @@ def test_the_sign_in_form_needs_its_own_token(dash: Dash) -> None:
     assert COOKIE not in answer.headers.get("set-cookie", "")
 
 
-@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/ui/../x"])
+@pytest.mark.parametrize(
+    "target",
+    ["//evil.example/x", "https://evil.example/", "/ui/../x", "javascript:alert(1)", "/ui/\\\\e.x"],
+)
 def test_sign_in_never_redirects_off_the_dashboard(dash: Dash, target: str) -> None:
     client = dash.client()
     token = _LOGIN.search(client.get("/ui/login").text)
@@ -278,6 +355,28 @@ def test_pages_have_a_strict_csp_and_no_inline_script_or_style(dash: Dash) -> No
         )
     script = client.get("/ui/static/ui.js").text
     assert "localStorage" not in script and "sessionStorage" not in script
+
+
+def test_every_ui_answer_has_a_csp_even_errors_404s_and_static_files(dash: Dash) -> None:
+    """Answers no dashboard route rendered (a 404, a 405, a validation error, a static file)
+    still carry a CSP: the API's ``default-src 'none'`` when the page set none of its own."""
+    client = signed_in(dash, dash.admin)
+    answers = [
+        client.get("/ui/no-such-page"),
+        client.get("/ui/memories?size=many"),
+        client.put("/ui/keys"),
+        client.get("/ui/static/ui.js"),
+        client.get("/ui/static/no-such-file.js"),
+        client.get("/ui/memories/%3Cscript%3Ealert(1)%3C%2Fscript%3E"),
+    ]
+    for answer in answers:
+        policies = answer.headers.get_list("content-security-policy")
+        assert len(policies) == 1, answer.request.url
+        assert "default-src 'none'" in policies[0] and "frame-ancestors 'none'" in policies[0]
+        assert "unsafe-inline" not in policies[0]
+        assert answer.headers["x-frame-options"] == "DENY"
+    assert [a.status_code for a in answers] == [404, 422, 405, 200, 404, 404]
+    assert "<script>alert(1)" not in answers[-1].text
 
 
 def test_text_is_escaped(dash: Dash) -> None:
@@ -358,6 +457,34 @@ def test_a_read_key_sees_no_controls_and_its_forged_posts_are_refused(dash: Dash
     assert text_of(dash.memory, dash.alice_id) == "Alice drinks green tea every morning"
     assert len(dash.memory.api_keys.list("default")) == 2
     assert dash.memory.count(user_id="alice") == 1
+
+
+def test_every_ui_post_refuses_a_read_key_with_or_without_a_token(dash: Dash) -> None:
+    """Each state-changing route (from the hand-written list): a read key's POST is 403 with its
+    own token, without one and with another session's; nothing changes."""
+    from .test_auth_matrix import dead_job
+
+    job_id = dead_job(dash.memory, 1)
+    admin_key_id = dash.memory.api_keys.list("default")[0].id
+    reader = signed_in(dash, dash.memory.api_keys.create("default", "read").key)
+    other = signed_in(dash, dash.memory.api_keys.create("default", "read").key)
+    tokens = [csrf_of(reader), None, csrf_of(other)]
+    forms = {"text": "forged", "role": "admin", "confirm": "alice"}
+    posts = [t for (method, t), action in UI_ROUTES.items() if method == "POST" and action]
+    assert len(posts) == 6
+    for template in posts:
+        path = template.format(
+            memory_id=dash.alice_id, key_id=admin_key_id, user_id="alice", job_id=job_id
+        )
+        for token in tokens:
+            form = {**forms, "csrf": token} if token else forms
+            answer = reader.post(path, data=form, follow_redirects=False)
+            assert answer.status_code == 403, (path, token is None)
+    assert text_of(dash.memory, dash.alice_id) == "Alice drinks green tea every morning"
+    assert all(key.revoked_at is None for key in dash.memory.api_keys.list("default"))
+    assert len(dash.memory.api_keys.list("default")) == 3
+    assert dash.memory.count(user_id="alice") == 1
+    assert dash.memory.job(job_id)["status"] == "dead"
 
 
 def test_a_write_key_edits_but_may_not_manage_keys_or_erase(dash: Dash) -> None:

@@ -169,7 +169,8 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         requests=requests,
         latency=latency,
-        csp_exempt=("/docs", "/ui"),  # the dashboard sets its own CSP (server/ui/base.py)
+        csp_exempt=("/docs",),
+        own_csp=("/ui",),  # the dashboard sets its own CSP (server/ui/base.py)
         audit=store.audit,
     )
     return app

@@ -91,6 +91,7 @@ class Observability:
         requests: Counter,
         latency: Histogram,
         csp_exempt: tuple[str, ...] = (),
+        own_csp: tuple[str, ...] = (),
         audit: AuditLog | None = None,
         proxies: Proxies | None = None,
     ) -> None:
@@ -101,6 +102,7 @@ class Observability:
         self.requests = requests
         self.latency = latency
         self.csp_exempt = csp_exempt
+        self.own_csp = own_csp
         self.log = structlog.get_logger("memvault.access")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -169,7 +171,12 @@ class Observability:
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 extra = [h for h in SECURITY_HEADERS if h[0] not in present]
                 extra.append((b"x-request-id", request_id.encode()))
-                if not scope["path"].startswith(self.csp_exempt):
+                if scope["path"].startswith(self.own_csp):
+                    # Its pages set their own CSP; any answer that did not (a 404, a 405, a
+                    # validation error, a static file) gets the API's, which allows nothing.
+                    if b"content-security-policy" not in present:
+                        extra.append(API_CSP)
+                elif not scope["path"].startswith(self.csp_exempt):
                     extra.append(API_CSP)
                     extra.append((b"cache-control", b"no-store"))
                 message["headers"] = [*message.get("headers", []), *extra]

@@ -65,6 +65,19 @@ def sessions_of(request: Request) -> Sessions:
     return sessions
 
 
+def over_tls(request: Request) -> bool:
+    """Whether the browser reached us over HTTPS, for the cookies' ``Secure`` flag only.
+
+    ``X-Forwarded-Proto: https`` counts even from a proxy not listed in ``forwarded_allow_ips``:
+    believing it can only make a cookie stricter (a forger gets a cookie its own plain-HTTP
+    browser drops), while ignoring it would send the session over plain HTTP to this host name
+    whenever a TLS proxy was left out of that list."""
+    if request.url.scheme == "https":
+        return True
+    forwarded = request.headers.get("x-forwarded-proto", "")
+    return forwarded.split(",")[0].strip().lower() == "https"
+
+
 def set_session_cookie(request: Request, response: Response, session: Session) -> None:
     sessions = sessions_of(request)
     response.set_cookie(
@@ -73,14 +86,14 @@ def set_session_cookie(request: Request, response: Response, session: Session) -
         max_age=int(sessions.session_seconds),
         path="/ui",
         httponly=True,
-        secure=request.url.scheme == "https",
+        secure=over_tls(request),
         samesite="strict",
     )
 
 
 def clear_session_cookie(request: Request, response: Response) -> None:
     response.delete_cookie(
-        COOKIE, path="/ui", httponly=True, secure=request.url.scheme == "https", samesite="strict"
+        COOKIE, path="/ui", httponly=True, secure=over_tls(request), samesite="strict"
     )
 
 

@@ -24,6 +24,7 @@ from memvault.server.ui.base import (
     UiRoute,
     clear_session_cookie,
     form_of,
+    over_tls,
     page,
     sessions_of,
     set_session_cookie,
@@ -64,7 +65,7 @@ def _login_page(
         max_age=3600,
         path="/ui/login",
         httponly=True,
-        secure=request.url.scheme == "https",
+        secure=over_tls(request),
         samesite="strict",
     )
     return response
@@ -102,7 +103,9 @@ async def login(request: Request) -> Response:
         return _login_page(request, next_path, exc.message, exc.http_status)
     response = RedirectResponse(next_path, status_code=303)
     set_session_cookie(request, response, sessions.start(key))
-    response.delete_cookie(LOGIN_COOKIE, path="/ui/login", httponly=True, samesite="strict")
+    response.delete_cookie(
+        LOGIN_COOKIE, path="/ui/login", httponly=True, secure=over_tls(request), samesite="strict"
+    )
     return response
 
 
