@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,19 +18,12 @@ settings.register_profile("ci", derandomize=True, database=None)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("MEMVAULT_HYPOTHESIS_PROFILE", "ci"))
 
-_real_connect = socket.socket.connect
+# The loopback-only guard, from here on in this process (session fixtures included) and, through
+# PYTHONPATH, in every Python process a test starts (tests/netguard/sitecustomize.py).
+import tests.netguard.sitecustomize  # noqa: E402,F401  (installs the guard in this process)
+from tests.netguard import pythonpath  # noqa: E402
 
-
-def _loopback_only(self: socket.socket, address: Any) -> Any:
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        host = address[0]
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise ConnectionRefusedError(f"tests may only reach loopback, not {host}")
-    return _real_connect(self, address)
+os.environ["PYTHONPATH"] = pythonpath(*filter(None, [os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +33,6 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     monkeypatch.setenv("MEMVAULT_HOME", str(home))
-    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
     yield home
 
 

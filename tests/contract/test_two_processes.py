@@ -18,13 +18,19 @@ from pathlib import Path
 
 import memvault
 from memvault import Memory
+from tests.netguard import pythonpath
 
 _SCRIPT = str(Path(sys.executable).parent / "memvault")
 
 
 def _cli(home: Path, database_url: str | None, *args: str) -> subprocess.CompletedProcess[str]:
     src = str(Path(memvault.__file__).resolve().parents[1])  # the code under test
-    env = {**os.environ, "MEMVAULT_HOME": str(home), "MEMVAULT_EMBEDDER": "hash", "PYTHONPATH": src}
+    env = {
+        **os.environ,
+        "MEMVAULT_HOME": str(home),
+        "MEMVAULT_EMBEDDER": "hash",
+        "PYTHONPATH": pythonpath(src),
+    }
     if database_url is not None:
         env["MEMVAULT_DATABASE_URL"] = database_url
     done = subprocess.run([_SCRIPT, *args], env=env, capture_output=True, text=True, timeout=120)

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from memvault import HashEmbedder, Memory
+from tests.netguard import pythonpath
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 20
@@ -42,7 +43,7 @@ def start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         MEMVAULT_JOB_POLL_SECONDS="0.1",
         QUEUE_TEST_LOG=str(log),
         QUEUE_TEST_DELAY="0.3",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), str(ROOT)])),
+        PYTHONPATH=pythonpath(ROOT / "src", ROOT),
     )
     with open(home.parent / f"server-{port}.log", "ab") as out:  # the child has its own copy
         return subprocess.Popen(

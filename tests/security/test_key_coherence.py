@@ -15,6 +15,7 @@ from pathlib import Path
 
 import memvault
 from memvault import HashEmbedder, Memory
+from tests.netguard import pythonpath
 
 _SCRIPT = str(Path(sys.executable).parent / "memvault")
 
@@ -25,7 +26,7 @@ def _env(home: Path) -> dict[str, str]:
         **os.environ,
         "MEMVAULT_HOME": str(home),
         "MEMVAULT_EMBEDDER": "hash",
-        "PYTHONPATH": src,
+        "PYTHONPATH": pythonpath(src),
     }
 
 

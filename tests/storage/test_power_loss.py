@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.netguard import pythonpath
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 ADDS = 5
 BATCHES = 2
@@ -53,7 +55,7 @@ def trace(home: Path, synchronous: str) -> dict[str, int]:
     done = subprocess.run(
         [strace, "-f", "-y", "-qq", "-o", str(log), "-e", "trace=fsync,fdatasync,write", *writer],
         capture_output=True,
-        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HOME": str(home.parent)},
+        env={"PYTHONPATH": pythonpath(SRC), "PATH": "/usr/bin:/bin", "HOME": str(home.parent)},
         timeout=60,
         check=False,
     )
