@@ -30,8 +30,8 @@ def _texts(user: str) -> list[dict[str, object]]:
     return [{"messages": text, "user_id": user} for text in texts]
 
 
-def _open(home: Path) -> Memory:
-    return Memory(str(home), embedder="hash", ann_threshold=THRESHOLD)
+def _open(home: Path, **options: str) -> Memory:
+    return Memory(str(home), embedder="hash", ann_threshold=THRESHOLD, **options)
 
 
 def _graphs(home: Path) -> list[Path]:
@@ -56,10 +56,13 @@ def _with_version(data: bytes, version: bytes) -> bytes:
     return data[:head] + version + data[head + 8 :]
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_restart_loads_sealed_graph_without_building_and_file_has_no_plaintext(
-    tmp_path: Path,
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
 ) -> None:
-    with _open(tmp_path) as m:
+    """The graph files live beside the store in the node's home: the same on Postgres."""
+    options = {"database_url": request.getfixturevalue("pg_url")} if store == "postgres" else {}
+    with _open(tmp_path, **options) as m:
         m.add_many(_texts("alice"))
         before = _built_and_saved(m)
         assert m.engine.cache.stats()["built"] == 1
@@ -80,7 +83,7 @@ def test_restart_loads_sealed_graph_without_building_and_file_has_no_plaintext(
         assert needle not in data
     assert b"USearch" not in data and b"ids" not in data  # the graph's own bytes are sealed
 
-    with _open(tmp_path) as m:
+    with _open(tmp_path, **options) as m:
         _search(m)
         wait_for(lambda: m.engine.cache.stats()["loaded"] == 1, 60, "the graph loaded")
         assert _search(m) == before
