@@ -43,6 +43,8 @@ from memvault.filters import FilterNode, parse_filter
 from memvault.llm import LLM, OpenAIChat
 from memvault.llm.prompts import Instructions
 from memvault.lru import ByteLRU, text_size
+from memvault.retrieval import ann
+from memvault.retrieval.graph_files import GraphFiles
 from memvault.retrieval.hybrid import HybridSearcher, Mode
 from memvault.retrieval.ranking import Clock, RankingAdjustments, system_clock
 from memvault.retrieval.vector_index import VectorCache
@@ -173,7 +175,15 @@ class Memory:
             if hasattr(self, "_store"):
                 self._store.close()
             raise
-        self._cache = VectorCache(self.settings.vector_cache_bytes)
+        files = None
+        if self.settings.ann_threshold > 0 and ann.available():
+            # Built graphs are kept sealed beside the store (the node's home, for Postgres too).
+            files = GraphFiles(
+                self.home / "ann",
+                lambda: self.sealing_key("ann-graph-names"),
+                self._keyring.cipher,
+            )
+        self._cache = VectorCache(self.settings.vector_cache_bytes, files)
         self._llm: LLM | None = llm
         self._owns_llm = llm is None
         self._llm_lock = threading.Lock()

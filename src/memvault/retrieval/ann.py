@@ -1,10 +1,11 @@
 """An approximate (HNSW) index over a large key scope's vectors, int8 quantised, in process.
 
 Built (in a background thread of ``VectorCache``) from the scope's decrypted vectors when the scope
-reaches ``ann_threshold`` rows, kept in memory beside the float matrix (never written anywhere) and
-patched row by row after: a write
-adds, replaces or removes single rows without a rebuild. The graph only proposes candidates;
-``ScopeIndex`` re-scores them exactly with the float vectors and applies owner, expiry and filter
+reaches ``ann_threshold`` rows, kept in memory beside the float matrix and patched row by row
+after: a write adds, replaces or removes single rows without a rebuild. A freshly built graph is
+also written to disk, sealed with the scope's data key (``retrieval/graph_files.py``), so that a
+restart loads it. The graph only proposes candidates; ``ScopeIndex`` re-scores them exactly with
+the float vectors and applies owner, expiry and filter
 masks, so every score a caller sees is the exact cosine.
 
 The library is usearch (the optional ``ann`` extra). Without it ``available()`` is false and every
@@ -17,12 +18,17 @@ never change: ``labels[position]`` and ``positions_of[label]`` (-1 once removed)
 from __future__ import annotations
 
 import importlib.util
+import json
+import struct
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = ["HnswIndex", "available"]
+
+_HEADER = struct.Struct(">I")
 
 CONNECTIVITY = 16  # HNSW "M"
 EXPANSION_ADD = 128  # "efConstruction"
@@ -45,16 +51,20 @@ def _grow(array: npt.NDArray[np.int64], need: int) -> npt.NDArray[np.int64]:
 class HnswIndex:
     """The graph of one scope's rows, keyed by stable labels."""
 
-    def __init__(self, dimensions: int) -> None:
+    def __init__(self, dimensions: int, *, graph: Any = None) -> None:
         from usearch.index import Index
 
-        self._index: Any = Index(
-            ndim=dimensions,
-            metric="cos",
-            dtype="i8",
-            connectivity=CONNECTIVITY,
-            expansion_add=EXPANSION_ADD,
-            expansion_search=MIN_EXPANSION_SEARCH,
+        self._index: Any = (
+            graph
+            if graph is not None
+            else Index(
+                ndim=dimensions,
+                metric="cos",
+                dtype="i8",
+                connectivity=CONNECTIVITY,
+                expansion_add=EXPANSION_ADD,
+                expansion_search=MIN_EXPANSION_SEARCH,
+            )
         )
         self._labels = np.full(16, -1, dtype=np.int64)  # position -> label
         self._positions_of = np.full(16, -1, dtype=np.int64)  # label -> position, -1 removed
@@ -110,6 +120,48 @@ class HnswIndex:
         self._index.remove(labels)
         self._positions_of[labels] = -1
         self.removed += len(labels)
+
+    def dump(self, ids: Sequence[str]) -> bytes:
+        """The graph and its labels as bytes (in the clear: the caller seals them). ``ids`` are
+        the scope's memory ids by position, so that ``restore`` can map the labels onto an index
+        whose rows were loaded in another order."""
+        labels = self._labels[: len(ids)].tolist()
+        header = json.dumps(
+            {"next": self._next, "removed": self.removed, "ids": list(ids), "labels": labels},
+            separators=(",", ":"),
+        ).encode()
+        return _HEADER.pack(len(header)) + header + bytes(self._index.save())
+
+    @classmethod
+    def restore(
+        cls, dimensions: int, blob: bytes, positions: Mapping[str, int]
+    ) -> HnswIndex | None:
+        """A graph from ``dump``'s bytes over the rows at ``positions`` (memory id -> position);
+        None when it does not cover exactly those rows or is not a graph of ``dimensions``."""
+        from usearch.index import Index
+
+        try:
+            (length,) = _HEADER.unpack_from(blob)
+            header = json.loads(blob[_HEADER.size : _HEADER.size + length])
+            graph = Index.restore(blob[_HEADER.size + length :])
+        except (ValueError, struct.error, UnicodeDecodeError):
+            return None
+        ids, labels = header["ids"], header["labels"]
+        if graph is None or graph.ndim != dimensions or len(ids) != len(positions):
+            return None
+        restored = cls(dimensions, graph=graph)
+        restored._next = int(header["next"])
+        restored.removed = int(header["removed"])
+        restored._labels = _grow(restored._labels, len(ids))
+        restored._positions_of = _grow(restored._positions_of, restored._next)
+        for memory_id, label in zip(ids, labels, strict=True):
+            position = positions.get(memory_id)
+            if position is None or not 0 <= label < restored._next:
+                return None
+            restored._labels[position] = label
+            restored._positions_of[label] = position
+        restored._index.expansion_search = MIN_EXPANSION_SEARCH
+        return restored
 
     def candidates(self, query: npt.NDArray[np.float32], count: int) -> npt.NDArray[np.intp]:
         """Positions of about the ``count`` nearest rows, nearest first (approximate)."""

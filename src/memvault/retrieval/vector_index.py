@@ -12,7 +12,9 @@ A scope of ``ann_threshold`` rows or more is also searched through an HNSW graph
 by owner, expiry and filter; a selective mask (few rows pass) goes to the exact scan of the passing
 rows instead. ``VectorCache`` builds the graph in a background thread (the scope is scanned exactly
 until it is in) and again once it has had many removals. Smaller scopes, or a process without the
-``ann`` extra, keep the exact scan.
+``ann`` extra, keep the exact scan. With ``GraphFiles`` a built graph is also written to disk
+sealed with the scope's key, and a scope loaded at the version it was written at takes it from
+there instead of building it (``retrieval/graph_files.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy.typing as npt
 
 from memvault.embedding.base import Vectors
 from memvault.retrieval import ann
+from memvault.retrieval.graph_files import GraphFiles
 from memvault.retrieval.keywords import KeywordIndex
 
 __all__ = ["ScopeIndex", "VectorCache", "VectorEntry"]
@@ -327,12 +330,21 @@ class ScopeIndex:
 class VectorCache:
     """Scope indexes, least recently used dropped first once over ``budget_bytes``."""
 
-    def __init__(self, budget_bytes: int) -> None:
+    def __init__(self, budget_bytes: int, files: GraphFiles | None = None) -> None:
         self._budget = budget_bytes
         self._entries: OrderedDict[str, ScopeIndex] = OrderedDict()
         self._lock = threading.Lock()
+        self._files_lock = threading.Lock()  # a file's write against its deletion (``drop``)
         self._rebuilding: set[str] = set()
-        self.builds = 0  # background graph builds finished (swapped in or not)
+        self._files = files
+        self.builds = 0  # background graph jobs finished (loaded, built, or given up)
+        self._counts = {"built": 0, "loaded": 0, "stale": 0, "refused": 0, "saved": 0}
+
+    def stats(self) -> dict[str, int]:
+        """Graphs ``built`` from vectors, ``loaded`` from their sealed file, files found
+        ``stale`` (writes came since) or ``refused`` (failed to open), graphs ``saved``."""
+        with self._lock:
+            return dict(self._counts)
 
     def get(self, scope_id: str, version: int, load: Callable[[], ScopeIndex]) -> ScopeIndex:
         with self._lock:
@@ -405,29 +417,74 @@ class VectorCache:
         in if no write came meanwhile (else tried again, up to BUILD_ATTEMPTS times; the next
         write starts another). Until then the scope is scanned exactly."""
         try:
+            if self._files is not None and index.graph is None and self._load(scope_id, index):
+                return
             for _ in range(BUILD_ATTEMPTS):
                 with self._lock:
                     if self._entries.get(scope_id) is not index:
                         return
                     version, snapshot = index.version, index.matrix[: index.size].copy()
+                    ids = list(index.ids)
                 graph = ann.HnswIndex(index.dimensions)
                 graph.build(snapshot)
+                plain = graph.dump(ids) if self._files is not None else None
                 with self._lock:
                     if index.version == version and self._entries.get(scope_id) is index:
                         index.graph = graph
+                        self._counts["built"] += 1
                         self._evict()
-                        return
+                    else:
+                        continue
+                if plain is not None:
+                    self._save(scope_id, index, version, plain)
+                return
         finally:
             with self._lock:
                 self._rebuilding.discard(scope_id)
                 self.builds += 1
 
+    def _load(self, scope_id: str, index: ScopeIndex) -> bool:
+        """Take the scope's graph from its sealed file if that was written at this version."""
+        assert self._files is not None
+        with self._lock:
+            if self._entries.get(scope_id) is not index:
+                return True
+            version, positions = index.version, dict(index.positions)
+        found = self._files.load(scope_id, version, index.dimensions, positions)
+        with self._lock:
+            if found.outcome != "missing":
+                self._counts[found.outcome] += 1
+            if found.graph is None:
+                return False
+            if index.version == version and self._entries.get(scope_id) is index:
+                index.graph = found.graph
+                self._evict()
+                return True
+            return False
+
+    def _save(self, scope_id: str, index: ScopeIndex, version: int, plain: bytes) -> None:
+        """Write the sealed graph; deleted again if the scope was dropped meanwhile (an erase or
+        a key rotation), so no file outlives the drop."""
+        assert self._files is not None
+        with self._files_lock:
+            saved = self._files.save(scope_id, version, index.dimensions, plain)
+            with self._lock:
+                dropped = self._entries.get(scope_id) is not index
+                self._counts["saved"] += int(saved and not dropped)
+            if dropped:
+                self._files.delete(scope_id)
+
     def drop(self, scope_id: str | None = None) -> None:
+        """Forget a scope's index (every one with None); a scope's sealed graph file too (its key
+        was destroyed or its rows moved to another key)."""
         with self._lock:
             if scope_id is None:
                 self._entries.clear()
             else:
                 self._entries.pop(scope_id, None)
+        if scope_id is not None and self._files is not None:
+            with self._files_lock:
+                self._files.delete(scope_id)
 
     def _evict(self) -> None:
         total = sum(index.nbytes for index in self._entries.values())

@@ -125,6 +125,14 @@ class ScopeCipher:
         associated = self._associated(binding, field_name, seal_version)
         return open_box(self._aead, box, associated, f"{field_name} of {binding.row_id}")
 
+    def seal_file(self, associated: list[object], plaintext: bytes) -> bytes:
+        """A box for a file derived from the scope's rows (its HNSW graph): ``associated`` (a
+        format tag first, never ``memvault/v1`` or ``memvault/v2``) is bound with the key id."""
+        return seal_box(self._aead, plaintext, canonical([self.scope_id, *associated]).encode())
+
+    def open_file(self, associated: list[object], box: bytes, what: str) -> bytes:
+        return open_box(self._aead, box, canonical([self.scope_id, *associated]).encode(), what)
+
     def token(self, word: str) -> str:
         """The keyed hash that stands for ``word`` in the full-text index (64 bits, hex)."""
         mac = self._token_mac.copy()

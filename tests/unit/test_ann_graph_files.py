@@ -1,0 +1,176 @@
+"""A large scope's HNSW graph kept sealed on disk between runs (issue 16, cold start).
+
+A restart loads the sealed graph instead of building it; the file holds no plaintext; a tampered,
+swapped or stale file is not used (the graph is built again); erase and key rotation delete it,
+and an old copy does not open under the new key.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memvault import Memory
+from memvault.retrieval import ann
+from memvault.retrieval.graph_files import FORMAT
+from tests.polling import wait_for
+
+pytestmark = pytest.mark.skipif(not ann.available(), reason="the ann extra (usearch) is missing")
+
+THRESHOLD = 40
+CANARY = "canary zebra quartz 7731 lives at the lighthouse"
+QUESTION = "note about topic 3"
+
+
+def _texts(user: str) -> list[dict[str, object]]:
+    texts = [f"note {i} about topic {i % 9} and colour {i % 5}" for i in range(59)] + [CANARY]
+    return [{"messages": text, "user_id": user} for text in texts]
+
+
+def _open(home: Path, **options: str) -> Memory:
+    return Memory(str(home), embedder="hash", ann_threshold=THRESHOLD, **options)
+
+
+def _graphs(home: Path) -> list[Path]:
+    return sorted((home / "ann").glob("*.graph"))
+
+
+def _search(m: Memory, user: str = "alice") -> list[str]:
+    hits = m.search(QUESTION, user_id=user, mode="vector", top_k=5)["results"]
+    return [hit["id"] for hit in hits]
+
+
+def _built_and_saved(m: Memory, user: str = "alice", saved: int = 1) -> list[str]:
+    """Search (which starts the background build), wait until the graph is saved."""
+    _search(m, user)
+    wait_for(lambda: m.engine.cache.stats()["saved"] == saved, 60, "the graph saved")
+    return _search(m, user)
+
+
+def _with_version(data: bytes, version: bytes) -> bytes:
+    """A file whose plain version header is replaced (anyone can edit it: it is bound too)."""
+    head = len(FORMAT)
+    return data[:head] + version + data[head + 8 :]
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_restart_loads_sealed_graph_without_building_and_file_has_no_plaintext(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    """The graph files live beside the store in the node's home: the same on Postgres."""
+    options = {"database_url": request.getfixturevalue("pg_url")} if store == "postgres" else {}
+    with _open(tmp_path, **options) as m:
+        m.add_many(_texts("alice"))
+        before = _built_and_saved(m)
+        assert m.engine.cache.stats()["built"] == 1
+        canary = m.embedder.embed_batch([CANARY])[0].astype(np.float32)
+    (path,) = _graphs(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert "alice" not in path.name
+    data = path.read_bytes()
+    for needle in (
+        CANARY.encode(),
+        b"lighthouse",
+        b"alice",
+        canary.tobytes(),
+        canary[:8].tobytes(),
+        np.round(canary * 127).astype(np.int8)[:16].tobytes(),
+    ):
+        assert needle not in data
+    assert b"USearch" not in data and b"ids" not in data  # the graph's own bytes are sealed
+
+    with _open(tmp_path, **options) as m:
+        _search(m)
+        wait_for(lambda: m.engine.cache.stats()["loaded"] == 1, 60, "the graph loaded")
+        assert _search(m) == before
+        assert m.engine.cache.stats() == {
+            "built": 0,
+            "loaded": 1,
+            "stale": 0,
+            "refused": 0,
+            "saved": 0,
+        }
+
+
+def test_tampered_or_swapped_file_is_refused_and_rebuilt(tmp_path: Path) -> None:
+    with _open(tmp_path) as m:
+        m.add_many(_texts("alice"))
+        _built_and_saved(m)
+    (alice,) = _graphs(tmp_path)
+    with _open(tmp_path) as m:
+        m.add_many(_texts("bob"))
+        _built_and_saved(m, "bob")
+    (bob,) = set(_graphs(tmp_path)) - {alice}
+    original = alice.read_bytes()
+
+    # Bob's file (same format, and the same version if the counters agree) in Alice's place.
+    alice.write_bytes(_with_version(bob.read_bytes(), original[len(FORMAT) : len(FORMAT) + 8]))
+    # And one flipped byte of Alice's own box.
+    flipped = bytearray(original)
+    flipped[-20] ^= 0x01
+    for forged in (alice.read_bytes(), bytes(flipped)):
+        alice.write_bytes(forged)
+        with _open(tmp_path) as m:
+            _search(m)
+            wait_for(lambda m=m: m.engine.cache.stats()["saved"] == 1, 60, "the graph rebuilt")
+            stats = m.engine.cache.stats()
+            assert (stats["refused"], stats["built"], stats["loaded"]) == (1, 1, 0)
+        assert alice.read_bytes() not in (forged, original)  # written anew
+
+
+def test_stale_file_is_not_used(tmp_path: Path) -> None:
+    with _open(tmp_path) as m:
+        m.add_many(_texts("alice"))
+        _built_and_saved(m)
+    with _open(tmp_path) as m:  # a write after the graph was saved
+        m.add("a later note about topic 3", user_id="alice")
+    with _open(tmp_path) as m:
+        found = _search(m)
+        wait_for(lambda: m.engine.cache.stats()["saved"] == 1, 60, "the graph rebuilt")
+        stats = m.engine.cache.stats()
+        assert (stats["stale"], stats["built"], stats["loaded"]) == (1, 1, 0)
+        assert _search(m) == found
+
+
+def test_erase_deletes_the_graph_and_an_old_copy_does_not_open(tmp_path: Path) -> None:
+    with _open(tmp_path) as m:
+        m.add_many(_texts("alice"))
+        _built_and_saved(m)
+        (path,) = _graphs(tmp_path)
+        old = path.read_bytes()
+        m.erase_user("alice")
+        assert _graphs(tmp_path) == []
+        m.add_many(_texts("alice"))  # a new key for the same user
+        _built_and_saved(m, saved=2)
+    (current,) = _graphs(tmp_path)
+    version = current.read_bytes()[len(FORMAT) : len(FORMAT) + 8]
+    current.write_bytes(_with_version(old, version))
+    with _open(tmp_path) as m:
+        _search(m)
+        wait_for(lambda: m.engine.cache.stats()["saved"] == 1, 60, "the graph rebuilt")
+        stats = m.engine.cache.stats()
+        assert (stats["refused"], stats["loaded"]) == (1, 0)
+
+
+def test_key_rotation_deletes_the_graph_and_an_old_copy_does_not_open(tmp_path: Path) -> None:
+    with _open(tmp_path) as m:
+        m.add_many(_texts("alice"))
+        before = _built_and_saved(m)
+        (path,) = _graphs(tmp_path)
+        old = path.read_bytes()
+        m.rotate_user_key("alice")
+        assert _graphs(tmp_path) == []
+        assert _built_and_saved(m, saved=2) == before
+    (current,) = _graphs(tmp_path)
+    assert current != path  # the new key generation is another scope
+    version = current.read_bytes()[len(FORMAT) : len(FORMAT) + 8]
+    current.write_bytes(_with_version(old, version))
+    with _open(tmp_path) as m:
+        assert _search(m) == before
+        wait_for(lambda: m.engine.cache.stats()["saved"] == 1, 60, "the graph rebuilt")
+        stats = m.engine.cache.stats()
+        assert (stats["refused"], stats["loaded"]) == (1, 0)
