@@ -294,3 +294,21 @@ def test_filtered_search_through_memory_matches_exact(
     same = sum(len(set(a) & set(e)) for a, e in zip(approximate, exact, strict=True))
     assert all(len(e) == 10 for e in exact)
     assert same / (10 * len(exact)) >= 0.98
+
+
+def test_the_graph_library_and_the_model_load_in_either_order() -> None:
+    """Importing usearch before ONNX Runtime crashed the process (SIGSEGV) at the model load:
+    memvault loads the graph library only after ONNX Runtime, in a fresh process here."""
+    import subprocess
+    import sys
+
+    child = (
+        "from memvault.retrieval.ann import HnswIndex\n"
+        "HnswIndex(8)\n"
+        "import onnxruntime\n"
+        "print('both loaded')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0 and "both loaded" in done.stdout, (done.returncode, done.stderr)

@@ -40,6 +40,19 @@ def available() -> bool:
     return importlib.util.find_spec("usearch") is not None
 
 
+def _index_class() -> Any:
+    """usearch's ``Index``, loaded only after ONNX Runtime where that is installed: importing
+    ``usearch.index`` first makes a later ``import onnxruntime`` crash the process with SIGSEGV
+    (seen with usearch 2.26 / numkong and onnxruntime 1.x: their native libraries do not load
+    in that order), and a server loads the model after a scope may have built its graph."""
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import onnxruntime  # noqa: F401
+
+    from usearch.index import Index
+
+    return Index
+
+
 def _grow(array: npt.NDArray[np.int64], need: int) -> npt.NDArray[np.int64]:
     if need <= len(array):
         return array
@@ -52,7 +65,7 @@ class HnswIndex:
     """The graph of one scope's rows, keyed by stable labels."""
 
     def __init__(self, dimensions: int, *, graph: Any = None) -> None:
-        from usearch.index import Index
+        Index = _index_class()
 
         self._index: Any = (
             graph
@@ -138,7 +151,7 @@ class HnswIndex:
     ) -> HnswIndex | None:
         """A graph from ``dump``'s bytes over the rows at ``positions`` (memory id -> position);
         None when it does not cover exactly those rows or is not a graph of ``dimensions``."""
-        from usearch.index import Index
+        Index = _index_class()
 
         try:
             (length,) = _HEADER.unpack_from(blob)
