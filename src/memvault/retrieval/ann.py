@@ -35,9 +35,18 @@ EXPANSION_ADD = 128  # "efConstruction"
 MIN_EXPANSION_SEARCH = 128  # "ef" floor; raised to the number of candidates asked
 
 
+def _installed(name: str) -> bool:
+    """Whether ``name`` can be imported, without importing it (a finder may refuse to look:
+    that is not installed either)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def available() -> bool:
     """Whether the HNSW library is installed."""
-    return importlib.util.find_spec("usearch") is not None
+    return _installed("usearch")
 
 
 def _index_class() -> Any:
@@ -45,7 +54,7 @@ def _index_class() -> Any:
     ``usearch.index`` first makes a later ``import onnxruntime`` crash the process with SIGSEGV
     (seen with usearch 2.26 / numkong and onnxruntime 1.x: their native libraries do not load
     in that order), and a server loads the model after a scope may have built its graph."""
-    if importlib.util.find_spec("onnxruntime") is not None:
+    if _installed("onnxruntime"):
         import onnxruntime  # noqa: F401
 
     from usearch.index import Index
