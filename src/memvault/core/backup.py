@@ -39,6 +39,7 @@ from typing import Any
 from memvault import __version__
 from memvault.clock import now_iso
 from memvault.config import Settings
+from memvault.core.rights import delete_scopes, keyless_scopes
 from memvault.errors import IntegrityError, InvalidConfig, InvalidInput, StorageError
 from memvault.memory import Memory
 from memvault.security.audit import AuditEntry
@@ -378,9 +379,7 @@ def _check_keys_target(backend: Backend, config: StoreConfig) -> None:
 
 def _shred_unreadable(memory: Memory) -> dict[str, int]:
     """Delete the rows whose data key the key store no longer holds (see the module docstring)."""
-    store = memory.engine.store
-    in_use = sorted(store.scope_ids_in_use())
-    gone = sorted(set(in_use) - memory.engine.keyring.store.present(in_use))
+    in_use, gone = keyless_scopes(memory.engine)
     if in_use and len(gone) == len(in_use):
         # Not one row opens: this is another store's key store, not erasures since the backup.
         raise InvalidConfig(
@@ -388,19 +387,7 @@ def _shred_unreadable(memory: Memory) -> dict[str, int]:
             " another store. Nothing was deleted; restore again with --force and the keys backup"
             " that goes with this data (--keys DIR)"
         )
-    shredded = {"key_scopes": len(gone), "memories": 0, "history_events": 0, "jobs": 0}
-    if not gone:
-        return shredded
-    with store.transaction() as tx:
-        for scope_id in gone:
-            memories, events, jobs = tx.delete_scope_rows(scope_id)
-            shredded["memories"] += memories
-            shredded["history_events"] += events
-            shredded["jobs"] += jobs
-            tx.bump_version(scope_id)  # versions only grow: no cache keeps the old rows
-    store.after_erase()
-    store.forget_decrypted()
-    return shredded
+    return {"key_scopes": len(gone), **delete_scopes(memory.engine, gone)}
 
 
 def _verify_sample(memory: Memory) -> int:

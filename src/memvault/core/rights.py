@@ -27,7 +27,15 @@ from memvault.errors import NotFound
 from memvault.security.keyscope import KeyScope
 from memvault.validation import Scope, check_id
 
-__all__ = ["erase_user", "export_user", "finish_cut_erasures", "purge_expired", "require_user"]
+__all__ = [
+    "delete_scopes",
+    "erase_user",
+    "export_user",
+    "finish_cut_erasures",
+    "keyless_scopes",
+    "purge_expired",
+    "require_user",
+]
 
 EXPORT_FORMAT = "memvault-export/1"
 
@@ -65,9 +73,8 @@ def erase_user(engine: Engine, user_id: str) -> dict[str, Any]:
         jobs_deleted = tx.delete_jobs(engine.namespace, user_id)
         # The user.erased event, committed with the erase (and no text of theirs left waiting).
         webhooks.record_erase(engine, tx, user_id)
-        for scope_id in scopes:
-            # Versions only grow: a cache elsewhere of these scopes sees that it is stale.
-            tx.bump_version(scope_id)
+        # Versions only grow: a cache elsewhere of these scopes sees that it is stale.
+        tx.bump_versions(sorted(set(scopes)))
     store.after_erase()
     for scope_id in scopes:
         engine.cache.drop(scope_id)
@@ -85,21 +92,38 @@ def erase_user(engine: Engine, user_id: str) -> dict[str, Any]:
 def finish_cut_erasures(engine: Engine) -> int:
     """Delete the rows, history and jobs sealed under keys an erase destroyed before it was cut
     off (see the module docstring); returns how many key scopes it cleared."""
-    store, keyring = engine.store, engine.keyring
-    in_use = sorted(store.scope_ids_in_use())
-    missing = set(in_use) - keyring.store.present(in_use)
-    shredded = sorted(scope_id for scope_id in missing if _past_generation(engine, scope_id))
-    if not shredded:
-        return 0
+    _, missing = keyless_scopes(engine)
+    shredded = [scope_id for scope_id in missing if _past_generation(engine, scope_id)]
+    delete_scopes(engine, shredded)
+    return len(shredded)
+
+
+def keyless_scopes(engine: Engine) -> tuple[list[str], list[str]]:
+    """Every key scope id that rows (memories, history, jobs) are sealed under, and those of
+    them whose data key the key store no longer holds; both sorted."""
+    in_use = sorted(engine.store.scope_ids_in_use())
+    return in_use, sorted(set(in_use) - engine.keyring.store.present(in_use))
+
+
+def delete_scopes(engine: Engine, scope_ids: list[str]) -> dict[str, int]:
+    """Delete every row, history event and job sealed under ``scope_ids`` in one transaction,
+    bump their versions and drop what this process holds of them; the counts deleted."""
+    counts = {"memories": 0, "history_events": 0, "jobs": 0}
+    if not scope_ids:
+        return counts
+    store = engine.store
     with store.transaction() as tx:
-        for scope_id in shredded:
-            tx.delete_scope_rows(scope_id)
-            tx.bump_version(scope_id)  # versions only grow: no cache keeps the old rows
+        for scope_id in scope_ids:
+            memories, events, jobs = tx.delete_scope_rows(scope_id)
+            counts["memories"] += memories
+            counts["history_events"] += events
+            counts["jobs"] += jobs
+        tx.bump_versions(scope_ids)  # versions only grow: no cache keeps the old rows
     store.after_erase()
-    for scope_id in shredded:
+    for scope_id in scope_ids:
         engine.cache.drop(scope_id)
     store.forget_decrypted()
-    return len(shredded)
+    return counts
 
 
 def _past_generation(engine: Engine, scope_id: str) -> bool:
