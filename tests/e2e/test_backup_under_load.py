@@ -27,6 +27,7 @@ from memvault import HashEmbedder, Memory
 from memvault.config import Settings
 from memvault.core.backup import backup, restore
 from tests.e2e.test_load import load
+from tests.polling import wait_for
 
 WRITERS = 4
 bench = load  # bench/load.py: its ``serve`` starts ``memvault serve`` on a free loopback port
@@ -148,13 +149,6 @@ def _states(log: list[Write]) -> list[dict[str, str]]:
     return states
 
 
-def _wait_for(condition: Any, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def _run_writers(writers: list[Writer], take_backup: Any) -> tuple[float, float]:
     """Start the writers, take the backup once each has a history, and let them go on after
     it; returns when the backup began and when it returned."""
@@ -162,18 +156,19 @@ def _run_writers(writers: list[Writer], take_backup: Any) -> tuple[float, float]
         writer.start()
     try:
         # Some history first, so that the snapshot has pages to copy while writes go on.
-        _wait_for(lambda: all(len(w.log) >= 40 for w in writers) or _failed(writers), "slow")
+        wait_for(lambda: all(len(w.log) >= 40 for w in writers) or _failed(writers), 60, "slow")
         assert not _failed(writers), [w.failure for w in writers]
         began = time.monotonic()
         take_backup()
         ended = time.monotonic()
         counts = [len(w.log) for w in writers]
         # The writers were never blocked for good: each goes on after the snapshot.
-        _wait_for(
+        wait_for(
             lambda: (
                 all(len(w.log) > c + 5 for w, c in zip(writers, counts, strict=True))
                 or _failed(writers)
             ),
+            60,
             "writers stalled by the backup",
         )
     finally:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from memvault import Client
 from memvault.cli import app
+from tests.polling import wait_for
 from tests.server.conftest import RunningServer
 
 runner = CliRunner()
@@ -122,7 +123,6 @@ def test_entries_are_written_while_requests_never_pause(home: Path) -> None:
     without a new entry (or at 500), so steady traffic held every entry in memory, where a
     SIGKILL lost them all. Now a batch is written 0.2 s after its first entry at the latest."""
     import threading
-    import time
 
     from memvault import HashEmbedder, Memory
     from memvault.security.audit import AuditEntry
@@ -137,10 +137,11 @@ def test_entries_are_written_while_requests_never_pause(home: Path) -> None:
         thread = threading.Thread(target=traffic)
         thread.start()
         try:
-            deadline = time.monotonic() + 10
-            while not m.audit.entries(None, limit=1):
-                assert time.monotonic() < deadline, "no entry written while traffic went on"
-                time.sleep(0.05)
+            wait_for(
+                lambda: bool(m.audit.entries(None, limit=1)),
+                10,
+                "an entry written while traffic went on",
+            )
             assert thread.is_alive()  # written while entries kept coming
         finally:
             stop.set()

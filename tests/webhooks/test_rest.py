@@ -12,6 +12,7 @@ import pytest
 from memvault import Client
 from memvault.errors import DeliveryNotRetryable, DestinationRefused, Forbidden, NotFound
 from memvault.webhooks import verify
+from tests.polling import wait_for
 from tests.server.conftest import RunningServer, start_server  # noqa: F401
 from tests.webhooks.conftest import LOOPBACK, Receiver
 
@@ -30,17 +31,18 @@ def test_configure_deliver_list_rotate_remove(
         secret = made["secret"]
         assert admin.webhook() == {k: v for k, v in made.items() if k != "secret"}
         added = admin.add("Ivy waters the ferns on Sundays", user_id="ivy")["results"][0]
-        deadline = time.monotonic() + 15
-        while not receiver.received and time.monotonic() < deadline:
-            time.sleep(0.05)  # the server's worker polls every second: wait for it, bounded
+        # The server's worker polls every second: wait for it, bounded.
+        wait_for(lambda: bool(receiver.received), 15, "the delivery")
         (item,) = receiver.received
         verify(secret, item.body, item.headers["X-Memvault-Signature"], now=time.time())
         event = json.loads(item.body)
         assert (event["type"], event["data"]["memory_id"]) == ("memory.added", added["id"])
         assert event["data"]["text"] == "Ivy waters the ferns on Sundays"
-        while admin.webhook_deliveries()["results"][0]["status"] != "delivered":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(
+            lambda: admin.webhook_deliveries()["results"][0]["status"] == "delivered",
+            15,
+            "the delivery recorded as delivered",
+        )
         (listed,) = admin.webhook_deliveries(status="delivered")["results"]
         assert listed["id"] == event["id"] and "text" not in listed
         with pytest.raises(DeliveryNotRetryable):
