@@ -1107,6 +1107,8 @@ class Memory:
             self._keyring.destroy_all(self.namespace)
             tx.delete_namespace(self.namespace)
             tx.delete_jobs(self.namespace)
+            # Its waiting events name its users and memories: they go too (the webhook stays).
+            tx.delete_deliveries(self.namespace)
         self._cache.drop()
         self._store.forget_decrypted()
 
