@@ -1,11 +1,15 @@
-"""A namespace reset leaves nothing of its users in the webhook outbox."""
+"""A namespace reset leaves nothing of its users in the webhook outbox; another namespace
+reaches none of a namespace's webhook or deliveries."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
 
+import pytest
+
 from memvault import Memory
+from memvault.errors import NotFound
 from tests.webhooks.conftest import FakeClock, Receiver
 
 
@@ -23,3 +27,27 @@ def test_a_reset_namespace_leaves_no_pending_event_or_user_id_in_the_outbox(
         with sqlite3.connect(m.home / "memvault.db") as db:
             left = db.execute("SELECT COUNT(*) FROM webhook_outbox").fetchone()[0]
         assert left == 0
+
+
+def test_another_namespace_sees_and_retries_none_of_a_namespaces_deliveries(
+    open_memory: Callable[..., Memory], receiver: Receiver, clock: FakeClock
+) -> None:
+    m = open_memory()
+    m.configure_webhook(receiver.url, include_text=True)
+    receiver.statuses = [500] * 20
+    m.add("only for namespace one", user_id="ann", infer=False)
+    worker = m.webhook_worker(clock=clock)
+    for _ in range(12):  # every attempt fails: the event ends dead
+        worker.deliver_due()
+        clock.advance(3600)
+    [dead] = m.webhook_deliveries(status="dead")["results"]
+    other = m.namespaced("tenant-two")
+    assert other.webhook_deliveries()["results"] == []
+    with pytest.raises(NotFound):
+        other.retry_webhook_delivery(dead["id"])
+    with pytest.raises(NotFound):
+        other.webhook()
+    with pytest.raises(NotFound):
+        other.remove_webhook()
+    assert m.webhook()["url"] == receiver.url
+    assert [d["status"] for d in m.webhook_deliveries()["results"]] == ["dead"]
