@@ -120,3 +120,30 @@ def test_a_plain_point_imports(tmp_path: Path, home: Path) -> None:
         import_records(m, records, kind="mem0-local")
         [stored] = m.get_all(user_id="ann")["results"]
         assert (stored["memory"], stored["metadata"]) == ("fine", {"topic": "ok"})
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        # A name in the allowed module that is a callable elsewhere: it is still only _Fields,
+        # and calling it with arguments fails (the row is named).
+        b"cqdrant_client.http.models.models\nexec\n(Vimport os; os.mkdir('MARK')\ntR.",
+        # Any other module, however it is spelled.
+        b"cbuiltins\nexec\n(Vimport os; os.mkdir('MARK')\ntR.",
+        b"cqdrant_client.http.models.models.os\nsystem\n(Vtrue\ntR.",
+        b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x8c\x06system\x93.",
+    ],
+    ids=["allowed-module-reduce", "builtins", "submodule", "stack-global"],
+)
+def test_a_gadget_runs_nothing(
+    tmp_path: Path, blob: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    history = _storage(tmp_path, [])
+    db = sqlite3.connect(tmp_path / "qdrant" / "collection" / "mem0" / "storage.sqlite")
+    db.execute("INSERT INTO points VALUES ('g', ?)", (blob,))
+    db.commit()
+    db.close()
+    with pytest.raises(InvalidInput):
+        read_mem0_local(history, tmp_path / "qdrant", "mem0")
+    assert not (tmp_path / "MARK").exists()
