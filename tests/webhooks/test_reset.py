@@ -1,8 +1,10 @@
 """A namespace reset leaves nothing of its users in the webhook outbox; another namespace
-reaches none of a namespace's webhook or deliveries."""
+reaches none of a namespace's webhook or deliveries; an erase or key rotation by another process
+leaves no text for this one to send."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 
@@ -51,3 +53,22 @@ def test_another_namespace_sees_and_retries_none_of_a_namespaces_deliveries(
         other.remove_webhook()
     assert m.webhook()["url"] == receiver.url
     assert [d["status"] for d in m.webhook_deliveries()["results"]] == ["dead"]
+
+
+def test_an_erase_or_rotation_by_another_process_sends_no_text_here(
+    open_memory: Callable[..., Memory], receiver: Receiver, clock: FakeClock
+) -> None:
+    serving = open_memory()
+    serving.configure_webhook(receiver.url, include_text=True)
+    serving.add("Gus hides his keys under the mat", user_id="gus", infer=False)
+    serving.add("Hal keeps cash in the freezer", user_id="hal", infer=False)
+    assert serving.search("keys", user_id="gus")["results"]  # this process holds gus's key
+    assert serving.search("cash", user_id="hal")["results"]
+    other = open_memory()  # another process on the same store
+    other.erase_user("gus")
+    other.rotate_user_key("hal")
+    serving.webhook_worker(clock=clock).deliver_due()
+    sent = [json.loads(r.body) for r in receiver.received]
+    added = [e for e in sent if e["type"] == "memory.added"]
+    assert len(added) == 2 and all(e["data"]["text"] is None for e in added)
+    assert not any(b"Gus hides" in r.body or b"Hal keeps" in r.body for r in receiver.received)
