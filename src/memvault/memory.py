@@ -1104,9 +1104,13 @@ class Memory:
         """Erase this namespace: its data keys first (so copies become unreadable), then rows."""
         with self._store.transaction() as tx:  # the namespace's lock first, alone
             self._engine.lock_owners(tx, [], alone=True)
-            self._keyring.destroy_all(self.namespace)
+            destroyed = self._keyring.destroy_all(self.namespace)
             tx.delete_namespace(self.namespace)
             tx.delete_jobs(self.namespace)
+            # Its waiting events name its users and memories: they go too (the webhook stays).
+            tx.delete_deliveries(self.namespace)
+        for scope_id in destroyed:  # each scope's sealed graph file too
+            self._cache.drop(scope_id)
         self._cache.drop()
         self._store.forget_decrypted()
 

@@ -174,3 +174,17 @@ def test_key_rotation_deletes_the_graph_and_an_old_copy_does_not_open(tmp_path: 
         wait_for(lambda: m.engine.cache.stats()["saved"] == 1, 60, "the graph rebuilt")
         stats = m.engine.cache.stats()
         assert (stats["refused"], stats["loaded"]) == (1, 0)
+
+
+def test_reset_deletes_the_namespaces_graph_files(tmp_path: Path) -> None:
+    with _open(tmp_path) as m:
+        m.add_many(_texts("alice"))
+        _built_and_saved(m)
+        other = m.namespaced("tenant-two")
+        other.add_many(_texts("bob"))
+        _search(other, "bob")
+        wait_for(lambda: m.engine.cache.stats()["saved"] == 2, 60, "both graphs saved")
+        assert len(_graphs(tmp_path)) == 2
+        m.reset()
+        assert len(_graphs(tmp_path)) == 1  # the other namespace's graph stays
+        assert len(_search(other, "bob")) == 5

@@ -507,16 +507,19 @@ class KeyRing:
             self._keys.drop_master_check(version)
             self._ring.drop_version(version)
 
-    def destroy_all(self, namespace: str) -> None:
+    def destroy_all(self, namespace: str) -> list[str]:
         """Forget every data key of a namespace (used by ``reset``): its rows become noise.
-        Each key scope moves to a new generation, so no id is ever reused."""
+        Each key scope moves to a new generation, so no id is ever reused. Returns the ids of
+        the keys destroyed (what was derived from them, such as graph files, goes too)."""
         with self._lock:
             ids = [
                 KeyScope(namespace, kind, owner, generation).id  # type: ignore[arg-type]
                 for kind, owner, current in self._keys.namespace_generations(namespace)
                 for generation in range(1, current + 1)
             ]
-            self._forget([*ids, *self._keys.delete_namespace(namespace, ids)])
+            gone = [*ids, *self._keys.delete_namespace(namespace, ids)]
+            self._forget(gone)
+        return gone
 
     def drop_legacy_keys(self) -> int:
         """Forget every key still under a pre-v2 name (once no row needs one): each was adopted

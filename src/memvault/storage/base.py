@@ -223,6 +223,10 @@ class WriteTx(Protocol):
         """Remove the sealed text of a user's events (an erase); how many had one."""
         ...
 
+    def delete_deliveries(self, namespace: str) -> int:
+        """Drop every event of the namespace, whatever its state (a reset); how many."""
+        ...
+
 
 class MemoryStore(Protocol):
     """Memories, history and scope versions; every read bounded to one namespace."""

@@ -1368,6 +1368,13 @@ class _PgTx:
             ).rowcount
         )
 
+    def delete_deliveries(self, namespace: str) -> int:
+        return int(
+            self._conn.execute(
+                "DELETE FROM webhook_outbox WHERE namespace = %s", (namespace,)
+            ).rowcount
+        )
+
 
 _INSERT_MEMORY = (
     "INSERT INTO memories (id, namespace, scope_id, user_id, agent_id, run_id, actor_id,"

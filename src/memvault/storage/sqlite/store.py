@@ -1283,6 +1283,11 @@ class SQLiteTx:
             ).rowcount
         )
 
+    def delete_deliveries(self, namespace: str) -> int:
+        return int(
+            self.db.execute("DELETE FROM webhook_outbox WHERE namespace = ?", (namespace,)).rowcount
+        )
+
 
 def _webhook(row: sqlite3.Row) -> WebhookRow:
     hook = WebhookRow(*row)
