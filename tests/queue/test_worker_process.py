@@ -54,7 +54,7 @@ def test_a_worker_process_runs_every_namespaces_jobs_and_stops_on_sigterm(home: 
                 worker.send_signal(signal.SIGTERM)
                 output, _ = worker.communicate(timeout=60)
     assert worker.returncode == 0, output
-    assert "2 running on sqlite" in output and "job workers stopped" in output
+    assert "2 running on sqlite" in output and "workers stopped" in output
     assert len(chat.chat_requests) == 6  # one extraction per job, each job once
 
 

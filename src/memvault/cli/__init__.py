@@ -696,8 +696,9 @@ def jobs_work(
     home: HomeOption = None,
     embedder: EmbedderOption = None,
 ) -> None:
-    """Run the queue's workers in this process until Ctrl-C or SIGTERM (beside servers started
-    with MEMVAULT_JOB_WORKERS=0, so inference never shares their CPU); every namespace's jobs."""
+    """Run the queue's workers and the webhook senders in this process until Ctrl-C or SIGTERM
+    (beside servers started with MEMVAULT_JOB_WORKERS=0 and MEMVAULT_WEBHOOK_WORKERS=0, so
+    inference and delivery never share their CPU); every namespace's jobs and events."""
     from memvault.cli.worker import work_until_stopped
 
     with _memory(home, embedder, None) as memory:
