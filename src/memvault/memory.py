@@ -809,9 +809,11 @@ class Memory:
         """Stop sending events; those not yet delivered (and dead ones) are dropped."""
         return webhooks.remove(self._engine)
 
-    def rotate_webhook_secret(self) -> dict[str, Any]:
-        """A new signing secret, in this answer only; the old one signs nothing from now on."""
-        return webhooks.rotate_secret(self._engine)
+    def rotate_webhook_secret(self, *, overlap_seconds: int = 0) -> dict[str, Any]:
+        """A new signing secret, in this answer only. The old one signs nothing from now on, or,
+        with ``overlap_seconds`` (up to 7 days), signs beside the new one for that long (a
+        second ``v1=`` in each signature), so receivers can switch without refusing one."""
+        return webhooks.rotate_secret(self._engine, overlap_seconds=overlap_seconds)
 
     def webhook_deliveries(
         self, *, status: str | None = None, limit: int = 100

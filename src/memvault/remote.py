@@ -448,9 +448,10 @@ def remove_webhook() -> Plan[dict[str, Any]]:
     return dict((yield Call("DELETE", _WEBHOOK)))
 
 
-def rotate_webhook_secret() -> Plan[dict[str, Any]]:
+def rotate_webhook_secret(*, overlap_seconds: int = 0) -> Plan[dict[str, Any]]:
     """``POST /v1/namespace/webhook/rotate-secret`` (admin)."""
-    return dict((yield Call("POST", _WEBHOOK + "rotate-secret")))
+    body = {"overlap_seconds": overlap_seconds}
+    return dict((yield Call("POST", _WEBHOOK + "rotate-secret", body)))
 
 
 def webhook_deliveries(

@@ -175,6 +175,56 @@ def test_rotate_secret_and_remove(
         m.remove_webhook()
 
 
+def test_a_rotation_with_an_overlap_signs_with_both_secrets_until_it_ends(
+    open_memory: Callable[..., Memory], receiver: Receiver, clock: FakeClock
+) -> None:
+    m = open_memory()
+    first = m.configure_webhook(receiver.url)["secret"]
+    rotated = m.rotate_webhook_secret(overlap_seconds=3600)
+    second = rotated["secret"]
+    assert rotated["previous_secret_expires_at"] == m.webhook()["previous_secret_expires_at"]
+    m.add("during the overlap", user_id="hal", infer=False)
+    worker = m.webhook_worker(clock=clock)
+    assert worker.deliver_due() == 1
+    item = receiver.received[0]
+    header = item.headers["X-Memvault-Signature"]
+    assert header.count("v1=") == 2
+    for secret in (first, second):  # a receiver still on the old secret, and one switched
+        verify(secret, item.body, header, now=clock().timestamp())
+
+    clock.advance(3600)  # the overlap is over: the old secret signs nothing
+    m.add("after the overlap", user_id="hal", infer=False)
+    assert worker.deliver_due() == 1
+    later = receiver.received[1]
+    assert later.headers["X-Memvault-Signature"].count("v1=") == 1
+    verify(second, later.body, later.headers["X-Memvault-Signature"], now=clock().timestamp())
+    with pytest.raises(Unauthorized):
+        verify(first, later.body, later.headers["X-Memvault-Signature"], now=clock().timestamp())
+
+    third = m.rotate_webhook_secret()["secret"]  # no overlap: the second one stops at once
+    assert "previous_secret_expires_at" not in m.webhook()
+    m.add("after a plain rotation", user_id="hal", infer=False)
+    assert worker.deliver_due() == 1
+    last = receiver.received[2]
+    verify(third, last.body, last.headers["X-Memvault-Signature"], now=clock().timestamp())
+    with pytest.raises(Unauthorized):
+        verify(second, last.body, last.headers["X-Memvault-Signature"], now=clock().timestamp())
+    for box in (first, second, third):  # neither secret is ever on disk in the clear
+        assert not any(box.encode() in path.read_bytes() for path in m.home.glob("*.db*"))
+
+
+@pytest.mark.parametrize("overlap", [-1, 7 * 24 * 3600 + 1, True, 1.5, "60"])
+def test_a_bad_overlap_is_refused_and_keeps_the_secret(
+    open_memory: Callable[..., Memory], overlap: object
+) -> None:
+    m = open_memory()
+    m.configure_webhook("http://127.0.0.1:9/hook")
+    before = m.webhook()
+    with pytest.raises(InvalidInput):
+        m.rotate_webhook_secret(overlap_seconds=overlap)  # type: ignore[arg-type]
+    assert m.webhook() == before
+
+
 def test_destinations_outside_the_allow_list_are_refused(
     open_memory: Callable[..., Memory], receiver: Receiver
 ) -> None:

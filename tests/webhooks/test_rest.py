@@ -10,7 +10,13 @@ from collections.abc import Callable
 import pytest
 
 from memvault import Client
-from memvault.errors import DeliveryNotRetryable, DestinationRefused, Forbidden, NotFound
+from memvault.errors import (
+    DeliveryNotRetryable,
+    DestinationRefused,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+)
 from memvault.webhooks import verify
 from tests.polling import wait_for
 from tests.server.conftest import RunningServer, start_server  # noqa: F401
@@ -50,7 +56,15 @@ def test_configure_deliver_list_rotate_remove(
         with pytest.raises(NotFound):
             admin.retry_webhook_delivery("no-such-delivery")
         rotated = admin.rotate_webhook_secret()
-        assert rotated["secret"] != secret
+        assert rotated["secret"] != secret and "previous_secret_expires_at" not in rotated
+        overlapping = admin.rotate_webhook_secret(overlap_seconds=600)
+        assert overlapping["previous_secret_expires_at"] > overlapping["updated_at"]
+        assert (
+            admin.webhook()["previous_secret_expires_at"]
+            == (overlapping["previous_secret_expires_at"])
+        )
+        with pytest.raises(InvalidInput):
+            admin.rotate_webhook_secret(overlap_seconds=604801)
         assert admin.remove_webhook()["deleted"] is True
         with pytest.raises(NotFound):
             admin.webhook()

@@ -204,6 +204,12 @@ export interface Webhook {
     updated_at: string;
     /** The signing secret: only in the answer that made it (a new webhook, a rotation). */
     secret?: string;
+    /** While a rotated secret still signs beside the new one: when it stops. */
+    previous_secret_expires_at?: string;
+}
+export interface RotateWebhookSecretOptions {
+    /** How long the old secret goes on signing beside the new one, up to 7 days (default 0). */
+    overlap_seconds?: number;
 }
 export interface WebhookDelivery {
     id: string;
@@ -322,8 +328,9 @@ export declare class MemvaultClient {
         deleted: boolean;
         deliveries_deleted: number;
     }>;
-    /** `POST /v1/namespace/webhook/rotate-secret` (admin): the new secret, in this answer only. */
-    rotate_webhook_secret(): Promise<Webhook>;
+    /** `POST /v1/namespace/webhook/rotate-secret` (admin): the new secret, in this answer only;
+     * with `overlap_seconds` the old one goes on signing beside it for that long. */
+    rotate_webhook_secret(options?: RotateWebhookSecretOptions): Promise<Webhook>;
     /** `GET /v1/namespace/webhook/deliveries/?status=&limit=` (admin): newest first. */
     webhook_deliveries(options?: WebhookDeliveriesOptions): Promise<{
         results: WebhookDelivery[];

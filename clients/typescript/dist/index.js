@@ -569,9 +569,11 @@ export class MemvaultClient {
         const answer = object(await this.send({ method: "DELETE", path: WEBHOOK }));
         return answer;
     }
-    /** `POST /v1/namespace/webhook/rotate-secret` (admin): the new secret, in this answer only. */
-    async rotate_webhook_secret() {
-        const answer = await this.send({ method: "POST", path: `${WEBHOOK}rotate-secret` });
+    /** `POST /v1/namespace/webhook/rotate-secret` (admin): the new secret, in this answer only;
+     * with `overlap_seconds` the old one goes on signing beside it for that long. */
+    async rotate_webhook_secret(options = {}) {
+        const json = { overlap_seconds: options.overlap_seconds ?? 0 };
+        const answer = await this.send({ method: "POST", path: `${WEBHOOK}rotate-secret`, json });
         return object(answer);
     }
     /** `GET /v1/namespace/webhook/deliveries/?status=&limit=` (admin): newest first. */

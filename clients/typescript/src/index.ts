@@ -233,6 +233,13 @@ export interface Webhook {
   updated_at: string;
   /** The signing secret: only in the answer that made it (a new webhook, a rotation). */
   secret?: string;
+  /** While a rotated secret still signs beside the new one: when it stops. */
+  previous_secret_expires_at?: string;
+}
+
+export interface RotateWebhookSecretOptions {
+  /** How long the old secret goes on signing beside the new one, up to 7 days (default 0). */
+  overlap_seconds?: number;
 }
 
 export interface WebhookDelivery {
@@ -889,9 +896,11 @@ export class MemvaultClient {
     return answer as unknown as { deleted: boolean; deliveries_deleted: number };
   }
 
-  /** `POST /v1/namespace/webhook/rotate-secret` (admin): the new secret, in this answer only. */
-  async rotate_webhook_secret(): Promise<Webhook> {
-    const answer = await this.send({ method: "POST", path: `${WEBHOOK}rotate-secret` });
+  /** `POST /v1/namespace/webhook/rotate-secret` (admin): the new secret, in this answer only;
+   * with `overlap_seconds` the old one goes on signing beside it for that long. */
+  async rotate_webhook_secret(options: RotateWebhookSecretOptions = {}): Promise<Webhook> {
+    const json = { overlap_seconds: options.overlap_seconds ?? 0 };
+    const answer = await this.send({ method: "POST", path: `${WEBHOOK}rotate-secret`, json });
     return object(answer) as unknown as Webhook;
   }
 

@@ -167,6 +167,8 @@ describe("against memvault serve", { skip }, () => {
     assert.equal(refused.code, "destination_refused");
     assert.deepEqual((await m.webhook_deliveries({ status: "dead", limit: 5 })).results, []);
     assert.equal((await failure(m.rotate_webhook_secret())).code, "not_found");
+    assert.equal((await failure(m.rotate_webhook_secret({ overlap_seconds: 3600 }))).code, "not_found");
+    assert.equal((await failure(m.rotate_webhook_secret({ overlap_seconds: -1 }))).code, "invalid_input");
     assert.equal((await failure(m.remove_webhook())).code, "not_found");
     assert.equal((await failure(m.retry_webhook_delivery("no-such-delivery"))).code, "not_found");
     assert.equal((await failure(m.retry_webhook_delivery(".."))).code, "not_found");

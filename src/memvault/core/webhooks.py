@@ -99,13 +99,52 @@ def _secret_binding(namespace: str) -> Binding:
     return Binding(namespace, None, None, None, "webhook")
 
 
-def _seal_secret(keyring: KeyRing, namespace: str, secret: str) -> bytes:
-    return keyring.cipher_for(WEBHOOKS).seal(_secret_binding(namespace), _SECRET, secret.encode())
+@dataclass(frozen=True)
+class Secrets:
+    """A webhook's signing secrets: the current one and, for a while after a rotation with an
+    overlap, the one before it, so receivers can switch without refusing a delivery."""
+
+    current: str
+    previous: str | None = None
+    previous_until: str | None = None  # ISO 8601, UTC
+
+    def previous_valid(self, now: datetime) -> bool:
+        return (
+            self.previous is not None
+            and self.previous_until is not None
+            and now < datetime.fromisoformat(self.previous_until)
+        )
+
+    def signing(self, now: datetime) -> list[str]:
+        """The secrets that sign a delivery sent at ``now``: the current one first."""
+        if self.previous is not None and self.previous_valid(now):
+            return [self.current, self.previous]
+        return [self.current]
 
 
-def _open_secret(keyring: KeyRing, hook: WebhookRow) -> str:
+def _seal_secrets(keyring: KeyRing, namespace: str, secrets: Secrets) -> bytes:
+    # A lone secret is stored as itself (it starts with ``whsec_``); with an overlap, as a JSON
+    # object (it starts with ``{``): the two forms cannot be mistaken for each other.
+    if secrets.previous is None:
+        plain = secrets.current
+    else:
+        plain = json.dumps(
+            {
+                "current": secrets.current,
+                "previous": secrets.previous,
+                "previous_until": secrets.previous_until,
+            }
+        )
+    return keyring.cipher_for(WEBHOOKS).seal(_secret_binding(namespace), _SECRET, plain.encode())
+
+
+def _open_secrets(keyring: KeyRing, hook: WebhookRow) -> Secrets:
     cipher = keyring.cipher_for(WEBHOOKS)
-    return cipher.open(_secret_binding(hook.namespace), _SECRET, hook.secret_box).decode()
+    plain = cipher.open(_secret_binding(hook.namespace), _SECRET, hook.secret_box).decode()
+    if not plain.startswith("{"):
+        return Secrets(plain)
+    fields = json.loads(plain)
+    return Secrets(fields["current"], fields["previous"], fields["previous_until"])
 
 
 def _public(hook: WebhookRow, secret: str | None = None) -> dict[str, Any]:
@@ -136,7 +175,7 @@ def configure(
         namespace=namespace,
         url=url,
         include_text=include_text,
-        secret_box=_seal_secret(engine.keyring, namespace, secret),
+        secret_box=_seal_secrets(engine.keyring, namespace, Secrets(secret)),
         created_at=now,
         updated_at=now,
     )
@@ -146,17 +185,41 @@ def configure(
     return webhook(engine)
 
 
-def webhook(engine: Engine) -> dict[str, Any]:
+def webhook(engine: Engine, now: datetime | None = None) -> dict[str, Any]:
     hook = engine.store.get_webhook(engine.namespace)
     if hook is None:
         raise NotFound(f"namespace {engine.namespace} has no webhook")
-    return _public(hook)
+    shown = _public(hook)
+    secrets = _open_secrets(engine.keyring, hook)
+    if secrets.previous_valid(now or _system_clock()):
+        shown["previous_secret_expires_at"] = secrets.previous_until
+    return shown
 
 
-def rotate_secret(engine: Engine) -> dict[str, Any]:
-    """A new secret, shown in this answer only; the old one signs nothing from now on."""
+MAX_OVERLAP_SECONDS = 7 * 24 * 3600
+
+
+def rotate_secret(engine: Engine, *, overlap_seconds: int = 0) -> dict[str, Any]:
+    """A new secret, shown in this answer only. The old one signs nothing from now on, or, with
+    ``overlap_seconds``, goes on signing beside the new one (a second ``v1=``) for that long,
+    so receivers can switch without refusing a delivery."""
+    if (
+        isinstance(overlap_seconds, bool)
+        or not isinstance(overlap_seconds, int)
+        or not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS
+    ):
+        raise InvalidInput(
+            f"overlap_seconds must be an integer from 0 to {MAX_OVERLAP_SECONDS} (7 days)"
+        )
+    hook = engine.store.get_webhook(engine.namespace)
+    if hook is None:
+        raise NotFound(f"namespace {engine.namespace} has no webhook")
     secret = new_secret()
-    box = _seal_secret(engine.keyring, engine.namespace, secret)
+    rotated = Secrets(secret)
+    if overlap_seconds:
+        until = _system_clock() + timedelta(seconds=overlap_seconds)
+        rotated = Secrets(secret, _open_secrets(engine.keyring, hook).current, iso(until))
+    box = _seal_secrets(engine.keyring, engine.namespace, rotated)
     if not engine.store.update_webhook(engine.namespace, now_iso(), secret_box=box):
         raise NotFound(f"namespace {engine.namespace} has no webhook")
     return {**webhook(engine), "secret": secret}
@@ -358,7 +421,7 @@ class WebhookWorker:
             body = json.dumps(
                 self._payload(engine, hook, row), ensure_ascii=False, separators=(",", ":")
             ).encode()
-            secret = _open_secret(engine.keyring, hook)
+            secrets = _open_secrets(engine.keyring, hook).signing(self._clock())
             destination = check_destination(hook.url, self._allow, self._resolver)
             headers = {
                 "Content-Type": "application/json",
@@ -366,7 +429,7 @@ class WebhookWorker:
                 "X-Memvault-Event": row.event,
                 "X-Memvault-Delivery": row.id,
                 "Idempotency-Key": row.id,
-                SIGNATURE_HEADER: sign(secret, body, int(self._clock().timestamp())),
+                SIGNATURE_HEADER: sign(secrets, body, int(self._clock().timestamp())),
             }
             answer = post(
                 destination,

@@ -323,11 +323,25 @@ class WebhookConfig(Strict):
     )
 
 
+class WebhookRotation(Strict):
+    overlap_seconds: StrictInt = Field(
+        0,
+        ge=0,
+        le=604800,
+        description="How long the old secret goes on signing beside the new one (a second"
+        " v1= in X-Memvault-Signature), up to 7 days; 0: it signs nothing from now on.",
+    )
+
+
 class WebhookInfo(BaseModel):
     url: str
     include_text: bool
     created_at: str
     updated_at: str
+    previous_secret_expires_at: str | None = Field(
+        None,
+        description="While a rotated secret still signs beside the new one: when it stops.",
+    )
     secret: str | None = Field(
         None,
         description="The signing secret: only in the answer that made it (a new webhook, a"

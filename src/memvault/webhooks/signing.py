@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 
 from memvault.errors import Unauthorized
 
@@ -31,9 +32,12 @@ def _mac(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """The ``X-Memvault-Signature`` value of ``body`` sent at ``timestamp`` (unix seconds)."""
-    return f"t={timestamp},v1={_mac(secret, timestamp, body)}"
+def sign(signing_secrets: str | Sequence[str], body: bytes, timestamp: int) -> str:
+    """The ``X-Memvault-Signature`` value of ``body`` sent at ``timestamp`` (unix seconds): one
+    ``v1=`` per secret (two while a rotated secret overlaps its successor)."""
+    chosen = [signing_secrets] if isinstance(signing_secrets, str) else list(signing_secrets)
+    macs = ",".join(f"v1={_mac(secret, timestamp, body)}" for secret in chosen)
+    return f"t={timestamp},{macs}"
 
 
 def verify(

@@ -17,6 +17,7 @@ from memvault.server.schemas import (
     WebhookDelivery,
     WebhookDeliveryList,
     WebhookInfo,
+    WebhookRotation,
 )
 
 __all__ = ["router"]
@@ -68,9 +69,11 @@ def delete_webhook(principal: Keeper) -> dict[str, Any]:
     response_model_exclude_none=True,
     responses=error_responses(401, 403, 404, 429),
 )
-def rotate_secret(principal: Keeper) -> dict[str, Any]:
-    """A new secret, in this answer only; the old one signs nothing from now on."""
-    return principal.memory.rotate_webhook_secret()
+def rotate_secret(principal: Keeper, body: WebhookRotation | None = None) -> dict[str, Any]:
+    """A new secret, in this answer only. The old one signs nothing from now on, or goes on
+    signing beside it for ``overlap_seconds``."""
+    overlap = body.overlap_seconds if body is not None else 0
+    return principal.memory.rotate_webhook_secret(overlap_seconds=overlap)
 
 
 @router.get(
