@@ -78,6 +78,7 @@ MAX_DEPTH = 64  # segments of a scope path
 MAX_CACHE_BYTES = 64 * 1024 * 1024
 PAGE = 1000
 MAX_SCAN = 10_000
+MAX_SEARCH = 1000  # memvault's largest top_k
 IN_CHUNK = 500  # ids per ``in`` condition (memvault allows 1,000 conditions)
 
 
@@ -305,8 +306,13 @@ class MemvaultStorage:
         limit: int = 10,
         min_score: float = 0.0,
     ) -> list[tuple[MemoryRecord, float]]:
-        """memvault's hybrid search with the text ``query_embedding`` was made from."""
+        """memvault's hybrid search with the text ``query_embedding`` was made from (the best
+        ``limit`` hits, at most 1,000: CrewAI asks for a multiple of its own limit)."""
         query = self.embedder.text_of(query_embedding)
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise InvalidInput("limit must be an integer")
+        if limit < 1:
+            return []
         scope = self._read_scope(scope_prefix)
         hits = self.memory.search(
             query,
@@ -314,7 +320,7 @@ class MemvaultStorage:
             agent_id=scope.agent_id,
             run_id=scope.run_id,
             filters={"AND": _conditions(scope_prefix, categories, metadata_filter)},
-            top_k=limit,
+            top_k=min(limit, MAX_SEARCH),
             threshold=min_score if min_score > 0 else None,
         )["results"]
         return [(_record(hit), float(hit["score"])) for hit in hits]

@@ -427,7 +427,15 @@ def test_hostile_strings_are_values(make_crew: Make, value: str) -> None:
 
 
 def test_bad_input_is_refused_clearly(make_crew: Make) -> None:
-    storage, _ = make_crew(user_id="alice")
+    storage, crew_memory = make_crew(user_id="alice")
+    remember(crew_memory, "the only record")
+    query = storage.embedder(["record"])[0]
+    # CrewAI asks for twice its limit: past memvault's 1,000 the best 1,000 come back.
+    assert len(storage.search(query, limit=5000)) == 1
+    assert storage.search(query, limit=0) == []
+    with pytest.raises(InvalidInput):
+        storage.search(query, limit="10")  # type: ignore[arg-type]
+    storage.reset()
     with pytest.raises(InvalidInput):
         storage.count("/" + "/".join(["x"] * 65))  # deeper than 64 segments
     with pytest.raises(InvalidInput):
