@@ -26,7 +26,7 @@ install: $(STAMP)
 $(CREWAI_STAMP): pyproject.toml $(CREWAI_REQUIREMENTS)
 	test -x $(CREWAI_VENV)/bin/python || $(PYTHON) -m venv $(CREWAI_VENV)
 	$(CREWAI_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CREWAI_VENV)/bin/python -m pip install --quiet -r $(CREWAI_REQUIREMENTS) -e .
+	$(CREWAI_VENV)/bin/python -m pip install --quiet -r $(CREWAI_REQUIREMENTS) -e '.[local]'
 	touch $(CREWAI_STAMP)
 
 ## crewai-env: the side environment .venv-crewai (CrewAI beside memvault) that make test uses

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from crewai.memory.storage.factory import set_memory_storage_factory
 from crewai.memory.types import MemoryRecord
 from crewai.memory.unified_memory import Memory as CrewMemory
 
+from conftest import crew
 from memvault import Memory
 from memvault.errors import Forbidden, InvalidConfig, InvalidInput, MissingScope
 from memvault.integrations.crewai import MemvaultEmbedder, MemvaultStorage
@@ -43,6 +45,13 @@ def remember(crew_memory: CrewMemory, text: str, scope: str = "/crew", **kwargs:
 
 def contents(matches: list[Any]) -> list[str]:
     return [match.record.content for match in matches]
+
+
+def test_the_network_guard_holds_here() -> None:
+    # tests/netguard is on PYTHONPATH: CrewAI (telemetry, an LLM, a hub) reaches loopback only.
+    # TEST-NET-1 (RFC 5737): refused by the guard before any packet is sent.
+    with pytest.raises(ConnectionRefusedError, match="loopback"):
+        socket.create_connection(("192.0.2.1", 80), timeout=2)
 
 
 def test_it_is_a_crewai_storage_backend(memory: Memory) -> None:
@@ -132,6 +141,21 @@ def test_remember_many_saves_in_the_background(make_crew: Make) -> None:
     # recall waits for the pending saves (CrewAI's read barrier).
     assert contents(crew_memory.recall("chess", depth="shallow", limit=1)) == ["Alice plays chess"]
     assert storage.count() == 2
+
+
+def test_recall_by_meaning_with_the_local_model(tmp_path: Any) -> None:
+    # memvault's real model (memvault[local]), what the docs install beside CrewAI: a question
+    # that shares no word with the memory finds it by meaning.
+    from memvault.embedding.onnx import OnnxEmbedder
+
+    with Memory(tmp_path / "local", embedder=OnnxEmbedder()) as memory:
+        storage = MemvaultStorage(memory, user_id="alice")
+        crew_memory = crew(storage)
+        remember(crew_memory, "Alice is allergic to peanuts", scope="/crew/health")
+        remember(crew_memory, "Alice works as a nurse in Lyon", scope="/crew/work")
+        found = crew_memory.recall("what can't alice eat?", depth="shallow", limit=1)
+        assert contents(found) == ["Alice is allergic to peanuts"]
+        crew_memory.close()
 
 
 def test_update_of_a_missing_record_is_refused(make_crew: Make) -> None:
