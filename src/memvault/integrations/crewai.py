@@ -472,7 +472,13 @@ def _conditions(
     """Filters for CrewAI records under ``scope_prefix`` (whole segments), in any of
     ``categories``, whose metadata equals ``metadata_filter``. Values stay values."""
     segments = _segments(scope_prefix)
-    conditions: list[dict[str, Any]] = [{DEPTH_FIELD: {"gte": len(segments)}}]
+    # A record of the adapter's has its id, path and depth (a memory added through memvault's
+    # API with one of those keys is not one).
+    conditions: list[dict[str, Any]] = [
+        {ID_FIELD: "*"},
+        {SCOPE_FIELD: "*"},
+        {DEPTH_FIELD: {"gte": len(segments)}},
+    ]
     conditions += [{SEGMENT_FIELD.format(i): _equals(part)} for i, part in enumerate(segments)]
     if categories:
         if isinstance(categories, str):

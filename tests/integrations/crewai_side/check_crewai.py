@@ -297,13 +297,15 @@ def test_delete_older_than_and_by_category(make_crew: Make) -> None:
 
 def test_memories_crewai_did_not_write_are_left_alone(make_crew: Make, memory: Memory) -> None:
     memory.add("written through memvault's API", user_id="alice")
+    memory.add("looks like one", user_id="alice", metadata={"crewai_depth": 0})
     _, crew_memory = make_crew(user_id="alice")
     remember(crew_memory, "written by the crew")
     assert [r.content for r in crew_memory.list_records()] == ["written by the crew"]
     assert contents(crew_memory.recall("written", depth="shallow")) == ["written by the crew"]
     crew_memory.reset_all()
-    assert [m["memory"] for m in memory.get_all(user_id="alice")["results"]] == [
-        "written through memvault's API"
+    assert sorted(m["memory"] for m in memory.get_all(user_id="alice")["results"]) == [
+        "looks like one",
+        "written through memvault's API",
     ]
 
 
