@@ -22,7 +22,7 @@ from crewai.memory.types import MemoryRecord
 from crewai.memory.unified_memory import Memory as CrewMemory
 
 from conftest import crew
-from memvault import Memory
+from memvault import AsyncMemory, Memory
 from memvault.errors import Forbidden, InvalidConfig, InvalidInput, MissingScope
 from memvault.integrations.crewai import MemvaultEmbedder, MemvaultStorage
 
@@ -243,6 +243,13 @@ def test_a_path_rule_narrows_and_never_widens(make_crew: Make, memory: Memory) -
     # A path the rule cannot map is not written; a rule answering another user is Forbidden.
     with pytest.raises(MissingScope):
         storage.save([MemoryRecord(content="nowhere", scope="/elsewhere")])
+    # Moving a record to a path of another memvault scope is refused, never half done.
+    draft = crew_memory.list_records(scope="/agent/writer")[0]
+    with pytest.raises(InvalidInput, match="another memvault scope"):
+        storage.update(draft.model_copy(update={"scope": "/agent/editor"}))
+    assert storage.get_record(draft.id).scope == "/agent/writer/notes"
+    storage.update(draft.model_copy(update={"scope": "/agent/writer/archive"}))
+    assert storage.get_record(draft.id).scope == "/agent/writer/archive"
     hostile = MemvaultStorage(memory, user_id="alice", scope=lambda path: {"user_id": "bob"})
     with pytest.raises(Forbidden):
         hostile.save([MemoryRecord(content="to bob", scope="/x")])
@@ -379,6 +386,21 @@ def test_async_variants(make_crew: Make) -> None:
 
     asyncio.run(run())
     assert storage.count() == 0
+
+
+def test_an_async_memory_and_a_slice_view(memory: Memory) -> None:
+    storage = MemvaultStorage(AsyncMemory.from_memory(memory), user_id="alice")
+    assert storage.memory is memory
+    crew_memory = crew(storage)
+    remember(crew_memory, "a research finding", scope="/research")
+    remember(crew_memory, "a writing tip", scope="/writing")
+    remember(crew_memory, "a sales figure", scope="/sales")
+    both = crew_memory.slice(["/research", "/writing"])
+    assert sorted(contents(both.recall("a", depth="shallow"))) == [
+        "a research finding",
+        "a writing tip",
+    ]
+    crew_memory.close()
 
 
 def test_the_storage_factory_hook(memory: Memory) -> None:
