@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# CrewAI pins mcp<2 (memvault[mcp] needs mcp>=2.3): it lives in a side environment with memvault
+# installed editable beside it; tests/integrations/test_crewai.py runs its checks there.
+CREWAI_VENV := .venv-crewai
+CREWAI_REQUIREMENTS := tests/integrations/crewai_side/requirements.txt
+CREWAI_STAMP := $(CREWAI_VENV)/.installed
 
-.PHONY: install run demo test lint typecheck unit fuzz soak bench bench-quick profile clean
+.PHONY: install crewai-env run demo test lint typecheck unit fuzz soak bench bench-quick profile clean
 
 ## demo: the guided library tour (stores and searches a few memories with the local model)
 demo: install
@@ -17,6 +22,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(CREWAI_STAMP): pyproject.toml $(CREWAI_REQUIREMENTS)
+	test -x $(CREWAI_VENV)/bin/python || $(PYTHON) -m venv $(CREWAI_VENV)
+	$(CREWAI_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CREWAI_VENV)/bin/python -m pip install --quiet -r $(CREWAI_REQUIREMENTS) -e '.[local]'
+	touch $(CREWAI_STAMP)
+
+## crewai-env: the side environment .venv-crewai (CrewAI beside memvault) that make test uses
+crewai-env: $(CREWAI_STAMP)
 
 ## run: set up .venv and start the REST server on the embedded store (first start prints an admin key)
 run: install
@@ -37,7 +51,7 @@ typecheck: install
 # Schemathesis runs on its own, without xdist: under a worker its parametrized test collapses to
 # one item that covers only the first operation of the schema.
 SCHEMATHESIS := tests/server/test_schemathesis.py
-unit: install
+unit: install $(CREWAI_STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile --ignore=$(SCHEMATHESIS)
 	$(PY) -m pytest -q -p no:xdist $(SCHEMATHESIS)
 
@@ -54,7 +68,7 @@ profile: install
 	$(PY) bench/profile_search.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CREWAI_VENV) .pytest_cache .mypy_cache .ruff_cache
 
 ## fuzz: every generated test (tests/fuzz, filters, hostile strings, redactor, key ids, schemathesis) with 2,000 examples each, fresh random draws and shrinking; ends by itself
 fuzz: install

@@ -12,7 +12,10 @@ beyond memvault's own dependencies:
   (``pip install 'memvault[llamaindex]'``);
 - ``memvault.integrations.openai_agents``: ``MemvaultSession``, an OpenAI Agents SDK ``Session``,
   and ``memory_tools``, search/add function tools bound to one scope
-  (``pip install 'memvault[openai-agents]'``).
+  (``pip install 'memvault[openai-agents]'``);
+- ``memvault.integrations.crewai``: ``MemvaultStorage``, a storage backend for CrewAI's unified
+  ``Memory`` (CrewAI pins ``mcp<2``, so it installs in an environment of its own:
+  ``pip install 'memvault[local]' crewai``).
 
 Every adapter maps the framework's user/thread/session to a memvault scope with
 ``memvault.integrations.scoping.ScopeBinding``: bound ids always apply, a caller's rule may only
