@@ -112,6 +112,27 @@ def test_namespaces_of_one_scope_stay_apart(store: MemvaultStore) -> None:
     ]
 
 
+def test_a_star_is_a_label_a_key_and_a_value_never_a_wildcard(store: MemvaultStore) -> None:
+    store.put(("memories", "alice", "work"), "k", {"text": "Standup at nine", "tag": "a"})
+    store.put(("memories", "alice", "home"), "k", {"text": "Likes hiking", "tag": "b"})
+    star = ("memories", "alice", "*")
+    assert store.get(star, "k") is None
+    assert store.search(star) == []
+    assert store.search(("memories", "alice"), filter={"tag": "*"}) == []
+    assert store.search(("memories", "alice"), filter={"tag": {"$eq": "*"}}) == []
+    assert store.get(("memories", "alice", "work"), "*") is None
+    store.put(star, "k", {"text": "A star namespace"})  # overwrites neither of the others
+    work = store.get(("memories", "alice", "work"), "k")
+    home = store.get(("memories", "alice", "home"), "k")
+    assert work is not None and work.value["text"] == "Standup at nine"
+    assert home is not None and home.value["text"] == "Likes hiking"
+    starred = store.get(star, "k")
+    assert starred is not None and starred.value == {"text": "A star namespace"}
+    store.delete(star, "k")
+    assert store.get(("memories", "alice", "work"), "k") is not None
+    assert len(store.search(("memories", "alice"))) == 2
+
+
 def test_hostile_key_and_namespace_item_are_stored_and_found_exactly(memory: Memory) -> None:
     store = MemvaultStore(memory, user_id="alice")
     ns = ("notes", HOSTILE_ITEM)

@@ -91,6 +91,21 @@ def test_sessions_of_one_scope_stay_apart_and_clear_alone(memory: Memory) -> Non
     asyncio.run(run())
 
 
+def test_a_session_named_star_is_a_session_not_a_wildcard(memory: Memory) -> None:
+    real = MemvaultSession("chat-1", memory, user_id="alice")
+    star = MemvaultSession("*", memory, user_id="alice")
+
+    async def run() -> None:
+        await real.add_items([user("the real session")])
+        assert await star.get_items() == []
+        await star.add_items([user("the star session")])
+        assert await star.get_items() == [user("the star session")]
+        await star.clear_session()
+        assert await real.get_items() == [user("the real session")]
+
+    asyncio.run(run())
+
+
 def test_session_settings_limit_applies_when_no_limit_is_given(memory: Memory) -> None:
     session = MemvaultSession(
         "chat-1", memory, user_id="alice", session_settings=SessionSettings(limit=2)

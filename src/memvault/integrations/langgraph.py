@@ -35,7 +35,7 @@ from typing import Any
 
 from memvault.async_memory import AsyncMemory
 from memvault.errors import InvalidFilter, InvalidInput, MissingScope
-from memvault.integrations.scoping import ScopeBinding
+from memvault.integrations.scoping import ScopeBinding, equals
 from memvault.memory import Memory
 from memvault.validation import Scope
 
@@ -130,7 +130,7 @@ class MemvaultStore(BaseStore):
     # --- operations ---------------------------------------------------------------------------
 
     def _find(self, namespace: tuple[str, ...], key: str, top_k: int) -> list[dict[str, Any]]:
-        conditions = [*_namespace_conditions(namespace, exact=True), {KEY_FIELD: key}]
+        conditions = [*_namespace_conditions(namespace, exact=True), equals(KEY_FIELD, key)]
         scope = self.scope_of(namespace)
         found = self.memory.get_all(
             user_id=scope.user_id,
@@ -245,7 +245,7 @@ class MemvaultStore(BaseStore):
 def _namespace_conditions(namespace: tuple[str, ...], *, exact: bool) -> list[dict[str, Any]]:
     """Metadata conditions for the items of ``namespace`` (``exact``) or under it."""
     conditions: list[dict[str, Any]] = [
-        {ITEM_FIELD.format(index): label} for index, label in enumerate(namespace)
+        equals(ITEM_FIELD.format(index), label) for index, label in enumerate(namespace)
     ]
     conditions.append({DEPTH_FIELD: len(namespace) if exact else {"gte": len(namespace)}})
     return conditions
@@ -260,9 +260,12 @@ def _value_filter(filter_: Mapping[str, Any] | None) -> list[dict[str, Any]]:
             for operator, operand in wanted.items():
                 if operator not in OPERATORS:
                     raise InvalidFilter(f"LangGraph filter operators are {sorted(OPERATORS)}")
-                conditions.append({name: {OPERATORS[operator]: operand}})
+                if OPERATORS[operator] == "eq":
+                    conditions.append(equals(name, operand))
+                else:
+                    conditions.append({name: {OPERATORS[operator]: operand}})
         else:
-            conditions.append({name: {"eq": wanted}})
+            conditions.append(equals(name, wanted))
     return conditions
 
 

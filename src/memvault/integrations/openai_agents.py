@@ -31,7 +31,7 @@ from typing import Any
 
 from memvault.async_memory import AsyncMemory
 from memvault.errors import InvalidInput
-from memvault.integrations.scoping import ScopeBinding
+from memvault.integrations.scoping import ScopeBinding, equals
 from memvault.memory import Memory
 from memvault.validation import Scope, check_id
 
@@ -124,7 +124,10 @@ class MemvaultSession:
     def _latest(self, count: int, offset: int = 0) -> list[dict[str, Any]]:
         """Up to ``count`` memories of this session, newest first."""
         found = self.memory.get_all(
-            **self._ids(), filters={SESSION_FIELD: self.session_id}, top_k=count, offset=offset
+            **self._ids(),
+            filters=equals(SESSION_FIELD, self.session_id),
+            top_k=count,
+            offset=offset,
         )
         return found["results"]
 

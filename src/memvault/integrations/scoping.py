@@ -15,16 +15,24 @@ a binding with neither bound ids nor a rule is refused when made (``InvalidConfi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from memvault.errors import Forbidden, InvalidConfig, MissingScope
 from memvault.validation import Scope
 
-__all__ = ["SCOPE_FIELDS", "ScopeBinding"]
+__all__ = ["SCOPE_FIELDS", "ScopeBinding", "equals"]
 
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
 
 K = TypeVar("K")
+
+
+def equals(field: str, value: Any) -> dict[str, Any]:
+    """A filter condition: metadata ``field`` equals ``value`` as a value. An ``in`` of one,
+    because in memvault's filter grammar an ``eq`` of ``"*"`` means "the field is present": a
+    framework's namespace label, key, session id or filter value of ``"*"`` would otherwise
+    become a wildcard over every other one in the bound scope."""
+    return {field: {"in": [value]}}
 
 
 class ScopeBinding(Generic[K]):
