@@ -46,6 +46,7 @@ from memvault.storage.rows import (
     ApiKeyRow,
     AuditRow,
     DeliveryRow,
+    EntityPosting,
     ExportRow,
     HistoryRow,
     Imported,
@@ -136,6 +137,16 @@ class WriteTx(Protocol):
 
     def legacy_rows(self, after: int, limit: int) -> list[MemoryRow]:
         """Rows still in seal format 1, by ``rowid`` after ``after``."""
+        ...
+
+    def rows_without_entities(self, namespace: str, after: int, limit: int) -> list[MemoryRow]:
+        """Rows of the namespace whose entities were never extracted (``entities_box`` NULL),
+        by ``rowid`` after ``after`` (``memvault entities rebuild``)."""
+        ...
+
+    def set_entities(self, row: MemoryRow, hashes: str) -> None:
+        """Store ``row.entities_box`` and its entity hashes (space-separated); the entity
+        index follows in the same statement."""
         ...
 
     def legacy_events(self, after: str, limit: int) -> list[HistoryRow]:
@@ -286,6 +297,29 @@ class MemoryStore(Protocol):
         *,
         among: Collection[str] | None = None,
     ) -> set[str]: ...
+
+    def entity_terms(self, namespace: str, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Memory id -> (scope id, its entity hashes space-separated) of each of ``ids`` held."""
+        ...
+
+    def entity_frequencies(
+        self, namespace: str, hashes: Sequence[str]
+    ) -> dict[tuple[str, str], int]:
+        """(scope id, hash) -> how many memories of the namespace (expired ones too) name it."""
+        ...
+
+    def entity_postings(
+        self, namespace: str, hashes: Sequence[str], now: str
+    ) -> list[EntityPosting]:
+        """Every live memory of the namespace indexed under one of ``hashes``."""
+        ...
+
+    def entity_counts(
+        self, namespace: str, scope: Scope, now: str, limit: int
+    ) -> list[tuple[str, str, int, str]]:
+        """(scope id, hash, live memories of ``scope`` naming it, one of their ids), the most
+        named first, at most ``limit``."""
+        ...
 
     def scope_ids(self, namespace: str, scope: Scope) -> list[str]:
         """The key scopes that hold rows of a query scope."""
