@@ -75,6 +75,11 @@ def with_extra(text: str, extra: Sequence[str] | None = None) -> list[Entity]:
             break
         cleaned = " ".join(name.split())[:MAX_NAME]
         key = normalize(cleaned)
+        try:
+            key.encode()  # a lone surrogate from a model's JSON: nothing to hash or seal
+            cleaned.encode()
+        except UnicodeEncodeError:
+            continue
         if key and key not in found:
             found[key] = Entity(key, cleaned)
     return list(found.values())
@@ -194,8 +199,8 @@ def linked_by_entities(
 def related(engine: Engine, memory_id: str, limit: int = 10) -> list[dict[str, Any]]:
     """The memories sharing entities with ``memory_id``, best first: each as ``get`` shows it,
     plus ``score`` (the share of the memory's entity weight they share, in [0, 1]) and
-    ``entities`` (the shared names, as the memory writes them). Raises ``NotFound`` for a memory
-    this namespace does not hold (or that expired)."""
+    ``entities`` (the shared names, as the memory writes them, in its order). Raises
+    ``NotFound`` for a memory this namespace does not hold (or that expired)."""
     memory_id = check_id("memory_id", memory_id)
     limit = check_top_k(limit, MAX_LIMIT)
     row = engine.store.get(engine.namespace, memory_id, now_iso())
@@ -216,7 +221,8 @@ def related(engine: Engine, memory_id: str, limit: int = 10) -> list[dict[str, A
             continue
         item = engine.codec.public(found)
         item["score"] = round(min(1.0, link.score / total), 6)
-        item["entities"] = [names[h] for h in link.shared if h in names]
+        shared = set(link.shared)  # in the order the memory names them
+        item["entities"] = [name for value, name in names.items() if value in shared]
         results.append(item)
     return results
 
