@@ -49,6 +49,12 @@ LONG_COMMANDS = [
         ["keys", "rotate-master"], "rewrapping data keys: ", "rewrapped", id="rotate-master"
     ),
     pytest.param(["gc"], "purging expired memories: 1 done", "purged", id="gc"),
+    pytest.param(
+        ["entities", "rebuild"],
+        "extracting entities: 0 memories done",
+        "memories",
+        id="entities-rebuild",
+    ),
 ]
 
 

@@ -152,28 +152,30 @@ def linked_by_entities(
     max_per_entity: int = MAX_LINKS_PER_ENTITY,
 ) -> list[EntityLink]:
     """The memories that share entities with ``memory_ids`` (the seeds: e.g. a search's first
-    hits), best first, at most ``limit``; the seeds themselves are left out.
+    hits), best first (ties: the older first), at most ``limit``; the seeds themselves are left
+    out.
 
-    For search expansion: a link stays inside each seed's key scope (hashes differ per key and
-    the scope id is compared too), inside the engine's namespace, among live memories (not
-    expired), and among memories ``scope`` admits (its set ids must match, as a search's scope
-    does; None: no owner filter beyond the key scope). Entities named by more than
-    ``max_per_entity`` memories of their scope are skipped. Seeds that do not exist, or that
-    have no entities, add nothing. Costs three indexed reads (the seeds' hashes, their
-    frequencies, their postings), none of them decrypting anything: O(seeds x entities x
-    ``max_per_entity``) rows at most.
+    For search expansion: a link stays inside each seed's key scope (the index is read by the
+    seed's scope id and hashes, which differ per key), inside the engine's namespace, among live
+    memories (not expired), and among memories ``scope`` admits (its set ids must match, as a
+    search's scope does; None: no owner filter beyond the key scope). Entities named by more
+    than ``max_per_entity`` memories of their scope are skipped. Seeds that do not exist, or
+    that have no entities, add nothing. Nothing is decrypted: one read of the seeds' rows, two
+    of the entity index alone, then the owners of the best candidates (about ``2 x limit``
+    rows, more only when ``scope`` filters many out).
     """
     if not memory_ids or limit <= 0:
         return []
     store, namespace = engine.store, engine.namespace
     seeds = store.entity_terms(namespace, list(dict.fromkeys(memory_ids)))
     wanted: dict[str, str] = {}  # hash -> the key scope its seed is sealed under
-    for scope_id, hashes in seeds.values():
+    for _rowid, scope_id, hashes in seeds.values():
         for value in hashes.split():
             wanted.setdefault(value, scope_id)
     if not wanted:
         return []
-    counts = store.entity_frequencies(namespace, list(wanted))
+    scope_ids = sorted(set(wanted.values()))
+    counts = store.entity_frequencies(scope_ids, list(wanted))
     weights = {}
     for value, scope_id in wanted.items():
         count = counts.get((scope_id, value), 0)
@@ -181,19 +183,30 @@ def linked_by_entities(
             weights[value] = _weight(count)
     if not weights:
         return []
-    scores: dict[str, float] = {}
-    shared: dict[str, list[str]] = {}
-    for posting in store.entity_postings(namespace, list(weights), now_iso()):
-        if posting.memory_id in seeds or posting.scope_id != wanted[posting.entity_hash]:
+    seed_rows = {rowid for rowid, _scope, _hashes in seeds.values()}
+    scores: dict[int, float] = {}
+    shared: dict[int, list[str]] = {}
+    for scope_id, value, rowid in store.entity_postings(scope_ids, list(weights)):
+        if rowid in seed_rows or wanted.get(value) != scope_id:
             continue
-        if not _admits(scope, posting.user_id, posting.agent_id, posting.run_id):
-            continue
-        scores[posting.memory_id] = (
-            scores.get(posting.memory_id, 0.0) + weights[posting.entity_hash]
-        )
-        shared.setdefault(posting.memory_id, []).append(posting.entity_hash)
-    best = sorted(scores, key=lambda memory_id: (-scores[memory_id], memory_id))[:limit]
-    return [EntityLink(m, round(scores[m], 6), tuple(sorted(shared[m]))) for m in best]
+        scores[rowid] = scores.get(rowid, 0.0) + weights[value]
+        shared.setdefault(rowid, []).append(value)
+    ranked = sorted(scores, key=lambda rowid: (-scores[rowid], rowid))
+    links: list[EntityLink] = []
+    step = max(2 * limit, 32)
+    for start in range(0, len(ranked), step):
+        chunk = ranked[start : start + step]
+        rows = {row.rowid: row for row in store.link_rows(namespace, chunk, now_iso())}
+        for rowid in chunk:
+            row = rows.get(rowid)  # None: expired, or deleted meanwhile
+            if row is None or not _admits(scope, row.user_id, row.agent_id, row.run_id):
+                continue
+            links.append(
+                EntityLink(row.memory_id, round(scores[rowid], 6), tuple(sorted(shared[rowid])))
+            )
+            if len(links) == limit:
+                return links
+    return links
 
 
 def related(engine: Engine, memory_id: str, limit: int = 10) -> list[dict[str, Any]]:
@@ -211,7 +224,7 @@ def related(engine: Engine, memory_id: str, limit: int = 10) -> list[dict[str, A
     links = linked_by_entities(engine, None, [memory_id], limit)
     if not links:
         return []
-    counts = engine.store.entity_frequencies(engine.namespace, list(names))
+    counts = engine.store.entity_frequencies([row.scope_id], list(names))
     total = sum(_weight(counts.get((row.scope_id, h), 1)) for h in names) or 1.0
     rows = engine.store.get_many(engine.namespace, [link.memory_id for link in links])
     results = []

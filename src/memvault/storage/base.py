@@ -46,13 +46,13 @@ from memvault.storage.rows import (
     ApiKeyRow,
     AuditRow,
     DeliveryRow,
-    EntityPosting,
     ExportRow,
     HistoryRow,
     Imported,
     IndexTerms,
     JobRow,
     KeyStoreStatus,
+    LinkedRow,
     MemoryRow,
     OwnerCount,
     Snapshot,
@@ -298,20 +298,27 @@ class MemoryStore(Protocol):
         among: Collection[str] | None = None,
     ) -> set[str]: ...
 
-    def entity_terms(self, namespace: str, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """Memory id -> (scope id, its entity hashes space-separated) of each of ``ids`` held."""
+    def entity_terms(self, namespace: str, ids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
+        """Memory id -> (rowid, scope id, its entity hashes space-separated) of each of ``ids``
+        the namespace holds."""
         ...
 
     def entity_frequencies(
-        self, namespace: str, hashes: Sequence[str]
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
     ) -> dict[tuple[str, str], int]:
-        """(scope id, hash) -> how many memories of the namespace (expired ones too) name it."""
+        """(scope id, hash) -> how many memories of those key scopes (expired ones too) name
+        it: the entity index alone is read."""
         ...
 
     def entity_postings(
-        self, namespace: str, hashes: Sequence[str], now: str
-    ) -> list[EntityPosting]:
-        """Every live memory of the namespace indexed under one of ``hashes``."""
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
+    ) -> list[tuple[str, str, int]]:
+        """(scope id, hash, memory rowid) of every memory of those key scopes indexed under one
+        of ``hashes``: the entity index alone is read."""
+        ...
+
+    def link_rows(self, namespace: str, rowids: Sequence[int], now: str) -> list[LinkedRow]:
+        """The live memories of the namespace among ``rowids``."""
         ...
 
     def entity_counts(

@@ -18,13 +18,13 @@ __all__ = [
     "ApiKeyRow",
     "AuditRow",
     "DeliveryRow",
-    "EntityPosting",
     "ExportRow",
     "HistoryRow",
     "Imported",
     "IndexTerms",
     "JobRow",
     "KeyStoreStatus",
+    "LinkedRow",
     "MemoryRow",
     "OwnerCount",
     "ScopeCount",
@@ -124,15 +124,15 @@ class IndexTerms:
 
 
 @dataclass(frozen=True, slots=True)
-class EntityPosting:
-    """A live memory indexed under an entity hash (``MemoryStore.entity_postings``)."""
+class LinkedRow:
+    """A live memory an entity link reaches (``MemoryStore.link_rows``): who owns it."""
 
+    rowid: int
     memory_id: str
     scope_id: str
     user_id: str | None
     agent_id: str | None
     run_id: str | None
-    entity_hash: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,8 +237,9 @@ def m007_entities(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     """Entity links (``core/entities.py``): a memory's entities sealed on its row
     (``entities_box``, NULL until extracted) with their keyed hashes (``terms_entities``,
     space-separated), and ``memory_entities``, the index from a hash to the memories that name
-    it: a trigger keeps it equal to ``terms_entities`` on insert and rewrite, and the foreign key
-    deletes its rows with their memory's, whatever path deletes it."""
+    it (with the row's key scope, so that counts and links read the index alone): a trigger
+    keeps it equal to ``terms_entities`` on insert and rewrite, and the foreign key deletes its
+    rows with their memory's, whatever path deletes it."""
     _run(
         conn,
         """
@@ -247,8 +248,9 @@ def m007_entities(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         ALTER TABLE memories ALTER COLUMN entities_box SET STORAGE EXTERNAL;
         CREATE TABLE memory_entities (
             entity_hash text COLLATE "C" NOT NULL,
+            scope_id text COLLATE "C" NOT NULL,
             memory_rowid bigint NOT NULL REFERENCES memories (rowid) ON DELETE CASCADE,
-            PRIMARY KEY (entity_hash, memory_rowid)
+            PRIMARY KEY (entity_hash, scope_id, memory_rowid)
         );
         CREATE INDEX memory_entities_memory ON memory_entities (memory_rowid)
         """,
@@ -259,13 +261,14 @@ def m007_entities(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         " SET search_path FROM CURRENT AS $$ BEGIN"
         " IF TG_OP = 'UPDATE' THEN DELETE FROM memory_entities WHERE memory_rowid = OLD.rowid;"
         " END IF;"
-        " INSERT INTO memory_entities (entity_hash, memory_rowid)"
-        " SELECT DISTINCT h, NEW.rowid FROM unnest(string_to_array(NEW.terms_entities, ' ')) AS h"
-        " WHERE h <> '';"
+        " INSERT INTO memory_entities (entity_hash, scope_id, memory_rowid)"
+        " SELECT DISTINCT h, NEW.scope_id, NEW.rowid"
+        " FROM unnest(string_to_array(NEW.terms_entities, ' ')) AS h WHERE h <> '';"
         " RETURN NULL; END $$"
     )
     conn.execute(
-        "CREATE TRIGGER memories_entities AFTER INSERT OR UPDATE OF terms_entities ON memories"
+        "CREATE TRIGGER memories_entities AFTER INSERT OR UPDATE OF terms_entities, scope_id"
+        " ON memories"
         " FOR EACH ROW EXECUTE FUNCTION memories_entities_sync()"
     )
 

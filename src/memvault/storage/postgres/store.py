@@ -64,12 +64,12 @@ from memvault.storage.rows import (
     ApiKeyRow,
     AuditRow,
     DeliveryRow,
-    EntityPosting,
     ExportRow,
     HistoryRow,
     Imported,
     IndexTerms,
     JobRow,
+    LinkedRow,
     MemoryRow,
     OwnerCount,
     Snapshot,
@@ -390,42 +390,49 @@ class PostgresStore:
 
     # --- entities (core/entities.py) ---------------------------------------------------------
 
-    def entity_terms(self, namespace: str, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    def entity_terms(self, namespace: str, ids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
         if not ids:
             return {}
         rows = self._fetch(
-            "SELECT m.id, m.scope_id, m.terms_entities FROM memories m"
+            "SELECT m.id, m.rowid, m.scope_id, m.terms_entities FROM memories m"
             " WHERE m.namespace = %s AND m.id = ANY(%s)",
             (namespace, list(ids)),
         )
-        return {str(row[0]): (str(row[1]), str(row[2])) for row in rows}
+        return {str(row[0]): (int(row[1]), str(row[2]), str(row[3])) for row in rows}
 
     def entity_frequencies(
-        self, namespace: str, hashes: Sequence[str]
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
     ) -> dict[tuple[str, str], int]:
-        if not hashes:
+        if not hashes or not scope_ids:
             return {}
         rows = self._fetch(
-            "SELECT m.scope_id, e.entity_hash, count(*) FROM memory_entities e"
-            " JOIN memories m ON m.rowid = e.memory_rowid"
-            " WHERE e.entity_hash = ANY(%s) AND m.namespace = %s"
-            " GROUP BY m.scope_id, e.entity_hash",
-            (list(hashes), namespace),
+            "SELECT scope_id, entity_hash, count(*) FROM memory_entities"
+            " WHERE entity_hash = ANY(%s) AND scope_id = ANY(%s) GROUP BY scope_id, entity_hash",
+            (list(hashes), list(scope_ids)),
         )
         return {(str(row[0]), str(row[1])): int(row[2]) for row in rows}
 
     def entity_postings(
-        self, namespace: str, hashes: Sequence[str], now: str
-    ) -> list[EntityPosting]:
-        if not hashes:
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
+    ) -> list[tuple[str, str, int]]:
+        if not hashes or not scope_ids:
             return []
         rows = self._fetch(
-            "SELECT m.id, m.scope_id, m.user_id, m.agent_id, m.run_id, e.entity_hash"
-            " FROM memory_entities e JOIN memories m ON m.rowid = e.memory_rowid"
-            f" WHERE e.entity_hash = ANY(%s) AND m.namespace = %s{_NOT_EXPIRED}",
-            (list(hashes), namespace, now),
+            "SELECT scope_id, entity_hash, memory_rowid FROM memory_entities"
+            " WHERE entity_hash = ANY(%s) AND scope_id = ANY(%s)",
+            (list(hashes), list(scope_ids)),
         )
-        return [EntityPosting(*row) for row in rows]
+        return [(str(row[0]), str(row[1]), int(row[2])) for row in rows]
+
+    def link_rows(self, namespace: str, rowids: Sequence[int], now: str) -> list[LinkedRow]:
+        if not rowids:
+            return []
+        rows = self._fetch(
+            "SELECT m.rowid, m.id, m.scope_id, m.user_id, m.agent_id, m.run_id FROM memories m"
+            f" WHERE m.rowid = ANY(%s) AND m.namespace = %s{_NOT_EXPIRED}",
+            (list(rowids), namespace, now),
+        )
+        return [LinkedRow(*row) for row in rows]
 
     def entity_counts(
         self, namespace: str, scope: Scope, now: str, limit: int

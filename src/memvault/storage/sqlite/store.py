@@ -40,12 +40,12 @@ from memvault.storage.rows import (
     ApiKeyRow,
     AuditRow,
     DeliveryRow,
-    EntityPosting,
     ExportRow,
     HistoryRow,
     Imported,
     IndexTerms,
     JobRow,
+    LinkedRow,
     MemoryRow,
     OwnerCount,
     Snapshot,
@@ -514,48 +514,62 @@ class SQLiteStore:
 
     # --- entities (core/entities.py) ---------------------------------------------------------
 
-    def entity_terms(self, namespace: str, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        found: dict[str, tuple[str, str]] = {}
+    def entity_terms(self, namespace: str, ids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
+        found: dict[str, tuple[int, str, str]] = {}
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             rows = self._query(
-                "SELECT m.id, m.scope_id, m.terms_entities FROM memories m"
+                "SELECT m.id, m.rowid, m.scope_id, m.terms_entities FROM memories m"
                 f" WHERE +m.namespace = ? AND m.id IN ({', '.join('?' * len(chunk))})",
                 [namespace, *chunk],
             )
-            found.update((row[0], (row[1], row[2])) for row in rows)
+            found.update((row[0], (int(row[1]), row[2], row[3])) for row in rows)
         return found
 
     def entity_frequencies(
-        self, namespace: str, hashes: Sequence[str]
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
     ) -> dict[tuple[str, str], int]:
         found: dict[tuple[str, str], int] = {}
-        for start in range(0, len(hashes), 500):
-            chunk = list(hashes[start : start + 500])
+        scopes = list(dict.fromkeys(scope_ids))[:500]
+        for start in range(0, len(hashes), 400):
+            chunk = list(hashes[start : start + 400])
             rows = self._query(
-                "SELECT m.scope_id, e.entity_hash, count(*) FROM memory_entities e"
-                " JOIN memories m ON m.rowid = e.memory_rowid"
-                f" WHERE e.entity_hash IN ({', '.join('?' * len(chunk))}) AND m.namespace = ?"
-                " GROUP BY m.scope_id, e.entity_hash",
-                [*chunk, namespace],
+                "SELECT scope_id, entity_hash, count(*) FROM memory_entities"
+                f" WHERE entity_hash IN ({', '.join('?' * len(chunk))})"
+                f" AND scope_id IN ({', '.join('?' * len(scopes))})"
+                " GROUP BY scope_id, entity_hash",
+                [*chunk, *scopes],
             )
             found.update(((row[0], row[1]), int(row[2])) for row in rows)
         return found
 
     def entity_postings(
-        self, namespace: str, hashes: Sequence[str], now: str
-    ) -> list[EntityPosting]:
-        found: list[EntityPosting] = []
-        for start in range(0, len(hashes), 500):
-            chunk = list(hashes[start : start + 500])
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
+    ) -> list[tuple[str, str, int]]:
+        found: list[tuple[str, str, int]] = []
+        scopes = list(dict.fromkeys(scope_ids))[:500]
+        for start in range(0, len(hashes), 400):
+            chunk = list(hashes[start : start + 400])
             rows = self._query(
-                "SELECT m.id, m.scope_id, m.user_id, m.agent_id, m.run_id, e.entity_hash"
-                " FROM memory_entities e JOIN memories m ON m.rowid = e.memory_rowid"
-                f" WHERE e.entity_hash IN ({', '.join('?' * len(chunk))}) AND m.namespace = ?"
+                "SELECT scope_id, entity_hash, memory_rowid FROM memory_entities"
+                f" WHERE entity_hash IN ({', '.join('?' * len(chunk))})"
+                f" AND scope_id IN ({', '.join('?' * len(scopes))})",
+                [*chunk, *scopes],
+            )
+            found.extend((row[0], row[1], int(row[2])) for row in rows)
+        return found
+
+    def link_rows(self, namespace: str, rowids: Sequence[int], now: str) -> list[LinkedRow]:
+        found: list[LinkedRow] = []
+        for start in range(0, len(rowids), 500):
+            chunk = list(rowids[start : start + 500])
+            rows = self._query(
+                "SELECT m.rowid, m.id, m.scope_id, m.user_id, m.agent_id, m.run_id FROM memories m"
+                f" WHERE m.rowid IN ({', '.join('?' * len(chunk))}) AND +m.namespace = ?"
                 " AND (m.expires_at IS NULL OR m.expires_at > ?)",
                 [*chunk, namespace, now],
             )
-            found.extend(EntityPosting(*row) for row in rows)
+            found.extend(LinkedRow(*row) for row in rows)
         return found
 
     def entity_counts(
