@@ -112,6 +112,9 @@ def test_linked_by_entities_for_search_expansion(mem: Memory, lisbon: dict[str, 
     agent = _add(mem, "Alice met Carla in Lisbon.", user_id="alice", agent_id="travel")
     scoped = linked_by_entities(engine, Scope("alice", "travel"), [lisbon["moved"]], 10)
     assert [link.memory_id for link in scoped] == [agent]
+    # explain: the names behind the shared hashes, opened from the seeds.
+    names = core_entities.entity_names(engine, [lisbon["moved"], "nope"])
+    assert [names[h] for h in links[0].shared] == ["Alice"]  # porto shares "Alice" only
     # An entity more memories name than max_per_entity links nothing.
     assert linked_by_entities(engine, None, [lisbon["moved"]], 10, max_per_entity=2) == []
     assert linked_by_entities(engine, None, [], 10) == []

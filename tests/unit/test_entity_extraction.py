@@ -56,3 +56,10 @@ def test_entities_are_bounded_in_number_and_length() -> None:
     assert len(extract(many)) == MAX_ENTITIES
     long_quote = '"' + "A" * 79 + '"'
     assert all(len(e.name) <= MAX_NAME for e in extract(long_quote + " " + "B" * 5000))
+
+
+def test_openers_that_are_not_names_are_skipped() -> None:
+    """Gerunds, adverbs and contractions opening a sentence; initials join a name."""
+    text = "Finding time is hard. Hopefully soon! How're you? Jennings came with J. K. Rowling."
+    assert keys(text) == ["jennings", "j. k. rowling"]
+    assert keys("Nike and Gatorade sponsor it.") == ["nike", "gatorade"]

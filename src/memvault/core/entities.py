@@ -44,6 +44,7 @@ __all__ = [
     "EntityLink",
     "entities",
     "entity_hash",
+    "entity_names",
     "linked_by_entities",
     "open_entities",
     "rebuild",
@@ -207,6 +208,19 @@ def linked_by_entities(
             if len(links) == limit:
                 return links
     return links
+
+
+def entity_names(engine: Engine, memory_ids: Sequence[str]) -> dict[str, str]:
+    """Entity hash -> name, for the entities of ``memory_ids`` (e.g. the seeds of
+    ``linked_by_entities``, to say in ``explain`` which names linked a memory): their rows are
+    read and their sealed names opened (one decryption per memory). Unknown ids add nothing."""
+    names: dict[str, str] = {}
+    rows = engine.store.get_many(engine.namespace, list(dict.fromkeys(memory_ids)))
+    for row in rows.values():
+        cipher = engine.codec.reader(row.scope_id, row.id)
+        for entity in open_entities(cipher, row):
+            names.setdefault(entity_hash(cipher, entity.key), entity.name)
+    return names
 
 
 def related(engine: Engine, memory_id: str, limit: int = 10) -> list[dict[str, Any]]:

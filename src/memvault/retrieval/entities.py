@@ -4,9 +4,10 @@ What counts as an entity (each becomes ``Entity(key, name)``: ``key`` the normal
 links memories, ``name`` the text as written, for display):
 
 - names: runs of capitalised words ("Alice", "New York", "Lord of the Rings"), joined by single
-  spaces and the connectors ``of``/``the``/``de``/``van``/...; a title ("Dr.", "Mrs.") before a
-  name is kept in the name and dropped from the key. A capitalised word that opens a sentence
-  is taken only when it is not a common sentence opener (``STARTERS``, the BM25 stop words);
+  spaces and the connectors ``of``/``the``/``de``/``van``/...; a title ("Dr.", "Mrs.") or an
+  initial ("J.") before a name is kept in the name (a title is dropped from the key). A
+  capitalised word alone at the start of a sentence is taken only when it is not a common
+  opener (``STARTERS``, the BM25 stop words), a gerund, an adverb in -ly or a contraction;
 - dates: "May 7, 2023", "7 May 2023" and ``2023-05-07`` (key ``2023-05-07``), a month with a
   year ("May 2023": ``2023-05``), a year alone (``1900``-``2099``), a month name ("in June"),
   a weekday ("on Friday");
@@ -75,7 +76,7 @@ _WEEKDAYS = frozenset(
     {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 )
 _TITLES = frozenset({"mr", "mrs", "ms", "dr", "prof", "st", "sir", "madam", "miss", "mx"})
-_CONNECTORS = frozenset({"of", "the", "de", "del", "da", "van", "von", "der", "la", "le", "and"})
+_CONNECTORS = frozenset({"of", "the", "de", "del", "da", "van", "von", "der", "la", "le"})
 _OPENERS = "\"'\u201c\u201d\u2018\u2019([*-"
 _SENTENCE_END = frozenset(".!?\n\r:;\u2026")
 
@@ -100,8 +101,15 @@ _STARTER_WORDS = """
     definitely honestly seriously wait speaking talking anyway anyways plus still even
     every each some many much more most any all both either neither another other such
     new old big small little lot lots one two three four five six seven eight nine ten
+    appreciate agreed enjoy believe remember cherish catch stay talk chat hang show change
+    care reminds makes feels gotta yup yay yum woah whoa woohoo oof bet lucky crazy tough hard
+    best impressive together besides almost whenever everyone everybody someone something
+    anything nothing nobody people family life time way long nature art music moments events
+    challenges setbacks books pets dance mental
     """
 STARTERS = frozenset(_STARTER_WORDS.split()) | STOP_WORDS
+# Contractions that open a sentence ("How're", "It'll"): never names.
+_CONTRACTIONS = ("'re", "'ll", "'ve", "'d", "'m", "n't", "\u2019re", "\u2019ll", "\u2019ve")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +160,17 @@ def _sentence_start(text: str, start: int) -> bool:
     j = i - 1
     while j >= 0 and i - j <= 5 and text[j].isalpha():
         j -= 1
-    return text[j + 1 : i].casefold() not in _TITLES
+    return not _abbreviation(text[j + 1 : i])
+
+
+def _abbreviation(word: str) -> bool:
+    """A word whose period does not end a sentence: a title ("Dr.") or an initial ("J.")."""
+    return word.casefold() in _TITLES or (len(word) == 1 and word.isupper())
+
+
+def _common_opener(folded: str) -> bool:
+    """A sentence's first word that is a gerund, an adverb or a contraction: not a name."""
+    return folded.endswith(("ing", "ly")) or folded.endswith(_CONTRACTIONS)
 
 
 def _capitalised(word: str) -> bool:
@@ -229,9 +247,7 @@ def _names(text: str, words: list[tuple[str, int, int]], found: _Found, used: se
         j = i + 1
         while j < len(words) and len(span) < _MAX_SPAN:
             gap = text[words[j - 1][2] : words[j][1]]
-            if gap not in (" ", ". ") or (
-                gap == ". " and words[j - 1][0].casefold() not in _TITLES
-            ):
+            if gap not in (" ", ". ") or (gap == ". " and not _abbreviation(words[j - 1][0])):
                 break
             candidate = words[j][0]
             if j not in used and _capitalised(candidate):
@@ -270,8 +286,13 @@ def _names(text: str, words: list[tuple[str, int, int]], found: _Found, used: se
             span = span[:-1]
         if not span:
             continue
-        if len(span) == 1 and span[0] == first and words[first][0].casefold() in STOP_WORDS:
-            continue  # "I", "A" mid-sentence
+        if len(span) == 1:
+            word = words[span[0]][0]
+            folded = word.casefold()
+            if len(word) == 1 or (span[0] == first and folded in STOP_WORDS):
+                continue  # "I", "A" mid-sentence, a lone initial
+            if span[0] == first and _sentence_start(text, start) and _common_opener(folded):
+                continue  # "Finding ...", "Hopefully ...", "How're ..."
         if all(words[k][0].casefold() in _TITLES for k in span):
             continue
         name = _clean(text[words[span[0]][1] : words[span[-1]][2]])
@@ -282,7 +303,7 @@ def extract(text: str) -> list[Entity]:
     """The entities of ``text`` (at most ``MAX_ENTITIES``), in the order first found.
 
     >>> [e.key for e in extract("Alice moved to New York on May 7, 2023.")]
-    ['2023-05-07', 'alice', 'new york']
+    ['2023-05-07', '2023', 'alice', 'new york']
     """
     found = _Found()
     for match in _ISO_DATE.finditer(text):
