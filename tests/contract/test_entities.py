@@ -206,6 +206,7 @@ def test_rebuild_extracts_entities_of_memories_written_before_them(
             tx.set_entities(row, "")
     assert mem.entities(user_id="alice")["results"] == []
     assert mem.related(ids[0])["results"] == []
+    assert mem.engine.store.count_without_entities(mem.namespace) == 5
     seen: list[int] = []
     done = mem.rebuild_entities(batch=2, on_progress=seen.append)
     assert done == {"namespace": "default", "memories": 5, "skipped": 0}
@@ -216,6 +217,7 @@ def test_rebuild_extracts_entities_of_memories_written_before_them(
     ]
     assert len(mem.related(ids[0])["results"]) == 4
     assert mem.rebuild_entities()["memories"] == 0  # nothing left to do
+    assert mem.engine.store.count_without_entities(mem.namespace) == 0
 
 
 def test_entity_names_are_sealed_with_the_row(mem: Memory, lisbon: dict[str, str]) -> None:

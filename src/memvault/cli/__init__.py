@@ -822,15 +822,19 @@ def entities_rebuild(
 ) -> None:
     """Extract and store the entities of every memory that has none recorded yet (memories
     written before this version): online, a batch per transaction; a no-op once done."""
-    from memvault.cli.progress import counter
+    from memvault.cli.progress import bar
 
-    with (
-        _keys(home, namespace) as memory,
-        counter(errors, "extracting entities", show=_live(as_json)) as say,
-    ):
-        result = memory.rebuild_entities(
-            on_progress=lambda done: say(f"extracting entities: {done:,} memories done")
-        )
+    with _keys(home, namespace) as memory:
+        total = memory.engine.store.count_without_entities(memory.namespace)
+        shown = [0]
+
+        with bar(errors, "extracting entities", total, show=_live(as_json)) as advance:
+
+            def moved(done: int) -> None:
+                advance(done - shown[0])
+                shown[0] = done
+
+            result = memory.rebuild_entities(on_progress=moved)
     _emit(
         result,
         as_json,

@@ -321,6 +321,11 @@ class MemoryStore(Protocol):
         """The live memories of the namespace among ``rowids``."""
         ...
 
+    def count_without_entities(self, namespace: str) -> int:
+        """How many memories of the namespace have no entities recorded (``entities_box``
+        NULL: written before entities existed)."""
+        ...
+
     def entity_counts(
         self, namespace: str, scope: Scope, now: str, limit: int
     ) -> list[tuple[str, str, int, str]]:

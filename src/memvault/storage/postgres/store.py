@@ -434,6 +434,13 @@ class PostgresStore:
         )
         return [LinkedRow(*row) for row in rows]
 
+    def count_without_entities(self, namespace: str) -> int:
+        rows = self._fetch(
+            "SELECT count(*) FROM memories m WHERE m.namespace = %s AND m.entities_box IS NULL",
+            (namespace,),
+        )
+        return int(rows[0][0])
+
     def entity_counts(
         self, namespace: str, scope: Scope, now: str, limit: int
     ) -> list[tuple[str, str, int, str]]:

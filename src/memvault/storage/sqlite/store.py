@@ -572,6 +572,13 @@ class SQLiteStore:
             found.extend(LinkedRow(*row) for row in rows)
         return found
 
+    def count_without_entities(self, namespace: str) -> int:
+        rows = self._query(
+            "SELECT count(*) FROM memories m WHERE m.namespace = ? AND m.entities_box IS NULL",
+            [namespace],
+        )
+        return int(rows[0][0])
+
     def entity_counts(
         self, namespace: str, scope: Scope, now: str, limit: int
     ) -> list[tuple[str, str, int, str]]:
