@@ -32,11 +32,11 @@ from typing import Any
 from memvault.clock import now_iso
 from memvault.codec import KeyMissing, binding
 from memvault.core.engine import Engine
-from memvault.errors import IntegrityError, NotFound
+from memvault.errors import IntegrityError, InvalidInput, NotFound
 from memvault.retrieval.entities import MAX_ENTITIES, MAX_NAME, Entity, extract, normalize
 from memvault.security.crypto import SEAL_VERSION, ScopeCipher
 from memvault.storage.rows import MemoryRow
-from memvault.validation import Scope, check_id, check_top_k
+from memvault.validation import Scope, check_id
 
 __all__ = [
     "FIELD",
@@ -60,6 +60,13 @@ _DOMAIN = "\x1fentity\x1f"
 # (the user's own name, "today"): it is left out of the links, which also bounds their cost.
 MAX_LINKS_PER_ENTITY = 100
 MAX_LIMIT = 1000
+
+
+def check_count(name: str, value: object, most: int) -> int:
+    """A count a caller passes (``limit``, ``batch``): an integer from 1 to ``most``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidInput(f"{name} must be an integer from 1 to {most}")
+    return value
 
 
 def entity_hash(cipher: ScopeCipher, key: str) -> str:
@@ -229,7 +236,7 @@ def related(engine: Engine, memory_id: str, limit: int = 10) -> list[dict[str, A
     ``entities`` (the shared names, as the memory writes them, in its order). Raises
     ``NotFound`` for a memory this namespace does not hold (or that expired)."""
     memory_id = check_id("memory_id", memory_id)
-    limit = check_top_k(limit, MAX_LIMIT)
+    limit = check_count("limit", limit, MAX_LIMIT)
     row = engine.store.get(engine.namespace, memory_id, now_iso())
     if row is None:
         raise NotFound(f"no memory {memory_id} in namespace {engine.namespace}")
@@ -257,7 +264,7 @@ def related(engine: Engine, memory_id: str, limit: int = 10) -> list[dict[str, A
 def entities(engine: Engine, scope: Scope, limit: int = 100) -> list[dict[str, Any]]:
     """The entities of a scope's live memories, the most named first: ``{"name", "memories"}``
     (``name`` as one of the memories writes it)."""
-    limit = check_top_k(limit, MAX_LIMIT)
+    limit = check_count("limit", limit, MAX_LIMIT)
     counted = engine.store.entity_counts(engine.namespace, scope, now_iso(), limit)
     rows = engine.store.get_many(engine.namespace, list({rep for *_, rep in counted}))
     names: dict[tuple[str, str], Entity] = {}
@@ -288,6 +295,9 @@ def rebuild(
     Rows whose key is gone meanwhile (an erase) are skipped. Safe to run while others write:
     a row rewritten meanwhile by a rotation is either read after it (and sealed under the new
     key) or has its entities cleared by it, and then comes up in the next run."""
+    batch = check_count("batch", batch, 10_000)
+    if on_progress is not None and not callable(on_progress):
+        raise InvalidInput("on_progress must be a function or None")
     done = skipped = 0
     after = -1
     while True:
