@@ -97,6 +97,8 @@ class AsyncMemory:
     get_page = _in_thread(Memory.get_page)
     count = _in_thread(Memory.count)
     history = _in_thread(Memory.history)
+    entities = _in_thread(Memory.entities)
+    related = _in_thread(Memory.related)
     update = _in_thread(Memory.update)
     delete = _in_thread(Memory.delete)
     delete_all = _in_thread(Memory.delete_all)
@@ -143,6 +145,7 @@ class AsyncMemory:
     purge_expired = _in_thread(Memory.purge_expired)
     rotate_master_key = _in_thread(Memory.rotate_master_key)
     reseal_legacy = _in_thread(Memory.reseal_legacy)
+    rebuild_entities = _in_thread(Memory.rebuild_entities)
     reset = _in_thread(Memory.reset)
     close = _in_thread(Memory.close)
 

@@ -26,7 +26,7 @@ from memvault.access import AccessRecorder
 from memvault.clock import iso, now_iso
 from memvault.codec import Codec
 from memvault.config import Settings
-from memvault.core import changes, infer, reads, rekey, reseal, rights, webhooks
+from memvault.core import changes, entities, infer, reads, rekey, reseal, rights, webhooks
 from memvault.core import jobs as queue
 from memvault.core.changes import Add, Change, Delete, Update
 from memvault.core.engine import Engine
@@ -972,6 +972,46 @@ class Memory:
     def history(self, memory_id: str) -> list[dict[str, Any]]:
         """Every change to a memory, oldest first, kept after the memory is deleted."""
         return reads.history(self._engine, memory_id)
+
+    # --- entities -----------------------------------------------------------------------------
+
+    def entities(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The people, places, things, dates and titles the scope's memories name, the most
+        named first: ``{"results": [{"name", "memories"}]}`` (``memories``: how many live
+        memories name it). Found by rules when a memory is written (see
+        ``memvault.retrieval.entities``), sealed with the scope's key.
+
+        >>> memory.entities(user_id="alice")["results"][:1]  # doctest: +SKIP
+        [{'name': 'Lisbon', 'memories': 3}]
+        """
+        scope = Scope.of(user_id, agent_id, run_id)
+        found = reads.settled(self._engine, lambda: entities.entities(self._engine, scope, limit))
+        return {"results": found}
+
+    def related(self, memory_id: str, *, limit: int = 10) -> dict[str, list[dict[str, Any]]]:
+        """The memories that name the same entities as ``memory_id`` (in the same scope), best
+        first: each as ``get`` shows it, with ``score`` (the share of the memory's entity weight
+        they share, rare entities weighing more, in [0, 1]) and ``entities`` (the shared names).
+        Raises ``NotFound`` for a memory this namespace does not hold."""
+        found = reads.settled(
+            self._engine, lambda: entities.related(self._engine, memory_id, limit)
+        )
+        return {"results": found}
+
+    def rebuild_entities(
+        self, *, batch: int = 200, on_progress: Callable[[int], None] | None = None
+    ) -> dict[str, Any]:
+        """Extract the entities of memories written before entities existed (a batch per
+        transaction; ``on_progress(done so far)``); a no-op once every memory has them."""
+        result = entities.rebuild(self._engine, batch=batch, on_progress=on_progress)
+        return {"namespace": self.namespace, **result}
 
     # --- update and delete --------------------------------------------------------------------
 

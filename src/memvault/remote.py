@@ -326,6 +326,25 @@ def history(memory_id: str) -> Plan[list[dict[str, Any]]]:
     return list(answer)
 
 
+def entities(
+    *,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    run_id: str | None = None,
+    limit: int = 100,
+) -> Plan[dict[str, list[dict[str, Any]]]]:
+    """``GET /v1/entities/names/``: the entities the scope's memories name."""
+    params = _present(user_id=user_id, agent_id=agent_id, run_id=run_id, limit=limit)
+    answer = yield Call("GET", "/v1/entities/names/", params=params)
+    return {"results": list(answer["results"])}
+
+
+def related(memory_id: str, *, limit: int = 10) -> Plan[dict[str, list[dict[str, Any]]]]:
+    """``GET /v1/memories/{id}/related/``: memories sharing entities with it."""
+    answer = yield Call("GET", _memory_path(memory_id, "related"), params={"limit": limit})
+    return {"results": [_strip_nulls(item) for item in answer["results"]]}
+
+
 def update(
     memory_id: str,
     text: str | None = None,

@@ -33,6 +33,9 @@ LOCAL_ONLY: Final[Mapping[str, str]] = MappingProxyType(
         + _OPERATOR
         + " (`memvault keys rotate-master`)",
         "reseal_legacy": "store maintenance that runs when a store opens: " + _OPERATOR,
+        "rebuild_entities": "store maintenance after an upgrade: "
+        + _OPERATOR
+        + " (`memvault entities rebuild`)",
         "store_status": "where the files and databases are is "
         + _OPERATOR
         + " (`memvault db status`)",

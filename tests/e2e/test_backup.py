@@ -20,6 +20,8 @@ from memvault.core.backup import backup, restore
 from memvault.errors import IntegrityError, InvalidConfig, InvalidInput
 
 USERS = ("alice", "bob", "carol")
+# The store's own triggers (m011_entities keeps the entity index); anything else was planted.
+OUR_TRIGGERS = {"memories_entities_insert", "memories_entities_update", "memories_entities_delete"}
 FIELDS = ("id", "memory", "metadata", "user_id", "created_at", "updated_at")
 
 
@@ -28,10 +30,16 @@ def _view(memory: Memory, user: str) -> list[dict[str, Any]]:
     return sorted(({k: row.get(k) for k in FIELDS} for row in rows), key=lambda r: r["id"])
 
 
+def _triggers(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+
+
 def _fill(memory: Memory) -> None:
     for user in USERS:
         for n in range(4):
-            memory.add(f"{user} fact {n}: likes item {n * 3}", user_id=user, metadata={"n": n})
+            memory.add(
+                f"{user} fact {n}: likes item {n * 3} in Lisbon", user_id=user, metadata={"n": n}
+            )
 
 
 def _run(*args: str) -> int:
@@ -185,6 +193,11 @@ def test_erase_after_backup_stays_shredded_in_the_restored_data(
     # The backup still holds alice's rows, sealed under a key that no longer exists anywhere.
     with sqlite3.connect(out / "memvault.db") as db:
         held = db.execute("SELECT count(*) FROM memories WHERE user_id = 'alice'").fetchone()[0]
+        # Her entity index entries too (keyed hashes; the names are sealed on her rows).
+        assert db.execute(
+            "SELECT count(*) FROM memory_entities e JOIN memories m ON m.rowid = e.memory_rowid"
+            " WHERE m.user_id = 'alice'"
+        ).fetchone() == (4,)
     assert held == 4
     # Restored in place of the live data, with the live key store: alice is gone again.
     done = _cli(capsys, "restore", str(out), "--force")
@@ -204,6 +217,17 @@ def test_erase_after_backup_stays_shredded_in_the_restored_data(
             0,
         )
         assert db.execute("SELECT count(*) FROM history WHERE user_id = 'alice'").fetchone() == (0,)
+        # No entity entry outlives its memory; bob's and carol's still link theirs.
+        assert db.execute(
+            "SELECT count(*) FROM memory_entities WHERE memory_rowid NOT IN"
+            " (SELECT rowid FROM memories)"
+        ).fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM memory_entities").fetchone() == (8,)
+    with Memory(home, embedder=HashEmbedder()) as memory:
+        bobs = _view(memory, "bob")
+        related = memory.related(bobs[0]["id"])["results"]
+        assert {r["user_id"] for r in related} == {"bob"} and len(related) == 3
+        assert related[0]["entities"] == ["Lisbon"]
 
 
 def test_data_and_keys_backups_restore_a_new_machine_through_the_cli(
@@ -328,10 +352,7 @@ def test_a_backup_altered_and_rehashed_is_refused_before_anything_is_written(
         restore(Settings.load(home=memory.home), out, force=True)
     with sqlite3.connect(memory.home / "memvault.db") as db:
         assert db.execute("SELECT role FROM api_keys WHERE id = ?", (reader,)).fetchone() == before
-        assert (
-            db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
-            == 0
-        )
+        assert _triggers(db) == OUR_TRIGGERS  # none planted
     # A manifest without a signature (or with another one) is refused the same way.
     manifest = json.loads((out / "manifest.json").read_text())
     manifest.pop("signature")
@@ -382,7 +403,4 @@ def test_a_file_swapped_in_the_backup_after_the_checks_is_not_what_is_restored(
     done = restore(Settings.load(home=target), out, keys_dir=keys)
     assert done["verified_memories"] == 12
     with sqlite3.connect(target / "memvault.db") as db:
-        assert (
-            db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]
-            == 0
-        )
+        assert _triggers(db) == OUR_TRIGGERS  # none planted

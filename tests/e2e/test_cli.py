@@ -48,6 +48,31 @@ def test_add_search_list_get_update_history_delete(home: Path) -> None:
     assert cli("delete", "--all", "--user", "bob", "--json", *BASE)["deleted"] == 1
 
 
+def test_entities_rebuild_fills_memories_written_before_entities(home: Path) -> None:
+    from memvault import HashEmbedder, Memory
+
+    with Memory(home, embedder=HashEmbedder()) as memory:
+        ids = [
+            memory.add(text, user_id="alice")["results"][0]["id"]
+            for text in ("Alice flew to Oslo.", "Alice liked Oslo.", "Nothing here.")
+        ]
+        with memory.engine.store.transaction() as tx:  # as an older version left them
+            for memory_id in ids:
+                row = tx.get(memory.namespace, memory_id)
+                assert row is not None
+                row.entities_box = None
+                tx.set_entities(row, "")
+    assert cli("entities", "rebuild", "--json") == {
+        "namespace": "default",
+        "memories": 3,
+        "skipped": 0,
+    }
+    result = runner.invoke(app, ["entities", "rebuild"])
+    assert result.exit_code == 0 and "entities extracted for 0 memories" in result.stdout
+    with Memory(home, embedder=HashEmbedder()) as memory:
+        assert [r["id"] for r in memory.related(ids[0])["results"]] == [ids[1]]
+
+
 def test_human_output_is_a_table(home: Path) -> None:
     runner.invoke(app, ["add", "Carol collects stamps", "--user", "carol", *BASE])
     result = runner.invoke(app, ["search", "stamps", "--user", "carol", *BASE])

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from memvault import HashEmbedder, Memory
+from memvault.validation import Scope
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("memvault")
 # TTY_COMPATIBLE makes stdout a "terminal" too, where JSON is coloured: piped, it is plain.
@@ -84,3 +85,19 @@ def test_migrate_draws_a_bar_per_table_and_keeps_json_clean(
     )
     assert as_json.returncode == 0 and as_json.stderr == ""
     assert json.loads(ANSI.sub("", as_json.stdout))["tables"]["memories"]["copied"] == 6
+
+
+def test_entities_rebuild_draws_a_bar_and_keeps_json_clean(stocked_home: Path) -> None:
+    with Memory(stocked_home, embedder=HashEmbedder()) as memory:  # as an older version left them
+        with memory.engine.store.transaction() as tx:
+            for row in tx.scope_rows(memory.namespace, Scope(user_id="zoe"), limit=100):
+                row.entities_box = None
+                tx.set_entities(row, "")
+    shown = run(stocked_home, "entities", "rebuild", terminal=True)
+    assert shown.returncode == 0, shown.stderr
+    plain = ANSI.sub("", shown.stderr)
+    assert "extracting entities" in plain and "6/6" in plain
+    assert "entities extracted for 6 memories" in ANSI.sub("", shown.stdout)
+    as_json = run(stocked_home, "entities", "rebuild", "--json", terminal=True)
+    assert as_json.returncode == 0 and as_json.stderr == ""
+    assert json.loads(ANSI.sub("", as_json.stdout))["memories"] == 0

@@ -77,6 +77,11 @@ def _check(home: Path, made: dict[str, Any], **options: Any) -> None:
         found = memory.search("what does alice drink?", user_id="alice")["results"]
         assert found and found[0]["id"] == made["tea"]
         assert memory.get_all(user_id="bob", agent_id="coach")["results"][0]["id"] == made["bob"]
+        # Entity links move with their rows (sealed names, keyed hashes, the index rebuilt).
+        [linked] = memory.related(made["tea"])["results"]
+        assert linked["memory"] == "Alice lives in Lisbon" and linked["entities"] == ["Alice"]
+        assert {"name": "Alice", "memories": 2} in memory.entities(user_id="alice")["results"]
+        assert memory.entities(user_id="bob")["results"] == [{"name": "Bob", "memories": 1}]
 
 
 def _counts(memory: Memory) -> dict[str, int]:

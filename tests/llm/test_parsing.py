@@ -11,7 +11,7 @@ from memvault.errors import LLMBadOutput
 from memvault.llm.parsing import extract_json, parse_as
 from memvault.llm.prompts import Decisions, Extraction
 
-EXPECTED = {"facts": [{"text": "Alice likes tea", "type": "semantic"}]}
+EXPECTED = {"facts": [{"text": "Alice likes tea", "type": "semantic", "entities": []}]}
 
 
 @pytest.mark.parametrize(

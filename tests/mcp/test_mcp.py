@@ -28,9 +28,17 @@ ALL_TOOLS = {
     "update_memory",
     "delete_memory",
     "memory_history",
+    "related_memories",
     "job_status",
 }
-READ_TOOLS = {"search_memories", "list_memories", "get_memory", "memory_history", "job_status"}
+READ_TOOLS = {
+    "search_memories",
+    "list_memories",
+    "get_memory",
+    "memory_history",
+    "related_memories",
+    "job_status",
+}
 
 
 @asynccontextmanager
@@ -79,6 +87,14 @@ async def exercise_every_tool(client: Client) -> dict[str, Any]:
     assert updated.structured_content["result"]["memory"].endswith("shellfish")
     history = await client.call_tool("memory_history", {"memory_id": memory_id})
     assert [e["event"] for e in history.structured_content["events"]] == ["ADD", "NONE", "UPDATE"]
+    other = await client.call_tool("add_memory", {"text": "Alice met Bob in Lisbon"})
+    other_id = other.structured_content["results"][0]["id"]
+    await client.call_tool("add_memory", {"text": "The weather was fine"})
+    related = await client.call_tool("related_memories", {"memory_id": other_id})
+    assert not related.is_error
+    assert [m["id"] for m in related.structured_content["results"]] == [memory_id]
+    assert related.structured_content["results"][0]["entities"] == ["Alice"]
+    assert "shares: Alice" in related.content[0].text
     deleted = await client.call_tool("delete_memory", {"memory_id": memory_id})
     assert not deleted.is_error
     missing = await client.call_tool("get_memory", {"memory_id": memory_id})
@@ -139,7 +155,7 @@ def test_http_isolation_between_keys(server: RunningServer) -> None:
             assert (
                 await client.call_tool("search_memories", {"query": "diary entry"})
             ).structured_content["results"] == []
-            for tool in ("get_memory", "memory_history", "delete_memory"):
+            for tool in ("get_memory", "memory_history", "related_memories", "delete_memory"):
                 result = await client.call_tool(tool, {"memory_id": alice_id})
                 assert result.is_error and "[not_found]" in result.content[0].text
             forbidden = await client.call_tool("list_memories", {"user_id": "alice"})
@@ -197,7 +213,7 @@ def test_http_bound_read_key_cannot_write_or_reach_another_user(server: RunningS
             ):
                 result = await client.call_tool(tool, args)
                 assert result.is_error and "[forbidden]" in result.content[0].text
-            for tool in ("get_memory", "memory_history"):
+            for tool in ("get_memory", "memory_history", "related_memories"):
                 result = await client.call_tool(tool, {"memory_id": bob_id})
                 assert result.is_error and "[not_found]" in result.content[0].text
 

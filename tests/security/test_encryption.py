@@ -35,11 +35,16 @@ def test_canary_text_words_metadata_and_vector_never_hit_the_disk(home: Path) ->
         m.update(memory_id, CANARY + " and the garage")
         m.add("a follow-up so the canary is in someone's context window", user_id="alice")
         assert m.search("marigolds", user_id="alice")["results"]
+        # The name is an entity too: sealed on the row, in the index only as a keyed hash.
+        assert {"name": "Zebulon Quackenbush", "memories": 1} in m.entities(user_id="alice")[
+            "results"
+        ]
         # Read the files while the WAL still holds the pages: both files must be clean.
         assert (home / "memvault.db-wal").stat().st_size > 0
         data = raw_bytes(home)
     lowered = data.lower()
     assert CANARY.encode() not in data
+    assert b"zebulon quackenbush" not in lowered
     for word in set(CANARY.lower().split()) | set(words(CANARY)) | {META_CANARY}:
         if len(word) >= 5:
             assert word.encode() not in lowered, word

@@ -23,7 +23,9 @@ def test_no_plaintext_in_any_postgres_file(home: Path, pg_url: str) -> None:
     text = f"alice keeps her {CANARY} in the garden shed"
     with Memory(home, embedder=embedder, database_url=pg_url) as m:
         first = m.add(text, user_id="alice", metadata={"secret_word": META_CANARY})
-        m.add(f"second note about {CANARY}", user_id="alice")
+        # Capitalised, it is also an entity: its name and key are sealed, its hash keyed.
+        m.add(f"second note about {CANARY.title()}", user_id="alice")
+        assert m.entities(user_id="alice")["results"] == [{"name": CANARY.title(), "memories": 1}]
         memory_id = first["results"][0]["id"]
         m.update(memory_id, f"alice moved her {CANARY} to the attic")
         assert m.search(CANARY, user_id="alice", mode="bm25")["results"]
@@ -38,6 +40,7 @@ def test_no_plaintext_in_any_postgres_file(home: Path, pg_url: str) -> None:
         "text": CANARY.encode(),
         "metadata": META_CANARY.encode(),
         "text (UTF-16)": CANARY.encode("utf-16-le"),
+        "entity name": CANARY.title().encode(),
         "vector": vector,
     }
     scanned, owner_seen = 0, False

@@ -116,3 +116,23 @@ def test_opening_an_old_store_reseals_it_and_keeps_keys_and_audit(
     scope_ids = {r[0] for r in db.execute("SELECT scope_id FROM memories")}
     db.close()
     assert all(s.startswith("[") for s in scope_ids)
+
+
+def test_an_old_store_gets_its_entities_with_rebuild(v1_home: tuple[Path, dict[str, str]]) -> None:
+    """Rows written before entity links have none until ``rebuild_entities`` (``memvault
+    entities rebuild``) extracts them, sealed under each row's own key; links then follow
+    rotation and erase like any other row's."""
+    home, ids = v1_home
+    with Memory(home, embedder=HashEmbedder()) as m:
+        assert m.entities(user_id="alice")["results"] == []
+        assert m.related(ids["alice_tea"])["results"] == []
+        done = m.rebuild_entities()
+        assert done["memories"] >= len(EXPECTED) and done["skipped"] == 0
+        names = {e["name"]: e["memories"] for e in m.entities(user_id="alice")["results"]}
+        assert names["Alice"] == 3 and names["Lyon"] == 1
+        linked = {r["id"] for r in m.related(ids["alice_tea"])["results"]}
+        assert linked == {ids["alice_lyon"], ids["alice_run"]}
+        assert m.rebuild_entities()["memories"] == 0
+        m.rotate_user_key("alice")
+        assert {r["id"] for r in m.related(ids["alice_tea"])["results"]} == linked
+        assert m.entities(agent_id="planner")["results"]  # the agent's own key scope

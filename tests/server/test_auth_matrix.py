@@ -74,6 +74,8 @@ ROWS = [
     Row("PUT", "/v1/memories/{memory_id}/", "write", 200, 404, 404, {"text": "z"}),
     Row("DELETE", "/v1/memories/{memory_id}/", "write", 200, 404, 404),
     Row("GET", "/v1/memories/{memory_id}/history/", "read", 200, 404, 404),
+    Row("GET", "/v1/memories/{memory_id}/related/", "read", 200, 404, 404),
+    Row("GET", "/v1/entities/names/", "read", 200, 403, 200),
     Row("GET", "/v1/ping/", "read", 200, 200, 200),
     Row("GET", "/v1/jobs/", "read", 200, 200, 200),
     Row("GET", "/v1/jobs/{job_id}", "read", 200, 404, 404),
@@ -324,7 +326,8 @@ def test_every_route_is_protected(matrix_server: RunningServer) -> None:
             body = {"name": f"fresh{n}"}
         if row.method == "PUT" and "memory_id" in row.template:
             body = {"text": f"changed {n}"}
-        params = {"user_id": "alice"} if row.template == "/v1/memories/" else None
+        scoped = ("/v1/memories/", "/v1/entities/names/")
+        params = {"user_id": "alice"} if row.template in scoped else None
         headers = MCP_HEADERS if row.template.startswith("/mcp") else {}
         if key not in clients:
             clients[key] = server.http(key)

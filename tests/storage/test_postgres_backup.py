@@ -9,6 +9,7 @@ import os
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from memvault import HashEmbedder, Memory
@@ -87,7 +88,7 @@ def test_erase_after_a_pg_dump_stays_shredded_and_a_tampered_dump_is_refused(
     with Memory(home, embedder=HashEmbedder(), database_url=pg_url) as memory:
         for user in USERS:
             for n in range(3):
-                memory.add(f"{user} fact {n}", user_id=user)
+                memory.add(f"{user.title()} fact {n} in Lisbon", user_id=user)
         bob = _ids(memory, "bob")
         backup(memory, data)
         memory.erase_user("alice")
@@ -104,3 +105,13 @@ def test_erase_after_a_pg_dump_stays_shredded_and_a_tampered_dump_is_refused(
         assert memory.get_all(user_id="alice")["results"] == []
         assert memory.engine.store.user_rows("default", "alice") == (0, 0)
         assert _ids(memory, "bob") == bob
+        # Entity links: alice's entries went with her rows, bob's link as before.
+        assert memory.entities(user_id="alice")["results"] == []
+        assert memory.entities(user_id="bob")["results"] == [
+            {"name": "Bob", "memories": 3},
+            {"name": "Lisbon", "memories": 3},
+        ]
+        first = next(iter(bob))
+        assert [r["entities"] for r in memory.related(first)["results"]] == [["Bob", "Lisbon"]] * 2
+    with psycopg.connect(pg_url) as db:
+        assert db.execute("SELECT count(*) FROM memvault.memory_entities").fetchone() == (6,)

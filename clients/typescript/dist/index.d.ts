@@ -61,6 +61,14 @@ export interface ListOptions extends ScopeOptions {
 export interface CountOptions extends ScopeOptions {
     filters?: Filters;
 }
+export interface EntitiesOptions extends ScopeOptions {
+    /** How many entities at most, 1 to 1,000 (default 100). */
+    limit?: number;
+}
+export interface RelatedOptions {
+    /** How many memories at most, 1 to 1,000 (default 10). */
+    limit?: number;
+}
 export interface UpdateOptions {
     /** mem0's name for `text`. */
     data?: string;
@@ -120,6 +128,18 @@ export interface MemoryItem {
     score?: number;
     /** Search with `explain: true` only. */
     explain?: Record<string, number | null>;
+}
+/** A memory sharing entities with another (`related`). */
+export interface RelatedItem extends MemoryItem {
+    /** The share of the other memory's entity weight this one shares, in [0, 1]. */
+    score: number;
+    /** The shared names, as the other memory writes them. */
+    entities: string[];
+}
+/** An entity a scope's memories name, and how many live memories name it. */
+export interface NamedEntity {
+    name: string;
+    memories: number;
 }
 export interface AddResult {
     id: string;
@@ -289,6 +309,15 @@ export declare class MemvaultClient {
     count(options?: CountOptions): Promise<number>;
     /** `GET /v1/memories/{id}/history/`; `[]` for an id the key cannot see. */
     history(memory_id: string): Promise<HistoryEvent[]>;
+    /** `GET /v1/memories/{id}/related/`: memories of the same scope that name the same people,
+     * places, things, dates or titles, best first; `not_found` for an id the key cannot see. */
+    related(memory_id: string, options?: RelatedOptions): Promise<{
+        results: RelatedItem[];
+    }>;
+    /** `GET /v1/entities/names/`: the entities the scope's memories name, the most named first. */
+    entities(options?: EntitiesOptions): Promise<{
+        results: NamedEntity[];
+    }>;
     /** `PUT /v1/memories/{id}/`: a new text, new metadata, or both (`data` is mem0's `text`). */
     update(memory_id: string, text?: string | null, metadata?: Metadata | null, options?: UpdateOptions): Promise<UpdateAnswer>;
     /** `DELETE /v1/memories/{id}/`. */

@@ -423,6 +423,24 @@ export class MemvaultClient {
             throw failed;
         }
     }
+    /** `GET /v1/memories/{id}/related/`: memories of the same scope that name the same people,
+     * places, things, dates or titles, best first; `not_found` for an id the key cannot see. */
+    async related(memory_id, options = {}) {
+        const params = { limit: options.limit ?? 10 };
+        const answer = object(await this.send({ method: "GET", path: memoryPath(memory_id, "related"), params }));
+        return { results: objects(answer["results"]).map(stripNulls) };
+    }
+    /** `GET /v1/entities/names/`: the entities the scope's memories name, the most named first. */
+    async entities(options = {}) {
+        const params = {
+            user_id: options.user_id,
+            agent_id: options.agent_id,
+            run_id: options.run_id,
+            limit: options.limit ?? 100,
+        };
+        const answer = object(await this.send({ method: "GET", path: "/v1/entities/names/", params }));
+        return { results: objects(answer["results"]) };
+    }
     /** `PUT /v1/memories/{id}/`: a new text, new metadata, or both (`data` is mem0's `text`). */
     async update(memory_id, text, metadata, options = {}) {
         const path = memoryPath(memory_id);

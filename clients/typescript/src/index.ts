@@ -73,6 +73,16 @@ export interface CountOptions extends ScopeOptions {
   filters?: Filters;
 }
 
+export interface EntitiesOptions extends ScopeOptions {
+  /** How many entities at most, 1 to 1,000 (default 100). */
+  limit?: number;
+}
+
+export interface RelatedOptions {
+  /** How many memories at most, 1 to 1,000 (default 10). */
+  limit?: number;
+}
+
 export interface UpdateOptions {
   /** mem0's name for `text`. */
   data?: string;
@@ -141,6 +151,20 @@ export interface MemoryItem {
   score?: number;
   /** Search with `explain: true` only. */
   explain?: Record<string, number | null>;
+}
+
+/** A memory sharing entities with another (`related`). */
+export interface RelatedItem extends MemoryItem {
+  /** The share of the other memory's entity weight this one shares, in [0, 1]. */
+  score: number;
+  /** The shared names, as the other memory writes them. */
+  entities: string[];
+}
+
+/** An entity a scope's memories name, and how many live memories name it. */
+export interface NamedEntity {
+  name: string;
+  memories: number;
 }
 
 export interface AddResult {
@@ -734,6 +758,26 @@ export class MemvaultClient {
       if (failed instanceof MemvaultError && failed.code === "not_found") return [];
       throw failed;
     }
+  }
+
+  /** `GET /v1/memories/{id}/related/`: memories of the same scope that name the same people,
+   * places, things, dates or titles, best first; `not_found` for an id the key cannot see. */
+  async related(memory_id: string, options: RelatedOptions = {}): Promise<{ results: RelatedItem[] }> {
+    const params = { limit: options.limit ?? 10 };
+    const answer = object(await this.send({ method: "GET", path: memoryPath(memory_id, "related"), params }));
+    return { results: objects(answer["results"]).map(stripNulls) as unknown as RelatedItem[] };
+  }
+
+  /** `GET /v1/entities/names/`: the entities the scope's memories name, the most named first. */
+  async entities(options: EntitiesOptions = {}): Promise<{ results: NamedEntity[] }> {
+    const params = {
+      user_id: options.user_id,
+      agent_id: options.agent_id,
+      run_id: options.run_id,
+      limit: options.limit ?? 100,
+    };
+    const answer = object(await this.send({ method: "GET", path: "/v1/entities/names/", params }));
+    return { results: objects(answer["results"]) as unknown as NamedEntity[] };
   }
 
   /** `PUT /v1/memories/{id}/`: a new text, new metadata, or both (`data` is mem0's `text`). */

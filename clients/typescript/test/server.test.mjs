@@ -84,6 +84,25 @@ describe("against memvault serve", { skip }, () => {
     assert.equal(gone.status, 404);
   });
 
+  test("entities and related memories", async () => {
+    const m = admin();
+    const user_id = fresh("eve");
+    const first = (await m.add("Eve moved to Lisbon in May 2023.", { user_id })).results[0].id;
+    const second = (await m.add("Eve loves the Lisbon trams.", { user_id })).results[0].id;
+    await m.add("Nothing to link here.", { user_id });
+    const related = await m.related(first, { limit: 5 });
+    assert.deepEqual(related.results.map((r) => r.id), [second]);
+    assert.deepEqual(related.results[0].entities, ["Eve", "Lisbon"]);
+    assert.ok(related.results[0].score > 0 && related.results[0].score <= 1);
+    const named = await m.entities({ user_id, limit: 2 });
+    assert.deepEqual(named.results, [
+      { name: "Eve", memories: 2 },
+      { name: "Lisbon", memories: 2 },
+    ]);
+    assert.equal((await failure(m.entities())).code, "missing_scope");
+    assert.equal((await failure(client(env.MEMVAULT_TEST_USER_KEY).related(first))).code, "not_found");
+  });
+
   test("add_many in batches, get_all pages, get_page and count", async () => {
     const m = admin();
     const user_id = fresh("pager");

@@ -811,6 +811,41 @@ def user_rotate_key(
     )
 
 
+entities_app = _group("Entity links: extract the entities of memories written before them.")
+app.add_typer(entities_app, name="entities")
+
+
+@entities_app.command("rebuild")
+def entities_rebuild(
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Extract and store the entities of every memory that has none recorded yet (memories
+    written before this version): online, a batch per transaction; a no-op once done."""
+    from memvault.cli.progress import bar
+
+    with _keys(home, namespace) as memory:
+        total = memory.engine.store.count_without_entities(memory.namespace)
+        shown = [0]
+
+        with bar(errors, "extracting entities", total, show=_live(as_json)) as advance:
+
+            def moved(done: int) -> None:
+                advance(done - shown[0])
+                shown[0] = done
+
+            result = memory.rebuild_entities(on_progress=moved)
+    _emit(
+        result,
+        as_json,
+        lambda r: console.print(
+            f"{r['namespace']}: entities extracted for {r['memories']} memories"
+            + (f" ({r['skipped']} skipped)" if r["skipped"] else "")
+        ),
+    )
+
+
 @app.command()
 def gc(
     as_json: JsonOption = False,

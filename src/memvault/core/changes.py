@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from memvault.clock import now_iso, to_epoch, uuid7
 from memvault.codec import binding
+from memvault.core import entities
 from memvault.core.engine import Engine
 from memvault.core.reseal import reseal_row
 from memvault.core.webhooks import Outbox
@@ -75,6 +76,8 @@ class Add:
     memory_id: str | None = None
     past: tuple[PastEvent, ...] | None = None
     live: bool = True
+    # Entity names the LLM gave for an inferred memory, added to those found by rules.
+    entities: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -291,8 +294,12 @@ class _Writer:
             window = self.recent[change.scope] = self._recent_texts(change.scope)
         context = " ".join(window)
         row.context_box = cipher.seal(binding(row), "context", context.encode())
+        found = entities.with_extra(text, change.entities)
+        row.entities_box, entity_hashes = entities.seal(cipher, row, found)
         terms = IndexTerms(
-            engine.codec.index_terms(cipher, text), engine.codec.index_terms(cipher, context)
+            engine.codec.index_terms(cipher, text),
+            engine.codec.index_terms(cipher, context),
+            entity_hashes,
         )
         self.new_rows.append((row, terms))
         if change.past is None:
@@ -375,9 +382,12 @@ class _Writer:
                 raise InvalidInput(f"memory {other} of the same scope already holds this text")
             row.text_box = cipher.seal(bound, "text", change.text.encode())
             row.vector_box = engine.codec.seal_vector(cipher, bound, change.vector)
+            found = entities.with_extra(change.text)
+            row.entities_box, entity_hashes = entities.seal(cipher, row, found)
             terms = IndexTerms(
                 engine.codec.index_terms(cipher, change.text),
                 engine.codec.index_terms(cipher, engine.codec.open_context(row)),
+                entity_hashes,
             )
         new_text = change.text if change.text is not None else old_text
         metadata = change.metadata

@@ -171,7 +171,7 @@ def _unique(facts: list[Fact], max_bytes: int) -> list[Fact]:
         text = _valid_text(fact.text, max_bytes)
         if text and text not in seen:
             seen.add(text)
-            kept.append(Fact(text=text, type=fact.type))
+            kept.append(Fact(text=text, type=fact.type, entities=fact.entities))
     return kept
 
 
@@ -247,6 +247,7 @@ def _planned_add(
         redactions=[],
         vector=vector,
         provenance=meta[PROVENANCE_KEY],
+        entities=tuple(fact.entities),
     )
     return _Planned(add, fact.text, {})
 

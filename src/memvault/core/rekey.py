@@ -3,10 +3,10 @@ online), and the master key (every data key rewrapped, ``rotate_master_key``).
 
 The new key becomes the scope's current generation first, so new memories and queued jobs use it
 at once; rows then move over a batch (one transaction) at a time, each re-sealed field by field,
-with its dedup hash and full-text tokens recomputed under the new key. History events and the
-user's jobs (their request and result, in any state: queued, running, done, dead) move in the
-same transactions. Searches read both generations meanwhile. When no row is left under the old
-key, the old key is destroyed.
+with its dedup hash, full-text tokens and entity hashes recomputed under the new key. History
+events and the user's jobs (their request and result, in any state: queued, running, done,
+dead) move in the same transactions. Searches read both generations meanwhile. When no row is
+left under the old key, the old key is destroyed.
 
 A job whose worker is running it while it moves: the worker opens the request as the job is
 stored when the key it claimed is gone, and seals the result under the key the job holds when
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from memvault.codec import binding
-from memvault.core import jobs
+from memvault.core import entities, jobs
 from memvault.core.engine import Engine
 from memvault.core.reseal import reseal_legacy
 from memvault.core.rights import require_user
@@ -111,7 +111,9 @@ def _move_rows(
         row.text_box, row.metadata_box = boxes["text"], boxes["metadata"]
         row.vector_box, row.context_box = boxes["vector"], boxes["context"]
         terms = IndexTerms(
-            engine.codec.index_terms(new, text), engine.codec.index_terms(new, context)
+            engine.codec.index_terms(new, text),
+            engine.codec.index_terms(new, context),
+            entities.reseal(old, new, row),  # sealed again, hashed again under the new key
         )
         tx.rewrite(row, terms)
     return len(rows)

@@ -21,7 +21,7 @@ from typing import Any
 
 from memvault.clock import now_iso
 from memvault.codec import KeyMissing, legacy_keys
-from memvault.core import changes, webhooks
+from memvault.core import changes, entities, webhooks
 from memvault.core.engine import Engine
 from memvault.errors import NotFound
 from memvault.security.keyscope import KeyScope
@@ -188,6 +188,8 @@ def _export_lines(
         )
         for row in rows:
             item = codec.public(row)
+            found = entities.open_entities(codec.reader(row.scope_id, row.id), row)
+            item["entities"] = [entity.name for entity in found]
             yield {"type": "memory", **item, "history": history.pop(row.id, [])}
         if len(rows) < page:
             break

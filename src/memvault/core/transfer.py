@@ -79,6 +79,7 @@ _COMPARED: dict[str, tuple[str, ...]] = {
         "created_at",
         "updated_at",
         "seal_version",
+        "entities_box",
     ),
     "history": (
         "memory_id",

@@ -31,6 +31,7 @@ TOOL_ACTIONS: dict[str, Action] = {
     "list_memories": Action.MEMORIES_READ,
     "get_memory": Action.MEMORIES_READ,
     "memory_history": Action.MEMORIES_READ,
+    "related_memories": Action.MEMORIES_READ,
     "job_status": Action.JOBS_READ,
     "add_memory": Action.MEMORIES_WRITE,
     "update_memory": Action.MEMORIES_WRITE,
@@ -210,6 +211,34 @@ def build_server(
             for e in events
         )
         return _result({"events": events}, text)
+
+    @server.tool(
+        description="Memories that name the same people, places, things, dates or titles as "
+        "one memory (same user), best first, each with the shared names: follow a thread "
+        "across conversations.",
+        annotations=read_only,
+    )
+    async def related_memories(
+        ctx: Context,
+        memory_id: MemoryId,
+        limit: Annotated[int, Field(ge=1, le=100, description="How many at most.")] = 10,
+    ) -> CallToolResult:
+        who = resolve(ctx)
+
+        def related() -> dict[str, Any]:
+            who.owned(who.memory.get(memory_id), memory_id)
+            return who.memory.related(memory_id, limit=limit)
+
+        found = await _run(who, "related_memories", related, memory_id)
+        lines = [
+            f"{_line(item)} shares: {', '.join(item['entities'])}" for item in found["results"]
+        ]
+        text = (
+            f"{len(lines)} related memories:\n" + "\n".join(lines)
+            if lines
+            else "No memory shares an entity with it."
+        )
+        return _result(found, text)
 
     @server.tool(
         description="Where a queued add_memory(infer=true) is: queued, running, done (with the "

@@ -29,7 +29,7 @@ from memvault.server.lazy_mcp import LazyMcp
 from memvault.server.middleware import Observability, metrics_registry
 from memvault.server.network import HostGuard, HostPolicy, Proxies, is_loopback
 from memvault.server.ratelimit import RateLimiter
-from memvault.server.routes import admin, health, jobs, mem0, memories, users, webhooks
+from memvault.server.routes import admin, entities, health, jobs, mem0, memories, users, webhooks
 from memvault.server.ui import STATIC_PATH, mount_dashboard
 from memvault.server.warmup import ModelWarmup
 
@@ -143,7 +143,7 @@ def create_app(
     app.state.key_usage = KeyUsage(store)
     app.state.model = model
     install_error_handlers(app)
-    for module in (memories, mem0, users, jobs, webhooks, admin, health):
+    for module in (memories, entities, mem0, users, jobs, webhooks, admin, health):
         app.include_router(module.router)
     _mount_docs(app)
     if settings.dashboard:

@@ -24,8 +24,12 @@ __all__ = [
     "MemoryItem",
     "MemoryPage",
     "Message",
+    "NamedEntities",
+    "NamedEntity",
     "NamespaceCreate",
     "NamespaceInfo",
+    "RelatedMemory",
+    "RelatedResults",
     "SearchRequest",
     "SearchResults",
     "UpdateRequest",
@@ -171,6 +175,30 @@ class JobList(BaseModel):
 
 class SearchResults(BaseModel):
     results: list[MemoryItem]
+
+
+class RelatedMemory(MemoryItem):
+    """A memory sharing entities with another: ``score`` is the share of that memory's entity
+    weight it shares (rare entities weigh more), ``entities`` the shared names."""
+
+    score: float = Field(ge=0, le=1)
+    entities: list[str]
+
+
+class RelatedResults(BaseModel):
+    results: list[RelatedMemory]
+
+
+class NamedEntity(BaseModel):
+    """An entity (a person, place, thing, date, title or amount) and how many live memories of
+    the scope name it."""
+
+    name: str
+    memories: int = Field(ge=1)
+
+
+class NamedEntities(BaseModel):
+    results: list[NamedEntity]
 
 
 class MemoryPage(BaseModel):

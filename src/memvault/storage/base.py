@@ -52,6 +52,7 @@ from memvault.storage.rows import (
     IndexTerms,
     JobRow,
     KeyStoreStatus,
+    LinkedRow,
     MemoryRow,
     OwnerCount,
     Snapshot,
@@ -136,6 +137,16 @@ class WriteTx(Protocol):
 
     def legacy_rows(self, after: int, limit: int) -> list[MemoryRow]:
         """Rows still in seal format 1, by ``rowid`` after ``after``."""
+        ...
+
+    def rows_without_entities(self, namespace: str, after: int, limit: int) -> list[MemoryRow]:
+        """Rows of the namespace whose entities were never extracted (``entities_box`` NULL),
+        by ``rowid`` after ``after`` (``memvault entities rebuild``)."""
+        ...
+
+    def set_entities(self, row: MemoryRow, hashes: str) -> None:
+        """Store ``row.entities_box`` and its entity hashes (space-separated); the entity
+        index follows in the same statement."""
         ...
 
     def legacy_events(self, after: str, limit: int) -> list[HistoryRow]:
@@ -286,6 +297,41 @@ class MemoryStore(Protocol):
         *,
         among: Collection[str] | None = None,
     ) -> set[str]: ...
+
+    def entity_terms(self, namespace: str, ids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
+        """Memory id -> (rowid, scope id, its entity hashes space-separated) of each of ``ids``
+        the namespace holds."""
+        ...
+
+    def entity_frequencies(
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
+    ) -> dict[tuple[str, str], int]:
+        """(scope id, hash) -> how many memories of those key scopes (expired ones too) name
+        it: the entity index alone is read."""
+        ...
+
+    def entity_postings(
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
+    ) -> list[tuple[str, str, int]]:
+        """(scope id, hash, memory rowid) of every memory of those key scopes indexed under one
+        of ``hashes``: the entity index alone is read."""
+        ...
+
+    def link_rows(self, namespace: str, rowids: Sequence[int], now: str) -> list[LinkedRow]:
+        """The live memories of the namespace among ``rowids``."""
+        ...
+
+    def count_without_entities(self, namespace: str) -> int:
+        """How many memories of the namespace have no entities recorded (``entities_box``
+        NULL: written before entities existed)."""
+        ...
+
+    def entity_counts(
+        self, namespace: str, scope: Scope, now: str, limit: int
+    ) -> list[tuple[str, str, int, str]]:
+        """(scope id, hash, live memories of ``scope`` naming it, one of their ids), the most
+        named first, at most ``limit``."""
+        ...
 
     def scope_ids(self, namespace: str, scope: Scope) -> list[str]:
         """The key scopes that hold rows of a query scope."""

@@ -24,6 +24,7 @@ __all__ = [
     "IndexTerms",
     "JobRow",
     "KeyStoreStatus",
+    "LinkedRow",
     "MemoryRow",
     "OwnerCount",
     "ScopeCount",
@@ -84,6 +85,9 @@ class MemoryRow:
     access_count: int = 0
     last_accessed_at: str | None = None
     seal_version: int = SEAL_VERSION  # the associated-data format of the sealed fields
+    # The memory's entities (``core/entities.py``): a sealed JSON list of [key, name] pairs;
+    # None until they were extracted (a memory written before entities existed).
+    entities_box: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -109,10 +113,26 @@ class HistoryRow:
 
 @dataclass(frozen=True, slots=True)
 class IndexTerms:
-    """What the keyword index holds of a memory: keyed token hashes, space-separated."""
+    """What the keyword index holds of a memory: keyed token hashes, space-separated.
+
+    ``entities``: the keyed hashes of its entities (``core/entities.py``), space-separated; the
+    store keeps its entity index (``memory_entities``) equal to them."""
 
     body: str
     context: str
+    entities: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedRow:
+    """A live memory an entity link reaches (``MemoryStore.link_rows``): who owns it."""
+
+    rowid: int
+    memory_id: str
+    scope_id: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
 
 
 @dataclass(frozen=True, slots=True)

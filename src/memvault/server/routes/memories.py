@@ -1,4 +1,5 @@
-"""``/v1/memories``: add, batch add, search, list, get, update, delete, delete by scope, history."""
+"""``/v1/memories``: add, batch add, search, list, get, update, delete, delete by scope, history,
+related memories."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from memvault.server.schemas import (
     ListRequest,
     MemoryItem,
     MemoryPage,
+    RelatedResults,
     SearchRequest,
     SearchResults,
     UpdateRequest,
@@ -259,3 +261,21 @@ def delete(memory_id: str, principal: Writer) -> dict[str, Any]:
 def history(memory_id: str, principal: Reader) -> list[dict[str, Any]]:
     """Every change, oldest first; kept after the memory is deleted."""
     return principal.history(memory_id)
+
+
+@router.get(
+    "/{memory_id}/related/",
+    summary="Memories sharing entities with a memory",
+    response_model=RelatedResults,
+    responses=error_responses(),
+)
+def related(
+    memory_id: str,
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+) -> dict[str, Any]:
+    """The memories of the same scope that name the same people, places, things, dates or
+    titles, best first, each with its ``score`` in [0, 1] and the shared ``entities``. A memory
+    this key may not read answers 404, as GET /v1/memories/{id}/ does."""
+    principal.owned(principal.memory.get(memory_id), memory_id)
+    return principal.memory.related(memory_id, limit=limit)

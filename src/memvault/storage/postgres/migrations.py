@@ -233,6 +233,46 @@ def m006_inline_sealed_rows(conn: psycopg.Connection[tuple[object, ...]]) -> Non
     )
 
 
+def m007_entities(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Entity links (``core/entities.py``): a memory's entities sealed on its row
+    (``entities_box``, NULL until extracted) with their keyed hashes (``terms_entities``,
+    space-separated), and ``memory_entities``, the index from a hash to the memories that name
+    it (with the row's key scope, so that counts and links read the index alone): a trigger
+    keeps it equal to ``terms_entities`` on insert and rewrite, and the foreign key deletes its
+    rows with their memory's, whatever path deletes it."""
+    _run(
+        conn,
+        """
+        ALTER TABLE memories ADD COLUMN entities_box bytea,
+            ADD COLUMN terms_entities text NOT NULL DEFAULT '';
+        ALTER TABLE memories ALTER COLUMN entities_box SET STORAGE EXTERNAL;
+        CREATE TABLE memory_entities (
+            entity_hash text COLLATE "C" NOT NULL,
+            scope_id text COLLATE "C" NOT NULL,
+            memory_rowid bigint NOT NULL REFERENCES memories (rowid) ON DELETE CASCADE,
+            PRIMARY KEY (entity_hash, scope_id, memory_rowid)
+        );
+        CREATE INDEX memory_entities_memory ON memory_entities (memory_rowid)
+        """,
+    )
+    # One statement (its body holds semicolons); the search path is the schema's, fixed now.
+    conn.execute(
+        "CREATE FUNCTION memories_entities_sync() RETURNS trigger LANGUAGE plpgsql"
+        " SET search_path FROM CURRENT AS $$ BEGIN"
+        " IF TG_OP = 'UPDATE' THEN DELETE FROM memory_entities WHERE memory_rowid = OLD.rowid;"
+        " END IF;"
+        " INSERT INTO memory_entities (entity_hash, scope_id, memory_rowid)"
+        " SELECT DISTINCT h, NEW.scope_id, NEW.rowid"
+        " FROM unnest(string_to_array(NEW.terms_entities, ' ')) AS h WHERE h <> '';"
+        " RETURN NULL; END $$"
+    )
+    conn.execute(
+        "CREATE TRIGGER memories_entities AFTER INSERT OR UPDATE OF terms_entities, scope_id"
+        " ON memories"
+        " FOR EACH ROW EXECUTE FUNCTION memories_entities_sync()"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     m001_create_tables,
     m002_jobs,
@@ -240,6 +280,7 @@ MIGRATIONS: list[Migration] = [
     m004_inference_instructions,
     m005_webhooks,
     m006_inline_sealed_rows,
+    m007_entities,
 ]
 
 

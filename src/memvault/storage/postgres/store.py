@@ -69,6 +69,7 @@ from memvault.storage.rows import (
     Imported,
     IndexTerms,
     JobRow,
+    LinkedRow,
     MemoryRow,
     OwnerCount,
     Snapshot,
@@ -96,7 +97,7 @@ _MEMORY_COLUMNS = (
     "m.rowid, m.id, m.namespace, m.scope_id, m.user_id, m.agent_id, m.run_id, m.actor_id,"
     " m.role, m.memory_type, m.hash, m.text_box, m.metadata_box, m.vector_box, m.context_box,"
     " m.created_at, m.updated_at, m.expires_at, m.importance, m.access_count,"
-    " m.last_accessed_at, m.seal_version"
+    " m.last_accessed_at, m.seal_version, m.entities_box"
 )
 # _MEMORY_COLUMNS with empty metadata, vector and context boxes (recent_rows_many).
 _TEXT_ONLY_COLUMNS = (
@@ -177,7 +178,10 @@ def _limit(limit: int) -> int | None:
 
 
 def _memory(row: Sequence[Any]) -> MemoryRow:
-    return MemoryRow(*row)
+    memory = MemoryRow(*row)
+    if memory.entities_box is not None:
+        memory.entities_box = bytes(memory.entities_box)
+    return memory
 
 
 def _webhook(row: Sequence[Any]) -> WebhookRow:
@@ -383,6 +387,71 @@ class PostgresStore:
             (namespace, list(ids)),
         )
         return {row.id: row for row in map(_memory, rows)}
+
+    # --- entities (core/entities.py) ---------------------------------------------------------
+
+    def entity_terms(self, namespace: str, ids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
+        if not ids:
+            return {}
+        rows = self._fetch(
+            "SELECT m.id, m.rowid, m.scope_id, m.terms_entities FROM memories m"
+            " WHERE m.namespace = %s AND m.id = ANY(%s)",
+            (namespace, list(ids)),
+        )
+        return {str(row[0]): (int(row[1]), str(row[2]), str(row[3])) for row in rows}
+
+    def entity_frequencies(
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
+    ) -> dict[tuple[str, str], int]:
+        if not hashes or not scope_ids:
+            return {}
+        rows = self._fetch(
+            "SELECT scope_id, entity_hash, count(*) FROM memory_entities"
+            " WHERE entity_hash = ANY(%s) AND scope_id = ANY(%s) GROUP BY scope_id, entity_hash",
+            (list(hashes), list(scope_ids)),
+        )
+        return {(str(row[0]), str(row[1])): int(row[2]) for row in rows}
+
+    def entity_postings(
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
+    ) -> list[tuple[str, str, int]]:
+        if not hashes or not scope_ids:
+            return []
+        rows = self._fetch(
+            "SELECT scope_id, entity_hash, memory_rowid FROM memory_entities"
+            " WHERE entity_hash = ANY(%s) AND scope_id = ANY(%s)",
+            (list(hashes), list(scope_ids)),
+        )
+        return [(str(row[0]), str(row[1]), int(row[2])) for row in rows]
+
+    def link_rows(self, namespace: str, rowids: Sequence[int], now: str) -> list[LinkedRow]:
+        if not rowids:
+            return []
+        rows = self._fetch(
+            "SELECT m.rowid, m.id, m.scope_id, m.user_id, m.agent_id, m.run_id FROM memories m"
+            f" WHERE m.rowid = ANY(%s) AND m.namespace = %s{_NOT_EXPIRED}",
+            (list(rowids), namespace, now),
+        )
+        return [LinkedRow(*row) for row in rows]
+
+    def count_without_entities(self, namespace: str) -> int:
+        rows = self._fetch(
+            "SELECT count(*) FROM memories m WHERE m.namespace = %s AND m.entities_box IS NULL",
+            (namespace,),
+        )
+        return int(rows[0][0])
+
+    def entity_counts(
+        self, namespace: str, scope: Scope, now: str, limit: int
+    ) -> list[tuple[str, str, int, str]]:
+        where, params = self._where(namespace, scope, now)
+        rows = self._fetch(
+            'SELECT m.scope_id, e.entity_hash, count(*) AS n, max(m.id COLLATE "C")'
+            f" FROM memory_entities e JOIN memories m ON m.rowid = e.memory_rowid WHERE {where}"
+            " GROUP BY m.scope_id, e.entity_hash ORDER BY n DESC, e.entity_hash LIMIT %s",
+            [*params, limit],
+        )
+        return [(str(row[0]), str(row[1]), int(row[2]), str(row[3])) for row in rows]
 
     def _where(
         self, namespace: str, scope: Scope, now: str | None, *, exact: bool = False
@@ -1177,6 +1246,21 @@ class _PgTx:
         )
         return [_memory(row) for row in rows]
 
+    def rows_without_entities(self, namespace: str, after: int, limit: int) -> list[MemoryRow]:
+        rows = self._all(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s"
+            " AND m.entities_box IS NULL AND m.rowid > %s ORDER BY m.rowid LIMIT %s FOR UPDATE",
+            (namespace, after, _limit(limit)),
+        )
+        return [_memory(row) for row in rows]
+
+    def set_entities(self, row: MemoryRow, hashes: str) -> None:
+        # The trigger rewrites the row's memory_entities entries.
+        self._conn.execute(
+            "UPDATE memories SET entities_box = %s, terms_entities = %s WHERE rowid = %s",
+            (row.entities_box, hashes, row.rowid),
+        )
+
     def legacy_events(self, after: str, limit: int) -> list[HistoryRow]:
         rows = self._all(
             f"SELECT {_HISTORY_COLUMNS} FROM history WHERE seal_version = 1 AND id > %s"
@@ -1229,14 +1313,17 @@ class _PgTx:
             row.vector_box,
             row.context_box,
             row.updated_at,
+            row.entities_box,
         ]
         query = (
             "UPDATE memories SET scope_id = %s, seal_version = %s, hash = %s, text_box = %s,"
-            " metadata_box = %s, vector_box = %s, context_box = %s, updated_at = %s"
+            " metadata_box = %s, vector_box = %s, context_box = %s, updated_at = %s,"
+            " entities_box = %s"
         )
         if terms is not None:
-            query += ", terms_body = %s, terms_context = %s"
-            params += [terms.body, terms.context]
+            # The trigger rewrites the row's memory_entities entries.
+            query += ", terms_body = %s, terms_context = %s, terms_entities = %s"
+            params += [terms.body, terms.context, terms.entities]
         self._conn.execute(query + " WHERE rowid = %s", [*params, row.rowid])
 
     def delete(self, row: MemoryRow) -> None:
@@ -1380,8 +1467,9 @@ _INSERT_MEMORY = (
     "INSERT INTO memories (id, namespace, scope_id, user_id, agent_id, run_id, actor_id,"
     " role, memory_type, hash, text_box, metadata_box, vector_box, context_box,"
     " created_at, updated_at, expires_at, importance, access_count, last_accessed_at,"
-    " seal_version, terms_body, terms_context) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
-    " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING rowid"
+    " seal_version, terms_body, terms_context, entities_box, terms_entities) VALUES (%s, %s, %s,"
+    " %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " RETURNING rowid"
 )
 _INSERT_HISTORY = (
     f"INSERT INTO history ({_HISTORY_COLUMNS}) VALUES"
@@ -1414,6 +1502,8 @@ def _memory_params(row: MemoryRow, terms: IndexTerms) -> tuple[Any, ...]:
         row.seal_version,
         terms.body,
         terms.context,
+        row.entities_box,
+        terms.entities,
     )
 
 

@@ -26,13 +26,14 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 _MEMORY = (
     "id, namespace, scope_id, user_id, agent_id, run_id, actor_id, role, memory_type, hash,"
     " text_box, metadata_box, vector_box, context_box, created_at, updated_at, expires_at,"
-    " importance, access_count, last_accessed_at, seal_version"
+    " importance, access_count, last_accessed_at, seal_version, entities_box, terms_entities"
 )
 _MEMORY_VALUES = (
     "%(id)s, %(namespace)s, %(scope_id)s, %(user_id)s, %(agent_id)s, %(run_id)s, %(actor_id)s,"
     " %(role)s, %(memory_type)s, %(hash)s, %(text_box)s, %(metadata_box)s, %(vector_box)s,"
     " %(context_box)s, %(created_at)s, %(updated_at)s,"
-    " %(expires_at)s, %(importance)s, %(access_count)s, %(last_accessed_at)s, %(seal_version)s"
+    " %(expires_at)s, %(importance)s, %(access_count)s, %(last_accessed_at)s, %(seal_version)s,"
+    " %(entities_box)s, %(terms_entities)s"
 )
 _HISTORY = (
     "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
@@ -74,7 +75,8 @@ _MEMORY_SELECT = (
     "SELECT m.rowid AS _k0, m.id, m.namespace, m.scope_id, m.user_id, m.agent_id, m.run_id,"
     " m.actor_id, m.role, m.memory_type, m.hash, m.text_box, m.metadata_box, m.vector_box,"
     " m.context_box, m.created_at, m.updated_at, m.expires_at, m.importance, m.access_count,"
-    " m.last_accessed_at, m.seal_version, m.terms_body, m.terms_context FROM memories m"
+    " m.last_accessed_at, m.seal_version, m.entities_box, m.terms_entities, m.terms_body,"
+    " m.terms_context FROM memories m"
 )
 
 # table -> (first page, next page (the key after a cursor), cursor columns). Every page is in

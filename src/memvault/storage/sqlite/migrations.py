@@ -234,6 +234,49 @@ def m010_webhooks(db: sqlite3.Connection) -> None:
     )
 
 
+def m011_entities(db: sqlite3.Connection) -> None:
+    """Entity links (``core/entities.py``): a memory's entities sealed on its row
+    (``entities_box``, NULL until extracted) with their keyed hashes (``terms_entities``,
+    space-separated), and ``memory_entities``, the index from a hash to the memories that name
+    it (with the row's key scope, so that counts and links read the index alone). Triggers keep
+    the index equal to ``terms_entities`` on every insert, rewrite and delete of a row, whatever
+    path deletes it (erase, expiry, reset, restore), in the same statement."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE memories ADD COLUMN entities_box BLOB;
+        ALTER TABLE memories ADD COLUMN terms_entities TEXT NOT NULL DEFAULT '';
+        CREATE TABLE memory_entities (
+            entity_hash TEXT NOT NULL,
+            scope_id TEXT NOT NULL,
+            memory_rowid INTEGER NOT NULL,
+            PRIMARY KEY (entity_hash, scope_id, memory_rowid)
+        ) WITHOUT ROWID;
+        CREATE INDEX memory_entities_memory ON memory_entities (memory_rowid)
+        """,
+    )
+    # One statement each (their bodies hold semicolons). The hashes are "t" and hex digits.
+    db.execute(
+        "CREATE TRIGGER memories_entities_insert AFTER INSERT ON memories"
+        " WHEN new.terms_entities <> '' BEGIN"
+        " INSERT OR IGNORE INTO memory_entities (entity_hash, scope_id, memory_rowid)"
+        " SELECT value, new.scope_id, new.rowid FROM json_each('[\"' ||"
+        " replace(new.terms_entities, ' ', '\",\"') || '\"]'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER memories_entities_update AFTER UPDATE OF terms_entities, scope_id"
+        " ON memories BEGIN DELETE FROM memory_entities WHERE memory_rowid = old.rowid;"
+        " INSERT OR IGNORE INTO memory_entities (entity_hash, scope_id, memory_rowid)"
+        " SELECT value, new.scope_id, new.rowid FROM json_each('[\"' ||"
+        " replace(new.terms_entities, ' ', '\",\"') || '\"]')"
+        " WHERE new.terms_entities <> ''; END"
+    )
+    db.execute(
+        "CREATE TRIGGER memories_entities_delete AFTER DELETE ON memories"
+        " BEGIN DELETE FROM memory_entities WHERE memory_rowid = old.rowid; END"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_create_tables,
     m002_api_keys,
@@ -245,6 +288,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m008_history_provenance,
     m009_inference_instructions,
     m010_webhooks,
+    m011_entities,
 ]
 
 

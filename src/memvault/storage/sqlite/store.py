@@ -45,6 +45,7 @@ from memvault.storage.rows import (
     Imported,
     IndexTerms,
     JobRow,
+    LinkedRow,
     MemoryRow,
     OwnerCount,
     Snapshot,
@@ -81,7 +82,7 @@ _META_SQL = (
 _MEMORY_COLUMNS = (
     "rowid, id, namespace, scope_id, user_id, agent_id, run_id, actor_id, role, memory_type, hash,"
     " text_box, metadata_box, vector_box, context_box, created_at, updated_at, expires_at,"
-    " importance, access_count, last_accessed_at, seal_version"
+    " importance, access_count, last_accessed_at, seal_version, entities_box"
 )
 _API_KEY_COLUMNS = (
     "id, namespace, role, name, user_id, secret_hash, created_at, expires_at, revoked_at,"
@@ -510,6 +511,85 @@ class SQLiteStore:
             f"SELECT m.id FROM memories m WHERE {where}", params, filtered=node is not None
         )
         return {row[0] for row in rows}
+
+    # --- entities (core/entities.py) ---------------------------------------------------------
+
+    def entity_terms(self, namespace: str, ids: Sequence[str]) -> dict[str, tuple[int, str, str]]:
+        found: dict[str, tuple[int, str, str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = self._query(
+                "SELECT m.id, m.rowid, m.scope_id, m.terms_entities FROM memories m"
+                f" WHERE +m.namespace = ? AND m.id IN ({', '.join('?' * len(chunk))})",
+                [namespace, *chunk],
+            )
+            found.update((row[0], (int(row[1]), row[2], row[3])) for row in rows)
+        return found
+
+    def entity_frequencies(
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
+    ) -> dict[tuple[str, str], int]:
+        found: dict[tuple[str, str], int] = {}
+        scopes = list(dict.fromkeys(scope_ids))[:500]
+        for start in range(0, len(hashes), 400):
+            chunk = list(hashes[start : start + 400])
+            rows = self._query(
+                "SELECT scope_id, entity_hash, count(*) FROM memory_entities"
+                f" WHERE entity_hash IN ({', '.join('?' * len(chunk))})"
+                f" AND scope_id IN ({', '.join('?' * len(scopes))})"
+                " GROUP BY scope_id, entity_hash",
+                [*chunk, *scopes],
+            )
+            found.update(((row[0], row[1]), int(row[2])) for row in rows)
+        return found
+
+    def entity_postings(
+        self, scope_ids: Sequence[str], hashes: Sequence[str]
+    ) -> list[tuple[str, str, int]]:
+        found: list[tuple[str, str, int]] = []
+        scopes = list(dict.fromkeys(scope_ids))[:500]
+        for start in range(0, len(hashes), 400):
+            chunk = list(hashes[start : start + 400])
+            rows = self._query(
+                "SELECT scope_id, entity_hash, memory_rowid FROM memory_entities"
+                f" WHERE entity_hash IN ({', '.join('?' * len(chunk))})"
+                f" AND scope_id IN ({', '.join('?' * len(scopes))})",
+                [*chunk, *scopes],
+            )
+            found.extend((row[0], row[1], int(row[2])) for row in rows)
+        return found
+
+    def link_rows(self, namespace: str, rowids: Sequence[int], now: str) -> list[LinkedRow]:
+        found: list[LinkedRow] = []
+        for start in range(0, len(rowids), 500):
+            chunk = list(rowids[start : start + 500])
+            rows = self._query(
+                "SELECT m.rowid, m.id, m.scope_id, m.user_id, m.agent_id, m.run_id FROM memories m"
+                f" WHERE m.rowid IN ({', '.join('?' * len(chunk))}) AND +m.namespace = ?"
+                " AND (m.expires_at IS NULL OR m.expires_at > ?)",
+                [*chunk, namespace, now],
+            )
+            found.extend(LinkedRow(*row) for row in rows)
+        return found
+
+    def count_without_entities(self, namespace: str) -> int:
+        rows = self._query(
+            "SELECT count(*) FROM memories m WHERE m.namespace = ? AND m.entities_box IS NULL",
+            [namespace],
+        )
+        return int(rows[0][0])
+
+    def entity_counts(
+        self, namespace: str, scope: Scope, now: str, limit: int
+    ) -> list[tuple[str, str, int, str]]:
+        where, params = self._where(namespace, scope, None, now)
+        rows = self._query(
+            "SELECT m.scope_id, e.entity_hash, count(*) AS n, max(m.id)"
+            f" FROM memory_entities e JOIN memories m ON m.rowid = e.memory_rowid WHERE {where}"
+            " GROUP BY m.scope_id, e.entity_hash ORDER BY n DESC, e.entity_hash LIMIT ?",
+            [*params, limit],
+        )
+        return [(row[0], row[1], int(row[2]), row[3]) for row in rows]
 
     def scope_ids(self, namespace: str, scope: Scope) -> list[str]:
         """The key scopes that hold rows of a query scope."""
@@ -1051,6 +1131,21 @@ class SQLiteTx:
         ).fetchall()
         return [_memory(row) for row in found]
 
+    def rows_without_entities(self, namespace: str, after: int, limit: int) -> list[MemoryRow]:
+        found = self.db.execute(
+            f"SELECT {_MEMORY_COLUMNS} FROM memories m"
+            " WHERE namespace = ? AND entities_box IS NULL AND rowid > ? ORDER BY rowid LIMIT ?",
+            (namespace, after, limit),
+        ).fetchall()
+        return [_memory(row) for row in found]
+
+    def set_entities(self, row: MemoryRow, hashes: str) -> None:
+        # The trigger rewrites the row's memory_entities entries in this statement.
+        self.db.execute(
+            "UPDATE memories SET entities_box = ?, terms_entities = ? WHERE rowid = ?",
+            (row.entities_box, hashes, row.rowid),
+        )
+
     def legacy_events(self, after: str, limit: int) -> list[HistoryRow]:
         found = self.db.execute(
             f"SELECT {_HISTORY_COLUMNS} FROM history"
@@ -1072,7 +1167,8 @@ class SQLiteTx:
 
     def insert(self, row: MemoryRow, terms: IndexTerms) -> None:
         cursor = self.db.execute(
-            f"INSERT INTO memories ({_MEMORY_COLUMNS}) VALUES ({', '.join('?' * 22)})",
+            f"INSERT INTO memories ({_MEMORY_COLUMNS}, terms_entities)"
+            f" VALUES ({', '.join('?' * 24)})",
             (
                 None,
                 row.id,
@@ -1096,6 +1192,8 @@ class SQLiteTx:
                 0,
                 None,
                 row.seal_version,
+                row.entities_box,
+                terms.entities,
             ),
         )
         row.rowid = cursor.lastrowid
@@ -1118,7 +1216,8 @@ class SQLiteTx:
     def rewrite(self, row: MemoryRow, terms: IndexTerms | None) -> None:
         self.db.execute(
             "UPDATE memories SET scope_id = ?, seal_version = ?, hash = ?, text_box = ?,"
-            " metadata_box = ?, vector_box = ?, context_box = ?, updated_at = ? WHERE rowid = ?",
+            " metadata_box = ?, vector_box = ?, context_box = ?, updated_at = ?,"
+            " entities_box = ? WHERE rowid = ?",
             (
                 row.scope_id,
                 row.seal_version,
@@ -1128,10 +1227,16 @@ class SQLiteTx:
                 row.vector_box,
                 row.context_box,
                 row.updated_at,
+                row.entities_box,
                 row.rowid,
             ),
         )
         if terms is not None:
+            # The trigger rewrites the row's memory_entities entries in this statement.
+            self.db.execute(
+                "UPDATE memories SET terms_entities = ? WHERE rowid = ?",
+                (terms.entities, row.rowid),
+            )
             self.db.execute("DELETE FROM memories_fts WHERE rowid = ?", (row.rowid,))
             self._index(row, terms)
 

@@ -22,12 +22,13 @@ __all__ = ["count_rows", "export_batch", "import_batch"]
 _MEMORY = (
     "id, namespace, scope_id, user_id, agent_id, run_id, actor_id, role, memory_type, hash,"
     " text_box, metadata_box, vector_box, context_box, created_at, updated_at, expires_at,"
-    " importance, access_count, last_accessed_at, seal_version"
+    " importance, access_count, last_accessed_at, seal_version, entities_box, terms_entities"
 )
 _MEMORY_VALUES = (
     ":id, :namespace, :scope_id, :user_id, :agent_id, :run_id, :actor_id, :role, :memory_type,"
     " :hash, :text_box, :metadata_box, :vector_box, :context_box, :created_at, :updated_at,"
-    " :expires_at, :importance, :access_count, :last_accessed_at, :seal_version"
+    " :expires_at, :importance, :access_count, :last_accessed_at, :seal_version,"
+    " :entities_box, :terms_entities"
 )
 _HISTORY = (
     "id, memory_id, namespace, scope_id, user_id, agent_id, run_id, event, old_box, new_box,"
@@ -64,7 +65,8 @@ _MEMORY_SELECT = (
     "SELECT m.rowid AS _k0, m.id, m.namespace, m.scope_id, m.user_id, m.agent_id, m.run_id,"
     " m.actor_id, m.role, m.memory_type, m.hash, m.text_box, m.metadata_box, m.vector_box,"
     " m.context_box, m.created_at, m.updated_at, m.expires_at, m.importance, m.access_count,"
-    " m.last_accessed_at, m.seal_version, f.body AS terms_body, f.context AS terms_context"
+    " m.last_accessed_at, m.seal_version, m.entities_box, m.terms_entities,"
+    " f.body AS terms_body, f.context AS terms_context"
     " FROM memories m LEFT JOIN memories_fts f ON f.rowid = m.rowid"
 )
 
