@@ -48,6 +48,30 @@ def test_add_search_list_get_update_history_delete(home: Path) -> None:
     assert cli("delete", "--all", "--user", "bob", "--json", *BASE)["deleted"] == 1
 
 
+def test_entities_list_and_related(home: Path) -> None:
+    oslo = cli("add", "Alice flew to Oslo in May", "--user", "alice", "--json", *BASE)
+    cli("add", "Alice liked the fjords near Oslo", "--user", "alice", "--json", *BASE)
+    cli("add", "Bob visited Oslo too", "--user", "bob", "--json", *BASE)
+    names = cli("entities", "list", "--user", "alice", "--json", *BASE)["results"]
+    assert {"name": "Oslo", "memories": 2} in names
+    memory_id = oslo["results"][0]["id"]
+    linked = cli("related", memory_id, "--json", *BASE)["results"]
+    assert [m["memory"] for m in linked] == ["Alice liked the fjords near Oslo"]  # not Bob's
+    assert "Oslo" in linked[0]["entities"]
+    shown = runner.invoke(app, ["related", memory_id, *BASE])
+    assert shown.exit_code == 0 and "fjords" in shown.stdout
+    table = runner.invoke(app, ["entities", "list", "--user", "alice", *BASE])
+    assert table.exit_code == 0 and "Oslo" in table.stdout
+    missing = runner.invoke(app, ["related", "no-such-memory", *BASE])
+    assert missing.exit_code != 0 and type(missing.exception).__name__ == "NotFound"
+
+
+def test_markup_in_a_memory_is_shown_as_written(home: Path) -> None:
+    cli("add", "[bold]not bold[/bold] and [link=http://x]y[/link]", "--user", "m", "--json", *BASE)
+    shown = runner.invoke(app, ["list", "--user", "m", *BASE])
+    assert shown.exit_code == 0 and "[bold]" in shown.stdout and "[link=" in shown.stdout
+
+
 def test_entities_rebuild_fills_memories_written_before_entities(home: Path) -> None:
     from memvault import HashEmbedder, Memory
 

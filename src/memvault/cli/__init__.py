@@ -134,7 +134,7 @@ def _table(rows: list[dict[str, Any]], score: bool = False) -> None:
         cells = [row["id"]]
         if score:
             cells.append(f"{row['score']:.3f}")
-        cells += [row["memory"], scope, row["created_at"][:19]]
+        cells += [escape(row["memory"]), escape(scope), row["created_at"][:19]]
         table.add_row(*cells)
     console.print(table)
 
@@ -289,6 +289,21 @@ def delete(
         else:
             result = memory.delete(memory_id)
     _emit(result, as_json, lambda r: console.print(r["message"]))
+
+
+@app.command()
+def related(
+    memory_id: str,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100)] = 10,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """The memories that name the same people, places or things as a memory, best first."""
+    with _memory(home, embedder, namespace) as memory:
+        result = memory.related(memory_id, limit=limit)
+    _emit(result, as_json, lambda r: _table(r["results"], score=True))
 
 
 @app.command()
@@ -811,8 +826,34 @@ def user_rotate_key(
     )
 
 
-entities_app = _group("Entity links: extract the entities of memories written before them.")
+entities_app = _group("Entity links: what a scope's memories name, and the rebuild of old ones.")
 app.add_typer(entities_app, name="entities")
+
+
+@entities_app.command("list")
+def entities_list(
+    user: UserOption = None,
+    agent: AgentOption = None,
+    run: RunOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 100,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    embedder: EmbedderOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """The people, places, things, dates and titles a scope's memories name, most named first."""
+    with _memory(home, embedder, namespace) as memory:
+        result = memory.entities(user_id=user, agent_id=agent, run_id=run, limit=limit)
+
+    def render(data: dict[str, list[dict[str, Any]]]) -> None:
+        table = Table()
+        table.add_column("entity")
+        table.add_column("memories", justify="right")
+        for row in data["results"]:
+            table.add_row(escape(row["name"]), str(row["memories"]))
+        console.print(table)
+
+    _emit(result, as_json, render)
 
 
 @entities_app.command("rebuild")
