@@ -420,6 +420,23 @@ def test_the_csrf_token_of_one_session_does_not_fit_another(dash: Dash) -> None:
     assert answer.status_code == 403
 
 
+def test_a_memory_page_lists_related_memories_of_its_own_scope_only(dash: Dash) -> None:
+    linked = dash.memory.add("Alice met Priya in Lisbon", user_id="alice")["results"][0]
+    dash.memory.add("Priya moved to Lisbon", user_id="alice")
+    dash.memory.add("Bob also met Priya in Lisbon", user_id="bob")
+    dash.memory.add("<script>alert(1)</script> Priya", user_id="alice")
+    client = signed_in(dash, dash.admin)
+    page = client.get(f"/ui/memories/{linked['id']}").text
+    related = page.split('id="related-title"', 1)[1].split("</section>", 1)[0]
+    assert "Priya moved to Lisbon" in related and "Bob also met" not in related
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in related
+    assert "Lisbon" in related and "Priya" in related  # the shared names
+    bound = signed_in(dash, dash.memory.api_keys.create("default", "read", user_id="alice").key)
+    assert "Priya moved to Lisbon" in bound.get(f"/ui/memories/{linked['id']}").text
+    carol = dash.memory.add("Carol keeps bees", user_id="carol")["results"][0]
+    assert "No other memory of this scope" in client.get(f"/ui/memories/{carol['id']}").text
+
+
 def test_edit_and_delete_with_the_token(dash: Dash) -> None:
     client = signed_in(dash, dash.admin)
     token = csrf_of(client)

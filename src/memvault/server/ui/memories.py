@@ -139,11 +139,24 @@ def memories(
     )
 
 
-@router.get("/memories/{memory_id}", summary="Dashboard: one memory and its history")
+@router.get(
+    "/memories/{memory_id}", summary="Dashboard: one memory, its history and related memories"
+)
 def memory_detail(request: Request, memory_id: str, principal: Reader, saved: int = 0) -> Response:
     item = principal.owned(principal.memory.get(memory_id), memory_id)
     events = principal.history(memory_id)
-    return page(request, "memory.html", principal, item=item, events=events, saved=bool(saved))
+    # Linked memories stay in the memory's own scope (``related`` never leaves it), which the
+    # ownership check above has just allowed.
+    linked = principal.memory.related(memory_id, limit=10)["results"]
+    return page(
+        request,
+        "memory.html",
+        principal,
+        item=item,
+        events=events,
+        related=linked,
+        saved=bool(saved),
+    )
 
 
 @router.post("/memories/{memory_id}/edit", summary="Dashboard: edit a memory")
