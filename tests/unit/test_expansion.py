@@ -214,3 +214,35 @@ def test_threshold_keeps_a_prefix_with_links(expanding: Memory) -> None:
     cut = every[1]["score"]
     kept = expanding.search("zebra", user_id="u", top_k=10, threshold=cut)["results"]
     assert [hit["id"] for hit in kept] == [hit["id"] for hit in every if hit["score"] >= cut]
+
+
+def test_a_links_ranking_lifts_its_members_above_the_unlinked() -> None:
+    from memvault.retrieval.fusion import fuse
+
+    rankings = {
+        "vector": [("a", 0.9), ("b", 0.5), ("c", 0.5), ("d", 0.5)],
+        "links": [("a", 1.0), ("b", 0.5), ("c", 0.5)],
+    }
+    # Counted as its lowest score, a missing candidate ties with the lowest members...
+    plain = {hit.id: hit.score for hit in fuse(rankings)}
+    assert plain["b"] == plain["c"] == plain["d"]
+    # ...counted as 0, the linked ones rise above it.
+    floored = {hit.id: hit.score for hit in fuse(rankings, floors={"links": 0.0})}
+    assert floored["b"] == floored["c"] > floored["d"]
+
+
+def test_on_the_links_ranking_a_link_never_passes_its_seed() -> None:
+    from memvault.retrieval.expansion import link_ranking
+
+    seeds = [Seed("s1", 1.0), Seed("s2", 0.4)]
+    links = [
+        Link("n1", "s1", 1.0, "conversation", "r"),
+        Link("n2", "s2", 1.0, "conversation", "r"),
+        Link("s2", "s1", 0.5, "conversation", "r"),  # a seed linked from another seed rises
+        Link("x", "s1", 1.0, "conversation", "r"),  # not admitted
+        Link("y", "unknown-seed", 1.0, "conversation", "r"),
+    ]
+    ranking, best = link_ranking(seeds, links, {"n1", "n2", "s2"})
+    scores = dict(ranking)
+    assert scores == {"s1": 1.0, "n1": 1.0, "s2": 0.9, "n2": 0.4}
+    assert set(best) == {"n1", "n2"}  # seeds are not shown as links
