@@ -2,7 +2,8 @@
 for bench/locomo.py and bench/paraphrase.py to compare on the same stored memories.
 
 A spec is a preset name (``off``, ``default`` (what the settings' defaults give), ``neighbours``,
-``neighbours-wide``, ``feedback``, ``feedback-wide``, ``diversity``, ``all``) or
+``neighbours-wide``, ``feedback``, ``feedback-wide``, ``diversity``, ``vector-feedback``,
+``all``) or
 ``NAME:field=value,field=value`` (fields of ``Techniques``, starting from all off), e.g.
 ``nb3:expand_seeds=3,expand_per_seed=2,expand_weight=0.5``.
 """
@@ -19,7 +20,13 @@ from memvault.retrieval.hybrid import Techniques
 def configured() -> Techniques:
     """What a Memory with the default settings searches with."""
     fields = Settings.model_fields
-    return Techniques(**{f.name: fields[f.name].default for f in dataclasses.fields(Techniques)})
+    return Techniques(
+        **{
+            f.name: fields[f.name].default
+            for f in dataclasses.fields(Techniques)
+            if f.name in fields
+        }
+    )
 
 
 PRESETS: dict[str, Techniques] = {
@@ -30,6 +37,7 @@ PRESETS: dict[str, Techniques] = {
     "feedback": Techniques(feedback_seeds=3, feedback_terms=8, feedback_weight=0.3),
     "feedback-wide": Techniques(feedback_seeds=10, feedback_terms=20, feedback_weight=0.3),
     "diversity": Techniques(diversity=0.3),
+    "vector-feedback": Techniques(vector_feedback_seeds=3, vector_feedback_weight=0.3),
     "all": Techniques(expand_seeds=5, expand_weight=0.2, feedback_seeds=3, diversity=0.3),
 }
 

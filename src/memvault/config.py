@@ -144,6 +144,18 @@ class Settings(BaseSettings):
     feedback_weight: float = Field(
         0.3, ge=0, le=10, description="Pseudo-relevance feedback: weight of its ranking."
     )
+    vector_feedback_seeds: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="Vector pseudo-relevance feedback: the query's vector moved toward the mean"
+        " of the first hits' vectors and searched again as another ranking (Rocchio). 0: off;"
+        " 3 (the default) lifted paraphrase recall@1 and LoCoMo multi-hop and temporal recall"
+        " (bench/results/2026-12-05-retrieval).",
+    )
+    vector_feedback_weight: float = Field(
+        0.3, ge=0, le=10, description="Vector pseudo-relevance feedback: weight of its ranking."
+    )
     diversity: float = Field(
         0.0,
         ge=0,

@@ -470,6 +470,8 @@ class Memory:
                         feedback_terms=self.settings.feedback_terms,
                         feedback_weight=self.settings.feedback_weight,
                         diversity=self.settings.diversity,
+                        vector_feedback_seeds=self.settings.vector_feedback_seeds,
+                        vector_feedback_weight=self.settings.vector_feedback_weight,
                     ),
                 )
             return self._searcher

@@ -246,3 +246,29 @@ def test_on_the_links_ranking_a_link_never_passes_its_seed() -> None:
     scores = dict(ranking)
     assert scores == {"s1": 1.0, "n1": 1.0, "s2": 0.9, "n2": 0.4}
     assert set(best) == {"n1", "n2"}  # seeds are not shown as links
+
+
+def test_vector_feedback_is_on_by_default_scoped_and_filtered(
+    home: Path, store: dict[str, Any]
+) -> None:
+    with Memory(home, embedder=HashEmbedder(), context_window=0, **store) as memory:
+        assert memory._get_searcher().techniques.vector_feedback_seeds == 3
+        _conversation(memory, ["zebra stripes pattern", "zebra stripes again"], user_id="v")
+        added = memory.add_many(
+            [
+                {"messages": "zebra crossing", "user_id": "u", "metadata": {"hidden": False}},
+                {"messages": "zebra stripes", "user_id": "u", "metadata": {"hidden": True}},
+                {"messages": "stripes pattern", "user_id": "u", "metadata": {"hidden": False}},
+                {"messages": "zebra gone", "user_id": "u", "expiration_date": PAST},
+            ]
+        )
+        crossing, hidden, pattern, expired = (item["id"] for item in added["results"])
+        hits = memory.search(
+            "zebra", user_id="u", filters={"hidden": False}, top_k=10, explain=True
+        )["results"]
+        ids = [hit["id"] for hit in hits]
+        assert set(ids) == {crossing, pattern}  # no other user's, hidden or expired memory
+        assert all(hit["explain"]["vector_feedback_rank"] >= 1 for hit in hits)
+        plain = memory.search("zebra", user_id="u", top_k=10, explain=True, mode="vector")
+        assert all("vector_feedback" not in hit["explain"] for hit in plain["results"])
+        assert expired not in ids and hidden not in ids

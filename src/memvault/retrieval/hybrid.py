@@ -70,6 +70,9 @@ class Techniques:
     - pseudo-relevance feedback: the keyed token hashes of the first ``feedback_seeds`` hits'
       words that are not in the query, the ``feedback_terms`` best by tf x idf, searched with
       BM25 as another ranking of weight ``feedback_weight``.
+    - vector feedback (Rocchio): the query's vector plus the mean of the first
+      ``vector_feedback_seeds`` hits' vectors, normalised, searched again as another ranking of
+      weight ``vector_feedback_weight`` (a missing candidate counts as its lowest cosine).
     - diversity: ``diversity`` > 0 re-ranks the fused list greedily, each candidate losing
       ``diversity`` times the score spread times its highest cosine with a hit already chosen
       (maximal marginal relevance): near-duplicates make room for other evidence.
@@ -82,10 +85,12 @@ class Techniques:
     feedback_terms: int = 8
     feedback_weight: float = 0.3
     diversity: float = 0.0
+    vector_feedback_seeds: int = 0
+    vector_feedback_weight: float = 0.3
 
     @property
     def seeds(self) -> int:
-        return max(self.expand_seeds, self.feedback_seeds)
+        return max(self.expand_seeds, self.feedback_seeds, self.vector_feedback_seeds)
 
 
 NEIGHBOURS = "conversation"
@@ -146,6 +151,16 @@ def _seed_relevance(first: Sequence[FusedHit], seeds: Sequence[Seed]) -> dict[st
 
 def _admitted(wanted: set[str], now: float, owners: Owners, index: ScopeIndex) -> set[str]:
     return index.admitted(wanted, now=now, owners=owners, allowed=None)
+
+
+def _vectors_of(wanted: Sequence[str], index: ScopeIndex) -> list[npt.NDArray[np.float32]]:
+    """The vectors of the ``wanted`` rows this index holds (copies: the index is patched in
+    place by writes)."""
+    return [
+        index.matrix[index.positions[memory_id]].copy()
+        for memory_id in wanted
+        if memory_id in index.positions
+    ]
 
 
 def _feedback_search(
@@ -337,6 +352,15 @@ class HybridSearcher:
                 )
             return self.bm25_candidates(query_text, scope, scope_ids, allowed, count, own, versions)
 
+        def candidates_at(vector: npt.NDArray[np.float32]) -> list[tuple[str, float]]:
+            found = self.vector_candidates(vector, scope, scope_ids, None, limit, own, versions)
+            if node is None or not found:
+                return found
+            passing = self._store.ids_matching(
+                self._codec.namespace, scope, node, now_iso(), among={m for m, _ in found}
+            )
+            return [hit for hit in found if hit[0] in passing]
+
         sides = [side for side in ("vector", "bm25") if mode in (side, "hybrid")]
         if node is None:
             rankings = {side: candidates(side, None, limit) for side in sides}
@@ -357,6 +381,18 @@ class HybridSearcher:
                 if feedback:
                     rankings["feedback"] = feedback
                     weights["feedback"] = techniques.feedback_weight
+            if techniques.vector_feedback_seeds > 0 and query_vector is not None:
+                wanted = [seed.memory_id for seed in seeds[: techniques.vector_feedback_seeds]]
+                vectors: list[npt.NDArray[np.float32]] = []
+                for scope_id in scope_ids:  # the seeds' vectors, from the scope's index
+                    ask = partial(_vectors_of, wanted)
+                    vectors.extend(self._read(scope_id, ask, versions.get(scope_id)))
+                if vectors:
+                    centroid = np.mean(vectors, axis=0)
+                    moved = (query_vector + centroid).astype(np.float32)
+                    moved /= max(float(np.linalg.norm(moved)), 1e-12)
+                    rankings["vector_feedback"] = candidates_at(moved)
+                    weights["vector_feedback"] = techniques.vector_feedback_weight
             if techniques.expand_seeds > 0:
                 expand = seeds[: techniques.expand_seeds]
                 found = self._links(expand, techniques.expand_per_seed, context)
@@ -409,6 +445,11 @@ class HybridSearcher:
                     "decay": entry.change.decay,
                     "recency": entry.change.recency,
                     "reinforcement": entry.change.reinforcement,
+                }
+            if "vector_feedback" in entry.hit.parts:
+                explain |= {
+                    "vector_feedback": entry.hit.parts["vector_feedback"],
+                    "vector_feedback_rank": entry.hit.ranks["vector_feedback"],
                 }
             if "feedback" in entry.hit.parts:
                 explain |= {
