@@ -37,6 +37,7 @@ from locomo_data import CATEGORIES, DATA, KS, MODES, turn_dates, turns
 from memvault import Memory
 from memvault.retrieval import fusion
 from memvault.validation import MEMORY_TYPES
+from techniques import describe, parse
 
 HERE = Path(__file__).resolve().parent
 
@@ -100,11 +101,17 @@ def run(args: argparse.Namespace, *, encrypted: bool = True) -> dict:
     files = sorted(DATA.glob("conv-*.json"))
     if not files:
         sys.exit(f"no LoCoMo conversations in {DATA}")
-    recall: dict[str, dict[int, list[float]]] = {m: defaultdict(list) for m in MODES}
+    specs = [*filter(None, args.techniques.split(",")), *args.technique]
+    variants = dict(parse(spec) for spec in specs)
+    # With --technique, each variant is a hybrid search with those techniques (and the plain
+    # modes are skipped unless --modes names them); its name is the row's name.
+    plain = args.modes if args.modes is not None else ("" if specs else ",".join(MODES))
+    modes = [m for m in MODES if m in plain.split(",")] + list(variants)
+    recall: dict[str, dict[int, list[float]]] = {m: defaultdict(list) for m in modes}
     by_category: dict[str, dict[int, dict[int, list[float]]]] = {
-        m: {k: defaultdict(list) for k in KS} for m in MODES
+        m: {k: defaultdict(list) for k in KS} for m in modes
     }
-    ranked: dict[str, list[list[str]]] = {m: [] for m in MODES}
+    ranked: dict[str, list[list[str]]] = {m: [] for m in modes}
     add_seconds = 0.0
     embed_seconds = 0.0
     stored = 0
@@ -125,6 +132,8 @@ def run(args: argparse.Namespace, *, encrypted: bool = True) -> dict:
             ranking_clock=lambda: asked_at[0],
         )
         with memory:
+            searcher = memory._get_searcher()
+            configured = searcher.techniques  # the plain modes search with the settings'
             for path in files:
                 data = json.loads(path.read_text())
                 conversation = data.get("conversation", data)
@@ -145,12 +154,18 @@ def run(args: argparse.Namespace, *, encrypted: bool = True) -> dict:
                     if category not in CATEGORIES or not qa.get("evidence"):
                         continue
                     evidence = {e.strip() for e in qa["evidence"]}
-                    for mode in MODES:
+                    for index, mode in enumerate(modes):
                         # A distinct query text per mode, so that no mode reuses another's
                         # cached query embedding and the timings compare.
-                        query = qa["question"] + " " * MODES.index(mode)
+                        query = qa["question"] + " " * index
+                        searcher.techniques = variants.get(mode, configured)
                         begin = time.perf_counter()
-                        hits = memory.search(query, user_id=scope, top_k=max(KS), mode=mode)
+                        hits = memory.search(
+                            query,
+                            user_id=scope,
+                            top_k=max(KS),
+                            mode=mode if mode in MODES else "hybrid",
+                        )
                         search_ms[mode].append((time.perf_counter() - begin) * 1000)
                         found = [h["metadata"]["dia_id"] for h in hits["results"]]
                         ranked[mode].append(found)
@@ -159,7 +174,7 @@ def run(args: argparse.Namespace, *, encrypted: bool = True) -> dict:
                             recall[mode][k].append(share)
                             by_category[mode][k][category].append(share)
         disk_bytes = sum(p.stat().st_size for p in Path(home).iterdir() if p.is_file())
-    questions = len(recall["hybrid"][1])
+    questions = len(recall[modes[0]][1])
     return {
         "benchmark": "locomo-retrieval",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -169,12 +184,14 @@ def run(args: argparse.Namespace, *, encrypted: bool = True) -> dict:
             "node": platform.node(),
         },
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "modes": modes,
+        "techniques": {name: describe(t) for name, t in variants.items()},
         "encrypted": encrypted,
         "conversations": [p.stem for p in files],
         "memories": stored,
         "questions": questions,
         "recall": {
-            m: {f"@{k}": round(statistics.mean(v), 4) for k, v in recall[m].items()} for m in MODES
+            m: {f"@{k}": round(statistics.mean(v), 4) for k, v in recall[m].items()} for m in modes
         },
         "recall_by_category": {
             m: {
@@ -184,14 +201,14 @@ def run(args: argparse.Namespace, *, encrypted: bool = True) -> dict:
                 }
                 for k in KS
             }
-            for m in MODES
+            for m in modes
         },
         "recall_at_10_by_category": {
             m: {
                 CATEGORIES[c]: round(statistics.mean(v), 4)
                 for c, v in sorted(by_category[m][10].items())
             }
-            for m in MODES
+            for m in modes
         },
         "add": {
             "seconds": round(add_seconds, 2),
@@ -232,11 +249,16 @@ def markdown(result: dict) -> str:
         "",
         f"ranking: {adjustments(result['settings'])}.",
         "",
-        *table_head("mode", *(f"recall@{k}" for k in KS)),
+        *(f"- `{name}`: hybrid, {text}" for name, text in result["techniques"].items()),
+        "",
+        *table_head("mode", *(f"recall@{k}" for k in KS), "search p50 ms", "p95 ms"),
     ]
-    for mode in MODES:
+    for mode in result["modes"]:
+        speed = result["search_ms"][mode]
         lines.append(
-            f"| {mode} | " + " | ".join(f"{result['recall'][mode][f'@{k}']:.3f}" for k in KS) + " |"
+            f"| {mode} | "
+            + " | ".join(f"{result['recall'][mode][f'@{k}']:.3f}" for k in KS)
+            + f" | {speed['p50']} | {speed['p95']} |"
         )
     lines += [
         "",
@@ -244,7 +266,7 @@ def markdown(result: dict) -> str:
         "",
         *table_head("mode", *CATEGORIES.values()),
     ]
-    for mode in MODES:
+    for mode in result["modes"]:
         row = result["recall_at_10_by_category"][mode]
         lines.append(
             f"| {mode} | " + " | ".join(f"{row.get(c, 0):.3f}" for c in CATEGORIES.values()) + " |"
@@ -286,6 +308,26 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keyword-half", type=float, default=fusion.KEYWORD_HALF)
     parser.add_argument("--spread-floor", type=float, default=fusion.SPREAD_FLOOR)
     parser.add_argument("--reinforcement-weight", type=float, default=0.0)
+    parser.add_argument(
+        "--technique",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a hybrid variant with search techniques (bench/techniques.py: a preset name or"
+        " NAME:field=value,...); repeatable; each is one row of the tables",
+    )
+    parser.add_argument(
+        "--techniques",
+        default="",
+        help="comma-separated presets, the same as one --technique each (e.g."
+        " off,neighbours,feedback,diversity,default)",
+    )
+    parser.add_argument(
+        "--modes",
+        default=None,
+        help="plain modes to run too (comma-separated; default: all three without --technique,"
+        " none with it)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--tag", default="")
     return parser.parse_args(argv)
@@ -293,6 +335,7 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = options()
+
     fusion.KEYWORD_HALF, fusion.SPREAD_FLOOR = args.keyword_half, args.spread_floor
     result = run(args)
     text = markdown(result)

@@ -31,6 +31,7 @@ from typing import Any
 
 from memvault import Memory
 from memvault.retrieval import fusion
+from techniques import describe, parse
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "paraphrase.json"
@@ -41,6 +42,9 @@ EXAMPLES = ("where does alice live?", "what should I avoid cooking for her?")
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     data = json.loads(DATA.read_text())
+    specs = [*filter(None, args.techniques.split(",")), *args.technique]
+    variants = dict(parse(spec) for spec in specs)
+    modes = [*MODES, *variants]  # a variant: a hybrid search with those techniques
     settings: dict[str, Any] = {"embedder": args.embedder}
     if args.vector_weight is not None:
         settings["vector_weight"] = args.vector_weight
@@ -49,11 +53,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.context_window is not None:
         settings["context_window"] = args.context_window
-    hits_at: dict[str, dict[int, list[float]]] = {m: {k: [] for k in KS} for m in MODES}
-    right_scores: dict[str, list[float]] = {m: [] for m in MODES}
-    wrong_scores: dict[str, list[float]] = {m: [] for m in MODES}
+    hits_at: dict[str, dict[int, list[float]]] = {m: {k: [] for k in KS} for m in modes}
+    right_scores: dict[str, list[float]] = {m: [] for m in modes}
+    wrong_scores: dict[str, list[float]] = {m: [] for m in modes}
     examples: dict[str, dict[str, dict[str, Any]]] = {}
-    misses: dict[str, list[dict[str, str]]] = {m: [] for m in MODES}
+    misses: dict[str, list[dict[str, str]]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory() as home, Memory(home, **settings) as memory:
         added = memory.add_many(
             [
@@ -62,9 +66,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ]
         )
         assert len(added["results"]) == len(data["memories"]), added
+        searcher = memory._get_searcher()
+        configured = searcher.techniques
         for qa in data["questions"]:
-            for mode in MODES:
-                found = memory.search(qa["question"], user_id="me", top_k=max(KS), mode=mode)
+            for mode in modes:
+                searcher.techniques = variants.get(mode, configured)
+                kind = mode if mode in MODES else "hybrid"
+                found = memory.search(qa["question"], user_id="me", top_k=max(KS), mode=kind)
                 results = found["results"]
                 ids = [hit["metadata"]["fact"] for hit in results]
                 for k in KS:
@@ -81,7 +89,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         {"question": qa["question"], "answer": qa["answer"], "first": ids[0]}
                     )
                 if qa["question"] in EXAMPLES:
-                    wide = memory.search(qa["question"], user_id="me", top_k=50, mode=mode)
+                    wide = memory.search(qa["question"], user_id="me", top_k=50, mode=kind)
                     order = [hit["metadata"]["fact"] for hit in wide["results"]]
                     rank = order.index(qa["answer"]) + 1 if qa["answer"] in order else None
                     examples.setdefault(qa["question"], {})[mode] = {
@@ -97,10 +105,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.fusion == "adaptive"
             else {}
         ),
+        "modes": modes,
+        "techniques": {name: describe(t) for name, t in variants.items()},
         "memories": len(data["memories"]),
         "questions": len(data["questions"]),
         "recall": {
-            m: {f"@{k}": round(statistics.mean(v), 4) for k, v in hits_at[m].items()} for m in MODES
+            m: {f"@{k}": round(statistics.mean(v), 4) for k, v in hits_at[m].items()} for m in modes
         },
         "score_of_right_answer_median": {
             m: round(statistics.median(v), 3) if v else None for m, v in right_scores.items()
@@ -120,10 +130,12 @@ def report(result: dict[str, Any]) -> str:
         f"{result['memories']} memories in one scope, {result['questions']} questions, "
         f"settings {json.dumps(result['settings'])}.",
         "",
+        *(f"- `{name}`: hybrid, {text}" for name, text in result.get("techniques", {}).items()),
+        "",
         "| mode | recall@1 | recall@5 | median score, right answer | median score, best wrong |",
         "|---|---|---|---|---|",
     ]
-    for mode in MODES:
+    for mode in result.get("modes", MODES):
         recall = result["recall"][mode]
         lines.append(
             f"| {mode} | {recall['@1']:.3f} | {recall['@5']:.3f} | "
@@ -153,6 +165,14 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     day = datetime.now(UTC).date().isoformat()
     parser.add_argument("--out", type=Path, default=HERE / "results" / f"{day}-paraphrase")
     parser.add_argument("--tag", default="")
+    parser.add_argument(
+        "--technique",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a hybrid variant with search techniques (bench/techniques.py); repeatable",
+    )
+    parser.add_argument("--techniques", default="", help="comma-separated technique presets")
     return parser.parse_args(argv)
 
 

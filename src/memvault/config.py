@@ -116,6 +116,53 @@ class Settings(BaseSettings):
     context_weight: float = Field(
         0.5, ge=0, description="BM25 weight of the context field against the memory's own text."
     )
+    expand_seeds: int = Field(
+        0,
+        ge=0,
+        le=50,
+        description="Expansion: the first hits of a hybrid search whose linked memories (the"
+        " memories written just before and after them in the same conversation) are fused as a"
+        " third ranking. 0 (the default): off; it did not raise LoCoMo recall"
+        " (bench/results/2026-12-05-retrieval).",
+    )
+    expand_per_seed: int = Field(
+        2, ge=1, le=16, description="Expansion: at most this many linked memories per first hit."
+    )
+    expand_weight: float = Field(
+        0.5, ge=0, le=10, description="Expansion: weight of the links' ranking in fusion."
+    )
+    feedback_seeds: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="Pseudo-relevance feedback: the first hits whose words (as keyed token"
+        " hashes) are searched again with BM25 as another ranking. 0 (the default): off.",
+    )
+    feedback_terms: int = Field(
+        8, ge=1, le=64, description="Pseudo-relevance feedback: new terms searched (tf x idf)."
+    )
+    feedback_weight: float = Field(
+        0.3, ge=0, le=10, description="Pseudo-relevance feedback: weight of its ranking."
+    )
+    vector_feedback_seeds: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="Vector pseudo-relevance feedback: the query's vector moved toward the mean"
+        " of the first hits' vectors and searched again as another ranking (Rocchio). 0: off;"
+        " 3 (the default) lifted paraphrase recall@1 and LoCoMo multi-hop and temporal recall"
+        " (bench/results/2026-12-05-retrieval).",
+    )
+    vector_feedback_weight: float = Field(
+        0.3, ge=0, le=10, description="Vector pseudo-relevance feedback: weight of its ranking."
+    )
+    diversity: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="Maximal marginal relevance: a hit loses this many score spreads times its"
+        " highest cosine with a hit ranked above it. 0 (the default): off.",
+    )
     max_concurrent_searches: int = Field(
         2,
         ge=1,

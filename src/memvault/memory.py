@@ -45,7 +45,7 @@ from memvault.llm.prompts import Instructions
 from memvault.lru import ByteLRU, text_size
 from memvault.retrieval import ann
 from memvault.retrieval.graph_files import GraphFiles
-from memvault.retrieval.hybrid import HybridSearcher, Mode
+from memvault.retrieval.hybrid import HybridSearcher, Mode, Techniques
 from memvault.retrieval.ranking import Clock, RankingAdjustments, system_clock
 from memvault.retrieval.vector_index import VectorCache
 from memvault.security.apikeys import ApiKeyStore
@@ -462,6 +462,17 @@ class Memory:
                         self.settings.reinforcement_weight,
                     ),
                     clock=self._ranking_clock,
+                    techniques=Techniques(
+                        expand_seeds=self.settings.expand_seeds,
+                        expand_per_seed=self.settings.expand_per_seed,
+                        expand_weight=self.settings.expand_weight,
+                        feedback_seeds=self.settings.feedback_seeds,
+                        feedback_terms=self.settings.feedback_terms,
+                        feedback_weight=self.settings.feedback_weight,
+                        diversity=self.settings.diversity,
+                        vector_feedback_seeds=self.settings.vector_feedback_seeds,
+                        vector_feedback_weight=self.settings.vector_feedback_weight,
+                    ),
                 )
             return self._searcher
 

@@ -46,8 +46,14 @@ def fuse(
     method: str = "zscore",
     weights: dict[str, float] | None = None,
     limit: int | None = None,
+    floors: dict[str, float] | None = None,
 ) -> list[FusedHit]:
-    """Fuse ``{name: [(id, score), ...best first]}`` into hits, best first (the first ``limit``)."""
+    """Fuse ``{name: [(id, score), ...best first]}`` into hits, best first (the first ``limit``).
+
+    ``floors``: for the named lists, the score a candidate missing from the list counts as (a
+    list of links scores 0 for the unlinked), standardised with the list's own scores; other
+    lists count a missing candidate as their lowest score."""
+    floors = floors or {}
     weights = dict(weights or {})
     adaptive = method == "adaptive"
     keywords = rankings.get("bm25")
@@ -68,8 +74,11 @@ def fuse(
                 totals[memory_id] += weight / (RRF_K + rank)
             continue
         floor = SPREAD_FLOOR if adaptive else 0.0
-        mean, spread = _standardise([score for _, score in ranking], floor)
-        lowest = (min(score for _, score in ranking) - mean) / spread
+        scores = [score for _, score in ranking]
+        if name in floors:
+            scores.append(min(floors[name], *scores))
+        mean, spread = _standardise(scores, floor)
+        lowest = (min(scores) - mean) / spread
         # Every candidate gets the list's floor, and those in the list their lift above it.
         for memory_id in totals:
             totals[memory_id] += weight * lowest

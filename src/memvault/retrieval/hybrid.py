@@ -27,6 +27,7 @@ from memvault.clock import now_iso
 from memvault.codec import Codec
 from memvault.errors import InvalidInput
 from memvault.filters import FilterNode
+from memvault.retrieval.expansion import Link, LinkSource, Seed, link_ranking
 from memvault.retrieval.fusion import FusedHit, fuse
 from memvault.retrieval.ranking import (
     Adjustment,
@@ -42,7 +43,7 @@ from memvault.storage.base import MemoryStore
 from memvault.storage.rows import MemoryRow
 from memvault.validation import Scope
 
-__all__ = ["HybridSearcher", "Mode", "SearchHit"]
+__all__ = ["HybridSearcher", "Mode", "SearchHit", "Techniques"]
 
 _R = TypeVar("_R")
 
@@ -59,6 +60,45 @@ def query_terms(text: str) -> list[str]:
     return list(dict.fromkeys(words(text)))[:MAX_QUERY_TERMS]
 
 
+@dataclass(frozen=True, slots=True)
+class Techniques:
+    """Optional steps of a hybrid search around the fusion (bench/locomo.py measures each).
+
+    - expansion: the best ``expand_seeds`` hits of a first fusion are expanded through the link
+      sources (conversation neighbours first), at most ``expand_per_seed`` links each, and the
+      links fused as a third ranking with weight ``expand_weight`` (``retrieval/expansion.py``).
+    - pseudo-relevance feedback: the keyed token hashes of the first ``feedback_seeds`` hits'
+      words that are not in the query, the ``feedback_terms`` best by tf x idf, searched with
+      BM25 as another ranking of weight ``feedback_weight``.
+    - vector feedback (Rocchio): the query's vector plus the mean of the first
+      ``vector_feedback_seeds`` hits' vectors, normalised, searched again as another ranking of
+      weight ``vector_feedback_weight`` (a missing candidate counts as its lowest cosine).
+    - diversity: ``diversity`` > 0 re-ranks the fused list greedily, each candidate losing
+      ``diversity`` times the score spread times its highest cosine with a hit already chosen
+      (maximal marginal relevance): near-duplicates make room for other evidence.
+    """
+
+    expand_seeds: int = 0
+    expand_per_seed: int = 2
+    expand_weight: float = 0.5
+    feedback_seeds: int = 0
+    feedback_terms: int = 8
+    feedback_weight: float = 0.3
+    diversity: float = 0.0
+    vector_feedback_seeds: int = 0
+    vector_feedback_weight: float = 0.3
+
+    @property
+    def seeds(self) -> int:
+        return max(self.expand_seeds, self.feedback_seeds, self.vector_feedback_seeds)
+
+
+NEIGHBOURS = "conversation"
+NEIGHBOUR_DECAY = 0.5  # a neighbour d rows away scores NEIGHBOUR_DECAY ** d
+LINK_SHARE = 0.9  # a linked memory shows at most this share of its seed's relevance
+DIVERSITY_POOL = 3  # diversity re-ranks the first DIVERSITY_POOL * top_k fused candidates
+
+
 @dataclass(slots=True)
 class _Ranked:
     """A fused candidate on its way to a hit: its ranking score and ranking adjustment."""
@@ -73,7 +113,63 @@ class _Ranked:
 class SearchHit:
     row: MemoryRow
     score: float
-    explain: dict[str, float | int | None]
+    explain: dict[str, float | int | str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What a search's extra steps need of it: the scope, its key scopes and their versions."""
+
+    scope: Scope
+    scope_ids: Sequence[str]
+    own: frozenset[str]
+    versions: Mapping[str, int]
+    node: FilterNode | None
+
+
+def _seeds(first: Sequence[FusedHit], count: int) -> list[Seed]:
+    """The best ``count`` hits of a first fusion, each with its fused score scaled to [0, 1]
+    over all its candidates."""
+    if not first:
+        return []
+    top, bottom = first[0].score, first[-1].score
+    span = top - bottom
+    return [
+        Seed(hit.id, (hit.score - bottom) / span if span > 1e-12 else 1.0) for hit in first[:count]
+    ]
+
+
+def _seed_relevance(first: Sequence[FusedHit], seeds: Sequence[Seed]) -> dict[str, float]:
+    """Each seed's shown relevance, from its parts in the first fusion."""
+    wanted = {seed.memory_id for seed in seeds}
+    return {
+        hit.id: relevance(hit.parts.get("vector"), hit.parts.get("bm25"), "hybrid")
+        for hit in first
+        if hit.id in wanted
+    }
+
+
+def _admitted(wanted: set[str], now: float, owners: Owners, index: ScopeIndex) -> set[str]:
+    return index.admitted(wanted, now=now, owners=owners, allowed=None)
+
+
+def _vectors_of(wanted: Sequence[str], index: ScopeIndex) -> list[npt.NDArray[np.float32]]:
+    """The vectors of the ``wanted`` rows this index holds (copies: the index is patched in
+    place by writes)."""
+    return [
+        index.matrix[index.positions[memory_id]].copy()
+        for memory_id in wanted
+        if memory_id in index.positions
+    ]
+
+
+def _feedback_search(
+    tokens: Mapping[str, int], terms: int, limit: int, now: float, owners: Owners, index: ScopeIndex
+) -> list[tuple[str, float]]:
+    """BM25 over the ``terms`` tokens with the best frequency x idf in the index."""
+    weighed = sorted(((n * index.keywords.idf(t), t) for t, n in tokens.items()), reverse=True)
+    best = {token for weight, token in weighed[:terms] if weight > 0}
+    return index.keyword_search(best, limit, now=now, owners=owners, allowed=None)
 
 
 def _implied_owners(scope: Scope, scope_id: str, own: Collection[str]) -> Owners:
@@ -103,6 +199,8 @@ class HybridSearcher:
         ann_threshold: int = 0,
         adjustments: RankingAdjustments | None = None,
         clock: Clock = system_clock,
+        techniques: Techniques | None = None,
+        link_sources: Sequence[LinkSource] = (),
     ) -> None:
         self._store = store
         self._codec = codec
@@ -114,6 +212,8 @@ class HybridSearcher:
         self._weights = {"vector": vector_weight, "bm25": 1.0}
         self._adjustments = adjustments or RankingAdjustments()
         self._clock = clock
+        self.techniques = techniques or Techniques()
+        self.link_sources = list(link_sources)  # beside the conversation neighbours
         self._resealed = False  # once every legacy row is resealed, it stays so
         self._dimensions: int | None = None
 
@@ -226,6 +326,7 @@ class HybridSearcher:
         top_k: int,
         threshold: float | None,
         mode: Mode,
+        techniques: Techniques | None = None,
     ) -> list[SearchHit]:
         """Fused hits, best first. Both sides read the scope's in-memory index; the query
         embedding is most of the cost, so nothing runs beside it."""
@@ -251,20 +352,67 @@ class HybridSearcher:
                 )
             return self.bm25_candidates(query_text, scope, scope_ids, allowed, count, own, versions)
 
+        def candidates_at(vector: npt.NDArray[np.float32]) -> list[tuple[str, float]]:
+            found = self.vector_candidates(vector, scope, scope_ids, None, limit, own, versions)
+            if node is None or not found:
+                return found
+            passing = self._store.ids_matching(
+                self._codec.namespace, scope, node, now_iso(), among={m for m, _ in found}
+            )
+            return [hit for hit in found if hit[0] in passing]
+
         sides = [side for side in ("vector", "bm25") if mode in (side, "hybrid")]
         if node is None:
             rankings = {side: candidates(side, None, limit) for side in sides}
         else:
             rankings = self._filtered(candidates, sides, scope, node, limit)
+        techniques = self.techniques if techniques is None else techniques
+        weights = dict(self._weights)
+        context = _Context(scope, scope_ids, own, versions, node)
+        links: dict[str, Link] = {}
+        link_relevance: dict[str, float] = {}
+        if mode == "hybrid" and techniques.seeds > 0 and any(rankings.values()):
+            first = fuse(rankings, method=self._fusion, weights=weights)
+            seeds = _seeds(first, techniques.seeds)
+            if techniques.feedback_seeds > 0:
+                feedback = self._feedback(
+                    seeds[: techniques.feedback_seeds], query_text, techniques, context, limit
+                )
+                if feedback:
+                    rankings["feedback"] = feedback
+                    weights["feedback"] = techniques.feedback_weight
+            if techniques.vector_feedback_seeds > 0 and query_vector is not None:
+                wanted = [seed.memory_id for seed in seeds[: techniques.vector_feedback_seeds]]
+                vectors: list[npt.NDArray[np.float32]] = []
+                for scope_id in scope_ids:  # the seeds' vectors, from the scope's index
+                    ask = partial(_vectors_of, wanted)
+                    vectors.extend(self._read(scope_id, ask, versions.get(scope_id)))
+                if vectors:
+                    centroid = np.mean(vectors, axis=0)
+                    moved = (query_vector + centroid).astype(np.float32)
+                    moved /= max(float(np.linalg.norm(moved)), 1e-12)
+                    rankings["vector_feedback"] = candidates_at(moved)
+                    weights["vector_feedback"] = techniques.vector_feedback_weight
+            if techniques.expand_seeds > 0:
+                expand = seeds[: techniques.expand_seeds]
+                found = self._links(expand, techniques.expand_per_seed, context)
+                ranking, links = link_ranking(expand, found, self._admit(found, context))
+                if ranking:
+                    rankings["links"] = ranking[:limit]
+                    weights["links"] = techniques.expand_weight
+                    link_relevance = _seed_relevance(first, expand)
         # Adjustments can lift a candidate from beyond top_k: they rank every fused candidate.
         # The shown score never rises down the list, so a threshold keeps a prefix of it and
         # needs no more candidates than top_k.
         adjusting = self._adjustments.enabled
+        diverse = techniques.diversity > 0 and mode == "hybrid"
+        pool = DIVERSITY_POOL * top_k if diverse else top_k
         fused = fuse(
             rankings,
             method=self._fusion,
-            weights=self._weights,
-            limit=None if adjusting else top_k,
+            weights=weights,
+            limit=None if adjusting else pool,
+            floors={"links": 0.0, "feedback": 0.0},
         )
         rows = self._store.get_many(self._codec.namespace, [hit.id for hit in fused])
         ranked = [
@@ -274,11 +422,18 @@ class HybridSearcher:
         ]
         if adjusting:
             ranked = self._adjusted(ranked)
+        if diverse:
+            ranked = self._diversified(ranked[:pool], top_k, techniques.diversity)
         hits = []
         shown = 1.0
         for entry in ranked[:top_k]:
             cosine = self._cosine(entry.hit, entry.row, query_vector)
             calibrated = relevance(cosine, entry.hit.parts.get("bm25"), mode)
+            link = links.get(entry.hit.id)
+            if link is not None:
+                # A linked memory shows at most what its seed shows, scaled by the link.
+                via = link_relevance.get(link.seed, 0.0) * min(1.0, max(0.0, link.score))
+                calibrated = max(calibrated, LINK_SHARE * via)
             shown = min(shown, calibrated)  # never rising down the list
             if threshold is not None and shown < threshold:
                 break
@@ -291,8 +446,146 @@ class HybridSearcher:
                     "recency": entry.change.recency,
                     "reinforcement": entry.change.reinforcement,
                 }
+            if "vector_feedback" in entry.hit.parts:
+                explain |= {
+                    "vector_feedback": entry.hit.parts["vector_feedback"],
+                    "vector_feedback_rank": entry.hit.ranks["vector_feedback"],
+                }
+            if "feedback" in entry.hit.parts:
+                explain |= {
+                    "feedback": entry.hit.parts["feedback"],
+                    "feedback_rank": entry.hit.ranks["feedback"],
+                }
+            if link is not None:
+                explain |= {
+                    "link": entry.hit.parts["links"],
+                    "link_rank": entry.hit.ranks["links"],
+                    "linked_from": link.seed,
+                    "link_source": link.source,
+                    "link_reason": link.reason,
+                }
             hits.append(SearchHit(entry.row, shown, explain))
         return hits
+
+    def _links(self, seeds: Sequence[Seed], per_seed: int, context: _Context) -> list[Link]:
+        """The conversation neighbours of the seeds, then every other source's links."""
+        now = time.time()
+        per_side = (per_seed + 1) // 2
+
+        def ask(index: ScopeIndex) -> list[Link]:
+            found: list[Link] = []
+            for seed in seeds:
+                near = index.neighbours(seed.memory_id, per_side, now=now)
+                near.sort(key=lambda pair: (abs(pair[1]), pair[1]))
+                for memory_id, offset in near[:per_seed]:
+                    side = "before" if offset < 0 else "after"
+                    apart = "just" if abs(offset) == 1 else f"{abs(offset)} memories"
+                    found.append(
+                        Link(
+                            memory_id,
+                            seed.memory_id,
+                            NEIGHBOUR_DECAY ** abs(offset),
+                            NEIGHBOURS,
+                            f"written {apart} {side} it in the same conversation",
+                        )
+                    )
+            return found
+
+        links: list[Link] = []
+        for scope_id in context.scope_ids:
+            links.extend(self._read(scope_id, ask, context.versions.get(scope_id)))
+        for source in self.link_sources:
+            links.extend(source.links(context.scope, seeds, per_seed))
+        return links
+
+    def _admit(self, links: Sequence[Link], context: _Context) -> set[str]:
+        """Which linked ids the search may return: rows of the scope's key scopes, unexpired,
+        owned as the search asks and passing its filter (the direct candidates' masks)."""
+        wanted = {link.memory_id for link in links}
+        if not wanted:
+            return set()
+        now = time.time()
+        admitted: set[str] = set()
+        for scope_id in context.scope_ids:
+            owners = _implied_owners(context.scope, scope_id, context.own)
+            admitted |= self._read(
+                scope_id,
+                partial(_admitted, wanted, now, owners),
+                context.versions.get(scope_id),
+            )
+        if context.node is not None and admitted:
+            admitted &= self._store.ids_matching(
+                self._codec.namespace, context.scope, context.node, now_iso(), among=admitted
+            )
+        return admitted
+
+    def _feedback(
+        self,
+        seeds: Sequence[Seed],
+        query_text: str,
+        techniques: Techniques,
+        context: _Context,
+        limit: int,
+    ) -> list[tuple[str, float]]:
+        """Pseudo-relevance feedback: BM25 over the best new token hashes of the seeds' words.
+        The words are read from the seeds' texts and hashed with the scope's key, so the index
+        stays wordless; each token is weighed by its frequency in the seeds times its idf."""
+        rows = self._store.get_many(self._codec.namespace, [seed.memory_id for seed in seeds])
+        texts = [self._codec.open_text(rows[s.memory_id]) for s in seeds if s.memory_id in rows]
+        asked = set(query_terms(query_text))
+        counts: dict[str, int] = {}
+        for text in texts:
+            for term in dict.fromkeys(words(text)):
+                if term not in asked:
+                    counts[term] = counts.get(term, 0) + 1
+        if not counts:
+            return []
+        now = time.time()
+        found: list[tuple[str, float]] = []
+        for scope_id in context.scope_ids:
+            cipher = self._codec.existing_cipher(scope_id)
+            if cipher is None:
+                continue
+            tokens = {cipher.token(term): n for term, n in counts.items()}
+            owners = _implied_owners(context.scope, scope_id, context.own)
+
+            ask = partial(_feedback_search, tokens, techniques.feedback_terms, limit, now, owners)
+            found.extend(self._read(scope_id, ask, context.versions.get(scope_id)))
+        found.sort(key=lambda hit: -hit[1])
+        if context.node is not None and found:
+            passing = self._store.ids_matching(
+                self._codec.namespace,
+                context.scope,
+                context.node,
+                now_iso(),
+                among={memory_id for memory_id, _ in found},
+            )
+            found = [hit for hit in found if hit[0] in passing]
+        return found[:limit]
+
+    def _diversified(self, ranked: list[_Ranked], top_k: int, weight: float) -> list[_Ranked]:
+        """Maximal marginal relevance over the candidates: each pick is the candidate whose score
+        minus ``weight`` x spread x (highest cosine with a pick) is best."""
+        if len(ranked) <= 1:
+            return ranked
+        vectors = np.stack([self._codec.open_vector(entry.row) for entry in ranked])
+        similar = vectors @ vectors.T
+        scores = np.array(
+            [entry.score + (entry.change.total if entry.change else 0.0) for entry in ranked]
+        )
+        penalty = weight * score_spread(list(scores))
+        closest = np.full(len(ranked), -np.inf)
+        left = list(range(len(ranked)))
+        picked: list[int] = []
+        while left and len(picked) < top_k:
+            marginal = [
+                scores[i] - penalty * max(0.0, closest[i]) if picked else scores[i] for i in left
+            ]
+            best = left[int(np.argmax(marginal))]
+            picked.append(best)
+            left.remove(best)
+            closest = np.maximum(closest, similar[best])
+        return [ranked[i] for i in picked] + [ranked[i] for i in left]
 
     def _adjusted(self, ranked: list[_Ranked]) -> list[_Ranked]:
         """The candidates re-ranked by their adjusted ranking scores (ties keep the fused
@@ -361,7 +654,7 @@ class HybridSearcher:
         return hit.score
 
     @staticmethod
-    def _explain(hit: FusedHit, cosine: float | None) -> dict[str, float | int | None]:
+    def _explain(hit: FusedHit, cosine: float | None) -> dict[str, float | int | str | None]:
         return {
             "fused": hit.score,
             "vector": cosine,

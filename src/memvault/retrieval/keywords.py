@@ -242,6 +242,18 @@ class KeywordIndex:
         found = np.flatnonzero(hit)
         return found, total[found]
 
+    def idf(self, token: str) -> float:
+        """The token's BM25 idf over the live rows (0 for a token no live row holds)."""
+        posting = self._postings.get(token)
+        if posting is None or self._rows == 0:
+            return 0.0
+        positions = self._position_of[np.frombuffer(posting[0], dtype=np.int32)]
+        matched = int((positions >= 0).sum())
+        if matched == 0:
+            return 0.0
+        idf = math.log((self._rows - matched + 0.5) / (matched + 0.5))
+        return idf if idf > 0 else _MIN_IDF
+
     def _compact(self) -> None:
         """Drop dead postings and renumber serials as positions."""
         postings: dict[str, tuple[array[int], array[float]]] = {}

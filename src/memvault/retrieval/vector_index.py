@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -94,11 +94,20 @@ class ScopeIndex:
     expires: npt.NDArray[np.float64] = field(init=False)
     keywords: KeywordIndex = field(init=False)
     graph: ann.HnswIndex | None = field(init=False)
+    # Write order: a row's sequence number, given when it is added (the store loads a scope in
+    # write order, ``ORDER BY rowid``) and kept through updates and moves. Positions are in
+    # write order until a removal moves a row; then the order is sorted when next asked.
+    sequence: npt.NDArray[np.int64] = field(init=False)
+    _next_sequence: int = field(init=False, default=0)
+    _moved: bool = field(init=False, default=False)
+    _order: npt.NDArray[np.intp] | None = field(init=False, default=None)
+    _rank: npt.NDArray[np.intp] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.matrix = np.zeros((16, self.dimensions), dtype=np.float32)
         self.owners = np.empty((16, 3), dtype=object)
         self.expires = np.full(16, math.inf)
+        self.sequence = np.zeros(16, dtype=np.int64)
         self.keywords = KeywordIndex(self.bm25_weights)
         self.graph = None
 
@@ -141,7 +150,10 @@ class ScopeIndex:
         owners[: self.size] = self.owners[: self.size]
         expires = np.full(capacity, math.inf)
         expires[: self.size] = self.expires[: self.size]
+        sequence = np.zeros(capacity, dtype=np.int64)
+        sequence[: self.size] = self.sequence[: self.size]
         self.matrix, self.owners, self.expires = matrix, owners, expires
+        self.sequence = sequence
 
     def add(self, entries: Sequence[VectorEntry]) -> None:
         self._reserve(len(entries))
@@ -161,6 +173,9 @@ class ScopeIndex:
                 self.positions[entry.id] = position
                 self.ids.append(entry.id)
                 fresh.append(entry)
+                self.sequence[position] = self._next_sequence
+                self._next_sequence += 1
+                self._order = self._rank = None
             self.matrix[position] = entry.vector
             self.owners[position] = (entry.user_id, entry.agent_id, entry.run_id)
             self.expires[position] = entry.expires
@@ -188,7 +203,10 @@ class ScopeIndex:
                 self.matrix[position] = self.matrix[last]
                 self.owners[position] = self.owners[last]
                 self.expires[position] = self.expires[last]
+                self.sequence[position] = self.sequence[last]
                 self.keywords.move(last, position)
+                self._moved = True
+            self._order = self._rank = None
             self.ids.pop()
             self.owners[last] = (None, None, None)
 
@@ -308,6 +326,66 @@ class ScopeIndex:
         else:
             positions = np.flatnonzero(self._live(self.size, now, owners, None))
         return self._best(positions, _dot_rows(self.matrix[positions], query), limit)
+
+    def _write_order(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """The positions in write order, and each position's rank in it."""
+        if self._order is None or self._rank is None or len(self._order) != self.size:
+            if self._moved:
+                order = np.argsort(self.sequence[: self.size], kind="stable").astype(np.intp)
+                rank = np.empty(self.size, dtype=np.intp)
+                rank[order] = np.arange(self.size, dtype=np.intp)
+            else:
+                order = rank = np.arange(self.size, dtype=np.intp)
+            self._order, self._rank = order, rank
+        return self._order, self._rank
+
+    def neighbours(
+        self, memory_id: str, count: int, *, now: float, reach: int = 64
+    ) -> list[tuple[str, int]]:
+        """The unexpired rows written just before and just after ``memory_id`` by the same
+        owners (user, agent and run all equal): at most ``count`` on each side, each with its
+        signed offset in that owners' write order (-1 = just before it, 1 = just after). At
+        most ``reach`` rows are looked at on each side, so the work is bounded however the
+        owners' rows interleave."""
+        position = self.positions.get(memory_id)
+        if position is None or count <= 0:
+            return []
+        order, rank = self._write_order()
+        owner = tuple(self.owners[position])
+        at = int(rank[position])
+        found: list[tuple[str, int]] = []
+        for step in (-1, 1):
+            distance = 0
+            cursor = at
+            for _ in range(reach):
+                cursor += step
+                if cursor < 0 or cursor >= self.size or distance >= count:
+                    break
+                other = int(order[cursor])
+                if tuple(self.owners[other]) != owner:
+                    continue
+                if self.expires[other] <= now:
+                    continue
+                distance += 1
+                found.append((self.ids[other], step * distance))
+        return found
+
+    def admitted(
+        self,
+        ids: Collection[str],
+        *,
+        now: float,
+        owners: tuple[str | None, str | None, str | None],
+        allowed: set[str] | None,
+    ) -> set[str]:
+        """Which of ``ids`` are rows of this index that are unexpired, owned as asked and in
+        ``allowed``: the same masks a search applies to its own candidates."""
+        known = [memory_id for memory_id in ids if memory_id in self.positions]
+        if not known:
+            return set()
+        positions = np.fromiter((self.positions[m] for m in known), dtype=np.intp, count=len(known))
+        keep = self._live_at(positions, now, owners, allowed)
+        return {memory_id for memory_id, kept in zip(known, keep, strict=True) if kept}
 
     def keyword_search(
         self,

@@ -92,7 +92,7 @@ class PartialMemory(BaseModel):
     access_count: int | None = None
     last_accessed_at: str | None = None
     score: float | None = None
-    explain: dict[str, float | int | None] | None = None
+    explain: dict[str, float | int | str | None] | None = None
 
 
 class PartialResults(BaseModel):

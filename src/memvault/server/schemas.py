@@ -118,7 +118,7 @@ class MemoryItem(BaseModel):
     access_count: int
     last_accessed_at: str | None
     score: float | None = None
-    explain: dict[str, float | int | None] | None = None
+    explain: dict[str, float | int | str | None] | None = None
 
 
 class InferenceError(BaseModel):
