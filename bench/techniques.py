@@ -39,6 +39,22 @@ PRESETS: dict[str, Techniques] = {
     "diversity": Techniques(diversity=0.3),
     "vector-feedback": Techniques(vector_feedback_seeds=3, vector_feedback_weight=0.3),
     "all": Techniques(expand_seeds=5, expand_weight=0.2, feedback_seeds=3, diversity=0.3),
+    "entities": Techniques(
+        vector_feedback_seeds=3, expand_seeds=5, expand_weight=0.2, expand_sources="entities"
+    ),
+    "entities-wide": Techniques(
+        vector_feedback_seeds=3,
+        expand_seeds=10,
+        expand_per_seed=4,
+        expand_weight=0.3,
+        expand_sources="entities",
+    ),
+    "links": Techniques(
+        vector_feedback_seeds=3,
+        expand_seeds=5,
+        expand_weight=0.2,
+        expand_sources="conversation+entities",
+    ),
 }
 
 
@@ -54,7 +70,10 @@ def parse(spec: str) -> tuple[str, Techniques]:
         key, _, value = pair.partition("=")
         if key not in types:
             raise SystemExit(f"unknown Techniques field {key!r}")
-        values[key] = int(value) if types[key] in ("int", int) else float(value)
+        if types[key] in ("str", str):
+            values[key] = value
+        else:
+            values[key] = int(value) if types[key] in ("int", int) else float(value)
     return name, Techniques(**values)
 
 

@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         " third ranking. 0 (the default): off; it did not raise LoCoMo recall"
         " (bench/results/2026-12-05-retrieval).",
     )
+    expand_sources: Literal["conversation", "entities", "conversation+entities"] = Field(
+        "conversation",
+        description="Expansion: where links come from: `conversation` (the memories written"
+        " just before and after a hit by the same user, agent and run), `entities` (memories"
+        " naming the same people, places, things, dates or titles) or both.",
+    )
     expand_per_seed: int = Field(
         2, ge=1, le=16, description="Expansion: at most this many linked memories per first hit."
     )

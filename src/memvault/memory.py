@@ -472,7 +472,9 @@ class Memory:
                         diversity=self.settings.diversity,
                         vector_feedback_seeds=self.settings.vector_feedback_seeds,
                         vector_feedback_weight=self.settings.vector_feedback_weight,
+                        expand_sources=self.settings.expand_sources,
                     ),
+                    link_sources=[entities.EntityLinks(self._engine)],
                 )
             return self._searcher
 

@@ -9,6 +9,7 @@ write order comes from the store's ``ORDER BY rowid`` when a scope's index is lo
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,7 @@ def test_a_link_source_is_masked_like_the_direct_candidates(expanding: Memory) -
     source = _Hostile([theirs, expired, hidden, allowed, "not-an-id"])
     searcher = expanding._get_searcher()
     searcher.link_sources.append(source)
+    searcher.techniques = replace(searcher.techniques, expand_sources="conversation+test-source")
     hits = expanding.search(
         "zebra", user_id="u", filters={"hidden": False}, top_k=10, explain=True
     )["results"]
@@ -199,6 +201,43 @@ def test_a_link_source_is_masked_like_the_direct_candidates(expanding: Memory) -
     assert linked[allowed]["link_reason"] == "shares a test entity"
     scope, seeds, per_seed = source.calls[-1]
     assert scope.user_id == "u" and seeds == [seed] and per_seed == 2
+
+
+def test_entity_links_join_the_results_within_the_callers_scope(
+    home: Path, store: dict[str, Any]
+) -> None:
+    with Memory(
+        home,
+        embedder=HashEmbedder(),
+        context_window=0,
+        expand_seeds=1,
+        expand_per_seed=3,
+        expand_weight=1.0,
+        expand_sources="entities",
+        **store,
+    ) as memory:
+        seed = memory.add("Priya adopted a greyhound", user_id="u")["results"][0]["id"]
+        for text in FILLER:
+            memory.add(text, user_id="u")
+        linked = memory.add("Lunch with Priya on Friday", user_id="u")["results"][0]["id"]
+        theirs = memory.add("Priya is my sister", user_id="v")["results"][0]["id"]
+        agent = memory.add("Priya asked the agent", user_id="u", agent_id="a")["results"][0]
+        hits = memory.search("greyhound", user_id="u", top_k=5, explain=True)["results"]
+        assert hits[0]["id"] == seed
+        links = _linked(hits)
+        assert links[linked]["link_source"] == "entities"
+        assert links[linked]["linked_from"] == seed
+        assert links[linked]["link_reason"] == "names 1 of the same entity"
+        ids = {hit["id"] for hit in hits}
+        assert theirs not in ids  # another user's memory naming Priya never joins
+        assert agent["id"] in links  # the user's agent memories are in a user search's scope
+        only_mine = memory.search(
+            "greyhound", user_id="u", agent_id="a", top_k=5, explain=True
+        )["results"]
+        assert linked not in {hit["id"] for hit in only_mine}  # narrower scope, narrower links
+        memory.update(linked, "Lunch on Friday")  # no longer names Priya: the link goes
+        again = memory.search("greyhound", user_id="u", top_k=5, explain=True)["results"]
+        assert linked not in _linked(again)
 
 
 def test_expansion_only_applies_to_hybrid_search(expanding: Memory) -> None:

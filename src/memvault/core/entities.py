@@ -34,6 +34,7 @@ from memvault.codec import KeyMissing, binding
 from memvault.core.engine import Engine
 from memvault.errors import IntegrityError, InvalidInput, NotFound
 from memvault.retrieval.entities import MAX_ENTITIES, MAX_NAME, Entity, extract, normalize
+from memvault.retrieval.expansion import Link, Seed
 from memvault.security.crypto import SEAL_VERSION, ScopeCipher
 from memvault.storage.rows import MemoryRow
 from memvault.validation import Scope, check_id
@@ -42,6 +43,7 @@ __all__ = [
     "FIELD",
     "MAX_LINKS_PER_ENTITY",
     "EntityLink",
+    "EntityLinks",
     "entities",
     "entity_hash",
     "entity_names",
@@ -322,3 +324,39 @@ def rebuild(
         if len(found) < batch:
             break
     return {"memories": done, "skipped": skipped}
+
+
+ENTITY_LINKS = "entities"
+# An entity link's score in (0, 1]: its weight (the sum of 1 / log2(1 + n) over the shared
+# entities, n memories naming each) capped at 1, times this share: a memory sharing one entity
+# with a single other memory (weight 0.63) scores about as high as the nearest conversation
+# neighbour (0.5), one sharing a name that 30 memories use (0.2) much lower.
+ENTITY_LINK_SHARE = 0.8
+
+
+class EntityLinks:
+    """Search expansion's entity source (``retrieval.expansion.LinkSource``): for each seed,
+    the memories of its scope that name the same entities, strongest first. The searcher masks
+    what it returns with the search's owners, expiry and filter; this source also stays inside
+    each seed's key scope and ``scope``'s owners (``linked_by_entities``)."""
+
+    name = ENTITY_LINKS
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def links(self, scope: Scope, seeds: Sequence[Seed], per_seed: int) -> list[Link]:
+        found: list[Link] = []
+        for seed in seeds:
+            for link in linked_by_entities(self._engine, scope, [seed.memory_id], per_seed):
+                shared = len(link.shared)
+                found.append(
+                    Link(
+                        link.memory_id,
+                        seed.memory_id,
+                        min(1.0, link.score) * ENTITY_LINK_SHARE,
+                        ENTITY_LINKS,
+                        f"names {shared} of the same entit{'y' if shared == 1 else 'ies'}",
+                    )
+                )
+        return found

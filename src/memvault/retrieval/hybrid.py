@@ -60,6 +60,9 @@ def query_terms(text: str) -> list[str]:
     return list(dict.fromkeys(words(text)))[:MAX_QUERY_TERMS]
 
 
+NEIGHBOURS = "conversation"
+
+
 @dataclass(frozen=True, slots=True)
 class Techniques:
     """Optional steps of a hybrid search around the fusion (bench/locomo.py measures each).
@@ -87,13 +90,13 @@ class Techniques:
     diversity: float = 0.0
     vector_feedback_seeds: int = 0
     vector_feedback_weight: float = 0.3
+    expand_sources: str = NEIGHBOURS  # "+"-joined link source names
 
     @property
     def seeds(self) -> int:
         return max(self.expand_seeds, self.feedback_seeds, self.vector_feedback_seeds)
 
 
-NEIGHBOURS = "conversation"
 NEIGHBOUR_DECAY = 0.5  # a neighbour d rows away scores NEIGHBOUR_DECAY ** d
 LINK_SHARE = 0.9  # a linked memory shows at most this share of its seed's relevance
 DIVERSITY_POOL = 3  # diversity re-ranks the first DIVERSITY_POOL * top_k fused candidates
@@ -395,7 +398,12 @@ class HybridSearcher:
                     weights["vector_feedback"] = techniques.vector_feedback_weight
             if techniques.expand_seeds > 0:
                 expand = seeds[: techniques.expand_seeds]
-                found = self._links(expand, techniques.expand_per_seed, context)
+                found = self._links(
+                    expand,
+                    techniques.expand_per_seed,
+                    context,
+                    set(techniques.expand_sources.split("+")),
+                )
                 ranking, links = link_ranking(expand, found, self._admit(found, context))
                 if ranking:
                     rankings["links"] = ranking[:limit]
@@ -467,8 +475,11 @@ class HybridSearcher:
             hits.append(SearchHit(entry.row, shown, explain))
         return hits
 
-    def _links(self, seeds: Sequence[Seed], per_seed: int, context: _Context) -> list[Link]:
-        """The conversation neighbours of the seeds, then every other source's links."""
+    def _links(
+        self, seeds: Sequence[Seed], per_seed: int, context: _Context, sources: set[str]
+    ) -> list[Link]:
+        """The links of the seeds from the named ``sources``: the conversation neighbours, then
+        every other source's (e.g. shared entities)."""
         now = time.time()
         per_side = (per_seed + 1) // 2
 
@@ -492,10 +503,12 @@ class HybridSearcher:
             return found
 
         links: list[Link] = []
-        for scope_id in context.scope_ids:
-            links.extend(self._read(scope_id, ask, context.versions.get(scope_id)))
+        if NEIGHBOURS in sources:
+            for scope_id in context.scope_ids:
+                links.extend(self._read(scope_id, ask, context.versions.get(scope_id)))
         for source in self.link_sources:
-            links.extend(source.links(context.scope, seeds, per_seed))
+            if source.name in sources:
+                links.extend(source.links(context.scope, seeds, per_seed))
         return links
 
     def _admit(self, links: Sequence[Link], context: _Context) -> set[str]:
