@@ -99,6 +99,7 @@ class Techniques:
 
 NEIGHBOUR_DECAY = 0.5  # a neighbour d rows away scores NEIGHBOUR_DECAY ** d
 LINK_SHARE = 0.9  # a linked memory shows at most this share of its seed's relevance
+SNAPSHOT_TRIES = 3  # passes of a search over several key scopes until their versions hold still
 DIVERSITY_POOL = 3  # diversity re-ranks the first DIVERSITY_POOL * top_k fused candidates
 
 
@@ -332,10 +333,58 @@ class HybridSearcher:
         techniques: Techniques | None = None,
     ) -> list[SearchHit]:
         """Fused hits, best first. Both sides read the scope's in-memory index; the query
-        embedding is most of the cost, so nothing runs beside it."""
+        embedding is most of the cost, so nothing runs beside it.
+
+        A search over several key scopes (a key rotation moving rows from the old generation to
+        the new one, or an agent's memories across users) reads one index per key scope, each
+        loaded or cached at its own moment; a row moved between two of them in the meantime
+        could be in neither. So such a search checks that no scope's version moved while it
+        ran, and runs again if one did (at most ``SNAPSHOT_TRIES`` times): its hits are those
+        of one moment."""
+        embedded: list[npt.NDArray[np.float32]] = []
+
+        def embed_once() -> npt.NDArray[np.float32]:
+            assert embed_query is not None
+            if not embedded:
+                embedded.append(embed_query())
+            return embedded[0]
+
+        embed = embed_once if embed_query is not None else None
+        hits: list[SearchHit] = []
+        for _ in range(SNAPSHOT_TRIES):
+            hits, versions = self._search_once(
+                embed,
+                query_text,
+                scope,
+                node,
+                top_k=top_k,
+                threshold=threshold,
+                mode=mode,
+                techniques=techniques,
+            )
+            if len(versions) <= 1 or all(
+                self._store.scope_version(scope_id) == version
+                for scope_id, version in versions.items()
+            ):
+                break
+        return hits
+
+    def _search_once(
+        self,
+        embed_query: Callable[[], npt.NDArray[np.float32]] | None,
+        query_text: str,
+        scope: Scope,
+        node: FilterNode | None,
+        *,
+        top_k: int,
+        threshold: float | None,
+        mode: Mode,
+        techniques: Techniques | None = None,
+    ) -> tuple[list[SearchHit], dict[str, int]]:
+        """One pass of ``search``: its hits and the scope versions it read."""
         scope_ids, own = self._scope_ids(scope)
         if not scope_ids:
-            return []
+            return [], {}
         if len(scope_ids) > MAX_SEARCH_SCOPES:
             raise InvalidInput(
                 f"this search spans {len(scope_ids)} key scopes (one per user holding such rows);"
@@ -473,7 +522,7 @@ class HybridSearcher:
                     "link_reason": link.reason,
                 }
             hits.append(SearchHit(entry.row, shown, explain))
-        return hits
+        return hits, versions
 
     def _links(
         self, seeds: Sequence[Seed], per_seed: int, context: _Context, sources: set[str]
