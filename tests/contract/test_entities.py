@@ -231,3 +231,17 @@ def test_entity_names_are_sealed_with_the_row(mem: Memory, lisbon: dict[str, str
     other.entities_box = row.entities_box  # moved onto another row: refused
     with pytest.raises(Exception, match="entities"):
         core_entities.open_entities(cipher, other)
+
+
+def test_expired_memories_weigh_nothing_in_links(mem: Memory, lisbon: dict[str, str]) -> None:
+    """An expired memory is gone for every read: it neither lowers an entity's weight (the
+    related scores) nor pushes an entity over the link cap, until purge takes it away."""
+    before = mem.related(lisbon["moved"])["results"]
+    seeds = [lisbon["moved"]]
+    linked = linked_by_entities(mem.engine, None, seeds, 10, max_per_entity=2)
+    assert lisbon["tram"] in {link.memory_id for link in linked}
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    for n in range(3):
+        mem.add(f"Alice swam in Lisbon, lap {n}.", user_id="alice", expiration_date=past)
+    assert mem.related(lisbon["moved"])["results"] == before
+    assert linked_by_entities(mem.engine, None, seeds, 10, max_per_entity=2) == linked

@@ -304,10 +304,11 @@ class MemoryStore(Protocol):
         ...
 
     def entity_frequencies(
-        self, scope_ids: Sequence[str], hashes: Sequence[str]
+        self, scope_ids: Sequence[str], hashes: Sequence[str], now: str | None = None
     ) -> dict[tuple[str, str], int]:
-        """(scope id, hash) -> how many memories of those key scopes (expired ones too) name
-        it: the entity index alone is read."""
+        """(scope id, hash) -> how many memories of those key scopes name it: with ``now``,
+        the memories live at ``now`` (an expired one weighs nothing before purge takes it
+        away); without, every entry of the entity index (expired memories too)."""
         ...
 
     def entity_postings(

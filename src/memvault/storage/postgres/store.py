@@ -401,15 +401,25 @@ class PostgresStore:
         return {str(row[0]): (int(row[1]), str(row[2]), str(row[3])) for row in rows}
 
     def entity_frequencies(
-        self, scope_ids: Sequence[str], hashes: Sequence[str]
+        self, scope_ids: Sequence[str], hashes: Sequence[str], now: str | None = None
     ) -> dict[tuple[str, str], int]:
         if not hashes or not scope_ids:
             return {}
-        rows = self._fetch(
-            "SELECT scope_id, entity_hash, count(*) FROM memory_entities"
-            " WHERE entity_hash = ANY(%s) AND scope_id = ANY(%s) GROUP BY scope_id, entity_hash",
-            (list(hashes), list(scope_ids)),
-        )
+        if now is None:
+            rows = self._fetch(
+                "SELECT scope_id, entity_hash, count(*) FROM memory_entities"
+                " WHERE entity_hash = ANY(%s) AND scope_id = ANY(%s)"
+                " GROUP BY scope_id, entity_hash",
+                (list(hashes), list(scope_ids)),
+            )
+        else:
+            rows = self._fetch(
+                "SELECT e.scope_id, e.entity_hash, count(*) FROM memory_entities e"
+                " JOIN memories m ON m.rowid = e.memory_rowid"
+                f" WHERE e.entity_hash = ANY(%s) AND e.scope_id = ANY(%s){_NOT_EXPIRED}"
+                " GROUP BY e.scope_id, e.entity_hash",
+                (list(hashes), list(scope_ids), now),
+            )
         return {(str(row[0]), str(row[1])): int(row[2]) for row in rows}
 
     def entity_postings(

@@ -527,18 +527,24 @@ class SQLiteStore:
         return found
 
     def entity_frequencies(
-        self, scope_ids: Sequence[str], hashes: Sequence[str]
+        self, scope_ids: Sequence[str], hashes: Sequence[str], now: str | None = None
     ) -> dict[tuple[str, str], int]:
         found: dict[tuple[str, str], int] = {}
         scopes = list(dict.fromkeys(scope_ids))[:500]
+        live = (
+            " JOIN memories m ON m.rowid = e.memory_rowid"
+            " WHERE (m.expires_at IS NULL OR m.expires_at > ?) AND"
+            if now is not None
+            else " WHERE"
+        )
         for start in range(0, len(hashes), 400):
             chunk = list(hashes[start : start + 400])
             rows = self._query(
-                "SELECT scope_id, entity_hash, count(*) FROM memory_entities"
-                f" WHERE entity_hash IN ({', '.join('?' * len(chunk))})"
-                f" AND scope_id IN ({', '.join('?' * len(scopes))})"
-                " GROUP BY scope_id, entity_hash",
-                [*chunk, *scopes],
+                f"SELECT e.scope_id, e.entity_hash, count(*) FROM memory_entities e{live}"
+                f" e.entity_hash IN ({', '.join('?' * len(chunk))})"
+                f" AND e.scope_id IN ({', '.join('?' * len(scopes))})"
+                " GROUP BY e.scope_id, e.entity_hash",
+                [*([now] if now is not None else []), *chunk, *scopes],
             )
             found.update(((row[0], row[1]), int(row[2])) for row in rows)
         return found
