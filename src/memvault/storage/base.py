@@ -493,8 +493,11 @@ class WebhookStore(Protocol):
         url: str | None = None,
         include_text: bool | None = None,
         secret_box: bytes | None = None,
+        replacing: bytes | None = None,
     ) -> bool:
-        """Change the given fields (None: kept) of the namespace's webhook; False when none."""
+        """Change the given fields (None: kept) of the namespace's webhook; False when none, or
+        when ``replacing`` is given and the stored ``secret_box`` is no longer it (another
+        rotation came first)."""
         ...
 
     def get_delivery(self, namespace: str, delivery_id: str) -> DeliveryRow | None: ...

@@ -980,14 +980,22 @@ class PostgresStore:
         url: str | None = None,
         include_text: bool | None = None,
         secret_box: bytes | None = None,
+        replacing: bytes | None = None,
     ) -> bool:
         with self._connection("writing a webhook") as conn, conn.transaction():
             cursor = conn.execute(
                 "UPDATE webhooks SET url = coalesce(%s::text, url),"
                 " include_text = coalesce(%s::boolean, include_text),"
                 " secret_box = coalesce(%s::bytea, secret_box), updated_at = %s"
-                " WHERE namespace = %s",
-                (url, include_text, secret_box, now, namespace),
+                " WHERE namespace = %s" + (" AND secret_box = %s" if replacing is not None else ""),
+                (
+                    url,
+                    include_text,
+                    secret_box,
+                    now,
+                    namespace,
+                    *([replacing] if replacing is not None else []),
+                ),
             )
             return bool(cursor.rowcount > 0)
 

@@ -964,14 +964,23 @@ class SQLiteStore:
         url: str | None = None,
         include_text: bool | None = None,
         secret_box: bytes | None = None,
+        replacing: bytes | None = None,
     ) -> bool:
         flag = None if include_text is None else int(include_text)
         with self.transaction() as tx:
             cursor = tx.db.execute(
                 "UPDATE webhooks SET url = coalesce(?, url),"
                 " include_text = coalesce(?, include_text),"
-                " secret_box = coalesce(?, secret_box), updated_at = ? WHERE namespace = ?",
-                (url, flag, secret_box, now, namespace),
+                " secret_box = coalesce(?, secret_box), updated_at = ? WHERE namespace = ?"
+                + (" AND secret_box = ?" if replacing is not None else ""),
+                (
+                    url,
+                    flag,
+                    secret_box,
+                    now,
+                    namespace,
+                    *([replacing] if replacing is not None else []),
+                ),
             )
             return cursor.rowcount > 0
 
