@@ -169,8 +169,8 @@ def linked_by_entities(
     search's scope does; None: no owner filter beyond the key scope). Entities named by more
     than ``max_per_entity`` live memories of their scope are skipped (an expired memory, until
     purged, neither counts nor links). Seeds that do not exist, or that have no entities, add
-    nothing. Nothing is decrypted: one read of the seeds' rows, two of the entity index (its
-    counts joined to their rows' expiry), then the owners of the best candidates (about
+    nothing. Nothing is decrypted: one read of the seeds' rows, two of the entity index (less
+    the expired entries), then the owners of the best candidates (about
     ``2 x limit`` rows, more only when ``scope`` filters many out).
     """
     if not memory_ids or limit <= 0:

@@ -405,22 +405,31 @@ class PostgresStore:
     ) -> dict[tuple[str, str], int]:
         if not hashes or not scope_ids:
             return {}
-        if now is None:
-            rows = self._fetch(
-                "SELECT scope_id, entity_hash, count(*) FROM memory_entities"
-                " WHERE entity_hash = ANY(%s) AND scope_id = ANY(%s)"
-                " GROUP BY scope_id, entity_hash",
-                (list(hashes), list(scope_ids)),
-            )
-        else:
-            rows = self._fetch(
-                "SELECT e.scope_id, e.entity_hash, count(*) FROM memory_entities e"
-                " JOIN memories m ON m.rowid = e.memory_rowid"
-                f" WHERE e.entity_hash = ANY(%s) AND e.scope_id = ANY(%s){_NOT_EXPIRED}"
+        params = (list(hashes), list(scope_ids))
+        rows = self._fetch(
+            "SELECT scope_id, entity_hash, count(*) FROM memory_entities"
+            " WHERE entity_hash = ANY(%s) AND scope_id = ANY(%s) GROUP BY scope_id, entity_hash",
+            params,
+        )
+        found = {(str(row[0]), str(row[1])): int(row[2]) for row in rows}
+        if now is not None:
+            # Less the expired memories not purged yet (few, through the expiry index), so a
+            # common entity is still counted from the entity index alone.
+            expired = self._fetch(
+                "SELECT e.scope_id, e.entity_hash, count(*) FROM memories m"
+                " JOIN memory_entities e ON e.memory_rowid = m.rowid"
+                " WHERE m.expires_at <= %s AND e.entity_hash = ANY(%s) AND e.scope_id = ANY(%s)"
                 " GROUP BY e.scope_id, e.entity_hash",
-                (list(hashes), list(scope_ids), now),
+                (now, *params),
             )
-        return {(str(row[0]), str(row[1])): int(row[2]) for row in rows}
+            for scope_id, value, count in expired:
+                key = (str(scope_id), str(value))
+                left = found.get(key, 0) - int(count)
+                if left > 0:
+                    found[key] = left
+                else:
+                    found.pop(key, None)
+        return found
 
     def entity_postings(
         self, scope_ids: Sequence[str], hashes: Sequence[str]

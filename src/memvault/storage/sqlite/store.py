@@ -531,22 +531,35 @@ class SQLiteStore:
     ) -> dict[tuple[str, str], int]:
         found: dict[tuple[str, str], int] = {}
         scopes = list(dict.fromkeys(scope_ids))[:500]
-        live = (
-            " JOIN memories m ON m.rowid = e.memory_rowid"
-            " WHERE (m.expires_at IS NULL OR m.expires_at > ?) AND"
-            if now is not None
-            else " WHERE"
-        )
         for start in range(0, len(hashes), 400):
             chunk = list(hashes[start : start + 400])
-            rows = self._query(
-                f"SELECT e.scope_id, e.entity_hash, count(*) FROM memory_entities e{live}"
-                f" e.entity_hash IN ({', '.join('?' * len(chunk))})"
+            marks = f"e.entity_hash IN ({', '.join('?' * len(chunk))})" + (
                 f" AND e.scope_id IN ({', '.join('?' * len(scopes))})"
+            )
+            rows = self._query(
+                f"SELECT e.scope_id, e.entity_hash, count(*) FROM memory_entities e WHERE {marks}"
                 " GROUP BY e.scope_id, e.entity_hash",
-                [*([now] if now is not None else []), *chunk, *scopes],
+                [*chunk, *scopes],
             )
             found.update(((row[0], row[1]), int(row[2])) for row in rows)
+            if now is None:
+                continue
+            # Less the expired memories not purged yet: few, found through the expiry index
+            # (CROSS JOIN keeps that order), so a common entity is still counted from the
+            # entity index alone.
+            expired = self._query(
+                "SELECT e.scope_id, e.entity_hash, count(*) FROM memories m"
+                " CROSS JOIN memory_entities e"
+                f" WHERE m.expires_at <= ? AND e.memory_rowid = m.rowid AND {marks}"
+                " GROUP BY e.scope_id, e.entity_hash",
+                [now, *chunk, *scopes],
+            )
+            for scope_id, value, count in expired:
+                left = found.get((scope_id, value), 0) - int(count)
+                if left > 0:
+                    found[(scope_id, value)] = left
+                else:
+                    found.pop((scope_id, value), None)
         return found
 
     def entity_postings(
