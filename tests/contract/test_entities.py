@@ -231,3 +231,37 @@ def test_entity_names_are_sealed_with_the_row(mem: Memory, lisbon: dict[str, str
     other.entities_box = row.entities_box  # moved onto another row: refused
     with pytest.raises(Exception, match="entities"):
         core_entities.open_entities(cipher, other)
+
+
+def test_expired_memories_weigh_nothing_in_links(mem: Memory, lisbon: dict[str, str]) -> None:
+    """An expired memory is gone for every read: it neither lowers an entity's weight (the
+    related scores) nor pushes an entity over the link cap, until purge takes it away."""
+    before = mem.related(lisbon["moved"])["results"]
+    seeds = [lisbon["moved"]]
+    linked = linked_by_entities(mem.engine, None, seeds, 10, max_per_entity=2)
+    assert lisbon["tram"] in {link.memory_id for link in linked}
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    for n in range(3):
+        mem.add(f"Alice swam in Lisbon, lap {n}.", user_id="alice", expiration_date=past)
+    assert mem.related(lisbon["moved"])["results"] == before
+    assert linked_by_entities(mem.engine, None, seeds, 10, max_per_entity=2) == linked
+
+
+def test_another_process_rotating_then_erasing_is_seen_at_once(
+    open_memory: Callable[..., Memory],
+) -> None:
+    """Entity answers come from the store each time: after another process (another ``Memory``
+    on the same store) rotates alice's key, this one's links and names are the same; after it
+    erases her, this one lists no entity of hers and finds none of her memories."""
+    here, there = open_memory(), open_memory()
+    moved = _add(here, "Alice moved to Lisbon in May 2023.", user_id="alice")
+    tram = _add(here, "Alice loves the Lisbon trams.", user_id="alice")
+    listed = here.entities(user_id="alice")["results"]
+    assert [r["id"] for r in here.related(moved)["results"]] == [tram]
+    there.rotate_user_key("alice")
+    assert here.entities(user_id="alice")["results"] == listed
+    assert [r["id"] for r in here.related(moved)["results"]] == [tram]
+    there.erase_user("alice")
+    assert here.entities(user_id="alice")["results"] == []
+    with pytest.raises(NotFound):
+        here.related(moved)

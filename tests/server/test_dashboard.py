@@ -437,6 +437,19 @@ def test_a_memory_page_lists_related_memories_of_its_own_scope_only(dash: Dash) 
     assert "No other memory of this scope" in client.get(f"/ui/memories/{carol['id']}").text
 
 
+def test_shared_entity_names_on_a_memory_page_are_escaped(dash: Dash) -> None:
+    """An entity name is text from a memory (a quoted title here, or an LLM's answer): the
+    "shares" line of the related list shows it escaped, never as markup."""
+    title = '"X<img src=x onerror=alert(1)>"'
+    seed = dash.memory.add(f"Alice read {title} twice", user_id="alice")["results"][0]
+    dash.memory.add(f"Alice lent {title} to a friend", user_id="alice")
+    page = signed_in(dash, dash.admin).get(f"/ui/memories/{seed['id']}").text
+    related = page.split('id="related-title"', 1)[1].split("</section>", 1)[0]
+    shares = related.split('class="hint">', 1)[1].split("</span>", 1)[0]
+    assert "&lt;img src=x onerror=alert(1)&gt;" in shares
+    assert "<img" not in page
+
+
 def test_edit_and_delete_with_the_token(dash: Dash) -> None:
     client = signed_in(dash, dash.admin)
     token = csrf_of(client)

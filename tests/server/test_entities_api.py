@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from memvault import AsyncClient, Client, Forbidden, MissingScope, NotFound
+from memvault import AsyncClient, Client, Forbidden, InvalidInput, MissingScope, NotFound
 
 from .conftest import RunningServer
 
@@ -72,3 +72,32 @@ def test_another_namespaces_key_sees_nothing(server: RunningServer) -> None:
         assert acme.entities(user_id="alice")["results"] == []
         with pytest.raises(NotFound):
             acme.related(ids["moved"])
+
+
+def test_a_bound_key_is_one_user_in_every_spelling(server: RunningServer) -> None:
+    """A key bound to "José" (stored NFC) reaches José's entities in the decomposed spelling
+    too, and no other user in a look-alike one; its own memories' related list (whatever their
+    agent or run) holds only José's memories, never the agent-only ones naming the same names."""
+    memory = server.memory
+    nfc, nfd = "Jos\u00e9", "Jose\u0301"
+    own = memory.add("Lisbon trams with Carla.", user_id=nfc, agent_id="a1")["results"][0]["id"]
+    memory.add("Carla rode the Lisbon trams again.", user_id=nfc, run_id="r9")
+    memory.add("Carla runs Lisbon tours.", agent_id="a1")  # agent-only: no user
+    memory.add("Carla lives in Lisbon.", user_id="jose")
+    expected = [{"name": "Carla", "memories": 2}, {"name": "Lisbon", "memories": 2}]
+    with Client(server.base_url, server.key("read", user_id=nfc)) as jose:
+        assert jose.entities()["results"] == expected
+        assert jose.entities(user_id=nfd)["results"] == expected
+        assert jose.entities(agent_id="a1")["results"] == [
+            {"name": "Carla", "memories": 1},
+            {"name": "Lisbon", "memories": 1},
+        ]
+        for other in ("jose", "JOS\u00c9", "Jos\u00e9\u200b", nfc + " "):
+            with pytest.raises((Forbidden, InvalidInput)):
+                jose.entities(user_id=other)
+        related = jose.related(own)["results"]
+        assert [r["user_id"] for r in related] == [nfc]
+    with server.http(server.key("read", user_id=nfc)) as http:
+        for path in ("..%2F..%2Fv1%2Fentities", "%00", "x" * 5000, "%F0%9F%92%A9"):
+            answer = http.get(f"/v1/memories/{path}/related/")
+            assert answer.status_code in (404, 422), (path, answer.status_code)

@@ -57,7 +57,6 @@ def test_a_search_that_never_settles_stops_after_its_tries(
     with Memory(home, embedder=HashEmbedder()) as m:
         for user in ("u1", "u2"):
             m.add(f"the agent helped {user} with taxes", user_id=user, agent_id="helper")
-        searcher = m._get_searcher()
         store = m.engine.store
         real_version = store.scope_version
         calls = {"n": 0}

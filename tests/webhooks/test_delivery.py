@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from memvault import Memory
+from memvault.core import webhooks as webhooks_core
 from memvault.errors import (
     DeliveryNotRetryable,
     DestinationRefused,
@@ -211,6 +212,38 @@ def test_a_rotation_with_an_overlap_signs_with_both_secrets_until_it_ends(
         verify(second, last.body, last.headers["X-Memvault-Signature"], now=clock().timestamp())
     for box in (first, second, third):  # neither secret is ever on disk in the clear
         assert not any(box.encode() in path.read_bytes() for path in m.home.glob("*.db*"))
+
+
+def test_a_rotation_racing_another_never_revives_the_secret_it_retired(
+    open_memory: Callable[..., Memory],
+    receiver: Receiver,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two processes rotate at once: one retires a leaked secret (no overlap) while the other,
+    with an overlap, has already read it as current. The second rotation must not write the
+    retired secret back as its "previous" (nor drop the first's new secret unseen)."""
+    retiring, overlapping = open_memory(), open_memory()
+    leaked = retiring.configure_webhook(receiver.url)["secret"]
+    real = webhooks_core.new_secret
+    retired: list[str] = []
+
+    def racing_secret() -> str:
+        if not retired:  # the other process rotates between this one's read and its write
+            retired.append("")
+            retired[0] = retiring.rotate_webhook_secret()["secret"]
+        return real()
+
+    monkeypatch.setattr(webhooks_core, "new_secret", racing_secret)
+    latest = overlapping.rotate_webhook_secret(overlap_seconds=3600)["secret"]
+    overlapping.add("after both rotations", user_id="hal", infer=False)
+    assert overlapping.webhook_worker(clock=clock).deliver_due() == 1
+    item = receiver.received[0]
+    header = item.headers["X-Memvault-Signature"]
+    with pytest.raises(Unauthorized):
+        verify(leaked, item.body, header, now=clock().timestamp())
+    for secret in (latest, retired[0]):  # the overlap keeps the secret it really replaced
+        verify(secret, item.body, header, now=clock().timestamp())
 
 
 @pytest.mark.parametrize("overlap", [-1, 7 * 24 * 3600 + 1, True, 1.5, "60"])

@@ -61,3 +61,44 @@ def test_a_worker_process_without_an_llm_delivers_the_outbox(
     for item in receiver.received:
         verify(secret, item.body, item.headers["X-Memvault-Signature"], now=time.time())
     assert len(events) == 2  # each event once
+
+
+def test_a_worker_process_enforces_its_own_allow_list(home: Path, receiver: Receiver) -> None:
+    """The destination is checked where it is sent from: a worker process whose operator allows
+    another network never posts to the receiver the API process allowed (nothing reaches it;
+    the delivery fails with ``destination_refused`` and waits for a retry)."""
+    settings = {"webhook_allowed_hosts": LOOPBACK, "webhook_allow_http": True}
+    with Memory(home, embedder=HashEmbedder(), webhook_workers=0, **settings) as m:
+        m.configure_webhook(receiver.url)
+        m.add("Alice prefers green tea", user_id="alice", infer=False)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVAULT_")}
+        env.update(
+            {
+                "MEMVAULT_HOME": str(home),
+                "MEMVAULT_EMBEDDER": "hash",
+                "MEMVAULT_WEBHOOK_ALLOWED_HOSTS": json.dumps(["10.255.255.0/24"]),
+                "MEMVAULT_WEBHOOK_ALLOW_HTTP": "true",
+            }
+        )
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "memvault", "jobs", "work"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        try:
+
+            def refused() -> bool:
+                assert worker.poll() is None, worker.communicate()[0]
+                (row,) = m.webhook_deliveries()["results"]
+                return row["last_error"] is not None
+
+            wait_for(refused, 60, "the worker process tries the delivery once")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            output, _ = worker.communicate(timeout=60)
+        (row,) = m.webhook_deliveries()["results"]
+    assert worker.returncode == 0, output
+    assert row["status"] == "pending" and row["last_error"] == "destination_refused"
+    assert receiver.received == []

@@ -169,10 +169,11 @@ def linked_by_entities(
     seed's scope id and hashes, which differ per key), inside the engine's namespace, among live
     memories (not expired), and among memories ``scope`` admits (its set ids must match, as a
     search's scope does; None: no owner filter beyond the key scope). Entities named by more
-    than ``max_per_entity`` memories of their scope are skipped. Seeds that do not exist, or
-    that have no entities, add nothing. Nothing is decrypted: one read of the seeds' rows, two
-    of the entity index alone, then the owners of the best candidates (about ``2 x limit``
-    rows, more only when ``scope`` filters many out).
+    than ``max_per_entity`` live memories of their scope are skipped (an expired memory, until
+    purged, neither counts nor links). Seeds that do not exist, or that have no entities, add
+    nothing. Nothing is decrypted: one read of the seeds' rows, two of the entity index (less
+    the expired entries), then the owners of the best candidates (about
+    ``2 x limit`` rows, more only when ``scope`` filters many out).
     """
     if not memory_ids or limit <= 0:
         return []
@@ -185,7 +186,8 @@ def linked_by_entities(
     if not wanted:
         return []
     scope_ids = sorted(set(wanted.values()))
-    counts = store.entity_frequencies(scope_ids, list(wanted))
+    now = now_iso()
+    counts = store.entity_frequencies(scope_ids, list(wanted), now)
     weights = {}
     for value, scope_id in wanted.items():
         count = counts.get((scope_id, value), 0)
@@ -206,7 +208,7 @@ def linked_by_entities(
     step = max(2 * limit, 32)
     for start in range(0, len(ranked), step):
         chunk = ranked[start : start + step]
-        rows = {row.rowid: row for row in store.link_rows(namespace, chunk, now_iso())}
+        rows = {row.rowid: row for row in store.link_rows(namespace, chunk, now)}
         for rowid in chunk:
             row = rows.get(rowid)  # None: expired, or deleted meanwhile
             if row is None or not _admits(scope, row.user_id, row.agent_id, row.run_id):
@@ -239,7 +241,8 @@ def related(engine: Engine, memory_id: str, limit: int = 10) -> list[dict[str, A
     ``NotFound`` for a memory this namespace does not hold (or that expired)."""
     memory_id = check_id("memory_id", memory_id)
     limit = check_count("limit", limit, MAX_LIMIT)
-    row = engine.store.get(engine.namespace, memory_id, now_iso())
+    now = now_iso()
+    row = engine.store.get(engine.namespace, memory_id, now)
     if row is None:
         raise NotFound(f"no memory {memory_id} in namespace {engine.namespace}")
     cipher = engine.codec.reader(row.scope_id, row.id)
@@ -247,7 +250,7 @@ def related(engine: Engine, memory_id: str, limit: int = 10) -> list[dict[str, A
     links = linked_by_entities(engine, None, [memory_id], limit)
     if not links:
         return []
-    counts = engine.store.entity_frequencies([row.scope_id], list(names))
+    counts = engine.store.entity_frequencies([row.scope_id], list(names), now)
     total = sum(_weight(counts.get((row.scope_id, h), 1)) for h in names) or 1.0
     rows = engine.store.get_many(engine.namespace, [link.memory_id for link in links])
     results = []

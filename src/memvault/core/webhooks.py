@@ -46,6 +46,7 @@ from memvault.errors import (
     InvalidInput,
     MemvaultError,
     NotFound,
+    StorageBusy,
 )
 from memvault.security.crypto import Binding, ScopeCipher
 from memvault.security.keyring import KeyRing
@@ -197,6 +198,7 @@ def webhook(engine: Engine, now: datetime | None = None) -> dict[str, Any]:
 
 
 MAX_OVERLAP_SECONDS = 7 * 24 * 3600
+_ROTATION_ATTEMPTS = 8
 
 
 def rotate_secret(engine: Engine, *, overlap_seconds: int = 0) -> dict[str, Any]:
@@ -211,18 +213,24 @@ def rotate_secret(engine: Engine, *, overlap_seconds: int = 0) -> dict[str, Any]
         raise InvalidInput(
             f"overlap_seconds must be an integer from 0 to {MAX_OVERLAP_SECONDS} (7 days)"
         )
-    hook = engine.store.get_webhook(engine.namespace)
-    if hook is None:
-        raise NotFound(f"namespace {engine.namespace} has no webhook")
-    secret = new_secret()
-    rotated = Secrets(secret)
-    if overlap_seconds:
-        until = _system_clock() + timedelta(seconds=overlap_seconds)
-        rotated = Secrets(secret, _open_secrets(engine.keyring, hook).current, iso(until))
-    box = _seal_secrets(engine.keyring, engine.namespace, rotated)
-    if not engine.store.update_webhook(engine.namespace, now_iso(), secret_box=box):
-        raise NotFound(f"namespace {engine.namespace} has no webhook")
-    return {**webhook(engine), "secret": secret}
+    # Compare-and-set on the sealed secrets: a rotation that another process (or thread) made
+    # between this one's read and its write is never overwritten with what was read before it
+    # (an overlap would otherwise write back, as "previous", a secret the other one retired).
+    for _attempt in range(_ROTATION_ATTEMPTS):
+        hook = engine.store.get_webhook(engine.namespace)
+        if hook is None:
+            raise NotFound(f"namespace {engine.namespace} has no webhook")
+        secret = new_secret()
+        rotated = Secrets(secret)
+        if overlap_seconds:
+            until = _system_clock() + timedelta(seconds=overlap_seconds)
+            rotated = Secrets(secret, _open_secrets(engine.keyring, hook).current, iso(until))
+        box = _seal_secrets(engine.keyring, engine.namespace, rotated)
+        if engine.store.update_webhook(
+            engine.namespace, now_iso(), secret_box=box, replacing=hook.secret_box
+        ):
+            return {**webhook(engine), "secret": secret}
+    raise StorageBusy("the webhook secret kept changing under this rotation: try again")
 
 
 def remove(engine: Engine) -> dict[str, Any]:

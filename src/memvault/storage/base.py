@@ -304,10 +304,11 @@ class MemoryStore(Protocol):
         ...
 
     def entity_frequencies(
-        self, scope_ids: Sequence[str], hashes: Sequence[str]
+        self, scope_ids: Sequence[str], hashes: Sequence[str], now: str | None = None
     ) -> dict[tuple[str, str], int]:
-        """(scope id, hash) -> how many memories of those key scopes (expired ones too) name
-        it: the entity index alone is read."""
+        """(scope id, hash) -> how many memories of those key scopes name it: with ``now``,
+        the memories live at ``now`` (an expired one weighs nothing before purge takes it
+        away); without, every entry of the entity index (expired memories too)."""
         ...
 
     def entity_postings(
@@ -492,8 +493,11 @@ class WebhookStore(Protocol):
         url: str | None = None,
         include_text: bool | None = None,
         secret_box: bytes | None = None,
+        replacing: bytes | None = None,
     ) -> bool:
-        """Change the given fields (None: kept) of the namespace's webhook; False when none."""
+        """Change the given fields (None: kept) of the namespace's webhook; False when none, or
+        when ``replacing`` is given and the stored ``secret_box`` is no longer it (another
+        rotation came first)."""
         ...
 
     def get_delivery(self, namespace: str, delivery_id: str) -> DeliveryRow | None: ...

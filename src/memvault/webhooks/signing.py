@@ -40,6 +40,10 @@ def sign(signing_secrets: str | Sequence[str], body: bytes, timestamp: int) -> s
     return f"t={timestamp},{macs}"
 
 
+def _ascii_digits(value: str) -> bool:
+    return 0 < len(value) <= 12 and value.isascii() and value.isdigit()
+
+
 def verify(
     secret: str,
     body: bytes,
@@ -56,11 +60,15 @@ def verify(
         if sep:
             fields.setdefault(name, []).append(value)
     stamps = fields.get("t", [])
-    if len(stamps) != 1 or not stamps[0].isdigit():
+    # ASCII digits only, as memvault writes them: ``str.isdigit`` also takes "²" (which int()
+    # refuses) and other scripts' digits, and int() refuses more than 4,300 digits.
+    if len(stamps) != 1 or not _ascii_digits(stamps[0]):
         raise Unauthorized("the webhook signature has no valid timestamp")
     timestamp = int(stamps[0])
     if abs(now - timestamp) > tolerance_seconds:
         raise Unauthorized("the webhook signature is too old (or from the future)")
     expected = _mac(secret, timestamp, body)
-    if not any(hmac.compare_digest(expected, given) for given in fields.get("v1", [])):
+    # compare_digest raises on non-ASCII text: such a value matches nothing.
+    given = [value for value in fields.get("v1", []) if value.isascii()]
+    if not any(hmac.compare_digest(expected, value) for value in given):
         raise Unauthorized("the webhook signature does not match")

@@ -474,6 +474,31 @@ def test_hostile_strings_are_values(make_crew: Make, value: str) -> None:
     assert alice_storage.count() == 1 and bob_storage.count() == 1
 
 
+def test_a_star_inside_the_bound_scope_is_a_value_never_a_wildcard(make_crew: Make) -> None:
+    """Within one storage's own scope, a "*" path segment, category, metadata value or record
+    id (which memvault's filter grammar would read as "the field is present" in an ``eq``)
+    matches only itself: deleting "/crew/*" leaves "/crew/a", and so on."""
+    storage, crew_memory = make_crew(user_id="alice")
+    star = remember(
+        crew_memory, "the star note", scope="/crew/*", categories=["*"], metadata={"k": "*"}
+    )
+    plain = remember(
+        crew_memory, "the plain note", scope="/crew/a", categories=["a"], metadata={"k": "a"}
+    )
+    query = storage.embedder(["note"])[0]
+    assert [r.id for r, _ in storage.search(query, scope_prefix="/crew/*")] == [star.id]
+    assert [r.id for r, _ in storage.search(query, categories=["*"])] == [star.id]
+    assert [r.id for r, _ in storage.search(query, metadata_filter={"k": "*"})] == [star.id]
+    assert storage.count("/crew/*") == 1 and storage.list_scopes("/crew") == ["/crew/*", "/crew/a"]
+    assert storage.get_record("*") is None
+    assert storage.delete(record_ids=["*"]) == 0
+    assert storage.delete(metadata_filter={"k": "*"}) == 1
+    assert [r.id for r in storage.list_records()] == [plain.id]
+    remember(crew_memory, "another star note", scope="/crew/*")
+    storage.reset("/crew/*")
+    assert [r.id for r in storage.list_records()] == [plain.id]
+
+
 def test_bad_input_is_refused_clearly(make_crew: Make) -> None:
     storage, crew_memory = make_crew(user_id="alice")
     remember(crew_memory, "the only record")

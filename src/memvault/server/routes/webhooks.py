@@ -67,7 +67,7 @@ def delete_webhook(principal: Keeper) -> dict[str, Any]:
     summary="Rotate the signing secret",
     response_model=WebhookInfo,
     response_model_exclude_none=True,
-    responses=error_responses(401, 403, 404, 422, 429),
+    responses=error_responses(401, 403, 404, 422, 429, 503),
 )
 def rotate_secret(principal: Keeper, body: WebhookRotation | None = None) -> dict[str, Any]:
     """A new secret, in this answer only. The old one signs nothing from now on, or goes on

@@ -401,16 +401,35 @@ class PostgresStore:
         return {str(row[0]): (int(row[1]), str(row[2]), str(row[3])) for row in rows}
 
     def entity_frequencies(
-        self, scope_ids: Sequence[str], hashes: Sequence[str]
+        self, scope_ids: Sequence[str], hashes: Sequence[str], now: str | None = None
     ) -> dict[tuple[str, str], int]:
         if not hashes or not scope_ids:
             return {}
+        params = (list(hashes), list(scope_ids))
         rows = self._fetch(
             "SELECT scope_id, entity_hash, count(*) FROM memory_entities"
             " WHERE entity_hash = ANY(%s) AND scope_id = ANY(%s) GROUP BY scope_id, entity_hash",
-            (list(hashes), list(scope_ids)),
+            params,
         )
-        return {(str(row[0]), str(row[1])): int(row[2]) for row in rows}
+        found = {(str(row[0]), str(row[1])): int(row[2]) for row in rows}
+        if now is not None:
+            # Less the expired memories not purged yet (few, through the expiry index), so a
+            # common entity is still counted from the entity index alone.
+            expired = self._fetch(
+                "SELECT e.scope_id, e.entity_hash, count(*) FROM memories m"
+                " JOIN memory_entities e ON e.memory_rowid = m.rowid"
+                " WHERE m.expires_at <= %s AND e.entity_hash = ANY(%s) AND e.scope_id = ANY(%s)"
+                " GROUP BY e.scope_id, e.entity_hash",
+                (now, *params),
+            )
+            for scope_id, value, count in expired:
+                key = (str(scope_id), str(value))
+                left = found.get(key, 0) - int(count)
+                if left > 0:
+                    found[key] = left
+                else:
+                    found.pop(key, None)
+        return found
 
     def entity_postings(
         self, scope_ids: Sequence[str], hashes: Sequence[str]
@@ -970,14 +989,22 @@ class PostgresStore:
         url: str | None = None,
         include_text: bool | None = None,
         secret_box: bytes | None = None,
+        replacing: bytes | None = None,
     ) -> bool:
         with self._connection("writing a webhook") as conn, conn.transaction():
             cursor = conn.execute(
                 "UPDATE webhooks SET url = coalesce(%s::text, url),"
                 " include_text = coalesce(%s::boolean, include_text),"
                 " secret_box = coalesce(%s::bytea, secret_box), updated_at = %s"
-                " WHERE namespace = %s",
-                (url, include_text, secret_box, now, namespace),
+                " WHERE namespace = %s" + (" AND secret_box = %s" if replacing is not None else ""),
+                (
+                    url,
+                    include_text,
+                    secret_box,
+                    now,
+                    namespace,
+                    *([replacing] if replacing is not None else []),
+                ),
             )
             return bool(cursor.rowcount > 0)
 

@@ -527,20 +527,39 @@ class SQLiteStore:
         return found
 
     def entity_frequencies(
-        self, scope_ids: Sequence[str], hashes: Sequence[str]
+        self, scope_ids: Sequence[str], hashes: Sequence[str], now: str | None = None
     ) -> dict[tuple[str, str], int]:
         found: dict[tuple[str, str], int] = {}
         scopes = list(dict.fromkeys(scope_ids))[:500]
         for start in range(0, len(hashes), 400):
             chunk = list(hashes[start : start + 400])
+            marks = f"e.entity_hash IN ({', '.join('?' * len(chunk))})" + (
+                f" AND e.scope_id IN ({', '.join('?' * len(scopes))})"
+            )
             rows = self._query(
-                "SELECT scope_id, entity_hash, count(*) FROM memory_entities"
-                f" WHERE entity_hash IN ({', '.join('?' * len(chunk))})"
-                f" AND scope_id IN ({', '.join('?' * len(scopes))})"
-                " GROUP BY scope_id, entity_hash",
+                f"SELECT e.scope_id, e.entity_hash, count(*) FROM memory_entities e WHERE {marks}"
+                " GROUP BY e.scope_id, e.entity_hash",
                 [*chunk, *scopes],
             )
             found.update(((row[0], row[1]), int(row[2])) for row in rows)
+            if now is None:
+                continue
+            # Less the expired memories not purged yet: few, found through the expiry index
+            # (CROSS JOIN keeps that order), so a common entity is still counted from the
+            # entity index alone.
+            expired = self._query(
+                "SELECT e.scope_id, e.entity_hash, count(*) FROM memories m"
+                " CROSS JOIN memory_entities e"
+                f" WHERE m.expires_at <= ? AND e.memory_rowid = m.rowid AND {marks}"
+                " GROUP BY e.scope_id, e.entity_hash",
+                [now, *chunk, *scopes],
+            )
+            for scope_id, value, count in expired:
+                left = found.get((scope_id, value), 0) - int(count)
+                if left > 0:
+                    found[(scope_id, value)] = left
+                else:
+                    found.pop((scope_id, value), None)
         return found
 
     def entity_postings(
@@ -958,14 +977,23 @@ class SQLiteStore:
         url: str | None = None,
         include_text: bool | None = None,
         secret_box: bytes | None = None,
+        replacing: bytes | None = None,
     ) -> bool:
         flag = None if include_text is None else int(include_text)
         with self.transaction() as tx:
             cursor = tx.db.execute(
                 "UPDATE webhooks SET url = coalesce(?, url),"
                 " include_text = coalesce(?, include_text),"
-                " secret_box = coalesce(?, secret_box), updated_at = ? WHERE namespace = ?",
-                (url, flag, secret_box, now, namespace),
+                " secret_box = coalesce(?, secret_box), updated_at = ? WHERE namespace = ?"
+                + (" AND secret_box = ?" if replacing is not None else ""),
+                (
+                    url,
+                    flag,
+                    secret_box,
+                    now,
+                    namespace,
+                    *([replacing] if replacing is not None else []),
+                ),
             )
             return cursor.rowcount > 0
 
