@@ -231,9 +231,9 @@ def test_entity_links_join_the_results_within_the_callers_scope(
         ids = {hit["id"] for hit in hits}
         assert theirs not in ids  # another user's memory naming Priya never joins
         assert agent["id"] in links  # the user's agent memories are in a user search's scope
-        only_mine = memory.search(
-            "greyhound", user_id="u", agent_id="a", top_k=5, explain=True
-        )["results"]
+        only_mine = memory.search("greyhound", user_id="u", agent_id="a", top_k=5, explain=True)[
+            "results"
+        ]
         assert linked not in {hit["id"] for hit in only_mine}  # narrower scope, narrower links
         memory.update(linked, "Lunch on Friday")  # no longer names Priya: the link goes
         again = memory.search("greyhound", user_id="u", top_k=5, explain=True)["results"]
