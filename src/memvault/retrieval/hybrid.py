@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from memvault.clock import now_iso
 from memvault.codec import Codec
+from memvault.embedding.base import Vectors
 from memvault.errors import InvalidInput
 from memvault.filters import FilterNode
 from memvault.retrieval.fusion import FusedHit, fuse
@@ -37,7 +38,7 @@ from memvault.retrieval.ranking import (
 )
 from memvault.retrieval.relevance import relevance
 from memvault.retrieval.text import words
-from memvault.retrieval.vector_index import ScopeIndex, VectorCache
+from memvault.retrieval.vector_index import Rescore, ScopeIndex, VectorCache
 from memvault.storage.base import MemoryStore
 from memvault.storage.rows import MemoryRow
 from memvault.validation import Scope
@@ -146,6 +147,13 @@ class HybridSearcher:
         )
         return index
 
+    def _vectors_of(self, scope_id: str, ids: Sequence[str]) -> dict[str, Vectors]:
+        """The decrypted vectors of the scope's rows among ``ids`` (one store read)."""
+        return {
+            row.id: self._codec.vector_entry(scope_id, row).vector
+            for row in self._store.vectors_of(scope_id, ids)
+        }
+
     def _read(
         self, scope_id: str, reader: Callable[[ScopeIndex], _R], version: int | None = None
     ) -> _R:
@@ -160,7 +168,7 @@ class HybridSearcher:
         scope: Scope,
         scope_ids: Sequence[str],
         limit: int,
-        ask: Callable[[str, Owners, ScopeIndex], list[tuple[str, float]]],
+        ask: Callable[[str, Owners, ScopeIndex], list[tuple[str, float]] | Rescore],
         own: frozenset[str],
         versions: Mapping[str, int] | None = None,
     ) -> list[tuple[str, float]]:
@@ -170,7 +178,10 @@ class HybridSearcher:
         for scope_id in scope_ids:
             owners = _implied_owners(scope, scope_id, own)
             version = None if versions is None else versions.get(scope_id)
-            found.extend(self._read(scope_id, partial(ask, scope_id, owners), version))
+            hits = self._read(scope_id, partial(ask, scope_id, owners), version)
+            if isinstance(hits, Rescore):  # outside the cache's lock: reads the store
+                hits = hits.finish(partial(self._vectors_of, scope_id))
+            found.extend(hits)
         found.sort(key=lambda hit: -hit[1])
         return found[:limit]
 
@@ -186,7 +197,9 @@ class HybridSearcher:
     ) -> list[tuple[str, float]]:
         now = time.time()
 
-        def ask(scope_id: str, owners: Owners, index: ScopeIndex) -> list[tuple[str, float]]:
+        def ask(
+            scope_id: str, owners: Owners, index: ScopeIndex
+        ) -> list[tuple[str, float]] | Rescore:
             return index.search(query, limit, now=now, owners=owners, allowed=allowed)
 
         return self._best_of_scopes(scope, scope_ids, limit, ask, own, versions)
