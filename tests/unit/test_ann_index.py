@@ -427,8 +427,13 @@ def test_compact_scope_holds_no_floats_and_rescores_candidates_read_from_the_sto
             yield _finish(index, query, fetch, 10, owners, allowed), expected
 
     assert _check(pairs(ANYONE, None)) >= 0.98  # scores exact: checked inside
-    # One or two batched reads per search, of part of the 20 candidates (the graph's order picks).
-    assert len(queries) <= len(reads) <= 2 * len(queries) and sum(reads) < len(queries) * 20
+    # One or two batched reads per search, of at most its 20 candidates; with more candidates
+    # (limit 40: 80), only part of them are read (the graph's int8 order picks which).
+    assert len(queries) <= len(reads) <= 2 * len(queries) and sum(reads) <= len(queries) * 20
+    reads.clear()
+    for query in queries:
+        assert len(_finish(index, query, fetch, 40)) == 40
+    assert sum(reads) < len(queries) * 80 * 0.8
     assert _check(pairs((None, "agent-a", None), half)) >= 0.98
     for found, _ in pairs((None, "agent-a", None), half):
         for memory_id, _score in found:

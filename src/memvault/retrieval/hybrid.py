@@ -149,10 +149,7 @@ class HybridSearcher:
 
     def _vectors_of(self, scope_id: str, ids: Sequence[str]) -> dict[str, Vectors]:
         """The decrypted vectors of the scope's rows among ``ids`` (one store read)."""
-        return {
-            row.id: self._codec.vector_entry(scope_id, row).vector
-            for row in self._store.vectors_of(scope_id, ids)
-        }
+        return self._codec.vectors(scope_id, self._store.vectors_of(scope_id, ids))
 
     def _read(
         self, scope_id: str, reader: Callable[[ScopeIndex], _R], version: int | None = None

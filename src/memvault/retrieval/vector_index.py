@@ -80,6 +80,11 @@ READ_ALL_ROWS = 2_000
 SCAN_CHUNK = 50_000
 READ_CHUNK = 10_000
 SLACK_EPSILON = 1e-4
+# A graph candidate outside the first RESCORE_SHARE (and limit + RESCORE_MARGIN) is read too when
+# its int8 cosine is within GRAPH_SLACK of the limit-th exact score (a margin, not a bound: the
+# graph's candidates are approximate anyway; measured, a wider one read many rows for little).
+RESCORE_MARGIN = 10
+GRAPH_SLACK = 0.0
 
 
 def _top(
@@ -109,8 +114,9 @@ class Rescore:
     vectors read from the store. ``finish`` runs outside ``VectorCache``'s lock: reading a key
     may tell the keyring's listeners of a key destroyed meanwhile, and they take that lock.
     ``approximate``: the int8 score of each candidate, which orders the reads; ``slack``: its
-    error bound, when the answer must be exact (a row is read unless its bound cannot reach
-    the limit-th exact score). A row gone from the store meanwhile is left out."""
+    error bound when ``bounded`` (the answer must be exact: a row is read unless its bound cannot
+    reach the limit-th exact score), else a margin. Without them all are read. A row gone from
+    the store meanwhile is left out."""
 
     query: npt.NDArray[np.float32]
     limit: int
@@ -118,25 +124,27 @@ class Rescore:
     positions: npt.NDArray[np.intp]
     approximate: npt.NDArray[np.float32] | None
     slack: npt.NDArray[np.float32] | None
+    bounded: bool = True  # ``slack`` is a bound (exact answer), not a margin (graph candidates)
 
     def finish(self, fetch: Fetch) -> list[tuple[str, float]]:
         everything = np.arange(len(self.ids), dtype=np.intp)
         if self.approximate is None:
             chosen, scores = self._score(everything, fetch)
         else:
+            assert self.slack is not None
             order = everything[np.lexsort((self.positions, -self.approximate))]
-            if self.slack is None:
-                first = order[: max(self.limit, math.ceil(RESCORE_SHARE * len(order)))]
-            else:
+            if self.bounded:
                 first = order[: 4 * self.limit]
+            else:
+                share = math.ceil(RESCORE_SHARE * len(order))
+                first = order[: max(self.limit + RESCORE_MARGIN, share)]
             chosen, scores = self._score(first, fetch)
             rest = order[len(first) :]
             if len(rest):
                 if len(scores) >= self.limit:
                     kth = float(np.partition(scores, len(scores) - self.limit)[-self.limit])
-                    reach = self.approximate[rest] + (0 if self.slack is None else self.slack[rest])
-                    rest = rest[reach >= kth]
-                elif self.slack is None:  # rows gone meanwhile: the next best by the graph
+                    rest = rest[self.approximate[rest] + self.slack[rest] >= kth]
+                elif not self.bounded:  # rows gone meanwhile: the next best by the graph
                     rest = rest[: self.limit]
                 more, extra = self._score(rest, fetch)
                 chosen, scores = np.concatenate([chosen, more]), np.concatenate([scores, extra])
@@ -419,9 +427,11 @@ class ScopeIndex:
             if len(positions) >= wanted or count >= n:
                 if not self.compact:
                     return self._best(positions, _dot_rows(self.matrix[positions], query), limit)
-                # The graph's own (int8) order picks which candidates are read and re-scored.
-                approximate = similarity * self.norms[positions]
-                return self._rescore(query, limit, positions, approximate, None)
+                # The graph's own (int8) cosine picks which candidates are read and re-scored.
+                norms = self.norms[positions]
+                return self._rescore(
+                    query, limit, positions, similarity * norms, norms * GRAPH_SLACK, bounded=False
+                )
             # Too few passed: ask again for as many as this pass rate needs, and a margin.
             share = min(share, 0.8 * len(positions) / count)
         return self._passing_scan(query, limit, now=now, owners=owners, allowed=allowed)
@@ -455,7 +465,7 @@ class ScopeIndex:
         norms = self.norms[positions]
         # usearch holds trunc(127 u) of the unit vector u: each coordinate within 1/127.
         slack = norms * (float(np.abs(query).sum()) / 127) + SLACK_EPSILON
-        return self._rescore(query, limit, positions, approximate * norms, slack)
+        return self._rescore(query, limit, positions, approximate * norms, slack, bounded=True)
 
     def _rescore(
         self,
@@ -464,10 +474,11 @@ class ScopeIndex:
         positions: npt.NDArray[np.intp],
         approximate: npt.NDArray[np.float32] | None,
         slack: npt.NDArray[np.float32] | None,
+        *,
+        bounded: bool = True,
     ) -> Rescore:
-        return Rescore(
-            query, limit, [self.ids[p] for p in positions.tolist()], positions, approximate, slack
-        )
+        ids = [self.ids[p] for p in positions.tolist()]
+        return Rescore(query, limit, ids, positions, approximate, slack, bounded)
 
     def keyword_search(
         self,

@@ -556,7 +556,8 @@ class SQLiteStore:
         rows = self._query(
             "SELECT id, namespace, user_id, agent_id, run_id, seal_version, expires_at,"
             " vector_box, '', '' FROM memories"
-            " WHERE id IN (SELECT value FROM json_each(?)) AND scope_id = ?",
+            # "+scope_id": looked up by id (unique), not by scanning the scope's rows.
+            " WHERE id IN (SELECT value FROM json_each(?)) AND +scope_id = ?",
             (json.dumps(list(ids)), scope_id),
         )
         return [VectorRow(*row) for row in rows]
