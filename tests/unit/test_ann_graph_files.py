@@ -280,3 +280,32 @@ def test_reset_deletes_the_namespaces_graph_files(tmp_path: Path) -> None:
         m.reset()
         assert len(_graphs(tmp_path)) == 1  # the other namespace's graph stays
         assert len(_search(other, "bob")) == 5
+
+
+def test_write_while_the_file_loads_reads_it_again_instead_of_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _open(tmp_path) as m:
+        m.add_many(_texts("alice"))
+        _built_and_saved(m)
+    with _open(tmp_path) as m:
+        files = m._cache._files
+        assert files is not None
+        real = files.load
+        calls: list[int] = []
+
+        def load(*args: object) -> object:
+            found = real(*args)  # type: ignore[arg-type]
+            calls.append(1)
+            if len(calls) == 1:  # a write lands while the file is being read
+                m.add("a memo written during the load about topic 3", user_id="alice")
+            return found
+
+        monkeypatch.setattr(files, "load", load)
+        _search(m)
+        wait_for(lambda: m._cache.builds == 1, 60, "the background job")
+        stats = m.engine.cache.stats()
+        assert len(calls) == 2 and stats["built"] == 0
+        assert stats["loaded"] + stats["caught_up"] == 2
+        (index,) = m._cache._entries.values()
+        assert index.uses_graph and index.graph is not None and index.graph.size == 61

@@ -683,25 +683,28 @@ class VectorCache:
     def _load(self, scope_id: str, index: ScopeIndex) -> bool:
         """Take the scope's graph from its sealed file, caught up with the writes since it was
         written. The rows are read in place, off the lock: a write meanwhile changes the
-        version, and the graph is then not used."""
+        version, and the file is then read again (up to BUILD_ATTEMPTS times)."""
         assert self._files is not None
-        with self._lock:
-            if self._entries.get(scope_id) is not index:
-                return True
-            version, positions, matrix = index.version, dict(index.positions), index.matrix
-        found = self._files.load(scope_id, index.dimensions, positions, matrix[: len(positions)])
-        with self._lock:
-            if found.outcome != "missing":
-                self._counts[found.outcome] += 1
-            if found.graph is None:
-                return False
-            if index.version == version and self._entries.get(scope_id) is index:
-                self._swap_in(index, found.graph)
-                if found.outcome == "caught_up":  # the file lags: written anew after the job
-                    index.unsaved = max(found.changed, 1)
-                    index.unsaved_since = time.monotonic() - RESEAL_SECONDS
-                return True
-            return False
+        for _ in range(BUILD_ATTEMPTS):
+            with self._lock:
+                if self._entries.get(scope_id) is not index:
+                    return True
+                version, positions, matrix = index.version, dict(index.positions), index.matrix
+            found = self._files.load(
+                scope_id, index.dimensions, positions, matrix[: len(positions)]
+            )
+            with self._lock:
+                if found.outcome != "missing":
+                    self._counts[found.outcome] += 1
+                if found.graph is None:
+                    return False
+                if index.version == version and self._entries.get(scope_id) is index:
+                    self._swap_in(index, found.graph)
+                    if found.outcome == "caught_up":  # the file lags: written anew after the job
+                        index.unsaved = max(found.changed, 1)
+                        index.unsaved_since = time.monotonic() - RESEAL_SECONDS
+                    return True
+        return False
 
     def _save_if_due(self, scope_id: str, index: ScopeIndex) -> None:
         """(Under the lock.) Start a background re-seal of a graph patched since its file."""
