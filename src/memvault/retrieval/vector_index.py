@@ -167,8 +167,7 @@ class Rescore:
                     rows.append(vector)
         if not rows:
             return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float32)
-        scores: npt.NDArray[np.float32] = np.stack(rows) @ self.query
-        return np.array(kept, dtype=np.intp), scores
+        return np.array(kept, dtype=np.intp), _dot_rows(np.stack(rows), self.query)
 
 
 def _dot_rows(
@@ -461,7 +460,7 @@ class ScopeIndex:
         approximate = np.empty(len(positions), dtype=np.float32)
         for start in range(0, len(positions), SCAN_CHUNK):
             part = positions[start : start + SCAN_CHUNK]
-            approximate[start : start + SCAN_CHUNK] = self.graph.vectors(part) @ query
+            approximate[start : start + SCAN_CHUNK] = _dot_rows(self.graph.vectors(part), query)
         norms = self.norms[positions]
         # usearch holds trunc(127 u) of the unit vector u: each coordinate within 1/127.
         slack = norms * (float(np.abs(query).sum()) / 127) + SLACK_EPSILON
