@@ -172,7 +172,13 @@ def serve(args: argparse.Namespace) -> dict[str, Any]:
 
     asked = questions(args.queries)
     timed_searches(m, asked[:20], "hybrid", "warm up")
-    graph_ms = {mode: timed_searches(m, asked, mode, "graph") for mode in ("vector", "hybrid")}
+    # A tag per mode: the same text twice would hit the query embedding cache the second time.
+    graph_ms = {
+        mode: timed_searches(m, asked, mode, f"{mode} run") for mode in ("vector", "hybrid")
+    }
+    # The same hybrid texts again: the query embedding comes from the cache, so this is the
+    # search without the model (how the 2026-12-04 run timed its hybrid mode, unknowingly).
+    graph_ms["hybrid_embedding_cached"] = timed_searches(m, asked, "hybrid", "hybrid run")
 
     rss_searching = rss_mb()  # before the recall check below holds every generated vector
     max_rss_searching = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
