@@ -128,20 +128,27 @@ def test_tampered_or_swapped_file_is_refused_and_rebuilt(tmp_path: Path) -> None
         assert alice.read_bytes() not in (forged, original)  # written anew
 
 
-def test_file_behind_later_writes_is_caught_up_and_sealed_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_file_behind_later_writes_is_caught_up_and_sealed_again(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
     """A file written before some writes is not trusted as it is: the rows added, updated or
     deleted since are patched in from the store, and the file is written anew."""
-    with _open(tmp_path) as m:
+    options = {"database_url": request.getfixturevalue("pg_url")} if store == "postgres" else {}
+    with _open(tmp_path, **options) as m:
         m.add_many(_texts("alice"))
         _built_and_saved(m)
     (path,) = _graphs(tmp_path)
     written = path.read_bytes()
-    with _open(tmp_path) as m:  # writes after the graph was saved (the cache never loaded)
+    with _open(tmp_path, **options) as m:  # writes after the graph was saved (cache not loaded)
         added = m.add("note about topic 3", user_id="alice")["results"][0]["id"]
-        gone = m.get_all(user_id="alice", top_k=100)["results"]
-        m.delete(next(hit["id"] for hit in gone if hit["memory"].startswith("note 3 ")))
+        rows = m.get_all(user_id="alice", top_k=100)["results"]
+        m.delete(next(hit["id"] for hit in rows if hit["memory"].startswith("note 3 ")))
+        # An update gives a row a new vector: the graph's old int8 vector must not answer.
+        updated = next(hit["id"] for hit in rows if hit["memory"].startswith("note 8 "))
+        m.update(updated, text=QUESTION + " and topic 3 again")
         version = m.engine.store.scope_version(m.engine.codec.live_scopes(_scope("alice"))[0])
-    with _open(tmp_path) as m:
+    with _open(tmp_path, **options) as m:
         found = _search(m)
         wait_for(lambda: m.engine.cache.stats()["saved"] == 1, 60, "the graph sealed again")
         stats = m.engine.cache.stats()
@@ -149,10 +156,11 @@ def test_file_behind_later_writes_is_caught_up_and_sealed_again(tmp_path: Path) 
         (index,) = m._cache._entries.values()
         assert index.uses_graph and index.compact and index.graph is not None
         assert index.graph.size == 60  # 60 loaded, one added, one deleted
-        assert found[0] == added and _search(m) == found
+        assert index.graph.removed >= 2  # the deleted row and the updated row's old vector
+        assert set(found[:2]) == {added, updated} and _search(m) == found
     assert path.read_bytes() != written
     assert int.from_bytes(path.read_bytes()[len(FORMAT) : len(FORMAT) + 8], "big") == version
-    with _open(tmp_path) as m:  # the file written anew is current: loaded as it is
+    with _open(tmp_path, **options) as m:  # the file written anew is current: loaded as it is
         assert _search(m) == found
         wait_for(lambda: m.engine.cache.builds == 1, 60, "the graph loaded")
         assert m.engine.cache.stats()["loaded"] == 1
