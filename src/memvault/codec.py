@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memvault.clock import to_epoch
+from memvault.embedding.base import Vectors
 from memvault.errors import IntegrityError
 from memvault.retrieval.text import words
 from memvault.retrieval.vector_index import VectorEntry
@@ -205,6 +206,20 @@ class Codec:
             stored.body,
             stored.context,
         )
+
+    def vectors(self, scope_id: str, rows: Sequence[VectorRow]) -> dict[str, Vectors]:
+        """The decrypted vectors of ``vectors_of`` rows of one key scope (one key look-up)."""
+        if not rows:
+            return {}
+        cipher = self.reader(scope_id, rows[0].id)
+        found: dict[str, Vectors] = {}
+        for stored in rows:
+            bound = Binding(
+                stored.namespace, stored.user_id, stored.agent_id, stored.run_id, stored.id
+            )
+            raw = cipher.open(bound, "vector", bytes(stored.vector_box), stored.seal_version)
+            found[stored.id] = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        return found
 
     def public(self, row: MemoryRow) -> dict[str, Any]:
         """The memory as the API returns it (one key look-up and binding for both fields)."""

@@ -183,7 +183,9 @@ class Memory:
                 lambda: self.sealing_key("ann-graph-names"),
                 self._keyring.cipher,
             )
-        self._cache = VectorCache(self.settings.vector_cache_bytes, files)
+        # A scope on the graph path keeps no float vectors: its candidates are re-scored with
+        # their vectors read from the store.
+        self._cache = VectorCache(self.settings.vector_cache_bytes, files, compact=True)
         self._llm: LLM | None = llm
         self._owns_llm = llm is None
         self._llm_lock = threading.Lock()

@@ -7,14 +7,14 @@ graph), one with none (always scanned exactly). Their top 10 must agree.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from memvault import Memory
-from memvault.retrieval import ann
+from memvault.retrieval import ann, vector_index
 from memvault.retrieval.vector_index import ScopeIndex, VectorCache, VectorEntry
 from tests.polling import wait_for
 
@@ -266,7 +266,14 @@ def test_filtered_search_through_memory_matches_exact(
     questions = [f"subject {i} in room {i % 4}" for i in range(12)]
 
     def answers(threshold: int) -> list[list[str]]:
-        with Memory(str(tmp_path), embedder="hash", ann_threshold=threshold, **options) as m:
+        # A generous filter budget: the test is about answers, not the time a loaded machine takes.
+        with Memory(
+            str(tmp_path),
+            embedder="hash",
+            ann_threshold=threshold,
+            max_filter_seconds=30,
+            **options,
+        ) as m:
             if not m.get_all(user_id="bob", top_k=1)["results"]:
                 m.add_many(
                     [
@@ -296,6 +303,69 @@ def test_filtered_search_through_memory_matches_exact(
     assert same / (10 * len(exact)) >= 0.98
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_memory_rescores_from_the_store_without_float_vectors(
+    tmp_path: object, store: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ``Memory`` the graph's scope drops its float matrix and re-scores candidates with
+    vectors read (one batched read) from the store: the scores are exact cosines, a selective
+    filter (the int8 scan bounded then read, READ_ALL_ROWS lowered) gives the exact top 10, and a
+    row deleted by another process is not answered."""
+    monkeypatch.setattr(vector_index, "READ_ALL_ROWS", 20)
+    options = {"database_url": request.getfixturevalue("pg_url")} if store == "postgres" else {}
+    texts = [f"entry {i} on subject {i % 11} in room {i % 4}" for i in range(600)]
+    items = [
+        {"messages": t, "user_id": "carol", "metadata": {"room": i % 4, "subject": i % 11}}
+        for i, t in enumerate(texts)
+    ]
+    questions = [f"subject {i} in room {i % 4}" for i in range(8)]
+    home = str(tmp_path)
+    with Memory(home, embedder="hash", ann_threshold=0, **options) as plain:
+        plain.add_many(items)
+        exact = {
+            (q, str(f)): plain.search(q, user_id="carol", filters=f, top_k=10, mode="vector")
+            for q in questions
+            for f in (None, {"subject": 3})
+        }
+        hybrid = plain.search(questions[1], user_id="carol", top_k=10, explain=True)["results"]
+    with Memory(home, embedder="hash", ann_threshold=300, **options) as m:
+        m.search("warm up", user_id="carol")
+        wait_for(lambda: m._cache.builds == 1, 60, "the background build")
+        (index,) = m._cache._entries.values()
+        assert index.uses_graph and index.compact and index.matrix.nbytes == 0
+        reads: list[int] = []
+        real = m.engine.store.vectors_of
+        monkeypatch.setattr(
+            m.engine.store, "vectors_of", lambda s, ids: reads.append(len(ids)) or real(s, ids)
+        )
+        same = 0
+        for (q, f), expected in exact.items():
+            filters = None if f == "None" else {"subject": 3}
+            found = m.search(q, user_id="carol", filters=filters, top_k=10, mode="vector")
+            got = [(h["id"], h["score"]) for h in found["results"]]
+            want = [(h["id"], h["score"]) for h in expected["results"]]
+            scores = dict(want)
+            for memory_id, score in got:  # exact cosines, as the exact scan gives them
+                if memory_id in scores:
+                    assert score == pytest.approx(scores[memory_id], abs=1e-5)
+            if filters is not None:  # 55 passing rows, over READ_ALL_ROWS: bounded, exact
+                assert [i for i, _ in got] == [i for i, _ in want]
+            same += len({i for i, _ in got} & set(scores))
+        assert same >= 0.98 * 10 * len(exact)
+        assert reads and max(reads) < 600
+        # Hybrid search with vector feedback (on by default) takes its seeds' vectors from the
+        # store too: the graph's scope holds no float vector to move the query with.
+        compact = m.search(questions[1], user_id="carol", top_k=10, explain=True)["results"]
+        assert all("vector_feedback" in h["explain"] for h in compact[:3])
+        assert compact[0]["id"] == hybrid[0]["id"]
+        assert len({h["id"] for h in compact} & {h["id"] for h in hybrid}) >= 8
+        top = m.search(questions[0], user_id="carol", top_k=3, mode="vector")["results"][0]["id"]
+        with Memory(home, embedder="hash", ann_threshold=300, **options) as other:
+            other.delete(top)  # another process: this cache's graph still holds the row
+        hits = m.search(questions[0], user_id="carol", top_k=10, mode="vector")["results"]
+        assert top not in {h["id"] for h in hits} and len(hits) == 10
+
+
 def test_the_graph_library_and_the_model_load_in_either_order() -> None:
     """Importing usearch before ONNX Runtime crashed the process (SIGSEGV) at the model load:
     memvault loads the graph library only after ONNX Runtime, in a fresh process here."""
@@ -312,3 +382,155 @@ def test_the_graph_library_and_the_model_load_in_either_order() -> None:
         [sys.executable, "-c", child], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0 and "both loaded" in done.stdout, (done.returncode, done.stderr)
+
+
+# --- scopes that keep no float matrix (``VectorCache(compact=True)``, as ``Memory`` runs) ---
+
+
+def _store(vectors: npt.NDArray[np.float32], reads: list[int]) -> vector_index.Fetch:
+    """A store's batched read of vectors by id (rows m0..): counts the rows read."""
+    by_id = {f"m{i}": vector for i, vector in enumerate(vectors)}
+
+    def fetch(ids: Sequence[str]) -> dict[str, npt.NDArray[np.float32]]:
+        reads.append(len(ids))
+        return {i: by_id[i] for i in ids if i in by_id}
+
+    return fetch
+
+
+def _compact(vectors: npt.NDArray[np.float32]) -> ScopeIndex:
+    index = ScopeIndex(1, DIMS, ann_threshold=THRESHOLD)
+    index.add(_entries(vectors))
+    index.prepare()
+    index.drop_floats()
+    return index
+
+
+def _finish(
+    index: ScopeIndex,
+    query: npt.NDArray[np.float32],
+    fetch: vector_index.Fetch,
+    limit: int = 10,
+    owners: tuple[str | None, str | None, str | None] = ANYONE,
+    allowed: set[str] | None = None,
+) -> list[tuple[str, float]]:
+    found = index.search(query, limit, now=NOW, owners=owners, allowed=allowed)
+    assert isinstance(found, vector_index.Rescore), "a compact scope re-scores from the store"
+    return found.finish(fetch)
+
+
+def test_compact_scope_holds_no_floats_and_rescores_candidates_read_from_the_store(
+    pair: tuple[ScopeIndex, ScopeIndex],
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    vectors, queries = data
+    _, exact = pair
+    index = _compact(vectors)
+    assert index.matrix.nbytes == 0 and index.memory()["float_matrix"] == 0
+    reads: list[int] = []
+    fetch = _store(vectors, reads)
+    half = {f"m{i}" for i in range(ROWS) if i % 3 != 0}
+
+    def pairs(
+        owners: tuple[str | None, str | None, str | None], allowed: set[str] | None
+    ) -> Iterator[tuple[list[tuple[str, float]], list[tuple[str, float]]]]:
+        for query in queries:
+            kwargs = {"now": NOW, "owners": owners, "allowed": allowed}
+            expected = exact.search(query, 10, **kwargs)  # type: ignore[arg-type]
+            assert isinstance(expected, list)
+            yield _finish(index, query, fetch, 10, owners, allowed), expected
+
+    assert _check(pairs(ANYONE, None)) >= 0.98  # scores exact: checked inside
+    # One or two batched reads per search, of at most its 20 candidates; with more candidates
+    # (limit 40: 80), only part of them are read (the graph's int8 order picks which).
+    assert len(queries) <= len(reads) <= 2 * len(queries) and sum(reads) <= len(queries) * 20
+    reads.clear()
+    for query in queries:
+        assert len(_finish(index, query, fetch, 40)) == 40
+    assert sum(reads) < len(queries) * 80 * 0.8
+    assert _check(pairs((None, "agent-a", None), half)) >= 0.98
+    for found, _ in pairs((None, "agent-a", None), half):
+        for memory_id, _score in found:
+            number = int(memory_id[1:])
+            assert number % 2 == 1 and number % 3 != 0 and number % 7 != 0
+
+
+@pytest.mark.parametrize("read_all_rows", [100_000, 10])
+def test_compact_selective_filter_gives_the_exact_top10(
+    pair: tuple[ScopeIndex, ScopeIndex],
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+    monkeypatch: pytest.MonkeyPatch,
+    read_all_rows: int,
+) -> None:
+    """Few passing rows: all read from the store; more than ``READ_ALL_ROWS``: scored on the
+    int8 vectors and read only where the error bound can reach the top. Both exact."""
+    monkeypatch.setattr(vector_index, "READ_ALL_ROWS", read_all_rows)
+    vectors, queries = data
+    _, exact = pair
+    index = _compact(vectors)
+    reads: list[int] = []
+    fetch = _store(vectors, reads)
+    few = {f"m{i}" for i in range(0, ROWS, 13)} | {"not-in-this-scope"}
+    for query in queries:
+        for owners in (ANYONE, (None, "agent-b", None)):
+            expected = exact.search(query, 10, now=NOW, owners=owners, allowed=few)
+            found = _finish(index, query, fetch, 10, owners, few)
+            assert isinstance(expected, list) and len(found) == len(expected) == 10
+            assert [i for i, _ in found] == [i for i, _ in expected]
+            assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=1e-6)
+    if read_all_rows == 10:  # the bound spared most passing rows a read
+        assert sum(reads) < len(queries) * 2 * len(few) / 2
+
+
+def test_compact_rows_gone_from_the_store_are_left_out(
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    """Another process deleted rows this cache still holds: they are not answered."""
+    vectors, queries = data
+    index = _compact(vectors)
+    full = _finish(index, queries[0], _store(vectors, []))
+    gone = {i for i, _ in full[:3]}
+    reads: list[int] = []
+    by_id = _store(vectors, reads)
+    found = _finish(
+        index, queries[0], lambda ids: {k: v for k, v in by_id(ids).items() if k not in gone}
+    )
+    assert len(found) == 10 and not gone & {i for i, _ in found}
+    assert [i for i, _ in found[:7]] == [i for i, _ in full[3:10]]
+
+
+def test_compact_writes_and_background_rebuild_use_the_graphs_own_vectors(
+    data: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+) -> None:
+    vectors, queries = data
+    index = ScopeIndex(1, DIMS, ann_threshold=THRESHOLD)
+    index.add(_entries(vectors))
+    cache = VectorCache(2**30, compact=True)
+    cache.get("scope", 1, lambda: index)
+    wait_for(lambda: cache.builds == 1, 60, "the background build")
+    assert index.compact and index.matrix.nbytes == 0 and index.graph is not None
+    target = queries[0]
+    stored = np.concatenate([vectors, np.stack([target])])
+    cache.apply("scope", 1, 2, added=_entries(np.stack([target]), first=ROWS))
+    fetch = _store(stored, [])
+    found = _finish(index, target, fetch)
+    assert found[0] == (f"m{ROWS}", pytest.approx(1.0, abs=1e-5))
+    # Many removals: rebuilt in the background from the int8 vectors the graph holds.
+    old = index.graph
+    cache.apply("scope", 2, 3, removed=[f"m{i}" for i in range(1, 2_401, 2)])
+    wait_for(lambda: cache.builds == 2, 120, "the background rebuild")
+    assert index.graph is not old and index.graph is not None and index.graph.removed == 0
+    assert index.graph.size == index.size == ROWS + 1 - 1_200
+    exact = ScopeIndex(1, DIMS)
+    exact.add([e for e in _entries(stored) if e.id in index.positions])
+    approximate = (_finish(index, q, fetch) for q in queries)
+    assert (
+        _check(
+            zip(
+                approximate,
+                (exact.search(q, 10, now=NOW, owners=ANYONE, allowed=None) for q in queries),
+                strict=True,
+            )
+        )
+        >= 0.98
+    )  # type: ignore[arg-type]

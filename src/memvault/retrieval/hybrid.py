@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from memvault.clock import now_iso
 from memvault.codec import Codec
+from memvault.embedding.base import Vectors
 from memvault.errors import InvalidInput
 from memvault.filters import FilterNode
 from memvault.retrieval.expansion import Link, LinkSource, Seed, link_ranking
@@ -38,7 +39,7 @@ from memvault.retrieval.ranking import (
 )
 from memvault.retrieval.relevance import relevance
 from memvault.retrieval.text import words
-from memvault.retrieval.vector_index import ScopeIndex, VectorCache
+from memvault.retrieval.vector_index import Rescore, ScopeIndex, VectorCache
 from memvault.storage.base import MemoryStore
 from memvault.storage.rows import MemoryRow
 from memvault.validation import Scope
@@ -157,14 +158,16 @@ def _admitted(wanted: set[str], now: float, owners: Owners, index: ScopeIndex) -
     return index.admitted(wanted, now=now, owners=owners, allowed=None)
 
 
-def _vectors_of(wanted: Sequence[str], index: ScopeIndex) -> list[npt.NDArray[np.float32]]:
+def _index_vectors(
+    wanted: Sequence[str], index: ScopeIndex
+) -> tuple[list[npt.NDArray[np.float32]], list[str]]:
     """The vectors of the ``wanted`` rows this index holds (copies: the index is patched in
-    place by writes)."""
-    return [
-        index.matrix[index.positions[memory_id]].copy()
-        for memory_id in wanted
-        if memory_id in index.positions
-    ]
+    place by writes), and the ids of those whose vectors it does not keep (a compact scope on
+    the graph path keeps none in float: they are read from the store)."""
+    held = [memory_id for memory_id in wanted if memory_id in index.positions]
+    if index.compact:
+        return [], held
+    return [index.matrix[index.positions[memory_id]].copy() for memory_id in held], []
 
 
 def _feedback_search(
@@ -250,6 +253,10 @@ class HybridSearcher:
         )
         return index
 
+    def _vectors_of(self, scope_id: str, ids: Sequence[str]) -> dict[str, Vectors]:
+        """The decrypted vectors of the scope's rows among ``ids`` (one store read)."""
+        return self._codec.vectors(scope_id, self._store.vectors_of(scope_id, ids))
+
     def _read(
         self, scope_id: str, reader: Callable[[ScopeIndex], _R], version: int | None = None
     ) -> _R:
@@ -264,7 +271,7 @@ class HybridSearcher:
         scope: Scope,
         scope_ids: Sequence[str],
         limit: int,
-        ask: Callable[[str, Owners, ScopeIndex], list[tuple[str, float]]],
+        ask: Callable[[str, Owners, ScopeIndex], list[tuple[str, float]] | Rescore],
         own: frozenset[str],
         versions: Mapping[str, int] | None = None,
     ) -> list[tuple[str, float]]:
@@ -274,7 +281,10 @@ class HybridSearcher:
         for scope_id in scope_ids:
             owners = _implied_owners(scope, scope_id, own)
             version = None if versions is None else versions.get(scope_id)
-            found.extend(self._read(scope_id, partial(ask, scope_id, owners), version))
+            hits = self._read(scope_id, partial(ask, scope_id, owners), version)
+            if isinstance(hits, Rescore):  # outside the cache's lock: reads the store
+                hits = hits.finish(partial(self._vectors_of, scope_id))
+            found.extend(hits)
         found.sort(key=lambda hit: -hit[1])
         return found[:limit]
 
@@ -290,7 +300,9 @@ class HybridSearcher:
     ) -> list[tuple[str, float]]:
         now = time.time()
 
-        def ask(scope_id: str, owners: Owners, index: ScopeIndex) -> list[tuple[str, float]]:
+        def ask(
+            scope_id: str, owners: Owners, index: ScopeIndex
+        ) -> list[tuple[str, float]] | Rescore:
             return index.search(query, limit, now=now, owners=owners, allowed=allowed)
 
         return self._best_of_scopes(scope, scope_ids, limit, ask, own, versions)
@@ -437,8 +449,11 @@ class HybridSearcher:
                 wanted = [seed.memory_id for seed in seeds[: techniques.vector_feedback_seeds]]
                 vectors: list[npt.NDArray[np.float32]] = []
                 for scope_id in scope_ids:  # the seeds' vectors, from the scope's index
-                    ask = partial(_vectors_of, wanted)
-                    vectors.extend(self._read(scope_id, ask, versions.get(scope_id)))
+                    ask = partial(_index_vectors, wanted)
+                    held, elsewhere = self._read(scope_id, ask, versions.get(scope_id))
+                    vectors.extend(held)
+                    if elsewhere:  # a compact scope: from the store, decrypted for this search
+                        vectors.extend(self._vectors_of(scope_id, elsewhere).values())
                 if vectors:
                     centroid = np.mean(vectors, axis=0)
                     moved = (query_vector + centroid).astype(np.float32)

@@ -345,6 +345,11 @@ class MemoryStore(Protocol):
         snapshot; return the scope version of that snapshot."""
         ...
 
+    def vectors_of(self, scope_id: str, ids: Sequence[str]) -> list[VectorRow]:
+        """The sealed vectors of the rows of one key scope among ``ids`` (one read; ``body``
+        and ``context`` left empty): a large scope's exact re-scoring reads only its candidates."""
+        ...
+
     def user_rows(self, namespace: str, user_id: str) -> tuple[int, int]:
         """How many memories and history events a user has in a namespace."""
         ...

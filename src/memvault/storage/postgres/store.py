@@ -655,6 +655,16 @@ class PostgresStore:
                     consume([VectorRow(*row) for row in rows])
         return int(found[0]) if found else 0
 
+    def vectors_of(self, scope_id: str, ids: Sequence[str]) -> list[VectorRow]:
+        """The sealed vectors of the scope's rows among ``ids`` (one read)."""
+        rows = self._fetch(
+            "SELECT id, namespace, user_id, agent_id, run_id, seal_version, expires_at,"
+            " vector_box, '', '' FROM memories WHERE id = ANY(%s) AND scope_id = %s",
+            (list(ids), scope_id),
+            "reading vectors",
+        )
+        return [VectorRow(*row) for row in rows]
+
     def user_rows(self, namespace: str, user_id: str) -> tuple[int, int]:
         rows = self._fetch(
             "SELECT (SELECT count(*) FROM memories WHERE namespace = %s AND user_id = %s),"

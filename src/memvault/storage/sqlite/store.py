@@ -650,6 +650,17 @@ class SQLiteStore:
                 db.execute("COMMIT")
         return int(version_row[0]) if version_row else 0
 
+    def vectors_of(self, scope_id: str, ids: Sequence[str]) -> list[VectorRow]:
+        """The sealed vectors of the scope's rows among ``ids`` (one read)."""
+        rows = self._query(
+            "SELECT id, namespace, user_id, agent_id, run_id, seal_version, expires_at,"
+            " vector_box, '', '' FROM memories"
+            # "+scope_id": looked up by id (unique), not by scanning the scope's rows.
+            " WHERE id IN (SELECT value FROM json_each(?)) AND +scope_id = ?",
+            (json.dumps(list(ids)), scope_id),
+        )
+        return [VectorRow(*row) for row in rows]
+
     def user_rows(self, namespace: str, user_id: str) -> tuple[int, int]:
         """How many memories and history events a user has in a namespace."""
         memories = self._query(
