@@ -17,6 +17,26 @@ from tests.polling import wait_for
 from tests.webhooks.conftest import LOOPBACK, Receiver
 
 
+def _worker(home: Path, allowed: list[str]) -> subprocess.Popen[str]:
+    """``memvault jobs work`` on ``home`` with no LLM and the operator allow-list ``allowed``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVAULT_")}
+    env.update(
+        {
+            "MEMVAULT_HOME": str(home),
+            "MEMVAULT_EMBEDDER": "hash",
+            "MEMVAULT_WEBHOOK_ALLOWED_HOSTS": json.dumps(allowed),
+            "MEMVAULT_WEBHOOK_ALLOW_HTTP": "true",
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "memvault", "jobs", "work"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
 def test_a_worker_process_without_an_llm_delivers_the_outbox(
     home: Path, receiver: Receiver
 ) -> None:
@@ -25,22 +45,7 @@ def test_a_worker_process_without_an_llm_delivers_the_outbox(
         secret = m.configure_webhook(receiver.url)["secret"]
         added = m.add("Alice prefers green tea", user_id="alice", infer=False)["results"][0]
         m.erase_user("alice")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVAULT_")}
-        env.update(
-            {
-                "MEMVAULT_HOME": str(home),
-                "MEMVAULT_EMBEDDER": "hash",
-                "MEMVAULT_WEBHOOK_ALLOWED_HOSTS": json.dumps(LOOPBACK),
-                "MEMVAULT_WEBHOOK_ALLOW_HTTP": "true",
-            }
-        )
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "memvault", "jobs", "work"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
+        worker = _worker(home, LOOPBACK)
         try:
 
             def both_delivered() -> bool:
@@ -71,22 +76,7 @@ def test_a_worker_process_enforces_its_own_allow_list(home: Path, receiver: Rece
     with Memory(home, embedder=HashEmbedder(), webhook_workers=0, **settings) as m:
         m.configure_webhook(receiver.url)
         m.add("Alice prefers green tea", user_id="alice", infer=False)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMVAULT_")}
-        env.update(
-            {
-                "MEMVAULT_HOME": str(home),
-                "MEMVAULT_EMBEDDER": "hash",
-                "MEMVAULT_WEBHOOK_ALLOWED_HOSTS": json.dumps(["10.255.255.0/24"]),
-                "MEMVAULT_WEBHOOK_ALLOW_HTTP": "true",
-            }
-        )
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "memvault", "jobs", "work"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
+        worker = _worker(home, ["10.255.255.0/24"])
         try:
 
             def refused() -> bool:
