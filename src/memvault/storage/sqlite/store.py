@@ -65,6 +65,8 @@ from memvault.validation import Scope
 
 __all__ = ["DB_NAME", "SQLiteStore"]
 
+WRITE_PROBE_BYTES = 64 * 1024  # /readyz's write after a write fault
+
 DB_NAME = "memvault.db"
 # The decrypted-metadata cache (``mv_meta``): a byte budget, and an entry cap that keeps even
 # entries of the largest metadata (box + JSON) within ``METADATA_CACHE_ENTRIES`` x 32 KB.
@@ -345,14 +347,15 @@ class SQLiteStore:
             return str(row[0])
 
     def check_writes(self) -> None:
-        # Only after a failed write: then one tiny write (a row of store_meta) shows whether
-        # the fault cleared, so a node taken out of rotation by /readyz comes back by itself.
+        # Only after a failed write: then one write (a row of store_meta) shows whether the
+        # fault cleared, so a node taken out of rotation by /readyz comes back by itself. The
+        # row is as large as a batch of memories (WRITE_PROBE_BYTES): a full disk often still
+        # has a few free pages, enough for a tiny write but not for the next real one.
         if self._write_fault is None:
             return
+        probe = f"{time.time()} ".ljust(WRITE_PROBE_BYTES, ".")
         with self.transaction() as tx:
-            tx.db.execute(
-                "INSERT OR REPLACE INTO store_meta VALUES ('write_probe', ?)", (str(time.time()),)
-            )
+            tx.db.execute("INSERT OR REPLACE INTO store_meta VALUES ('write_probe', ?)", (probe,))
 
     def status(self) -> StoreStatus:
         with translated("reading the status"):
