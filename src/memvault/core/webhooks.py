@@ -186,13 +186,13 @@ def configure(
     return webhook(engine)
 
 
-def webhook(engine: Engine, now: datetime | None = None) -> dict[str, Any]:
+def webhook(engine: Engine) -> dict[str, Any]:
     hook = engine.store.get_webhook(engine.namespace)
     if hook is None:
         raise NotFound(f"namespace {engine.namespace} has no webhook")
     shown = _public(hook)
     secrets = _open_secrets(engine.keyring, hook)
-    if secrets.previous_valid(now or _system_clock()):
+    if secrets.previous_valid(_system_clock()):
         shown["previous_secret_expires_at"] = secrets.previous_until
     return shown
 
@@ -429,7 +429,8 @@ class WebhookWorker:
             body = json.dumps(
                 self._payload(engine, hook, row), ensure_ascii=False, separators=(",", ":")
             ).encode()
-            secrets = _open_secrets(engine.keyring, hook).signing(self._clock())
+            sent_at = self._clock()  # one moment chooses the secrets and stamps the signature
+            secrets = _open_secrets(engine.keyring, hook).signing(sent_at)
             destination = check_destination(hook.url, self._allow, self._resolver)
             headers = {
                 "Content-Type": "application/json",
@@ -437,7 +438,7 @@ class WebhookWorker:
                 "X-Memvault-Event": row.event,
                 "X-Memvault-Delivery": row.id,
                 "Idempotency-Key": row.id,
-                SIGNATURE_HEADER: sign(secrets, body, int(self._clock().timestamp())),
+                SIGNATURE_HEADER: sign(secrets, body, int(sent_at.timestamp())),
             }
             answer = post(
                 destination,
