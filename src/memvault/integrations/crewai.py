@@ -47,7 +47,7 @@ import numpy as np
 
 from memvault.async_memory import AsyncMemory
 from memvault.errors import InvalidConfig, InvalidInput, MissingScope
-from memvault.integrations.scoping import ScopeBinding
+from memvault.integrations.scoping import ScopeBinding, equals
 from memvault.lru import ByteLRU, text_size
 from memvault.memory import Memory
 from memvault.validation import Scope
@@ -352,7 +352,7 @@ class MemvaultStorage:
             user_id=scope.user_id,
             agent_id=scope.agent_id,
             run_id=scope.run_id,
-            filters={"AND": [*_conditions(None), {ID_FIELD: _equals(record_id)}]},
+            filters={"AND": [*_conditions(None), equals(ID_FIELD, record_id)]},
             top_k=1,
         )["results"]
         return found[0] if found else None
@@ -479,19 +479,14 @@ def _conditions(
         {SCOPE_FIELD: "*"},
         {DEPTH_FIELD: {"gte": len(segments)}},
     ]
-    conditions += [{SEGMENT_FIELD.format(i): _equals(part)} for i, part in enumerate(segments)]
+    conditions += [equals(SEGMENT_FIELD.format(i), part) for i, part in enumerate(segments)]
     if categories:
         if isinstance(categories, str):
             raise InvalidInput("categories is a list of strings")
         conditions.append({"OR": [{CATEGORIES_FIELD: {"contains": c}} for c in categories]})
     for key, value in (metadata_filter or {}).items():
-        conditions.append({META_PREFIX + str(key): _equals(value)})
+        conditions.append(equals(META_PREFIX + str(key), value))
     return conditions
-
-
-def _equals(value: Any) -> dict[str, Any]:
-    """Equality as a filter: ``{"eq": "*"}`` would mean "the field is present", ``in`` never."""
-    return {"in": [value]}
 
 
 def _metadata(record: MemoryRecord) -> dict[str, Any]:
