@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Literal, TypeVar
 
 import numpy as np
@@ -353,15 +353,8 @@ class HybridSearcher:
         could be in neither. So such a search checks that no scope's version moved while it
         ran, and runs again if one did (at most ``SNAPSHOT_TRIES`` times): its hits are those
         of one moment."""
-        embedded: list[npt.NDArray[np.float32]] = []
-
-        def embed_once() -> npt.NDArray[np.float32]:
-            assert embed_query is not None
-            if not embedded:
-                embedded.append(embed_query())
-            return embedded[0]
-
-        embed = embed_once if embed_query is not None else None
+        # Embedded at most once, and only by a pass that has a scope to search.
+        embed = cache(embed_query) if embed_query is not None else None
         hits: list[SearchHit] = []
         for _ in range(SNAPSHOT_TRIES):
             hits, versions = self._search_once(
