@@ -62,6 +62,7 @@ from memvault.storage.rows import KeyStoreStatus, StoreStatus
 from memvault.validation import (
     Message,
     Scope,
+    check_count,
     check_id,
     check_importance,
     check_memory_type,
@@ -769,10 +770,8 @@ class Memory:
     ) -> queue.JobWorker:
         """Start the worker pool of the job queue in this process (the server does it at
         start). ``handler``: what runs a job's request (default: ``process_inference``)."""
-        if workers is not None and (
-            isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256
-        ):
-            raise InvalidInput("workers must be an integer from 1 to 256")
+        if workers is not None:
+            check_count("workers", workers, 256)
         if self._job_worker is not None:
             return self._job_worker
         if handler is not None:
@@ -852,10 +851,8 @@ class Memory:
 
     def start_webhooks(self, workers: int | None = None) -> webhooks.WebhookWorker:
         """Start delivering webhook events in this process (the server does it at start)."""
-        if workers is not None and (
-            isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 16
-        ):
-            raise InvalidInput("workers must be an integer from 1 to 16")
+        if workers is not None:
+            check_count("workers", workers, 16)
         if self._webhook_worker is None:
             count = workers if workers is not None else max(1, self.settings.webhook_workers)
             self._webhook_worker = self.webhook_worker().start(count)

@@ -329,7 +329,13 @@ def check_offset(value: object) -> int:
     return value
 
 
-def check_top_k(value: object, limit: int = 1000) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-        raise InvalidInput(f"top_k must be an integer from 1 to {limit}")
+def check_count(name: str, value: object, most: int) -> int:
+    """A count a caller passes (``top_k``, ``limit``, ``batch``, ``workers``): an integer from 1
+    to ``most`` (a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidInput(f"{name} must be an integer from 1 to {most}")
     return value
+
+
+def check_top_k(value: object, limit: int = 1000) -> int:
+    return check_count("top_k", value, limit)

@@ -37,7 +37,7 @@ from memvault.retrieval.entities import MAX_ENTITIES, MAX_NAME, Entity, extract,
 from memvault.retrieval.expansion import Link, Seed
 from memvault.security.crypto import SEAL_VERSION, ScopeCipher
 from memvault.storage.rows import MemoryRow
-from memvault.validation import Scope, check_id
+from memvault.validation import Scope, check_count, check_id
 
 __all__ = [
     "FIELD",
@@ -62,13 +62,6 @@ _DOMAIN = "\x1fentity\x1f"
 # (the user's own name, "today"): it is left out of the links, which also bounds their cost.
 MAX_LINKS_PER_ENTITY = 100
 MAX_LIMIT = 1000
-
-
-def check_count(name: str, value: object, most: int) -> int:
-    """A count a caller passes (``limit``, ``batch``): an integer from 1 to ``most``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-        raise InvalidInput(f"{name} must be an integer from 1 to {most}")
-    return value
 
 
 def entity_hash(cipher: ScopeCipher, key: str) -> str:

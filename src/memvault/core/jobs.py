@@ -40,7 +40,7 @@ from memvault.errors import InvalidInput, JobNotRetryable, MemvaultError, NotFou
 from memvault.security.crypto import Binding, ScopeCipher
 from memvault.storage.base import DataStore
 from memvault.storage.rows import JOB_STATUSES, JobRow
-from memvault.validation import Scope, check_id
+from memvault.validation import Scope, check_count, check_id
 
 __all__ = [
     "INFER",
@@ -174,8 +174,7 @@ def list_jobs(
 ) -> list[JobRow]:
     if status is not None and status not in JOB_STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(JOB_STATUSES)}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise InvalidInput("limit must be an integer from 1 to 1000")
+    check_count("limit", limit, 1000)
     if user_id is not None:
         user_id = check_id("user_id", user_id)
     return engine.store.list_jobs(engine.namespace, status=status, user_id=user_id, limit=limit)

@@ -53,7 +53,7 @@ from memvault.security.keyring import KeyRing
 from memvault.security.keyscope import WEBHOOKS
 from memvault.storage.base import DataStore, WriteTx
 from memvault.storage.rows import DELIVERY_STATUSES, DeliveryRow, WebhookRow
-from memvault.validation import check_id
+from memvault.validation import check_count, check_id
 from memvault.webhooks.destination import AllowList, Resolver, check_destination, system_resolver
 from memvault.webhooks.signing import SIGNATURE_HEADER, new_secret, sign
 from memvault.webhooks.transport import post
@@ -338,8 +338,7 @@ def public_delivery(row: DeliveryRow) -> dict[str, Any]:
 def deliveries(engine: Engine, *, status: str | None, limit: int) -> list[DeliveryRow]:
     if status is not None and status not in DELIVERY_STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(DELIVERY_STATUSES)}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise InvalidInput("limit must be an integer from 1 to 1000")
+    check_count("limit", limit, 1000)
     return engine.store.list_deliveries(engine.namespace, status=status, limit=limit)
 
 
