@@ -8,20 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from memvault.security.policy import Action
-from memvault.security.principal import Principal
-from memvault.server.auth import require
 from memvault.server.bodies import CheckedRoute
 from memvault.server.errors import error_responses
+from memvault.server.routes.memories import Reader, ScopeQuery
 from memvault.server.schemas import NamedEntities
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/entities", tags=["entities"], route_class=CheckedRoute)
-Reader = Annotated[Principal, Depends(require(Action.MEMORIES_READ))]
-ScopeQuery = Annotated[str | None, Query(max_length=128)]
 
 
 @router.get(
